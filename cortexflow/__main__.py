@@ -1,0 +1,3 @@
+from cortexflow.cli import main
+
+raise SystemExit(main())

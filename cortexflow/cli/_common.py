@@ -1,0 +1,78 @@
+"""What every command shares: global options, output helpers, error -> exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from cortexflow import errors
+
+DEFAULT_FILE = "queues.yaml"
+
+
+def global_options() -> argparse.ArgumentParser:
+    """Options every subcommand takes (DESIGN §6)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("global options")
+    g.add_argument(
+        "-f",
+        "--file",
+        default=os.environ.get("CORTEXFLOW_FILE", DEFAULT_FILE),
+        help="queues.yaml to use (default: $CORTEXFLOW_FILE or ./queues.yaml)",
+    )
+    g.add_argument("--redis-url", default=None, help="Redis/Valkey URL (overrides queues.yaml and $REDIS_URL)")
+    g.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    g.add_argument("--no-color", action="store_true", help="no ANSI colours (also: NO_COLOR=1)")
+    g.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    g.add_argument("-v", "--verbose", action="count", default=0, help="more detail on stderr")
+    return p
+
+
+def use_color(args: argparse.Namespace, stream: TextIO = sys.stderr) -> bool:
+    if getattr(args, "no_color", False) or os.environ.get("NO_COLOR"):
+        return False
+    return stream.isatty()
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    return Path(args.file)
+
+
+def out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Call the command's function and map cortexflow's errors to messages and exit codes."""
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except errors.RedisUnavailableError as exc:
+        err(f"error: {exc}")
+        return errors.EXIT_UNAVAILABLE
+    except errors.ConfigError as exc:
+        err(str(exc))
+        return exc.exit_code
+    except errors.UsageError as exc:
+        err(f"error: {exc}")
+        return errors.EXIT_USAGE
+    except errors.CortexflowError as exc:
+        err(f"error: {exc}")
+        return errors.EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return errors.EXIT_OK

@@ -1,0 +1,109 @@
+"""The resolved configuration: frozen dataclasses built by the loader after validation.
+
+Durations are seconds (float). Every default here equals the one in
+``schemas/queues.schema.json``; a test holds the two together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+DEFAULT_PREFIX = "cortexflow"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``max`` jobs started per ``duration`` seconds, across all workers of all hosts."""
+
+    max: int
+    duration: float
+
+
+@dataclass(frozen=True)
+class Backoff:
+    type: Literal["fixed", "exponential"] = "exponential"
+    delay: float = 1.0
+    max: float = 600.0
+    jitter: float = 0.0
+
+
+@dataclass(frozen=True)
+class RetentionRule:
+    """Keep finished jobs at most ``age`` seconds and at most the newest ``count``.
+
+    ``None`` means no limit on that axis; ``keep=False`` means remove at once.
+    """
+
+    age: float | None
+    count: int | None
+    keep: bool = True
+
+
+@dataclass(frozen=True)
+class Retention:
+    completed: RetentionRule = RetentionRule(age=3600.0, count=1000)
+    failed: RetentionRule = RetentionRule(age=7 * 86400.0, count=10000)
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    name: str
+    handler: str
+    concurrency: int = 10
+    processes: int = 1
+    priority: int = 0
+    rate_limit: RateLimit | None = None
+    attempts: int = 3
+    backoff: Backoff = Backoff()
+    timeout: float = 300.0
+    retention: Retention = Retention()
+    payload_schema: Path | None = None
+    # The parsed JSON Schema document of payload_schema (validated by the loader).
+    payload_schema_doc: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    dead_letter: str | None = None
+    lease: float = 30.0
+    max_stalls: int = 2
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    # None: no URL configured anywhere -> the embedded server (DESIGN §7).
+    url: str | None = None
+    prefix: str = DEFAULT_PREFIX
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    limit: int = 10  # more than `limit` restarts within `window` -> FATAL
+    window: float = 600.0
+    backoff_max: float = 60.0
+    stable_after: float = 120.0  # backoff resets after this long up
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    queues: Mapping[str, QueueConfig]
+    redis: RedisConfig = RedisConfig()
+    version: int = 1
+    stop_timeout: float = 30.0
+    restart: RestartPolicy = RestartPolicy()
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def queue(self, name: str) -> QueueConfig:
+        """Return the queue's config; UsageError naming the known queues if it is not declared."""
+        from cortexflow.errors import UsageError
+
+        try:
+            return self.queues[name]
+        except KeyError:
+            known = ", ".join(sorted(self.queues)) or "(none)"
+            raise UsageError(
+                f"unknown queue {name!r}; queues declared in {self.path.name}: {known}"
+            ) from None

@@ -1,0 +1,93 @@
+"""Key names. All keys of one queue share the hash tag ``{prefix:queue}`` (Redis Cluster ready)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STATES = ("waiting", "delayed", "active", "completed", "failed")
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    prefix: str
+    queue: str
+
+    @property
+    def base(self) -> str:
+        return f"{{{self.prefix}:{self.queue}}}"
+
+    def k(self, name: str) -> str:
+        return f"{self.base}:{name}"
+
+    @property
+    def job_prefix(self) -> str:
+        """Job hashes are ``<job_prefix><id>``; their logs ``<job_prefix><id>:logs``."""
+        return f"{self.base}:j:"
+
+    def job(self, job_id: str) -> str:
+        return self.job_prefix + job_id
+
+    @property
+    def wait(self) -> str:  # ZSET id -> (1e6 - priority) * 2^32 + seq
+        return self.k("wait")
+
+    @property
+    def delayed(self) -> str:  # ZSET id -> due time (ms)
+        return self.k("delayed")
+
+    @property
+    def active(self) -> str:  # ZSET id -> lease deadline (ms)
+        return self.k("active")
+
+    @property
+    def completed(self) -> str:  # ZSET id -> finished time (ms)
+        return self.k("completed")
+
+    @property
+    def failed(self) -> str:  # ZSET id -> finished time (ms)
+        return self.k("failed")
+
+    @property
+    def meta(self) -> str:  # HASH paused, seq, totals
+        return self.k("meta")
+
+    @property
+    def limiter(self) -> str:  # ZSET of start times (sliding-window rate limit)
+        return self.k("limiter")
+
+    @property
+    def marker(self) -> str:  # LIST of wake-up tokens that idle workers block on
+        return self.k("marker")
+
+    @property
+    def dlq_outbox(self) -> str:  # LIST of ids failed for good, still to copy to dead_letter
+        return self.k("dlq")
+
+    @property
+    def workers(self) -> str:  # ZSET worker id -> heartbeat deadline (ms)
+        return self.k("workers")
+
+    @property
+    def worker_info(self) -> str:  # HASH worker id -> JSON
+        return self.k("winfo")
+
+    @property
+    def expect(self) -> str:  # STRING expected worker processes, set by supervisors with a TTL
+        return self.k("expect")
+
+    def state_key(self, state: str) -> str:
+        return {
+            "waiting": self.wait,
+            "delayed": self.delayed,
+            "active": self.active,
+            "completed": self.completed,
+            "failed": self.failed,
+        }[state]
+
+
+def supervisors_key(prefix: str) -> str:
+    return f"{{{prefix}}}:supervisors"
+
+
+def supervisor_info_key(prefix: str) -> str:
+    return f"{{{prefix}}}:supinfo"

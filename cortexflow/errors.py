@@ -1,0 +1,69 @@
+"""Exceptions and process exit codes shared by every layer.
+
+The core raises these; only the CLI turns them into messages and exit codes.
+"""
+
+from __future__ import annotations
+
+# Exit codes (DESIGN §6). EX_CONFIG is what a worker child exits with when its
+# handler cannot be imported or the config is invalid: the supervisor marks the
+# queue FATAL at once instead of restarting it.
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 69
+EXIT_CONFIG = 78
+
+
+class CortexflowError(Exception):
+    """Base class of every error cortexflow raises on purpose."""
+
+
+class UnrecoverableError(CortexflowError):
+    """Raise from a handler to fail the job at once, whatever attempts remain."""
+
+
+class UsageError(CortexflowError):
+    """The caller asked for something that cannot be done as asked (bad argument, unknown queue)."""
+
+
+class PayloadError(CortexflowError):
+    """A job payload was refused at enqueue; nothing was written.
+
+    ``violations`` lists ``(json_pointer, message)`` pairs, one per problem.
+    """
+
+    def __init__(self, queue: str, violations: list[tuple[str, str]]) -> None:
+        self.queue = queue
+        self.violations = violations
+        lines = "; ".join(f"{ptr or '/'}: {msg}" for ptr, msg in violations)
+        super().__init__(f"payload for queue {queue!r} refused: {lines}")
+
+
+class RedisUnavailableError(CortexflowError):
+    """Redis/Valkey could not be reached. ``url`` is already redacted."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(
+            f"cannot reach Redis at {url}: {reason}. Start the server (or `cortexflow up` for the "
+            "embedded one), or point --redis-url / REDIS_URL / redis.url in queues.yaml at a "
+            "reachable server."
+        )
+
+
+class JobNotFoundError(CortexflowError):
+    """No job with that id exists in that queue."""
+
+
+class ConfigError(CortexflowError):
+    """queues.yaml is missing or invalid. ``str()`` is the rendered diagnostics.
+
+    ``exit_code`` is 2 for a missing file (usage), 1 for an invalid one.
+    """
+
+    def __init__(self, message: str, diagnostics: tuple[object, ...] = (), exit_code: int = 1) -> None:
+        self.diagnostics = diagnostics
+        self.exit_code = exit_code
+        super().__init__(message)
