@@ -1,0 +1,112 @@
+"""Who is running: worker heartbeats, supervisor heartbeats, expected worker counts.
+
+Entries expire by deadline (ZSET score, ms), so a process killed with SIGKILL drops out of
+every listing after its TTL without anyone cleaning up after it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from cortexflow.engine.keys import QueueKeys, supervisor_info_key, supervisors_key
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def _publish(
+    client: aioredis.Redis, zkey: str, hkey: str, member: str, info: dict[str, Any], ttl: float
+) -> None:
+    now = _now_ms()
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.zadd(zkey, {member: now + int(ttl * 1000)})
+        pipe.hset(hkey, member, json.dumps(info))
+        # Forget entries that expired (their processes died without saying goodbye).
+        pipe.zrangebyscore(zkey, "-inf", now)
+        pipe.zremrangebyscore(zkey, "-inf", now)
+        res = await pipe.execute()
+    dead = res[2]
+    if dead:
+        await client.hdel(hkey, *dead)
+
+
+async def _live(client: aioredis.Redis, zkey: str, hkey: str) -> list[dict[str, Any]]:
+    ids = await client.zrangebyscore(zkey, _now_ms(), "+inf")
+    if not ids:
+        return []
+    raw = await client.hmget(hkey, ids)
+    return [json.loads(r) for r in raw if r]
+
+
+async def publish_worker(
+    client: aioredis.Redis, prefix: str, queue: str, worker_id: str, info: dict[str, Any], ttl: float
+) -> None:
+    k = QueueKeys(prefix, queue)
+    await _publish(client, k.workers, k.worker_info, worker_id, {"id": worker_id, **info}, ttl)
+
+
+async def remove_worker(client: aioredis.Redis, prefix: str, queue: str, worker_id: str) -> None:
+    k = QueueKeys(prefix, queue)
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.zrem(k.workers, worker_id)
+        pipe.hdel(k.worker_info, worker_id)
+        await pipe.execute()
+
+
+async def live_workers(client: aioredis.Redis, prefix: str, queue: str) -> list[dict[str, Any]]:
+    k = QueueKeys(prefix, queue)
+    return await _live(client, k.workers, k.worker_info)
+
+
+async def live_worker_counts(
+    client: aioredis.Redis, prefix: str, queues: Sequence[str]
+) -> dict[str, int]:
+    now = _now_ms()
+    async with client.pipeline(transaction=False) as pipe:
+        for q in queues:
+            pipe.zcount(QueueKeys(prefix, q).workers, now, "+inf")
+        counts = await pipe.execute()
+    return dict(zip(queues, (int(c) for c in counts), strict=True))
+
+
+async def publish_supervisor(
+    client: aioredis.Redis, prefix: str, supervisor_id: str, info: dict[str, Any], ttl: float
+) -> None:
+    """``info`` is the supervisor's own view: host, pid, started_at, processes [...]."""
+    await _publish(
+        client, supervisors_key(prefix), supervisor_info_key(prefix), supervisor_id,
+        {"id": supervisor_id, **info}, ttl,
+    )
+
+
+async def remove_supervisor(client: aioredis.Redis, prefix: str, supervisor_id: str) -> None:
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.zrem(supervisors_key(prefix), supervisor_id)
+        pipe.hdel(supervisor_info_key(prefix), supervisor_id)
+        await pipe.execute()
+
+
+async def live_supervisors(client: aioredis.Redis, prefix: str) -> list[dict[str, Any]]:
+    return await _live(client, supervisors_key(prefix), supervisor_info_key(prefix))
+
+
+async def set_expected(
+    client: aioredis.Redis, prefix: str, queue: str, processes: int, ttl: float
+) -> None:
+    """A supervisor says it should be running ``processes`` workers of ``queue`` (for health)."""
+    await client.set(QueueKeys(prefix, queue).expect, processes, px=int(ttl * 1000))
+
+
+async def expected_counts(
+    client: aioredis.Redis, prefix: str, queues: Sequence[str]
+) -> dict[str, int]:
+    if not queues:
+        return {}
+    raw = await client.mget([QueueKeys(prefix, q).expect for q in queues])
+    return {q: int(r) if r else 0 for q, r in zip(queues, raw, strict=True)}
