@@ -5,15 +5,23 @@ Used by the worker (fetch / heartbeat / finish), the CLI and the Python API (eve
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cortexflow.config.model import QueueConfig
+from cortexflow.engine import registry
 from cortexflow.engine.jobs import Job, JobOptions
-from cortexflow.engine.keys import QueueKeys
+from cortexflow.engine.keys import STATES, QueueKeys
+from cortexflow.engine.payload import encode_data, make_validator, resolve_options
+from cortexflow.engine.scripts import Scripts
+from cortexflow.errors import CortexflowError, JobNotFoundError, PayloadError, UsageError
 
 
 @dataclass(frozen=True)
@@ -39,94 +47,241 @@ class QueueEngine:
         self.client = client
         self.config = queue
         self.name = queue.name
+        self.prefix = prefix
         self.keys = QueueKeys(prefix, queue.name)
+        self.scripts = Scripts(client)
+        self._validator = make_validator(queue)
 
     # -- producers -------------------------------------------------------------------------
 
     async def add(self, name: str, data: Any, opts: JobOptions | None = None) -> str:
         """Add one job; returns its id. An id that still exists adds nothing and returns that id.
 
-        Raises PayloadError (nothing written) when ``data`` is not JSON-serialisable or fails
-        the queue's payload_schema, UsageError for out-of-range options.
+        Raises PayloadError (nothing written) when ``data`` is not a JSON object or fails the
+        queue's payload_schema, UsageError for out-of-range options.
         """
-        raise NotImplementedError
+        return (await self.add_bulk([(name, data, opts)]))[0]
 
     async def add_bulk(self, jobs: Sequence[tuple[str, Any, JobOptions | None]]) -> list[str]:
         """Add all jobs atomically (all or none); returns their ids in order."""
-        raise NotImplementedError
+        args: list[Any] = [self.keys.job_prefix, len(jobs)]
+        ids: list[str] = []
+        for index, (name, data, opts) in enumerate(jobs):
+            try:
+                text = encode_data(self.name, data, self._validator)
+            except PayloadError as exc:
+                if len(jobs) > 1:
+                    exc.violations = [(f"/{index}{p}", m) for p, m in exc.violations]
+                raise
+            if not isinstance(name, str) or not name:
+                raise UsageError(f"job name must be a non-empty string, got {name!r}")
+            job_id, priority, delay_ms, options = resolve_options(self.config, opts)
+            ids.append(job_id)
+            args += [job_id, name, text, options, priority, delay_ms]
+        if jobs:
+            k = self.keys
+            await self.scripts.add(keys=[k.wait, k.delayed, k.meta, k.marker], args=args)
+        return ids
 
     # -- inspection ------------------------------------------------------------------------
 
     async def stats(self) -> dict[str, Any]:
         """{queueName, waiting, active, completed, failed, delayed, paused}: one atomic read."""
-        raise NotImplementedError
+        k = self.keys
+        raw = await self.scripts.stats(
+            keys=[k.wait, k.active, k.completed, k.failed, k.delayed, k.meta]
+        )
+        return _stats_from(self.name, raw)
 
     async def get_job(self, job_id: str) -> Job | None:
-        raise NotImplementedError
+        h = await self.client.hgetall(self.keys.job(job_id))
+        return Job.from_hash(self.name, h) if h else None
 
     async def list_jobs(self, state: str, start: int = 0, limit: int = 50) -> list[Job]:
         """Jobs in ``state`` (waiting in run order, delayed by due time, finished newest first)."""
-        raise NotImplementedError
+        if state not in STATES:
+            raise UsageError(f"unknown state {state!r}; states: {', '.join(STATES)}")
+        key = self.keys.state_key(state)
+        end = start + limit - 1
+        if state in ("completed", "failed"):
+            ids = await self.client.zrevrange(key, start, end)
+        else:
+            ids = await self.client.zrange(key, start, end)
+        if not ids:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for i in ids:
+                pipe.hgetall(self.keys.job_prefix + i.decode())
+            hashes = await pipe.execute()
+        return [Job.from_hash(self.name, h) for h in hashes if h]
 
     async def get_logs(self, job_id: str) -> list[str]:
-        raise NotImplementedError
+        return [
+            x.decode() for x in await self.client.lrange(self.keys.job(job_id) + ":logs", 0, -1)
+        ]
 
     async def wait_finished(self, job_id: str, timeout: float) -> Job | None:
         """Block until the job is completed or failed for good (or timeout: returns None)."""
-        raise NotImplementedError
+        deadline = time.monotonic() + timeout
+        pause = 0.02
+        while True:
+            state = await self.client.hget(self.keys.job(job_id), "state")
+            if state is None:
+                raise JobNotFoundError(f"no job {job_id!r} in queue {self.name!r}")
+            if state in (b"completed", b"failed"):
+                return await self.get_job(job_id)
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(min(pause, max(deadline - time.monotonic(), 0)))
+            pause = min(pause * 2, 0.5)
 
     # -- operations ------------------------------------------------------------------------
 
     async def pause(self) -> None:
-        raise NotImplementedError
+        await self.scripts.pause(keys=[self.keys.meta, self.keys.marker], args=["1"])
 
     async def resume(self) -> None:
-        raise NotImplementedError
+        await self.scripts.pause(keys=[self.keys.meta, self.keys.marker], args=["0"])
 
     async def clean(self, grace: float, limit: int = 0, state: str = "completed") -> list[str]:
         """Remove up to ``limit`` (0: all) jobs of ``state`` older than ``grace`` seconds.
 
         state: completed, failed, waiting or delayed. Returns the removed ids.
         """
-        raise NotImplementedError
+        if state not in ("completed", "failed", "waiting", "delayed"):
+            raise UsageError(
+                f"clean takes state completed, failed, waiting or delayed, not {state!r}"
+            )
+        removed: list[str] = []
+        while True:
+            batch = 1000 if limit <= 0 else min(1000, limit - len(removed))
+            ids = await self.scripts.clean(
+                keys=[self.keys.state_key(state)],
+                args=[self.keys.job_prefix, round(grace * 1000), batch, state],
+            )
+            removed += [i.decode() for i in ids]
+            if len(ids) < batch or (limit > 0 and len(removed) >= limit):
+                return removed
 
     async def drain(self, delayed: bool = False) -> int:
         """Remove every waiting job (and delayed ones too if asked); returns how many."""
-        raise NotImplementedError
+        total = 0
+        while True:
+            n = int(
+                await self.scripts.drain(
+                    keys=[self.keys.wait, self.keys.delayed],
+                    args=[self.keys.job_prefix, "1" if delayed else "0", 1000],
+                )
+            )
+            total += n
+            if n == 0:
+                return total
 
     async def obliterate(self, force: bool = False) -> int:
         """Remove the queue and all its jobs; refused (CortexflowError) while jobs are active
         unless ``force``. Returns the number of jobs removed."""
-        raise NotImplementedError
+        k = self.keys
+        keys = [
+            k.wait,
+            k.delayed,
+            k.active,
+            k.completed,
+            k.failed,
+            k.meta,
+            k.limiter,
+            k.marker,
+            k.dlq_outbox,
+        ]
+        total = 0
+        while True:
+            n = int(
+                await self.scripts.obliterate(
+                    keys=keys, args=[k.job_prefix, "1" if force else "0", 1000]
+                )
+            )
+            if n < 0:
+                raise CortexflowError(
+                    f"queue {self.name!r} has active jobs; stop its workers first or force it "
+                    "(obliterate --force)"
+                )
+            total += n
+            if n == 0:
+                return total
 
     async def retry(self, job_ids: Sequence[str] | None = None) -> list[str]:
         """Move failed jobs (those ids, or all when None) back to waiting, attempts reset."""
-        raise NotImplementedError
+        k = self.keys
+        keys = [k.failed, k.wait, k.marker]
+        if job_ids is not None:
+            moved = await self.scripts.retry(keys=keys, args=[k.job_prefix, "ids", *job_ids])
+            return [m.decode() for m in moved]
+        out: list[str] = []
+        while True:
+            moved = await self.scripts.retry(keys=keys, args=[k.job_prefix, "all", 1000])
+            out += [m.decode() for m in moved]
+            if len(moved) < 1000:
+                return out
 
     async def promote(self, job_id: str) -> bool:
         """Make a delayed job waiting now; False if it is not delayed."""
-        raise NotImplementedError
+        k = self.keys
+        n = await self.scripts.promote(
+            keys=[k.delayed, k.wait, k.marker], args=[k.job_prefix, job_id]
+        )
+        return bool(n)
 
     async def remove(self, job_id: str) -> bool:
         """Remove a job that is not active; False if there is no such job.
 
         Raises CortexflowError for an active job (its worker holds it)."""
-        raise NotImplementedError
+        k = self.keys
+        n = int(
+            await self.scripts.remove(
+                keys=[k.wait, k.delayed, k.active, k.completed, k.failed],
+                args=[k.job_prefix, job_id],
+            )
+        )
+        if n < 0:
+            raise CortexflowError(
+                f"job {job_id!r} of queue {self.name!r} is active: a worker is running it; "
+                "remove it once it has finished"
+            )
+        return n == 1
+
+
+def _stats_from(name: str, raw: Sequence[int]) -> dict[str, Any]:
+    counts = dict(
+        zip(("waiting", "active", "completed", "failed", "delayed"), map(int, raw[:5]), strict=True)
+    )
+    return stats_dict(name, counts, bool(int(raw[5])))
 
 
 async def all_stats(
     client: aioredis.Redis, prefix: str, queues: Sequence[str]
 ) -> list[dict[str, Any]]:
     """Stats of several queues in one round trip."""
-    raise NotImplementedError
+    script = Scripts(client).stats
+    async with client.pipeline(transaction=False) as pipe:
+        for q in queues:
+            k = QueueKeys(prefix, q)
+            await script(
+                keys=[k.wait, k.active, k.completed, k.failed, k.delayed, k.meta], client=pipe
+            )
+        raw = await pipe.execute()
+    return [_stats_from(q, r) for q, r in zip(queues, raw, strict=True)]
 
 
-async def health(
-    client: aioredis.Redis, prefix: str, queues: Sequence[str]
-) -> dict[str, Any]:
+async def health(client: aioredis.Redis, prefix: str, queues: Sequence[str]) -> dict[str, Any]:
     """{healthy, queues: {name: bool}}: a queue is unhealthy when a supervisor expects workers
     for it and none is alive; everything is unhealthy when Redis does not answer."""
-    raise NotImplementedError
+    try:
+        await client.ping()
+        expected = await registry.expected_counts(client, prefix, queues)
+        live = await registry.live_worker_counts(client, prefix, queues)
+    except (RedisConnectionError, RedisTimeoutError, OSError):
+        return {"healthy": False, "queues": dict.fromkeys(queues, False)}
+    status = {q: not (expected[q] > 0 and live[q] == 0) for q in queues}
+    return {"healthy": all(status.values()), "queues": status}
 
 
 def stats_dict(name: str, counts: Mapping[str, int], paused: bool) -> dict[str, Any]:

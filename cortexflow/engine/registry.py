@@ -45,7 +45,12 @@ async def _live(client: aioredis.Redis, zkey: str, hkey: str) -> list[dict[str, 
 
 
 async def publish_worker(
-    client: aioredis.Redis, prefix: str, queue: str, worker_id: str, info: dict[str, Any], ttl: float
+    client: aioredis.Redis,
+    prefix: str,
+    queue: str,
+    worker_id: str,
+    info: dict[str, Any],
+    ttl: float,
 ) -> None:
     k = QueueKeys(prefix, queue)
     await _publish(client, k.workers, k.worker_info, worker_id, {"id": worker_id, **info}, ttl)
@@ -80,8 +85,12 @@ async def publish_supervisor(
 ) -> None:
     """``info`` is the supervisor's own view: host, pid, started_at, processes [...]."""
     await _publish(
-        client, supervisors_key(prefix), supervisor_info_key(prefix), supervisor_id,
-        {"id": supervisor_id, **info}, ttl,
+        client,
+        supervisors_key(prefix),
+        supervisor_info_key(prefix),
+        supervisor_id,
+        {"id": supervisor_id, **info},
+        ttl,
     )
 
 

@@ -1,0 +1,107 @@
+"""Payloads and job options are checked here, before anything is written (DESIGN §3, §9)."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+import jsonschema
+
+from cortexflow.config.model import QueueConfig
+from cortexflow.engine.jobs import MAX_PRIORITY, JobOptions
+from cortexflow.errors import PayloadError, UsageError
+
+MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+_JOB_ID = re.compile(r"^[^\s:]{1,256}$")
+
+
+def make_validator(queue: QueueConfig) -> jsonschema.protocols.Validator | None:
+    if queue.payload_schema_doc is None:
+        return None
+    schema = dict(queue.payload_schema_doc)
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)  # type: ignore[no-any-return]
+
+
+def encode_data(queue: str, data: Any, validator: jsonschema.protocols.Validator | None) -> str:
+    """JSON text of ``data`` or PayloadError listing every problem (JSON pointer + message)."""
+    if not isinstance(data, Mapping):
+        raise PayloadError(queue, [("", f"a job's data must be a JSON object, got {_kind(data)}")])
+    try:
+        text = json.dumps(data, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(queue, [("", f"not JSON-serialisable: {exc}")]) from None
+    except RecursionError:
+        raise PayloadError(queue, [("", "nested too deeply to serialise")]) from None
+    if len(text) > MAX_PAYLOAD_BYTES:
+        raise PayloadError(
+            queue, [("", f"{len(text)} bytes is over the {MAX_PAYLOAD_BYTES} byte limit")]
+        )
+    if validator is not None:
+        errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+        if errors:
+            raise PayloadError(queue, [(_pointer(e.absolute_path), e.message) for e in errors])
+    return text
+
+
+def _pointer(path: Any) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+
+
+def _kind(value: Any) -> str:
+    return {list: "an array", str: "a string", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def resolve_options(queue: QueueConfig, opts: JobOptions | None) -> tuple[str, int, int, str]:
+    """(job id, priority, delay ms, options JSON) with the queue's defaults filled in."""
+    o = opts or JobOptions()
+    job_id = o.job_id if o.job_id is not None else uuid.uuid4().hex
+    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+        raise UsageError(
+            f"job id {job_id!r} is not valid: use 1-256 characters without spaces or ':'"
+        )
+    priority = queue.priority if o.priority is None else o.priority
+    if (
+        isinstance(priority, bool)
+        or not isinstance(priority, int)
+        or not 0 <= priority <= MAX_PRIORITY
+    ):
+        raise UsageError(f"priority must be an integer from 0 to {MAX_PRIORITY}, got {priority!r}")
+    delay = 0.0 if o.delay is None else o.delay
+    if (
+        isinstance(delay, bool)
+        or not isinstance(delay, int | float)
+        or not 0 <= delay < 10 * 365 * 86400
+    ):
+        raise UsageError(f"delay must be a non-negative duration, got {delay!r}")
+    attempts = queue.attempts if o.attempts is None else o.attempts
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise UsageError(f"attempts must be an integer >= 1, got {attempts!r}")
+    timeout = queue.timeout if o.timeout is None else o.timeout
+    if not isinstance(timeout, int | float) or timeout <= 0:
+        raise UsageError(f"timeout must be a positive duration, got {timeout!r}")
+    backoff = o.backoff or queue.backoff
+    for name, value in (
+        ("remove_on_complete", o.remove_on_complete),
+        ("remove_on_fail", o.remove_on_fail),
+    ):
+        if (
+            value is not None
+            and not isinstance(value, bool)
+            and (not isinstance(value, int) or value < 0)
+        ):
+            raise UsageError(f"{name} must be true, false or a count >= 0, got {value!r}")
+    options = {
+        "attempts": attempts,
+        "backoff": asdict(backoff),
+        "timeout": timeout,
+        "remove_on_complete": o.remove_on_complete,
+        "remove_on_fail": o.remove_on_fail,
+    }
+    return job_id, priority, round(delay * 1000), json.dumps(options, separators=(",", ":"))

@@ -1,0 +1,41 @@
+--[[ add: put one or more jobs on a queue, atomically (all or none).
+KEYS[1] wait      ZSET id -> (1e6 - priority) * 2^32 + seq
+KEYS[2] delayed   ZSET id -> due time (ms)
+KEYS[3] meta      HASH (seq counter)
+KEYS[4] marker    LIST wake-up tokens for idle workers
+ARGV[1] job key prefix ("{p:q}:j:")
+ARGV[2] number of jobs N
+ARGV[3 + 6i ..] per job: id, name, data (JSON), opts (JSON), priority, delay (ms)
+Returns the number of jobs added: a job whose id still exists is left as it is.
+The caller validated every argument first, so nothing below can fail half-way. ]]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local prefix = ARGV[1]
+local n = tonumber(ARGV[2])
+local added = 0
+for i = 0, n - 1 do
+  local b = 3 + i * 6
+  local id = ARGV[b]
+  local jkey = prefix .. id
+  if redis.call('EXISTS', jkey) == 0 then
+    local priority = tonumber(ARGV[b + 4])
+    local delay = tonumber(ARGV[b + 5])
+    local seq = redis.call('HINCRBY', KEYS[3], 'seq', 1) % 4294967296
+    local score = string.format('%.0f', (1000000 - priority) * 4294967296 + seq)
+    local state = 'waiting'
+    if delay > 0 then
+      state = 'delayed'
+      redis.call('ZADD', KEYS[2], string.format('%.0f', now + delay), id)
+    else
+      redis.call('ZADD', KEYS[1], score, id)
+    end
+    redis.call('HSET', jkey, 'id', id, 'name', ARGV[b + 1], 'data', ARGV[b + 2],
+      'opts', ARGV[b + 3], 'priority', priority, 'delay', delay, 'state', state,
+      'attempts_made', 0, 'stalls', 0, 'deliveries', 0, 'created_at', now, 'score', score)
+    added = added + 1
+  end
+end
+if added > 0 and redis.call('LLEN', KEYS[4]) == 0 then
+  redis.call('RPUSH', KEYS[4], '1')
+end
+return added

@@ -1,0 +1,120 @@
+--[[ fetch: promote due delayed jobs, recover stalled ones, then lease up to N waiting jobs.
+KEYS[1] wait   KEYS[2] delayed   KEYS[3] active   KEYS[4] meta   KEYS[5] limiter
+KEYS[6] marker KEYS[7] failed    KEYS[8] dead-letter outbox
+ARGV[1] job key prefix      ARGV[2] N (free slots)     ARGV[3] worker id
+ARGV[4] lease (ms)          ARGV[5] max_stalls         ARGV[6] rate max (0: no limit)
+ARGV[7] rate window (ms)    ARGV[8] 1 if the queue has a dead_letter queue
+Returns {wait_ms, stalled_failed, id, token, name, data, opts, priority, attempts_made,
+         created_at, delay, stalls, ...}: wait_ms is how long until there may be work
+(-1: only an enqueue or a resume can bring some); the job fields repeat per leased job. ]]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local prefix = ARGV[1]
+local n = tonumber(ARGV[2])
+local lease = tonumber(ARGV[4])
+local max_stalls = tonumber(ARGV[5])
+local rate_max = tonumber(ARGV[6])
+local rate_window = tonumber(ARGV[7])
+
+-- 1. Delayed jobs whose time has come become waiting, at their priority.
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(due) do
+  local score = redis.call('HGET', prefix .. id, 'score')
+  if score then
+    redis.call('ZADD', KEYS[1], score, id)
+    redis.call('HSET', prefix .. id, 'state', 'waiting')
+  end
+  redis.call('ZREM', KEYS[2], id)
+end
+
+-- 2. Active jobs whose lease ran out (their worker died) go back to waiting, or fail
+--    once they have stalled max_stalls times.
+local stalled_failed = 0
+local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(expired) do
+  local jkey = prefix .. id
+  redis.call('ZREM', KEYS[3], id)
+  if redis.call('EXISTS', jkey) == 1 then
+    local stalls = redis.call('HINCRBY', jkey, 'stalls', 1)
+    if stalls >= max_stalls then
+      redis.call('HSET', jkey, 'state', 'failed', 'finished_at', now, 'token', '',
+        'error', 'job stalled ' .. stalls .. ' times (max_stalls ' .. max_stalls ..
+        '): its worker stopped renewing the lease (killed, out of memory or blocked)')
+      redis.call('ZADD', KEYS[7], now, id)
+      redis.call('HINCRBY', KEYS[4], 'failed_total', 1)
+      if ARGV[8] == '1' then
+        redis.call('RPUSH', KEYS[8], cjson.encode({id = id, stalled = true}))
+      end
+      stalled_failed = stalled_failed + 1
+    else
+      redis.call('ZADD', KEYS[1], redis.call('HGET', jkey, 'score'), id)
+      redis.call('HSET', jkey, 'state', 'waiting', 'token', '')
+    end
+  end
+end
+
+local function next_wakeup()
+  local w = -1
+  local d = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  if d[2] then w = math.max(tonumber(d[2]) - now, 0) end
+  local a = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+  if a[2] then
+    local s = math.max(tonumber(a[2]) - now, 0) + 1
+    if w < 0 or s < w then w = s end
+  end
+  return w
+end
+
+-- 3. Paused: nothing starts. Resume pushes a wake-up token.
+if redis.call('HGET', KEYS[4], 'paused') == '1' then
+  redis.call('DEL', KEYS[6])
+  return {next_wakeup(), stalled_failed}
+end
+
+-- 4. Rate limit: a sliding window of start times shared by every worker of the queue.
+if rate_max > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - rate_window)
+  local allowed = rate_max - redis.call('ZCARD', KEYS[5])
+  if allowed <= 0 then
+    local oldest = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+    local w = tonumber(oldest[2]) + rate_window - now + 1
+    local nw = next_wakeup()
+    if nw >= 0 and nw < w then w = nw end
+    return {w, stalled_failed}
+  end
+  if allowed < n then n = allowed end
+end
+
+-- 5. Lease the best N waiting jobs: highest priority first, FIFO within a priority.
+local popped = redis.call('ZPOPMIN', KEYS[1], n)
+local out = {0, stalled_failed}
+local deadline = now + lease
+for i = 1, #popped, 2 do
+  local id = popped[i]
+  local jkey = prefix .. id
+  local f = redis.call('HMGET', jkey, 'name', 'data', 'opts', 'priority', 'attempts_made',
+    'created_at', 'delay', 'stalls')
+  if f[1] then
+    local deliveries = redis.call('HINCRBY', jkey, 'deliveries', 1)
+    local token = ARGV[3] .. ':' .. deliveries
+    redis.call('HSET', jkey, 'state', 'active', 'processed_at', now, 'token', token)
+    redis.call('ZADD', KEYS[3], deadline, id)
+    if rate_max > 0 then
+      redis.call('ZADD', KEYS[5], now, id .. ':' .. deliveries)
+      redis.call('PEXPIRE', KEYS[5], rate_window + 1000)
+    end
+    out[#out + 1] = id
+    out[#out + 1] = token
+    for j = 1, 8 do out[#out + 1] = f[j] end
+  end
+end
+
+if #out == 2 then
+  -- Nothing to do: forget stale wake-up tokens, tell the worker when to look again.
+  redis.call('DEL', KEYS[6])
+  out[1] = next_wakeup()
+elseif redis.call('ZCARD', KEYS[1]) > 0 and redis.call('LLEN', KEYS[6]) == 0 then
+  -- More work than this worker took: wake the next idle worker.
+  redis.call('RPUSH', KEYS[6], '1')
+end
+return out

@@ -1,0 +1,98 @@
+--[[ finish: record the outcome of runs a worker finished (a batch, one round trip).
+KEYS[1] active  KEYS[2] wait  KEYS[3] delayed  KEYS[4] completed  KEYS[5] failed
+KEYS[6] meta    KEYS[7] marker  KEYS[8] dead-letter outbox
+ARGV[1] job key prefix
+ARGV[2] completed retention: age (ms, -1 none)   ARGV[3] count (-1 none)
+ARGV[4] failed retention: age (ms, -1 none)      ARGV[5] count (-1 none)
+ARGV[6 + 5i ..] per run: kind, id, token, payload, extra
+  kind 'c' completed: payload = result JSON; extra = keep: '1' keep, '0' remove now, or a
+         count N to trim completed jobs to
+  kind 'r' failed, retried: payload = error JSON {message, stacktrace}; extra = delay (ms)
+  kind 'f' failed for good: payload = error JSON; extra = keep as for 'c', or for dead
+         letters a JSON envelope after a '|' ("keep|envelope")
+Returns {done, lost, dead}: runs recorded, runs whose lease this worker had lost (nothing
+written for those: another worker owns the job now), jobs pushed to the dead-letter outbox. ]]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local prefix = ARGV[1]
+
+local function remove_job(id)
+  redis.call('DEL', prefix .. id, prefix .. id .. ':logs')
+end
+
+local function trim(key, age, count)
+  if count >= 0 then
+    local excess = redis.call('ZCARD', key) - count
+    if excess > 0 then
+      local old = redis.call('ZRANGE', key, 0, math.min(excess, 1000) - 1)
+      for _, id in ipairs(old) do remove_job(id) end
+      redis.call('ZREM', key, unpack(old))
+    end
+  end
+  if age >= 0 then
+    local old = redis.call('ZRANGEBYSCORE', key, '-inf', now - age, 'LIMIT', 0, 1000)
+    if #old > 0 then
+      for _, id in ipairs(old) do remove_job(id) end
+      redis.call('ZREM', key, unpack(old))
+    end
+  end
+end
+
+-- keep: '1' keep (queue retention applies), '0' remove now, 'N' keep the newest N.
+local function finished(id, set, keep, age, count)
+  if keep == '0' then
+    remove_job(id)
+    return
+  end
+  redis.call('ZADD', set, now, id)
+  if keep ~= '1' then count = tonumber(keep) end
+  trim(set, age, count)
+end
+
+local done, lost, dead, wake = 0, 0, 0, false
+for i = 6, #ARGV, 5 do
+  local kind, id, token = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local jkey = prefix .. id
+  if redis.call('HGET', jkey, 'token') ~= token or not redis.call('ZSCORE', KEYS[1], id) then
+    lost = lost + 1
+  else
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('HINCRBY', jkey, 'attempts_made', 1)
+    done = done + 1
+    if kind == 'c' then
+      redis.call('HINCRBY', KEYS[6], 'completed_total', 1)
+      redis.call('HSET', jkey, 'state', 'completed', 'finished_at', now, 'token', '',
+        'result', ARGV[i + 3])
+      finished(id, KEYS[4], ARGV[i + 4], tonumber(ARGV[2]), tonumber(ARGV[3]))
+    else
+      local err = cjson.decode(ARGV[i + 3])
+      redis.call('HSET', jkey, 'error', err.message, 'stacktrace', err.stacktrace or '',
+        'token', '')
+      if kind == 'r' then
+        local delay = tonumber(ARGV[i + 4])
+        if delay > 0 then
+          redis.call('HSET', jkey, 'state', 'delayed')
+          redis.call('ZADD', KEYS[3], string.format('%.0f', now + delay), id)
+        else
+          redis.call('HSET', jkey, 'state', 'waiting')
+          redis.call('ZADD', KEYS[2], redis.call('HGET', jkey, 'score'), id)
+        end
+        wake = true
+      else
+        redis.call('HINCRBY', KEYS[6], 'failed_total', 1)
+        redis.call('HSET', jkey, 'state', 'failed', 'finished_at', now)
+        local keep, envelope = string.match(ARGV[i + 4], '^([^|]*)|(.*)$')
+        if not keep then keep = ARGV[i + 4] end
+        if envelope and envelope ~= '' then
+          redis.call('RPUSH', KEYS[8], envelope)
+          dead = dead + 1
+        end
+        finished(id, KEYS[5], keep, tonumber(ARGV[4]), tonumber(ARGV[5]))
+      end
+    end
+  end
+end
+if wake and redis.call('LLEN', KEYS[7]) == 0 then
+  redis.call('RPUSH', KEYS[7], '1')
+end
+return {done, lost, dead}

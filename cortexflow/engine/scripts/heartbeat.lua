@@ -1,0 +1,18 @@
+--[[ heartbeat: renew the leases of the jobs a worker is running.
+KEYS[1] active
+ARGV[1] job key prefix   ARGV[2] lease (ms)   ARGV[3..] pairs of id, token
+Returns the ids whose lease this worker no longer holds (stalled and taken over, or removed). ]]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local deadline = now + tonumber(ARGV[2])
+local lost = {}
+for i = 3, #ARGV, 2 do
+  local id = ARGV[i]
+  if redis.call('HGET', ARGV[1] .. id, 'token') == ARGV[i + 1]
+      and redis.call('ZSCORE', KEYS[1], id) then
+    redis.call('ZADD', KEYS[1], 'XX', deadline, id)
+  else
+    lost[#lost + 1] = id
+  end
+end
+return lost

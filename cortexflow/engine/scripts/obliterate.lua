@@ -1,0 +1,24 @@
+--[[ obliterate: remove a queue and everything in it, a batch per call.
+KEYS[1] wait KEYS[2] delayed KEYS[3] active KEYS[4] completed KEYS[5] failed KEYS[6] meta
+KEYS[7..] other keys of the queue (limiter, marker, outbox, ...), deleted at the end
+ARGV[1] job key prefix  ARGV[2] '1' force  ARGV[3] batch size
+Returns -1 refused (jobs are active and not forced), else the number of jobs removed by this
+call; 0 means the queue is gone. The queue is paused while it is being removed. ]]
+if ARGV[2] ~= '1' and redis.call('ZCARD', KEYS[3]) > 0 then return -1 end
+redis.call('HSET', KEYS[6], 'paused', '1')
+local batch = tonumber(ARGV[3])
+local removed = 0
+for k = 1, 5 do
+  local ids = redis.call('ZRANGE', KEYS[k], 0, batch - 1)
+  if #ids > 0 then
+    for _, id in ipairs(ids) do redis.call('DEL', ARGV[1] .. id, ARGV[1] .. id .. ':logs') end
+    redis.call('ZREM', KEYS[k], unpack(ids))
+    removed = removed + #ids
+    batch = batch - #ids
+    if batch <= 0 then return removed end
+  end
+end
+if removed == 0 then
+  for k = 6, #KEYS do redis.call('DEL', KEYS[k]) end
+end
+return removed

@@ -1,0 +1,20 @@
+--[[ release: hand jobs a stopping worker will not finish back to waiting, at their place.
+The run is not counted as an attempt: the job did not fail, its worker stopped.
+KEYS[1] active  KEYS[2] wait  KEYS[3] marker
+ARGV[1] job key prefix   ARGV[2..] pairs of id, token
+Returns the number of jobs released. ]]
+local released = 0
+for i = 2, #ARGV, 2 do
+  local id = ARGV[i]
+  local jkey = ARGV[1] .. id
+  if redis.call('HGET', jkey, 'token') == ARGV[i + 1] and redis.call('ZSCORE', KEYS[1], id) then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZADD', KEYS[2], redis.call('HGET', jkey, 'score'), id)
+    redis.call('HSET', jkey, 'state', 'waiting', 'token', '')
+    released = released + 1
+  end
+end
+if released > 0 and redis.call('LLEN', KEYS[3]) == 0 then
+  redis.call('RPUSH', KEYS[3], '1')
+end
+return released
