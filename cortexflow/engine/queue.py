@@ -62,13 +62,17 @@ class QueueEngine:
         """
         return (await self.add_bulk([(name, data, opts)]))[0]
 
-    async def add_bulk(self, jobs: Sequence[tuple[str, Any, JobOptions | None]]) -> list[str]:
-        """Add all jobs atomically (all or none); returns their ids in order."""
+    async def add_bulk(
+        self, jobs: Sequence[tuple[str, Any, JobOptions | None]], *, validate: bool = True
+    ) -> list[str]:
+        """Add all jobs atomically (all or none); returns their ids in order.
+
+        ``validate=False`` skips the payload schema (dead-letter copies carry an envelope)."""
         args: list[Any] = [self.keys.job_prefix, len(jobs)]
         ids: list[str] = []
         for index, (name, data, opts) in enumerate(jobs):
             try:
-                text = encode_data(self.name, data, self._validator)
+                text = encode_data(self.name, data, self._validator if validate else None)
             except PayloadError as exc:
                 if len(jobs) > 1:
                     exc.violations = [(f"/{index}{p}", m) for p, m in exc.violations]

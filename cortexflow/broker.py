@@ -1,0 +1,394 @@
+"""cortexflow's taskiq broker: taskiq's Receiver runs handlers, the engine's scripts move jobs.
+
+Why a broker of our own (DESIGN §3): taskiq-redis's brokers are FIFO only, ignore delays, lose or
+re-run jobs on crashes. Why the extension points used here:
+- ``listen()`` leases as many jobs as the Receiver has free slots, in one script call, so the
+  worker never holds jobs it cannot start; it blocks on the queue's wake-up list when idle.
+- The Receiver has no nack, so the outcome is recorded at ack time: a middleware keeps the
+  TaskiqResult of each run (``post_execute``) and the ack turns it into complete / retry / fail,
+  sent in batches through one finish script call.
+- Messages are built in-process from the leased job (``model_construct``): nothing is serialised
+  twice and the handler gets its JobContext object directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import traceback
+from collections import deque
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from redis.exceptions import RedisError
+from taskiq import AckableMessage, AsyncBroker, AsyncResultBackend, TaskiqMiddleware, TaskiqResult
+from taskiq.abc.formatter import TaskiqFormatter
+from taskiq.message import BrokerMessage, TaskiqMessage
+
+from cortexflow.backoff import compute_backoff
+from cortexflow.context import JobContext
+from cortexflow.engine.consumer import Outcome, QueueConsumer, dead_letter_envelope
+from cortexflow.engine.jobs import JobOptions
+from cortexflow.engine.queue import Fetched, QueueEngine
+from cortexflow.errors import UnrecoverableError
+from cortexflow.handlers import Runner
+
+log = logging.getLogger("cortexflow.worker")
+
+TASK_NAME = "cortexflow.run"
+
+
+@dataclass
+class Lease:
+    fetched: Fetched
+    result: TaskiqResult[Any] | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+class _Formatter(TaskiqFormatter):
+    """Our messages arrive already built; anything else is JSON from taskiq's own kick()."""
+
+    def dumps(self, message: TaskiqMessage) -> BrokerMessage:
+        return BrokerMessage(
+            task_id=message.task_id,
+            task_name=message.task_name,
+            message=json.dumps(message.model_dump(mode="json")).encode(),
+            labels=message.labels,
+        )
+
+    def loads(self, message: Any) -> TaskiqMessage:
+        if isinstance(message, TaskiqMessage):
+            return message
+        return TaskiqMessage.model_validate_json(message)
+
+
+class _KeepResult(TaskiqMiddleware):
+    def __init__(self, broker: CortexBroker) -> None:
+        super().__init__()
+        self._broker = broker
+
+    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        lease = self._broker.leases.get(message.task_id)
+        if lease is not None:
+            lease.result = result
+
+
+class _JobResultBackend(AsyncResultBackend[Any]):
+    """Results live in the job hash (written by the finish script); this reads them back so
+    taskiq's ``wait_result()`` works on jobs added through ``kiq()``."""
+
+    def __init__(self, engine: QueueEngine) -> None:
+        self._engine = engine
+
+    async def set_result(self, task_id: str, result: TaskiqResult[Any]) -> None:
+        return None  # recorded at ack time by the finish script
+
+    async def is_result_ready(self, task_id: str) -> bool:
+        job = await self._engine.get_job(task_id)
+        return job is not None and job.state in ("completed", "failed")
+
+    async def get_result(self, task_id: str, with_logs: bool = False) -> TaskiqResult[Any]:
+        job = await self._engine.get_job(task_id)
+        if job is None:
+            raise KeyError(task_id)
+        return TaskiqResult(
+            is_err=job.state == "failed",
+            return_value=job.result,
+            execution_time=0.0,
+            error=None if job.error is None else RuntimeError(job.error),
+        )
+
+
+class CortexBroker(AsyncBroker):
+    """One queue's broker inside one worker process."""
+
+    def __init__(
+        self,
+        engine: QueueEngine,
+        consumer: QueueConsumer,
+        runner: Runner,
+        *,
+        dead_letter: QueueEngine | None = None,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.consumer = consumer
+        self.config = engine.config
+        self.dead_letter = dead_letter
+        self.result_backend = _JobResultBackend(engine)
+        self.formatter = _Formatter()
+        self.add_middlewares(_KeepResult(self))
+        self.leases: dict[str, Lease] = {}
+        self.buffer: deque[Fetched] = deque()
+        self.jobs_done = 0
+        self.jobs_failed = 0
+        self.ready = asyncio.Event()
+        self._finish_queue: asyncio.Queue[tuple[Outcome, asyncio.Future[None]]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._fetching: asyncio.Task[None] | None = None
+        self._dlq_pending = asyncio.Event()
+        self.register_task(runner, task_name=TASK_NAME)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        await super().startup()
+        if self.is_worker_process:
+            self._tasks = [
+                asyncio.create_task(self._finisher(), name="cortexflow-finisher"),
+                asyncio.create_task(self._heartbeats(), name="cortexflow-heartbeat"),
+            ]
+            if self.dead_letter is not None:
+                self._dlq_pending.set()
+                self._tasks.append(asyncio.create_task(self._dead_letters(), name="cortexflow-dlq"))
+
+    async def release_all(self) -> int:
+        """Give back every job this worker holds and has not finished (stop / abort)."""
+        if self._fetching is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._fetching), 5)
+        held = [(jid, lease.fetched.token) for jid, lease in self.leases.items()]
+        held += [(f.job.id, f.token) for f in self.buffer]
+        self.buffer.clear()
+        if not held:
+            return 0
+        n = await self.consumer.release(held)
+        for jid, _ in held:
+            self.leases.pop(jid, None)
+        return n
+
+    async def flush(self, timeout: float) -> None:
+        """Wait (up to ``timeout``) until every recorded outcome has been written."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._finish_queue.join(), timeout)
+
+    async def shutdown(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await super().shutdown()
+
+    # -- producing through taskiq (task.kiq()) -----------------------------------------------
+
+    async def kick(self, message: BrokerMessage) -> None:
+        msg = TaskiqMessage.model_validate_json(message.message)
+        data = (
+            msg.args[0]
+            if len(msg.args) == 1 and not msg.kwargs
+            else {"args": msg.args, "kwargs": msg.kwargs}
+        )
+        labels = message.labels
+        opts = JobOptions(
+            job_id=message.task_id,
+            priority=labels.get("priority"),
+            delay=float(labels["delay"]) if labels.get("delay") is not None else None,
+        )
+        await self.engine.add(message.task_name, data, opts)
+
+    # -- consuming ---------------------------------------------------------------------------
+
+    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        failures = 0
+        while True:
+            if self.buffer:
+                yield self._deliver(self.buffer.popleft())
+                continue
+            free = self.config.concurrency - len(self.leases)
+            self._fetching = asyncio.create_task(self._fetch(max(free, 1)))
+            try:
+                wait = await asyncio.shield(self._fetching)
+                failures = 0
+            except RedisError as exc:
+                failures += 1
+                pause = min(0.1 * 2 ** min(failures, 5), 2.0)
+                log.warning("fetch failed (%s); retrying in %.1fs", exc, pause)
+                await asyncio.sleep(pause)
+                continue
+            finally:
+                if self._fetching.done():
+                    self._fetching = None
+            self.ready.set()
+            if not self.buffer:
+                try:
+                    await self.consumer.wait_for_work(wait)
+                except RedisError as exc:
+                    log.warning("waiting for work failed (%s); retrying", exc)
+                    await asyncio.sleep(0.5)
+
+    async def _fetch(self, n: int) -> float | None:
+        result = await self.consumer.fetch(n)
+        self.buffer.extend(result.jobs)
+        return result.wait
+
+    def _deliver(self, fetched: Fetched) -> AckableMessage:
+        job = fetched.job
+        self.leases[job.id] = Lease(fetched)
+        ctx = JobContext(
+            self.engine.client,
+            self.engine.keys.job(job.id),
+            id=job.id,
+            name=job.name,
+            queue=job.queue,
+            attempt=job.attempts_made + 1,
+            priority=job.priority,
+            created_at=job.created_at,
+            data=job.data,
+        )
+        message = TaskiqMessage.model_construct(
+            task_id=job.id,
+            task_name=TASK_NAME,
+            labels={"timeout": job.opts.get("timeout", self.config.timeout)},
+            labels_types=None,
+            args=[job.data, ctx],
+            kwargs={},
+        )
+        return AckableMessage.model_construct(data=message, ack=self._acker(job.id))
+
+    def _acker(self, job_id: str) -> Callable[[], Any]:
+        async def ack() -> None:
+            lease = self.leases.get(job_id)
+            if lease is None:  # released while running (stop): nothing to record
+                return
+            outcome = self._outcome(lease)
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._finish_queue.put_nowait((outcome, future))
+            try:
+                await future
+            finally:
+                self.leases.pop(job_id, None)
+
+        return ack
+
+    def _outcome(self, lease: Lease) -> Outcome:
+        job = lease.fetched.job
+        token = lease.fetched.token
+        result = lease.result
+        opts = job.opts
+        if result is not None and not result.is_err:
+            try:
+                payload = json.dumps(result.return_value, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                error: BaseException = UnrecoverableError(
+                    f"the handler returned a value that is not JSON-serialisable: {exc}"
+                )
+            else:
+                self.jobs_done += 1
+                return Outcome(
+                    "c",
+                    job.id,
+                    token,
+                    payload,
+                    _keep(opts.get("remove_on_complete"), self.config.retention.completed.keep),
+                )
+        else:
+            error = (
+                result.error if result is not None and result.error else RuntimeError("no result")
+            )
+        message = _error_message(error, job.opts.get("timeout"))
+        stack = "".join(traceback.format_exception(error))
+        err = json.dumps({"message": message, "stacktrace": stack})
+        made = job.attempts_made + 1
+        if made < job.attempts and not isinstance(error, UnrecoverableError):
+            b = opts.get("backoff") or {}
+            delay = compute_backoff(
+                b.get("type", "exponential"),
+                b.get("delay", 1.0),
+                b.get("max", 600.0),
+                b.get("jitter", 0.0),
+                made,
+            )
+            log.warning(
+                "job %s failed (run %d of %d): %s; retrying in %.3gs",
+                job.id,
+                made,
+                job.attempts,
+                message,
+                delay,
+            )
+            return Outcome("r", job.id, token, err, str(round(delay * 1000)))
+        log.warning(
+            "job %s failed for good (run %d of %d): %s", job.id, made, job.attempts, message
+        )
+        self.jobs_failed += 1
+        keep = _keep(opts.get("remove_on_fail"), self.config.retention.failed.keep)
+        if self.dead_letter is not None:
+            env = dead_letter_envelope(job.queue, job.id, job.name, job.data, message, stack, made)
+            keep += "|" + json.dumps(env)
+        return Outcome("f", job.id, token, err, keep)
+
+    async def _finisher(self) -> None:
+        """Write outcomes in batches: whatever piled up while the previous call ran."""
+        while True:
+            batch = [await self._finish_queue.get()]
+            while not self._finish_queue.empty() and len(batch) < 500:
+                batch.append(self._finish_queue.get_nowait())
+            failures = 0
+            while True:
+                try:
+                    _, lost, dead = await self.consumer.finish([o for o, _ in batch])
+                    break
+                except RedisError as exc:  # never drop an outcome: retry until Redis is back
+                    failures += 1
+                    pause = min(0.1 * 2 ** min(failures, 5), 2.0)
+                    log.warning("recording %d outcomes failed (%s); retrying", len(batch), exc)
+                    await asyncio.sleep(pause)
+            if lost:
+                log.warning(
+                    "%d job(s) finished after their lease was lost; another run owns them", lost
+                )
+            if dead:
+                self._dlq_pending.set()
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+                self._finish_queue.task_done()
+
+    async def _heartbeats(self) -> None:
+        interval = max(self.config.lease / 3.0, 0.1)
+        while True:
+            await asyncio.sleep(interval)
+            held = [(jid, lease.fetched.token) for jid, lease in self.leases.items()]
+            held += [(f.job.id, f.token) for f in self.buffer]
+            try:
+                lost = await self.consumer.heartbeat(held)
+            except RedisError as exc:
+                log.warning("lease renewal failed (%s)", exc)
+                continue
+            for jid in lost:
+                log.warning("lease of job %s lost: it ran past its lease without renewal", jid)
+
+    async def _dead_letters(self) -> None:
+        assert self.dead_letter is not None
+        while True:
+            await self._dlq_pending.wait()
+            self._dlq_pending.clear()
+            try:
+                n = await self.consumer.copy_dead_letters(self.dead_letter)
+                if n:
+                    log.info("copied %d job(s) to dead-letter queue %s", n, self.dead_letter.name)
+            except RedisError as exc:
+                log.warning("copying dead letters failed (%s); will retry", exc)
+                await asyncio.sleep(1)
+                self._dlq_pending.set()
+
+
+def _keep(option: Any, keep_by_queue: bool) -> str:
+    if not keep_by_queue or option is True:
+        return "0"
+    if isinstance(option, int) and not isinstance(option, bool):
+        return str(option)
+    return "1"
+
+
+def _error_message(error: BaseException, timeout: Any) -> str:
+    if isinstance(error, TimeoutError | anyio.get_cancelled_exc_class()) and timeout is not None:
+        return f"TimeoutError: the run took longer than its timeout of {float(timeout):g}s"
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -1,0 +1,63 @@
+"""What a handler sees of its job: ``handler(data, job)``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis.asyncio as aioredis
+
+MAX_LOG_LINES = 1000
+
+
+class JobContext:
+    """The running job: ids and counters, plus progress and log lines stored with the job."""
+
+    __slots__ = (
+        "_client",
+        "_key",
+        "attempt",
+        "created_at",
+        "data",
+        "id",
+        "name",
+        "priority",
+        "queue",
+    )
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        job_key: str,
+        *,
+        id: str,
+        name: str,
+        queue: str,
+        attempt: int,
+        priority: int,
+        created_at: float,
+        data: Any,
+    ) -> None:
+        self._client = client
+        self._key = job_key
+        self.id = id
+        self.name = name
+        self.queue = queue
+        self.attempt = attempt  # 1 for the first run
+        self.priority = priority
+        self.created_at = created_at
+        self.data = data
+
+    async def update_progress(self, progress: Any) -> None:
+        """Store a JSON-serialisable progress value (a number, or an object) on the job."""
+        await self._client.hset(self._key, "progress", json.dumps(progress))
+
+    async def log(self, line: str) -> None:
+        """Append a line to the job's log (the newest MAX_LOG_LINES are kept)."""
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.rpush(self._key + ":logs", str(line))
+            pipe.ltrim(self._key + ":logs", -MAX_LOG_LINES, -1)
+            await pipe.execute()
+
+    def __repr__(self) -> str:
+        return f"<JobContext {self.queue}/{self.id} {self.name!r} attempt {self.attempt}>"

@@ -1,0 +1,201 @@
+"""The worker's side of a queue: lease jobs, renew leases, record outcomes, copy dead letters."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from cortexflow.engine.connection import BLOCK_MAX
+from cortexflow.engine.jobs import Job, JobOptions
+from cortexflow.engine.queue import Fetched, FetchResult, QueueEngine
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one run ended, as finish.lua takes it.
+
+    kind: 'c' completed, 'r' failed and retried after ``extra`` ms, 'f' failed for good.
+    payload: result JSON ('c') or error JSON {message, stacktrace}.
+    extra: for 'c'/'f' the keep rule ('1' keep, '0' remove now, 'N' keep newest N), for 'f'
+    optionally followed by '|' and the dead-letter envelope JSON.
+    """
+
+    kind: str
+    job_id: str
+    token: str
+    payload: str
+    extra: str
+
+
+class QueueConsumer:
+    """One worker's calls on one queue. ``block_client`` is a connection of its own for BLPOP."""
+
+    def __init__(self, engine: QueueEngine, worker_id: str, block_client: aioredis.Redis) -> None:
+        self.engine = engine
+        self.worker_id = worker_id
+        self.block_client = block_client
+        q = engine.config
+        k = engine.keys
+        self._fetch_keys = [
+            k.wait,
+            k.delayed,
+            k.active,
+            k.meta,
+            k.limiter,
+            k.marker,
+            k.failed,
+            k.dlq_outbox,
+        ]
+        self._finish_keys = [
+            k.active,
+            k.wait,
+            k.delayed,
+            k.completed,
+            k.failed,
+            k.meta,
+            k.marker,
+            k.dlq_outbox,
+        ]
+        rate = q.rate_limit
+        self._fetch_args_tail = [
+            self.worker_id,
+            round(q.lease * 1000),
+            q.max_stalls,
+            rate.max if rate else 0,
+            round(rate.duration * 1000) if rate else 0,
+            "1" if q.dead_letter else "0",
+        ]
+        ret = q.retention
+
+        def rule(r: Any) -> list[int]:
+            if not r.keep:
+                return [-1, -1]
+            return [
+                -1 if r.age is None else round(r.age * 1000),
+                -1 if r.count is None else r.count,
+            ]
+
+        self._finish_args_head = [k.job_prefix, *rule(ret.completed), *rule(ret.failed)]
+
+    async def fetch(self, n: int) -> FetchResult:
+        """Lease up to ``n`` jobs (also promotes due delayed jobs and recovers stalled ones)."""
+        raw = await self.engine.scripts.fetch(
+            keys=self._fetch_keys,
+            args=[self.engine.keys.job_prefix, n, *self._fetch_args_tail],
+        )
+        wait_ms = int(raw[0])
+        jobs: list[Fetched] = []
+        q = self.engine.name
+        for i in range(2, len(raw), 10):
+            (jid, token, name, data, opts, prio, made, created, delay, stalls) = raw[i : i + 10]
+            o = json.loads(opts)
+            jobs.append(
+                Fetched(
+                    job=Job(
+                        id=jid.decode(),
+                        queue=q,
+                        name=name.decode(),
+                        data=json.loads(data),
+                        state="active",
+                        priority=int(prio),
+                        delay=int(delay) / 1000.0,
+                        attempts=int(o["attempts"]),
+                        attempts_made=int(made),
+                        stalls=int(stalls),
+                        created_at=int(created) / 1000.0,
+                        processed_at=None,
+                        finished_at=None,
+                        opts=o,
+                    ),
+                    token=token.decode(),
+                )
+            )
+        return FetchResult(jobs=jobs, wait=None if wait_ms < 0 else wait_ms / 1000.0)
+
+    async def wait_for_work(self, timeout: float | None) -> bool:
+        """Block until a wake-up token arrives or ``timeout`` (capped at BLOCK_MAX) passes."""
+        t = BLOCK_MAX if timeout is None else max(0.001, min(timeout, BLOCK_MAX))
+        got = await self.block_client.blpop([self.engine.keys.marker], timeout=t)
+        return got is not None
+
+    async def heartbeat(self, leases: Sequence[tuple[str, str]]) -> list[str]:
+        """Renew leases; returns the ids this worker no longer holds."""
+        if not leases:
+            return []
+        args: list[Any] = [self.engine.keys.job_prefix, round(self.engine.config.lease * 1000)]
+        for jid, token in leases:
+            args += [jid, token]
+        lost = await self.engine.scripts.heartbeat(keys=[self.engine.keys.active], args=args)
+        return [x.decode() for x in lost]
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> tuple[int, int, int]:
+        """Record outcomes in one script call; returns (recorded, lost lease, dead-lettered)."""
+        args: list[Any] = list(self._finish_args_head)
+        for o in outcomes:
+            args += [o.kind, o.job_id, o.token, o.payload, o.extra]
+        done, lost, dead = await self.engine.scripts.finish(keys=self._finish_keys, args=args)
+        return int(done), int(lost), int(dead)
+
+    async def release(self, leases: Sequence[tuple[str, str]]) -> int:
+        """Give jobs back to waiting without counting an attempt (the worker is stopping)."""
+        if not leases:
+            return 0
+        k = self.engine.keys
+        args: list[Any] = [k.job_prefix]
+        for jid, token in leases:
+            args += [jid, token]
+        return int(await self.engine.scripts.release(keys=[k.active, k.wait, k.marker], args=args))
+
+    async def copy_dead_letters(self, target: QueueEngine, batch: int = 100) -> int:
+        """Copy jobs that failed for good to the dead-letter queue, then drop them from the
+        outbox. The copy keeps the job id, so doing it twice (a crash in between) adds nothing."""
+        outbox = self.engine.keys.dlq_outbox
+        client = self.engine.client
+        copied = 0
+        while True:
+            entries = await client.lrange(outbox, 0, batch - 1)
+            if not entries:
+                return copied
+            for raw in entries:
+                envelope = json.loads(raw)
+                if envelope.get("stalled"):
+                    envelope = await self._stalled_envelope(envelope["id"])
+                await target.add_bulk(
+                    [(envelope["name"], envelope, JobOptions(job_id=envelope["id"]))],
+                    validate=False,
+                )
+                await client.lrem(outbox, 1, raw)
+                copied += 1
+
+    async def _stalled_envelope(self, job_id: str) -> dict[str, Any]:
+        job = await self.engine.get_job(job_id)
+        if job is None:
+            return dead_letter_envelope(self.engine.name, job_id, "unknown", None, "stalled", "", 0)
+        return dead_letter_envelope(
+            job.queue, job.id, job.name, job.data, job.error or "stalled", "", job.attempts_made
+        )
+
+
+def dead_letter_envelope(
+    queue: str,
+    job_id: str,
+    name: str,
+    data: Any,
+    error: str,
+    stacktrace: str,
+    attempts_made: int,
+) -> dict[str, Any]:
+    """The payload of a job copied to a dead-letter queue: where it came from and why it failed."""
+    return {
+        "queue": queue,
+        "id": job_id,
+        "name": name,
+        "data": data,
+        "error": error,
+        "stacktrace": stacktrace,
+        "attemptsMade": attempts_made,
+    }

@@ -1,0 +1,304 @@
+"""One queue's worker: the broker, taskiq's Receiver with the queue's concurrency, a heartbeat.
+
+``QueueWorker`` runs inside any asyncio loop (WorkerManager embeds it); ``run_worker`` is the
+process entry the supervisor spawns (`cortexflow worker QUEUE`), with signal handling, the
+parent-death signal, the lifeline pipe and the readiness pipe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from redis.exceptions import RedisError
+from taskiq.receiver import Receiver
+
+from cortexflow.broker import CortexBroker
+from cortexflow.config.model import Config
+from cortexflow.engine import registry
+from cortexflow.engine.connection import connect, ping, redact_url
+from cortexflow.engine.consumer import QueueConsumer
+from cortexflow.engine.queue import QueueEngine
+from cortexflow.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    RedisUnavailableError,
+    UsageError,
+)
+from cortexflow.handlers import HandlerImportError, build_runner, import_object
+
+log = logging.getLogger("cortexflow.worker")
+
+HEARTBEAT_INTERVAL = 2.0
+HEARTBEAT_TTL = 10.0
+STOP_MARGIN = 0.5  # seconds kept from the supervisor's stop_timeout to give jobs back
+
+
+class QueueWorker:
+    """Processes one queue in the running event loop until ``stop()``."""
+
+    def __init__(
+        self,
+        config: Config,
+        queue: str,
+        redis_url: str,
+        *,
+        replica: int = 0,
+        handler: Any = None,
+    ) -> None:
+        self.config = config
+        self.queue = config.queue(queue)  # UsageError for an unknown queue
+        self.redis_url = redis_url
+        self.replica = replica
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.started_at = time.time()
+        self.state = "starting"
+        self._handler = handler
+        self._finish = asyncio.Event()
+        self._listen: asyncio.Task[None] | None = None
+        self._beat: asyncio.Task[None] | None = None
+        self.broker: CortexBroker | None = None
+
+    async def start(self) -> None:
+        """Import the handler, connect, and start fetching; returns once the first fetch ran.
+
+        Raises HandlerImportError (bad handler) or RedisUnavailableError."""
+        q = self.queue
+        handler = self._handler
+        if handler is None:
+            handler = import_object(q.handler, self.config.base_dir)
+        self._executor = ThreadPoolExecutor(q.concurrency, thread_name_prefix=f"cf-{q.name}")
+        runner = build_runner(handler, self._executor)
+        self.client = connect(self.redis_url)
+        self.block_client = connect(self.redis_url)
+        await ping(self.client, redact_url(self.redis_url))
+        prefix = self.config.redis.prefix
+        engine = QueueEngine(self.client, q, prefix)
+        dlq = None
+        if q.dead_letter:
+            dlq = QueueEngine(self.client, self.config.queue(q.dead_letter), prefix)
+        consumer = QueueConsumer(engine, self.worker_id, self.block_client)
+        broker = CortexBroker(engine, consumer, runner, dead_letter=dlq)
+        broker.is_worker_process = True
+        self.broker = broker
+        await broker.startup()
+        receiver = Receiver(
+            broker,
+            executor=self._executor,
+            validate_params=False,
+            max_async_tasks=q.concurrency,
+            max_prefetch=0,
+            propagate_exceptions=False,
+            run_startup=False,
+            wait_tasks_timeout=None,
+        )
+        self._receiver = receiver
+        self._listen = asyncio.create_task(receiver.listen(self._finish), name=f"cf-{q.name}")
+        self.state = "running"
+        self._beat = asyncio.create_task(self._publish_loop(), name="cf-registry")
+        ready = asyncio.create_task(broker.ready.wait())
+        done, _ = await asyncio.wait({ready, self._listen}, return_when=asyncio.FIRST_COMPLETED)
+        if self._listen in done:
+            ready.cancel()
+            self._listen.result()  # raises what stopped it
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop fetching now; let running jobs finish within ``timeout`` (default: the config's
+        stop_timeout); give back to waiting whatever is still running then."""
+        if self.broker is None:
+            return
+        broker = self.broker
+        if timeout is None:
+            timeout = self.config.stop_timeout
+        self.state = "stopping"
+        self._receiver.wait_tasks_timeout = max(timeout - STOP_MARGIN, 0.0)
+        self._finish.set()
+        if self._listen is not None:
+            with contextlib.suppress(Exception):
+                await self._listen
+        await broker.flush(timeout=5.0)
+        try:
+            released = await broker.release_all()
+            if released:
+                log.warning("gave %d unfinished job(s) back to waiting", released)
+        except RedisError as exc:
+            log.error("could not give jobs back (%s); they return after their lease", exc)
+        await self._close()
+
+    async def abort(self) -> None:
+        """Stop at once: give every held job back to waiting and close."""
+        if self.broker is None:
+            return
+        self._finish.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.broker.release_all(), 5)
+        if self._listen is not None:
+            self._listen.cancel()
+        await self._close()
+
+    async def _close(self) -> None:
+        assert self.broker is not None
+        if self._beat is not None:
+            self._beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._beat
+        with contextlib.suppress(Exception):
+            await registry.remove_worker(
+                self.client, self.config.redis.prefix, self.queue.name, self.worker_id
+            )
+        await self.broker.shutdown()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        await self.client.aclose()
+        await self.block_client.aclose()
+        self.broker = None
+
+    def info(self) -> dict[str, Any]:
+        b = self.broker
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queue": self.queue.name,
+            "replica": self.replica,
+            "started_at": self.started_at,
+            "jobs_done": b.jobs_done if b else 0,
+            "jobs_failed": b.jobs_failed if b else 0,
+            "active": len(b.leases) if b else 0,
+            "state": self.state,
+            "supervisor_pid": int(os.environ.get("CORTEXFLOW_PARENT_PID", "0") or 0),
+        }
+
+    async def _publish_loop(self) -> None:
+        while True:
+            try:
+                await registry.publish_worker(
+                    self.client,
+                    self.config.redis.prefix,
+                    self.queue.name,
+                    self.worker_id,
+                    self.info(),
+                    HEARTBEAT_TTL,
+                )
+            except RedisError as exc:
+                log.warning("worker heartbeat failed (%s)", exc)
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+
+
+# -- the process entry ------------------------------------------------------------------------
+
+
+def run_worker(
+    config: Config,
+    queue: str,
+    *,
+    redis_url: str,
+    replica: int = 0,
+    stop_timeout: float | None = None,
+) -> int:
+    """Run one queue's worker in this process until SIGTERM/SIGINT; returns the exit code."""
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("taskiq").setLevel(logging.WARNING)
+    # A failed run is reported once, by cortexflow, with its retry decision.
+    logging.getLogger("taskiq.receiver.receiver").setLevel(logging.CRITICAL)
+    _die_with_parent()
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        runner = asyncio.run
+    return int(runner(_serve(config, queue, redis_url, replica, stop_timeout)))
+
+
+async def _serve(
+    config: Config, queue: str, redis_url: str, replica: int, stop_timeout: float | None
+) -> int:
+    loop = asyncio.get_running_loop()
+    signals: asyncio.Queue[int] = asyncio.Queue()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, signals.put_nowait, sig)
+    _watch_lifeline(loop, signals)
+    try:
+        worker = QueueWorker(config, queue, redis_url, replica=replica)
+        await worker.start()
+    except (HandlerImportError, UsageError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_CONFIG
+    except (RedisUnavailableError, RedisError, OSError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_UNAVAILABLE
+    _signal_ready()
+    log.info(
+        "worker ready: queue=%s replica=%d pid=%d concurrency=%d",
+        queue,
+        replica,
+        os.getpid(),
+        worker.queue.concurrency,
+    )
+    sig = await signals.get()
+    log.info("got %s: stopping (running jobs may finish)", signal.Signals(sig).name)
+    stopping = asyncio.create_task(worker.stop(stop_timeout))
+    second = asyncio.create_task(signals.get())
+    done, _ = await asyncio.wait({stopping, second}, return_when=asyncio.FIRST_COMPLETED)
+    if stopping in done:
+        second.cancel()
+        stopping.result()
+        return EXIT_OK
+    log.warning("second signal: stopping now, unfinished jobs go back to waiting")
+    await worker.abort()
+    stopping.cancel()
+    return EXIT_FAILURE
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send SIGTERM when the supervisor dies; stop if it is already gone."""
+    parent = int(os.environ.get("CORTEXFLOW_PARENT_PID", "0") or 0)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _watch_lifeline(loop: asyncio.AbstractEventLoop, signals: asyncio.Queue[int]) -> None:
+    """EOF on the lifeline pipe means the supervisor is gone: stop as on SIGTERM."""
+    fd = os.environ.get("CORTEXFLOW_LIFELINE_FD")
+    if not fd:
+        return
+    lifeline = int(fd)
+
+    def on_readable() -> None:
+        try:
+            data = os.read(lifeline, 64)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(lifeline)
+            signals.put_nowait(signal.SIGTERM)
+
+    with contextlib.suppress(OSError, ValueError):
+        loop.add_reader(lifeline, on_readable)
+
+
+def _signal_ready() -> None:
+    fd = os.environ.get("CORTEXFLOW_READY_FD")
+    if not fd:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        os.write(int(fd), b"ready\n")
+        os.close(int(fd))
