@@ -24,13 +24,13 @@ def parse_duration(text: str) -> float:
     """
     if not isinstance(text, str):
         raise DurationError(
-            f"expected a duration string with a unit such as \"250ms\", \"5s\", \"1m30s\", got {text!r}"
+            f'expected a duration string with a unit such as "250ms", "5s", "1m30s", got {text!r}'
         )
     s = text.strip()
     if not _WHOLE.match(s):
         raise DurationError(
-            f"{text!r} is not a duration: write a number with a unit, e.g. \"250ms\", \"5s\", "
-            "\"1m30s\", \"2h\", \"7d\""
+            f'{text!r} is not a duration: write a number with a unit, e.g. "250ms", "5s", '
+            '"1m30s", "2h", "7d"'
         )
     total = 0.0
     last = -1
@@ -38,7 +38,7 @@ def parse_duration(text: str) -> float:
         rank = _ORDER.index(unit)
         if rank <= last:
             raise DurationError(
-                f"{text!r}: units must go from largest to smallest, each once (e.g. \"1h30m\")"
+                f'{text!r}: units must go from largest to smallest, each once (e.g. "1h30m")'
             )
         last = rank
         total += float(number) * _UNITS[unit]

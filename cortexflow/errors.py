@@ -63,7 +63,9 @@ class ConfigError(CortexflowError):
     ``exit_code`` is 2 for a missing file (usage), 1 for an invalid one.
     """
 
-    def __init__(self, message: str, diagnostics: tuple[object, ...] = (), exit_code: int = 1) -> None:
+    def __init__(
+        self, message: str, diagnostics: tuple[object, ...] = (), exit_code: int = 1
+    ) -> None:
         self.diagnostics = diagnostics
         self.exit_code = exit_code
         super().__init__(message)

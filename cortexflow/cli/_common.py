@@ -25,7 +25,9 @@ def global_options() -> argparse.ArgumentParser:
         default=os.environ.get("CORTEXFLOW_FILE", DEFAULT_FILE),
         help="queues.yaml to use (default: $CORTEXFLOW_FILE or ./queues.yaml)",
     )
-    g.add_argument("--redis-url", default=None, help="Redis/Valkey URL (overrides queues.yaml and $REDIS_URL)")
+    g.add_argument(
+        "--redis-url", default=None, help="Redis/Valkey URL (overrides queues.yaml and $REDIS_URL)"
+    )
     g.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     g.add_argument("--no-color", action="store_true", help="no ANSI colours (also: NO_COLOR=1)")
     g.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
