@@ -1,0 +1,136 @@
+"""Validated plain data -> the frozen Config (defaults merged, durations in seconds).
+
+Only called when the schema and the semantic checks found no error, so it may trust shapes.
+Unset keys are not passed on: the dataclass defaults (equal to the schema's) apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cortexflow.config.model import (
+    Backoff,
+    Config,
+    QueueConfig,
+    RateLimit,
+    RedisConfig,
+    RestartPolicy,
+    Retention,
+    RetentionRule,
+)
+from cortexflow.durations import parse_duration
+
+_QUEUE_DURATIONS = ("timeout", "lease")
+_QUEUE_PLAIN = ("concurrency", "processes", "priority", "attempts", "max_stalls")
+
+
+def merge(base: Any, over: Any) -> Any:
+    """``over`` on top of ``base``; mappings merge key by key, anything else replaces."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = merge(base[k], v) if k in base else v
+        return out
+    return over
+
+
+def build_config(
+    data: Mapping[str, Any],
+    path: Path,
+    env: Mapping[str, str],
+    payload_docs: Mapping[str, dict[str, Any]],
+) -> Config:
+    defaults = data.get("defaults") or {}
+    queues = {
+        name: _queue(name, raw, defaults, path.parent, payload_docs)
+        for name, raw in data["queues"].items()
+    }
+    return Config(
+        path=path,
+        queues=queues,
+        redis=_redis(data.get("redis") or {}, env),
+        version=int(data.get("version", 1)),
+        **_seconds_of(data, ("stop_timeout",)),
+        restart=_restart(data.get("restart") or {}),
+    )
+
+
+def _seconds_of(raw: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, float]:
+    return {k: parse_duration(raw[k]) for k in keys if raw.get(k) is not None}
+
+
+def _redis(raw: Mapping[str, Any], env: Mapping[str, str]) -> RedisConfig:
+    url = raw.get("url") or env.get("REDIS_URL") or None
+    kwargs: dict[str, Any] = {"url": url}
+    if raw.get("prefix") is not None:
+        kwargs["prefix"] = raw["prefix"]
+    return RedisConfig(**kwargs)
+
+
+def _restart(raw: Mapping[str, Any]) -> RestartPolicy:
+    kwargs: dict[str, Any] = _seconds_of(raw, ("window", "backoff_max", "stable_after"))
+    if raw.get("limit") is not None:
+        kwargs["limit"] = int(raw["limit"])
+    return RestartPolicy(**kwargs)
+
+
+def _queue(
+    name: str,
+    own: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    base_dir: Path,
+    payload_docs: Mapping[str, dict[str, Any]],
+) -> QueueConfig:
+    raw = merge(dict(defaults), dict(own))
+    if "dead_letter" not in own and raw.get("dead_letter") == name:
+        raw["dead_letter"] = None  # a dead-letter queue does not feed itself through defaults
+    kwargs: dict[str, Any] = {k: int(raw[k]) for k in _QUEUE_PLAIN if raw.get(k) is not None}
+    kwargs.update(_seconds_of(raw, _QUEUE_DURATIONS))
+    if isinstance(raw.get("rate_limit"), dict):
+        rl = raw["rate_limit"]
+        kwargs["rate_limit"] = RateLimit(
+            max=int(rl["max"]), duration=parse_duration(rl.get("duration") or "1s")
+        )
+    if isinstance(raw.get("backoff"), dict):
+        kwargs["backoff"] = _backoff(raw["backoff"])
+    if "retention" in raw and raw["retention"] is not None:
+        kwargs["retention"] = _retention(raw["retention"])
+    if raw.get("payload_schema") is not None:
+        target = (base_dir / raw["payload_schema"]).resolve()
+        kwargs["payload_schema"] = target
+        kwargs["payload_schema_doc"] = payload_docs.get(str(target))
+    if raw.get("dead_letter") is not None:
+        kwargs["dead_letter"] = raw["dead_letter"]
+    return QueueConfig(name=name, handler=raw["handler"], **kwargs)
+
+
+def _backoff(raw: Mapping[str, Any]) -> Backoff:
+    kwargs: dict[str, Any] = _seconds_of(raw, ("delay", "max"))
+    if raw.get("type") is not None:
+        kwargs["type"] = raw["type"]
+    if raw.get("jitter") is not None:
+        kwargs["jitter"] = float(raw["jitter"])
+    return Backoff(**kwargs)
+
+
+_NOTHING = RetentionRule(age=None, count=None, keep=False)
+
+
+def _retention(raw: Any) -> Retention:
+    if raw is False:
+        return Retention(completed=_NOTHING, failed=_NOTHING)
+    kwargs = {state: _rule(raw[state]) for state in ("completed", "failed") if state in raw}
+    return Retention(**kwargs)
+
+
+def _rule(raw: Any) -> RetentionRule:
+    if raw is False:
+        return _NOTHING
+    age = raw.get("age")
+    count = raw.get("count")
+    return RetentionRule(
+        age=parse_duration(age) if age is not None else None,
+        count=int(count) if count is not None else None,
+    )

@@ -1,0 +1,77 @@
+"""A Config back to plain data: what `cortexflow config` prints (itself a valid queues.yaml)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from cortexflow.config.model import Config, QueueConfig, RetentionRule
+from cortexflow.durations import format_duration
+
+
+def config_to_dict(config: Config, *, redact: bool = True) -> dict[str, Any]:
+    """Every setting resolved, defaults included; the Redis password hidden unless ``redact``
+    is False."""
+    url = config.redis.url
+    if url is not None and redact:
+        from cortexflow.engine.connection import redact_url
+
+        url = redact_url(url)
+    r = config.restart
+    return {
+        "version": config.version,
+        "redis": {"url": url, "prefix": config.redis.prefix},
+        "stop_timeout": format_duration(config.stop_timeout),
+        "restart": {
+            "limit": r.limit,
+            "window": format_duration(r.window),
+            "backoff_max": format_duration(r.backoff_max),
+            "stable_after": format_duration(r.stable_after),
+        },
+        "queues": {name: _queue(q, config) for name, q in config.queues.items()},
+    }
+
+
+def _rule(rule: RetentionRule) -> Any:
+    if not rule.keep:
+        return False
+    return {
+        "age": format_duration(rule.age) if rule.age is not None else None,
+        "count": rule.count,
+    }
+
+
+def _queue(q: QueueConfig, config: Config) -> dict[str, Any]:
+    retention: Any = {
+        "completed": _rule(q.retention.completed),
+        "failed": _rule(q.retention.failed),
+    }
+    if retention["completed"] is False and retention["failed"] is False:
+        retention = False
+    payload_schema = None
+    if q.payload_schema is not None:
+        payload_schema = os.path.relpath(q.payload_schema, config.base_dir)
+    return {
+        "handler": q.handler,
+        "concurrency": q.concurrency,
+        "processes": q.processes,
+        "priority": q.priority,
+        "rate_limit": (
+            {"max": q.rate_limit.max, "duration": format_duration(q.rate_limit.duration)}
+            if q.rate_limit
+            else None
+        ),
+        "attempts": q.attempts,
+        "backoff": {
+            "type": q.backoff.type,
+            "delay": format_duration(q.backoff.delay),
+            "max": format_duration(q.backoff.max),
+            "jitter": q.backoff.jitter,
+        },
+        "timeout": format_duration(q.timeout),
+        "retention": retention,
+        "payload_schema": payload_schema,
+        "dead_letter": q.dead_letter,
+        "lease": format_duration(q.lease),
+        "max_stalls": q.max_stalls,
+    }

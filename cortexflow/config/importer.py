@@ -1,0 +1,162 @@
+"""The one place that turns ``"package.module:attr"`` into an object.
+
+``ImportFromStringError.kind`` tells the failures apart, because each wants a different fix:
+
+- ``format``: the text is not ``module:attr``;
+- ``module-not-found``: no such module (a typo, a missing package, the wrong folder);
+- ``import-error``: the module exists but raised while importing (including SystemExit);
+- ``attribute``: the module has no such attribute;
+- ``not-callable``: the attribute is neither a function nor a BaseWorker-like class.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib
+import inspect
+import json
+import pkgutil
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Literal
+
+from cortexflow.errors import CortexflowError
+
+ImportKind = Literal["format", "module-not-found", "import-error", "attribute", "not-callable"]
+
+
+class ImportFromStringError(CortexflowError):
+    def __init__(self, kind: ImportKind, ref: str, message: str, hint: str | None = None) -> None:
+        self.kind = kind
+        self.ref = ref
+        self.hint = hint
+        super().__init__(message)
+
+
+def _q(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def add_search_path(folder: Path) -> None:
+    """Put ``folder`` (queues.yaml's folder) first on sys.path, once: handlers live beside it."""
+    entry = str(folder.resolve())
+    if sys.path[:1] != [entry]:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(entry)
+        sys.path.insert(0, entry)
+
+
+def import_from_string(ref: str, *, search_path: Path | None = None) -> Any:
+    """Import ``module:attr.attr``; raise ImportFromStringError saying which step failed."""
+    module_name, sep, attrs = ref.partition(":")
+    if not sep or not module_name or not attrs:
+        raise ImportFromStringError(
+            "format", ref, f"{_q(ref)} is not an import path", 'write "package.module:function"'
+        )
+    if search_path is not None:
+        add_search_path(search_path)
+    module = _import_module(ref, module_name)
+    obj: Any = module
+    for i, attr in enumerate(attrs.split(".")):
+        try:
+            obj = getattr(obj, attr)
+        except AttributeError:
+            owner = module_name if i == 0 else f"{module_name}:{'.'.join(attrs.split('.')[:i])}"
+            close = difflib.get_close_matches(attr, [n for n in dir(obj) if not n.startswith("_")])
+            hint = f'did you mean "{close[0]}"?' if close else None
+            raise ImportFromStringError(
+                "attribute", ref, f"{owner} has no attribute {_q(attr)}", hint
+            ) from None
+        except Exception as exc:  # a module-level __getattr__ that raises
+            raise ImportFromStringError(
+                "import-error", ref, f"getting {_q(attr)} raised {type(exc).__name__}: {exc}"
+            ) from None
+    return obj
+
+
+def resolve_handler(ref: str, *, search_path: Path | None = None) -> Any:
+    """Import a handler: a callable, or a class with a ``process`` method (a BaseWorker)."""
+    obj = import_from_string(ref, search_path=search_path)
+    if inspect.isclass(obj):
+        if not hasattr(obj, "process"):
+            raise ImportFromStringError(
+                "not-callable",
+                ref,
+                f"{ref} is a class without a process() method, not a BaseWorker",
+                "subclass cortexflow's BaseWorker and define `async def process(self, job)`",
+            )
+        return obj
+    if not callable(obj):
+        raise ImportFromStringError(
+            "not-callable",
+            ref,
+            f"{ref} is a {type(obj).__name__}, not a function",
+            "point handler at a function f(data) or f(data, job), or a BaseWorker subclass",
+        )
+    return obj
+
+
+def _import_module(ref: str, name: str) -> Any:
+    # A handler module that prints while importing must not corrupt `validate --format json`.
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+            raise ImportFromStringError(
+                "module-not-found",
+                ref,
+                f"module {_q(exc.name)} not found",
+                _not_found_hint(exc.name),
+            ) from None
+        raise _raised(ref, name, exc) from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit too: a user's module must never end validate
+        raise _raised(ref, name, exc) from None
+
+
+def _raised(ref: str, name: str, exc: BaseException) -> ImportFromStringError:
+    where = ""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where = f" at {_short(exc.filename)}:{exc.lineno}"
+    else:
+        frames = [
+            f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename
+        ]
+        if frames:
+            where = f" at {_short(frames[-1].filename)}:{frames[-1].lineno}"
+    detail = str(exc.msg if isinstance(exc, SyntaxError) else exc)
+    text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return ImportFromStringError(
+        "import-error",
+        ref,
+        f"module {_q(name)} raised while importing{where}: {text}",
+        "fix the module so that importing it succeeds (run `python -c 'import "
+        f"{name}'` to see the traceback)",
+    )
+
+
+def _short(filename: str) -> str:
+    try:
+        return str(Path(filename).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return filename
+
+
+def _not_found_hint(missing: str) -> str:
+    parent, _, leaf = missing.rpartition(".")
+    if parent:
+        parent_mod = sys.modules.get(parent)
+        paths = getattr(parent_mod, "__path__", None)
+        if paths is not None:
+            names = [m.name for m in pkgutil.iter_modules(paths)]
+            close = difflib.get_close_matches(leaf, names)
+            if close:
+                return f'did you mean "{parent}.{close[0]}"?'
+    return (
+        "check the spelling; is the package installed in this environment, or its folder "
+        "beside queues.yaml?"
+    )
