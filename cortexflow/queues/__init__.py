@@ -1,0 +1,1 @@
+"""The handlers of the five queues of the original service (minimal until the real ones land)."""
