@@ -1,0 +1,251 @@
+"""QueueManager: the original service's producer and admin API, on the engine.
+
+One manager holds one Redis client (and, when no URL is configured, keeps the folder's
+embedded server up until ``close()``). Everything is async; ``SyncQueueManager`` wraps it
+for code without an event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from cortexflow.api.options import bulk_options, job_options
+from cortexflow.api.resolve import ConfigSource, load, open_endpoint
+from cortexflow.config.model import Backoff, Config
+from cortexflow.engine.connection import connect, ping, redact_url
+from cortexflow.engine.jobs import JobOptions
+from cortexflow.engine.queue import QueueEngine, all_stats, health
+from cortexflow.errors import RedisUnavailableError, UsageError
+
+
+class QueueManager:
+    """Add jobs to the queues of one queues.yaml, read their stats, operate them.
+
+    ``config``: a path (default ``$CORTEXFLOW_FILE`` or ``./queues.yaml``) or a loaded Config.
+    ``redis_url`` overrides ``redis.url`` / ``$REDIS_URL``. Nothing connects until first use.
+    """
+
+    def __init__(self, config: ConfigSource = None, redis_url: str | None = None) -> None:
+        self._source = config
+        self._override = redis_url
+        self._config: Config | None = config if isinstance(config, Config) else None
+        self._stack = contextlib.ExitStack()
+        self._client: aioredis.Redis | None = None
+        self._url = ""
+        self._pinged = False
+
+    # -- connection ------------------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load(self._source)
+        return self._config
+
+    @property
+    def queue_names(self) -> list[str]:
+        return list(self.config.queues)
+
+    @property
+    def url(self) -> str:
+        """The Redis URL in use, password redacted ("" before the first connection)."""
+        return redact_url(self._url) if self._url else ""
+
+    def _redis(self) -> aioredis.Redis:
+        if self._client is None:
+            self._url = open_endpoint(self._stack, self.config, self._override)
+            self._client = connect(self._url)
+        return self._client
+
+    async def connect(self) -> None:
+        """Resolve the server and check that it answers (RedisUnavailableError otherwise).
+
+        The check uses a client that barely retries, so a wrong URL fails in milliseconds;
+        the manager's own client retries transient errors (a restart, an AOF reload).
+        """
+        self._redis()
+        if not self._pinged:
+            probe = connect(self._url, retries=2)
+            try:
+                await ping(probe, self._url)
+            finally:
+                await probe.aclose()
+            self._pinged = True
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Connection trouble after the first ping still surfaces as RedisUnavailableError."""
+        try:
+            yield
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise RedisUnavailableError(redact_url(self._url), str(exc)) from None
+
+    async def close(self) -> None:
+        """Close the connection (and release the embedded server if this manager started it)."""
+        client, self._client, self._pinged = self._client, None, False
+        try:
+            if client is not None:
+                await client.aclose()
+        finally:
+            self._stack.close()
+
+    async def __aenter__(self) -> QueueManager:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def get_queue(self, queue: str) -> QueueEngine:
+        """The queue's engine, for job-level operations (get_job, list_jobs, retry, promote, ...).
+
+        UsageError naming the declared queues when ``queue`` is not one of them.
+        """
+        cfg = self.config.queue(str(queue))
+        return QueueEngine(self._redis(), cfg, self.config.redis.prefix)
+
+    async def _engine(self, queue: str) -> QueueEngine:
+        engine = self.get_queue(queue)
+        await self.connect()
+        return engine
+
+    # -- producers -------------------------------------------------------------------------
+
+    async def add_job(
+        self,
+        queue: str,
+        name: str,
+        data: Any,
+        *,
+        priority: int | None = None,
+        delay: float | None = None,
+        attempts: int | None = None,
+        backoff: Backoff | Mapping[str, Any] | None = None,
+        job_id: str | None = None,
+        remove_on_complete: bool | int | None = None,
+        remove_on_fail: bool | int | None = None,
+    ) -> str:
+        """Add one job; returns its id. ``delay`` and ``backoff["delay"]`` are milliseconds.
+
+        PayloadError (nothing written) when ``data`` fails the queue's payload_schema.
+        """
+        engine = await self._engine(queue)
+        opts = job_options(
+            engine.config,
+            priority=priority,
+            delay=delay,
+            attempts=attempts,
+            backoff=backoff,
+            job_id=job_id,
+            remove_on_complete=remove_on_complete,
+            remove_on_fail=remove_on_fail,
+        )
+        with self._errors():
+            return await engine.add(name, data, opts)
+
+    async def add_bulk(self, queue: str, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Add ``[{"name", "data", "opts"}, ...]`` atomically (all or none); returns the ids."""
+        engine = await self._engine(queue)
+        batch: list[tuple[str, Any, JobOptions | None]] = []
+        for i, job in enumerate(jobs):
+            if not isinstance(job, Mapping) or "name" not in job or "data" not in job:
+                raise UsageError(f"jobs[{i}] must be a mapping with 'name' and 'data' (and 'opts')")
+            extra = set(job) - {"name", "data", "opts"}
+            if extra:
+                raise UsageError(f"jobs[{i}]: unknown key(s) {sorted(extra)}; use name, data, opts")
+            batch.append(
+                (str(job["name"]), job["data"], bulk_options(engine.config, job.get("opts")))
+            )
+        if not batch:
+            return []
+        with self._errors():
+            return await engine.add_bulk(batch)
+
+    # -- monitoring ------------------------------------------------------------------------
+
+    async def get_queue_stats(self, queue: str) -> dict[str, Any]:
+        """``{queueName, waiting, active, completed, failed, delayed, paused}``."""
+        engine = await self._engine(queue)
+        with self._errors():
+            return await engine.stats()
+
+    async def get_all_queue_stats(
+        self, queues: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Stats of every declared queue (or of ``queues``), read in one round trip."""
+        names = [self.config.queue(str(q)).name for q in queues] if queues else self.queue_names
+        await self.connect()
+        with self._errors():
+            return await all_stats(self._redis(), self.config.redis.prefix, names)
+
+    async def health_check(self) -> dict[str, Any]:
+        """``{healthy, queues: {name: bool}}``; never raises for an unreachable Redis."""
+        names = self.queue_names
+        try:
+            await self.connect()
+            with self._errors():
+                return await health(self._redis(), self.config.redis.prefix, names)
+        except RedisUnavailableError:
+            return {"healthy": False, "queues": dict.fromkeys(names, False)}
+
+    # -- operations ------------------------------------------------------------------------
+
+    async def pause_queue(self, queue: str) -> None:
+        """No new job starts in the queue, on any host; running jobs finish; adding still works."""
+        engine = await self._engine(queue)
+        with self._errors():
+            await engine.pause()
+
+    async def resume_queue(self, queue: str) -> None:
+        engine = await self._engine(queue)
+        with self._errors():
+            await engine.resume()
+
+    async def clean_queue(
+        self, queue: str, grace_ms: float = 3_600_000, limit: int = 100, state: str = "completed"
+    ) -> list[str]:
+        """Remove up to ``limit`` (0: no limit) jobs of ``state`` older than ``grace_ms``.
+
+        ``state``: completed, failed, waiting or delayed. Returns the removed ids.
+        """
+        if state not in ("completed", "failed", "waiting", "delayed"):
+            raise UsageError(f"state is completed, failed, waiting or delayed; got {state!r}")
+        if not isinstance(limit, int) or limit < 0:
+            raise UsageError(f"limit is an integer >= 0 (0: no limit); got {limit!r}")
+        grace = _seconds(grace_ms, "grace_ms")
+        engine = await self._engine(queue)
+        with self._errors():
+            return await engine.clean(grace, limit, state)
+
+    async def drain_queue(self, queue: str, delayed: bool = False) -> int:
+        """Remove every waiting job (and delayed ones if ``delayed``); returns how many."""
+        engine = await self._engine(queue)
+        with self._errors():
+            return await engine.drain(delayed)
+
+
+def _seconds(ms: object, what: str) -> float:
+    if not isinstance(ms, int | float) or isinstance(ms, bool) or ms < 0:
+        raise UsageError(f"{what} is a number of milliseconds >= 0; got {ms!r}")
+    return float(ms) / 1000.0
+
+
+def get_queue_manager(config: ConfigSource = None, redis_url: str | None = None) -> QueueManager:
+    """A QueueManager for ``config`` (default ``$CORTEXFLOW_FILE`` or ``./queues.yaml``).
+
+    Unlike the original's singleton, each call returns a new manager: keep the one you need
+    (e.g. for the life of your app) and ``await manager.close()`` at the end.
+    """
+    return QueueManager(config, redis_url)
