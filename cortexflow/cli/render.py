@@ -1,0 +1,162 @@
+"""Text rendering for the operations commands: tables, job views, a progress bar.
+
+Pure functions from data to text (the progress bar writes to the stream it is given).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from cortexflow.durations import format_duration
+
+WIDTH = 80
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
+    """Columns padded to their widest cell, two spaces apart; ``right`` columns right-aligned."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+
+    def line(cells: Sequence[str]) -> str:
+        out = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(out).rstrip()
+
+    return "\n".join([line(headers), *(line(r) for r in rows)])
+
+
+def fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+STATS_COLUMNS = ("waiting", "active", "delayed", "completed", "failed")
+
+
+def stats_table(stats: Sequence[Mapping[str, Any]]) -> str:
+    headers = ["QUEUE", *(c.upper() for c in STATS_COLUMNS), "PAUSED"]
+    rows = [
+        [
+            str(s["queueName"]),
+            *(f"{int(s[c]):,}" for c in STATS_COLUMNS),
+            "yes" if s.get("paused") else "no",
+        ]
+        for s in stats
+    ]
+    return table(headers, rows, right=range(1, 1 + len(STATS_COLUMNS)))
+
+
+def health_text(report: Mapping[str, Any]) -> str:
+    rows = [[name, "ok" if ok else "UNHEALTHY"] for name, ok in report["queues"].items()]
+    verdict = "healthy" if report["healthy"] else "UNHEALTHY"
+    return f"{verdict}\n" + table(["QUEUE", "STATUS"], rows)
+
+
+def timestamp(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def age(ts: float | None, now: float | None = None) -> str:
+    if ts is None:
+        return "-"
+    seconds = max(0.0, (now if now is not None else time.time()) - ts)
+    return format_duration(float(int(seconds))) if seconds >= 1 else "<1s"
+
+
+def jobs_table(jobs: Sequence[Any], width: int = WIDTH) -> str:
+    """ID, STATE, NAME, TRIES (made/allowed), PRIO, AGE; NAME shrinks to keep within ``width``."""
+    now = time.time()
+    rows = [
+        [
+            j.id,
+            j.state,
+            j.name,
+            f"{j.attempts_made}/{j.attempts}",
+            str(j.priority),
+            age(j.created_at, now),
+        ]
+        for j in jobs
+    ]
+    headers = ["ID", "STATE", "NAME", "TRIES", "PRIO", "AGE"]
+    others = sum(max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers) if i != 2)
+    room = max(8, width - others - 2 * (len(headers) - 1))
+    for r in rows:
+        r[2] = fit(r[2], room)
+    return table(headers, rows, right=(3, 4))
+
+
+def compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def job_text(job: Any, logs: Sequence[str]) -> str:
+    """``job`` as labelled lines: state, attempts, result or error, timestamps, data, logs."""
+    fields: list[tuple[str, str]] = [
+        ("id", job.id),
+        ("queue", job.queue),
+        ("name", job.name),
+        ("state", job.state),
+        ("priority", str(job.priority)),
+        ("attempts", f"{job.attempts_made} made of {job.attempts}"),
+        ("created", timestamp(job.created_at)),
+        ("processed", timestamp(job.processed_at)),
+        ("finished", timestamp(job.finished_at)),
+    ]
+    if job.delay:
+        fields.append(("delay", format_duration(job.delay)))
+    if job.progress is not None:
+        fields.append(("progress", compact(job.progress)))
+    fields.append(("data", compact(job.data)))
+    if job.state == "completed":
+        fields.append(("result", compact(job.result)))
+    if job.error:
+        fields.append(("error", job.error))
+    lines = [f"{k + ':':<11}{v}" for k, v in fields]
+    if job.stacktrace:
+        lines += ["traceback:", *("  " + t for t in job.stacktrace.rstrip().splitlines())]
+    if logs:
+        lines += ["logs:", *("  " + t for t in logs)]
+    return "\n".join(lines)
+
+
+class ProgressBar:
+    """A one-line bar redrawn in place (``\\r``) at most ten times a second.
+
+    ``total`` is in bytes when known (a file), None for a stream (then: count and rate only).
+    """
+
+    def __init__(self, stream: TextIO, total: int | None, label: str = "enqueue") -> None:
+        self.stream = stream
+        self.total = total
+        self.label = label
+        self.started = time.monotonic()
+        self._last = 0.0
+        enc = (getattr(stream, "encoding", None) or "").lower()
+        self._fill, self._empty = ("█", "░") if enc.startswith("utf") else ("#", "-")
+
+    def update(self, count: int, done: int, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self._last < 0.1:
+            return
+        self._last = now
+        elapsed = max(now - self.started, 1e-6)
+        rate = f"{count / elapsed:,.0f}/s"
+        if self.total:
+            frac = min(1.0, done / self.total)
+            bar = self._fill * round(frac * 30) + self._empty * (30 - round(frac * 30))
+            text = f"{self.label} {bar} {frac:4.0%}  {count:,} jobs  {rate}"
+        else:
+            text = f"{self.label} {count:,} jobs  {rate}"
+        self.stream.write("\r" + text + "\x1b[K")
+        if final:
+            self.stream.write("\n")
+        self.stream.flush()
