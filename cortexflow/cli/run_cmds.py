@@ -1,0 +1,140 @@
+"""`up`, `worker`, `status`: the commands that run queues and show what runs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from cortexflow import errors
+from cortexflow.cli._common import config_path, err, out, print_json
+
+
+def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "up",
+        parents=parents,
+        help="run every queue's workers under the supervisor (or the named queues)",
+        description="Validate queues.yaml, then run one worker process per (queue, replica), "
+        "restarting them when they die. SIGTERM/SIGINT stop gracefully (a second one kills), "
+        "SIGHUP reloads queues.yaml. With no Redis URL configured, an embedded server is "
+        "started with its data in .cortexflow/ beside queues.yaml.",
+    )
+    p.add_argument("queues", nargs="*", metavar="QUEUE", help="run only these queues")
+    p.add_argument(
+        "--exit-on-fatal",
+        action="store_true",
+        help="stop everything and exit 1 when a queue goes FATAL (default: keep the others)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=None,
+        help="text: `HH:MM:SS queue.N | line` (default); json: one object per line",
+    )
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser(
+        "worker",
+        parents=parents,
+        help="run one queue's worker in this process, without a supervisor",
+        description="Run one queue's worker (for one-queue-per-container deployments). "
+        "SIGTERM/SIGINT stop it gracefully within stop_timeout.",
+    )
+    p.add_argument("queue", metavar="QUEUE")
+    p.add_argument("--replica", type=int, default=None, help="replica number (for status)")
+    p.add_argument(
+        "--stop-timeout",
+        default=None,
+        metavar="DURATION",
+        help='how long running jobs may take to finish on SIGTERM, e.g. "30s" '
+        "(default: stop_timeout of queues.yaml)",
+    )
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser(
+        "status",
+        parents=parents,
+        help="the processes of every running supervisor on this Redis; exit 1 if a queue is FATAL",
+    )
+    p.set_defaults(func=cmd_status)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from cortexflow.config import load_config
+    from cortexflow.logmux import LogFormat, LogSink, want_color
+    from cortexflow.supervisor import UpOptions, run_up
+
+    path = config_path(args)
+    # The one loader refuses an invalid file with validate's diagnostics before anything starts;
+    # handlers are imported by the children, never by the supervisor (DESIGN §5).
+    config = load_config(path, check_imports=False)
+    as_json = args.log_format == "json" or (args.log_format is None and args.json)
+    fmt: LogFormat = "json" if as_json else "text"
+    sink = LogSink(
+        out=sys.stdout,
+        err=sys.stderr,
+        fmt=fmt,
+        color=fmt == "text" and want_color(args.no_color, sys.stdout),
+    )
+    options = UpOptions(queues=tuple(args.queues), exit_on_fatal=args.exit_on_fatal)
+
+    def reload(p: Any) -> Any:
+        return load_config(p, check_imports=False)
+
+    return run_up(config, sink, options=options, loader=reload, redis_override=args.redis_url)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from cortexflow.config import load_config
+    from cortexflow.durations import DurationError, parse_duration
+    from cortexflow.embedded import redis_endpoint
+    from cortexflow.supervisor_child import ENV_PARENT_PID, ENV_REDIS_URL, ENV_REPLICA
+
+    supervised = bool(os.environ.get(ENV_PARENT_PID))
+    try:
+        stop_timeout = parse_duration(args.stop_timeout) if args.stop_timeout else None
+    except DurationError as exc:
+        raise errors.UsageError(f"--stop-timeout: {exc}") from None
+    try:
+        config = load_config(config_path(args), check_imports=False)
+    except errors.ConfigError as exc:
+        err(str(exc))
+        # Under `up`, a config the child cannot load is a config error: the queue goes FATAL.
+        return errors.EXIT_CONFIG if supervised else exc.exit_code
+    if args.queue not in config.queues:
+        if supervised:
+            err(f"error: queue {args.queue!r} is not declared in {config.path}")
+            return errors.EXIT_CONFIG
+        config.queue(args.queue)  # raises UsageError naming the known queues
+    replica = args.replica
+    if replica is None:
+        replica = int(os.environ.get(ENV_REPLICA, "0") or 0)
+    override = args.redis_url or os.environ.get(ENV_REDIS_URL) or None
+
+    from cortexflow.worker import run_worker
+
+    with redis_endpoint(config, override) as url:
+        return run_worker(
+            config, args.queue, redis_url=url, replica=replica, stop_timeout=stop_timeout
+        )
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from cortexflow.config import load_config
+    from cortexflow.embedded import redis_endpoint
+    from cortexflow.supervisor_status import any_fatal, collect_status, render_status
+
+    config = load_config(config_path(args), check_imports=False)
+    with redis_endpoint(config, args.redis_url) as url:
+        rows = asyncio.run(collect_status(url, config.redis.prefix))
+    if args.json:
+        print_json(rows)
+    elif rows:
+        out(render_status(rows))
+    else:
+        err("no cortexflow supervisor is running against this Redis")
+    return errors.EXIT_FAILURE if any_fatal(rows) else errors.EXIT_OK

@@ -1,0 +1,516 @@
+"""`cortexflow up`: the reconcile loop over one worker child per (queue, replica) (DESIGN §5).
+
+Every tick (100 ms, or at once when a signal arrives) the loop compares the processes that
+should run with the ones that do: it reaps exits, decides restarts (supervisor_policy), starts
+what is missing, retires replaced children once their successors are ready, and SIGKILLs
+whatever outlived its stop deadline. Signal handlers only record the signal; the loop acts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cortexflow.config.model import Config, QueueConfig
+from cortexflow.embedded import SupervisedServer, data_dir_for, supervised_server
+from cortexflow.engine.connection import redact_url
+from cortexflow.logmux import LogSink
+from cortexflow.supervisor_child import (
+    ENV_LIFELINE_FD,
+    ENV_PARENT_PID,
+    ENV_REDIS_URL,
+    ENV_REPLICA,
+    Child,
+    spawn_child,
+)
+from cortexflow.supervisor_plan import QueueRun, Slot, plan_reload, process_row, select_queues
+from cortexflow.supervisor_policy import (
+    ChildState,
+    RestartHistory,
+    Verdict,
+    decide_after_exit,
+    describe_exit,
+)
+from cortexflow.supervisor_status import StatusPublisher, check_server
+
+STABLE_AFTER = 10.0  # seconds up (and ready) before a child counts as stable
+CLEAN_STOP_CODES = (0, -signal.SIGTERM)
+
+Command = Callable[[Config, str, int], list[str]]
+Loader = Callable[[Path], Config]
+
+
+def worker_command(config: Config, queue: str, replica: int) -> list[str]:
+    """A fresh interpreter running `cortexflow worker` (never a fork of the supervisor)."""
+    return [
+        sys.executable, "-m", "cortexflow", "worker", queue,
+        "-f", str(config.path.resolve()), "--replica", str(replica),
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    queues: tuple[str, ...] = ()  # a subset to run; empty: every queue
+    exit_on_fatal: bool = False
+    tick: float = 0.1
+
+
+class Supervisor:
+    def __init__(
+        self,
+        config: Config,
+        redis_url: str,
+        sink: LogSink,
+        *,
+        options: UpOptions = UpOptions(),
+        loader: Loader,
+        command: Command = worker_command,
+        server: SupervisedServer | None = None,
+    ) -> None:
+        self.config = config
+        self.url = redis_url
+        self.sink = sink
+        self.opts = options
+        self.loader = loader
+        self.command = command
+        self.server = server
+        self.queues: dict[str, QueueRun] = {}
+        self.retiring: list[Child] = []  # asked to stop; no longer any slot's child
+        self.signals: list[int] = []
+        self.stopping = False
+        self.clean = True
+        self.exit_code = 0
+        self._colors = 0
+        self._server_history = RestartHistory()
+        self._server_restart_at: float | None = None
+        self._server_started = time.monotonic()
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lifeline = os.pipe()  # children get the read end; the write end never leaves us
+        self.started_wall = time.time()
+        self.publisher = StatusPublisher(
+            self.snapshot, self.expected, lambda: self.config.redis.prefix, sink
+        )
+        self._apply_queues(select_queues(config, options.queues))
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            self._loop.add_signal_handler(sig, self._record_signal, sig)
+        names = ", ".join(f"{q} x{r.config.processes}" for q, r in self.queues.items())
+        self.sink.event(f"up: {names or 'no queues'} on {redact_url(self.url)} (pid {os.getpid()})")
+        publishing = asyncio.create_task(self.publisher.run(self.url))
+        try:
+            while True:
+                self._wake.clear()
+                now = time.monotonic()
+                self._handle_signals(now)
+                self.tick(now)
+                if self.stopping and not any(True for _ in self.children()):
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.opts.tick)
+        finally:
+            self._emergency_stop()
+            publishing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await publishing
+            await self.publisher.withdraw(self.url)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                self._loop.remove_signal_handler(sig)
+            for fd in self._lifeline:
+                os.close(fd)
+        self.sink.event(f"stopped{'' if self.clean else ' (not cleanly)'}")
+        return max(self.exit_code, 0 if self.clean else 1)
+
+    def _record_signal(self, sig: int) -> None:
+        """The signal handler: record, wake the loop, nothing else."""
+        self.signals.append(sig)
+        if self._wake is not None:
+            self._wake.set()
+
+    def _handle_signals(self, now: float) -> None:
+        while self.signals:
+            sig = self.signals.pop(0)
+            if sig == signal.SIGHUP:
+                if not self.stopping:
+                    self.reload()
+            elif not self.stopping:
+                self.sink.event(
+                    f"{signal.Signals(sig).name}: stopping; running jobs get "
+                    f"{self.config.stop_timeout:g}s to finish (signal again to kill at once)"
+                )
+                self.begin_stop(now)
+            else:
+                self.sink.event(f"{signal.Signals(sig).name} again: killing every child now")
+                for child in self.children():
+                    child.kill()
+                self.clean = False
+
+    def tick(self, now: float) -> None:
+        self._reap(now)
+        if not self.stopping:
+            self._promote(now)
+            self._start_due(now)
+            self._tend_server(now)
+        for child in self.children():
+            if child.stop_deadline is not None and now >= child.stop_deadline and not child.killed:
+                self.sink.event(
+                    f"{child.name} (pid {child.pid}) still running after its stop timeout: SIGKILL"
+                )
+                child.kill()
+
+    def children(self) -> Iterator[Child]:
+        for run in self.queues.values():
+            for slot in run.slots:
+                if slot.child is not None:
+                    yield slot.child
+                if slot.previous is not None:
+                    yield slot.previous
+        yield from self.retiring
+
+    # -- exits -----------------------------------------------------------------------------
+
+    def _reap(self, now: float) -> None:
+        for child in [c for c in self.retiring if c.poll() is not None]:
+            self.retiring.remove(child)
+            self._ended(child, "stopped")
+        for run in list(self.queues.values()):
+            for slot in run.slots:
+                old = slot.previous
+                if old is not None and old.poll() is not None:
+                    slot.previous = None
+                    self._ended(old, "stopped")
+                current = slot.child
+                if current is None or current.poll() is None:
+                    continue
+                child, slot.child = current, None
+                slot.last_exit = child.poll()
+                if child.state is ChildState.STOPPING:
+                    self._ended(child, "stopped")
+                else:
+                    self._ended(child, "")
+                    self._unexpected_exit(run, slot, child, now)
+
+    def _ended(self, child: Child, verb: str) -> None:
+        child.close()
+        child.signal_group(signal.SIGKILL)  # grandchildren left in its group
+        code = child.poll()
+        if self.stopping and (child.killed or code not in CLEAN_STOP_CODES):
+            self.clean = False
+        if verb:
+            self.sink.event(f"{child.name} (pid {child.pid}) {verb}: {describe_exit(code)}")
+
+    def _unexpected_exit(self, run: QueueRun, slot: Slot, child: Child, now: float) -> None:
+        code = child.poll()
+        decision = decide_after_exit(
+            slot.history, code, child.uptime(now), now, self.config.restart
+        )
+        slot.history = decision.history
+        what = f"{child.name} (pid {child.pid}) {describe_exit(code)}"
+        if decision.verdict is Verdict.RESTART:
+            slot.restart_at = now + decision.delay
+            self.sink.event(
+                f"{what}; restart {slot.history.consecutive} in a row in {decision.delay:.1f}s"
+            )
+            return
+        if decision.verdict is Verdict.FATAL_CONFIG:
+            reason = f"{describe_exit(code)}: its handler or config cannot be loaded"
+        else:
+            policy = self.config.restart
+            reason = (
+                f"more than {policy.limit} restarts within {policy.window:g}s "
+                f"(last: {describe_exit(code)})"
+            )
+        self.sink.event(what)
+        self._make_fatal(run, reason, child, now)
+
+    def _make_fatal(self, run: QueueRun, reason: str, child: Child, now: float) -> None:
+        run.fatal = reason
+        tail = "\n".join(f"    {line}" for line in child.stderr_tail) or "    (no stderr output)"
+        self.sink.event(
+            f"queue {run.config.name} is FATAL: {reason}; not restarting it (the other queues "
+            f"keep running; fix it and send SIGHUP to retry).\n"
+            f"  last stderr lines of {child.name}:\n{tail}"
+        )
+        for slot in run.slots:
+            slot.restart_at = None
+            for other in (slot.child, slot.previous):
+                if other is not None:
+                    self._retire(other, now)
+            slot.child = slot.previous = None
+        if self.opts.exit_on_fatal and not self.stopping:
+            self.sink.event("--exit-on-fatal: stopping every queue")
+            self.exit_code = 1
+            self.begin_stop(now)
+
+    # -- starts ----------------------------------------------------------------------------
+
+    def _start_due(self, now: float) -> None:
+        for run in self.queues.values():
+            if run.fatal:
+                continue
+            for slot in run.slots:
+                if slot.child is None and (slot.restart_at is None or now >= slot.restart_at):
+                    slot.restart_at = None
+                    self._spawn(run, slot, now)
+
+    def _spawn(self, run: QueueRun, slot: Slot, now: float) -> None:
+        env = {
+            **os.environ,
+            ENV_PARENT_PID: str(os.getpid()),
+            ENV_LIFELINE_FD: str(self._lifeline[0]),
+            ENV_REPLICA: str(slot.replica),
+            ENV_REDIS_URL: self.url,
+        }
+        try:
+            child = spawn_child(
+                slot.queue, slot.replica, self.command(self.config, slot.queue, slot.replica),
+                env, keep_fds=(self._lifeline[0],),
+            )  # fmt: skip
+        except OSError as exc:
+            decision = decide_after_exit(slot.history, None, 0.0, now, self.config.restart)
+            slot.history = decision.history
+            slot.restart_at = now + max(decision.delay, 1.0)
+            self.sink.event(f"{slot.name} could not be started: {exc}")
+            return
+        assert self._loop is not None
+        child.attach(self._loop, self._child_line)
+        slot.child = child
+        self.sink.event(f"{child.name} started (pid {child.pid})")
+
+    def _child_line(self, child: Child, stream: str, line: str) -> None:
+        run = self.queues.get(child.queue)
+        color = run.color if run is not None else 0
+        self.sink.child_line(child.queue, child.replica, child.pid, stream, line, color)
+
+    def _promote(self, now: float) -> None:
+        for run in self.queues.values():
+            for slot in run.slots:
+                child = slot.child
+                if child is None:
+                    continue
+                if child.state is ChildState.STARTING and child.ready:
+                    child.state = ChildState.READY
+                    self.sink.event(f"{child.name} (pid {child.pid}) ready")
+                if child.state is ChildState.READY and child.uptime(now) >= STABLE_AFTER:
+                    child.state = ChildState.STABLE
+                if slot.previous is not None and child.state in (
+                    ChildState.READY, ChildState.STABLE,
+                ):  # fmt: skip
+                    self.sink.event(
+                        f"{slot.previous.name} (pid {slot.previous.pid}) replaced by pid "
+                        f"{child.pid}: stopping the old one"
+                    )
+                    self._retire(slot.previous, now)
+                    slot.previous = None
+
+    def _retire(self, child: Child, now: float) -> None:
+        child.request_stop(now + self.config.stop_timeout)
+        if child not in self.retiring:
+            self.retiring.append(child)
+
+    # -- stop ------------------------------------------------------------------------------
+
+    def begin_stop(self, now: float) -> None:
+        self.stopping = True
+        deadline = now + self.config.stop_timeout
+        for child in self.children():
+            child.request_stop(deadline)
+
+    def _emergency_stop(self) -> None:
+        """Leave no child behind if the loop ends by an exception (it should not)."""
+        live = [c for c in self.children() if c.poll() is None]
+        if not live:
+            return
+        self.clean = False
+        deadline = time.monotonic() + self.config.stop_timeout
+        for child in live:
+            child.request_stop(deadline)
+        while any(c.poll() is None for c in live) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for child in live:
+            if child.poll() is None:
+                child.kill()
+                child.proc.wait()
+            child.close()
+
+    # -- the embedded server ---------------------------------------------------------------
+
+    def _tend_server(self, now: float) -> None:
+        server = self.server
+        if server is None or server.alive():
+            return
+        if self._server_restart_at is None:
+            code = server.exit_code()
+            decision = decide_after_exit(
+                self._server_history, code, now - self._server_started, now, self.config.restart
+            )
+            self._server_history = decision.history
+            if decision.verdict is not Verdict.RESTART:
+                self.sink.event(f"the embedded server keeps dying ({describe_exit(code)})")
+                self.exit_code = 1
+                self.begin_stop(now)
+                return
+            self.sink.event(
+                f"the embedded server (pid {server.pid}) {describe_exit(code)}; "
+                f"restarting it in {decision.delay:.1f}s"
+            )
+            self._server_restart_at = now + decision.delay
+        elif now >= self._server_restart_at:
+            self._server_restart_at = None
+            self._server_started = now
+            server.restart()
+            self.sink.event(f"the embedded server restarted (pid {server.pid})")
+
+    # -- status ----------------------------------------------------------------------------
+
+    def expected(self) -> dict[str, int]:
+        return {name: run.config.processes for name, run in self.queues.items()}
+
+    def snapshot(self) -> dict[str, Any]:
+        """What `cortexflow status` shows of this supervisor (published every ~2 s)."""
+        now = time.monotonic()
+        processes = [
+            process_row(run, slot, now) for run in self.queues.values() for slot in run.slots
+        ]
+        processes += [
+            {
+                "queue": c.queue, "replica": c.replica, "pid": c.pid, "state": c.state.value,
+                "restarts": 0, "started_at": c.started_wall, "retiring": True,
+            }
+            for c in self.retiring
+        ]  # fmt: skip
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": self.started_wall,
+            "file": str(self.config.path),
+            "state": "stopping" if self.stopping else "running",
+            "embedded_server_pid": self.server.pid if self.server else None,
+            "queues": {
+                name: {"processes": run.config.processes, "fatal": run.fatal}
+                for name, run in self.queues.items()
+            },
+            "processes": processes,
+        }
+
+    # -- reload (SIGHUP) -------------------------------------------------------------------
+
+    def reload(self) -> None:
+        path = self.config.path
+        try:
+            new = self.loader(path)
+            wanted = select_queues(new, self.opts.queues)
+        except Exception as exc:  # ConfigError above all; never let a reload end `up`
+            self.sink.event(
+                f"SIGHUP: {path} is not valid; the running config stays as it was:\n{exc}"
+            )
+            return
+        if new.redis != self.config.redis:
+            self.sink.event("SIGHUP: the redis settings changed; restart `up` to apply them")
+            new = dataclasses.replace(new, redis=self.config.redis)
+        self.config = new
+        summary = self._apply_queues(wanted)
+        self.sink.event(f"SIGHUP: reloaded {path.name}: {summary}")
+
+    def _apply_queues(self, wanted: dict[str, QueueConfig]) -> str:
+        """Make ``self.queues`` match ``wanted``; returns what changed, for the log."""
+        now = time.monotonic()
+        running = {name: run.config for name, run in self.queues.items()}
+        fatal = {name for name, run in self.queues.items() if run.fatal}
+        plan = plan_reload(running, fatal, wanted)
+        for name in plan.removed:
+            for slot in self.queues.pop(name).slots:
+                self._drop_slot(slot, now)
+        for name in plan.added:
+            self.queues[name] = QueueRun(wanted[name], self._colors)
+            self._colors += 1
+        for name, qc in wanted.items():
+            run = self.queues[name]
+            for slot in run.slots:
+                if name in plan.replaced:
+                    self._replace_slot(slot, now)
+                elif run.fatal:
+                    slot.forget_failures()
+            run.config = qc
+            run.fatal = None
+            self._resize(run, qc.processes, now)
+        self.sink.fit([f"{q}.{r}" for q, qc in wanted.items() for r in range(qc.processes)])
+        return plan.summary()
+
+    def _resize(self, run: QueueRun, processes: int, now: float) -> None:
+        while len(run.slots) > processes:
+            self._drop_slot(run.slots.pop(), now)
+        while len(run.slots) < processes:
+            run.slots.append(Slot(run.config.name, len(run.slots)))
+
+    def _drop_slot(self, slot: Slot, now: float) -> None:
+        for child in (slot.child, slot.previous):
+            if child is not None:
+                self._retire(child, now)
+        slot.child = slot.previous = None
+
+    def _replace_slot(self, slot: Slot, now: float) -> None:
+        """Start a new child for the slot now; the old one stops once the new one is ready."""
+        if slot.child is not None:
+            if slot.previous is None and slot.child.state is not ChildState.STOPPING:
+                slot.previous = slot.child
+            else:  # a replacement already under way: the half-started one goes
+                self._retire(slot.child, now)
+        slot.child = None
+        slot.forget_failures()
+
+
+# -- the whole command -----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _endpoint(
+    config: Config, override: str | None
+) -> Iterator[tuple[str, SupervisedServer | None]]:
+    """The URL the workers use, and the embedded server when `up` runs one (stopped last)."""
+    url = override or config.redis.url
+    if url:
+        yield url, None
+        return
+    with supervised_server(data_dir_for(config)) as server:
+        yield server.url, server
+
+
+def run_up(
+    config: Config,
+    sink: LogSink,
+    *,
+    options: UpOptions,
+    loader: Loader,
+    redis_override: str | None = None,
+    command: Command = worker_command,
+) -> int:
+    """Supervise the queues until stopped; returns the exit code (0 after a clean stop)."""
+    select_queues(config, options.queues)  # unknown names: UsageError before anything starts
+    with _endpoint(config, redis_override) as (url, server):
+        if server is not None:
+            sink.event(f"embedded server (pid {server.pid}) on {url}, data in {server.folder.path}")
+
+        async def main() -> int:
+            await check_server(url, sink, embedded=server is not None)
+            supervisor = Supervisor(
+                config, url, sink, options=options, loader=loader, command=command, server=server
+            )
+            return await supervisor.run()
+
+        return asyncio.run(main())
