@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ class QueueConsumer:
         self.engine = engine
         self.worker_id = worker_id
         self.block_client = block_client
+        self._pending: asyncio.Task[Any] | None = None
+        self._waiting = False
+        self._handoffs: set[asyncio.Future[Any]] = set()
         q = engine.config
         k = engine.keys
         self._fetch_keys = [
@@ -117,10 +121,45 @@ class QueueConsumer:
         return FetchResult(jobs=jobs, wait=None if wait_ms < 0 else wait_ms / 1000.0)
 
     async def wait_for_work(self, timeout: float | None) -> bool:
-        """Block until a wake-up token arrives or ``timeout`` (capped at BLOCK_MAX) passes."""
-        t = BLOCK_MAX if timeout is None else max(0.001, min(timeout, BLOCK_MAX))
-        got = await self.block_client.blpop([self.engine.keys.marker], timeout=t)
-        return got is not None
+        """Wait until a wake-up token arrives or ``timeout`` seconds pass; True if woken.
+
+        One BLPOP is kept outstanding and never cancelled (cancelling a blocked call can lose
+        the token it was being handed). The timeout is kept here, not by the server: servers
+        expire blocking calls on their cron tick (100 ms at the default hz 10), too coarse for a
+        delayed job's due time. A token that arrives after this worker stopped waiting is
+        passed on to the next idle worker.
+        """
+        if self._pending is None:
+            self._pending = asyncio.create_task(
+                self.block_client.blpop([self.engine.keys.marker], timeout=BLOCK_MAX)
+            )
+            self._pending.add_done_callback(self._on_token)
+        pending = self._pending
+        self._waiting = True
+        try:
+            done, _ = await asyncio.wait(
+                {pending}, timeout=None if timeout is None else max(timeout, 0.001)
+            )
+        finally:
+            self._waiting = False
+        if not done:
+            return False
+        self._pending = None
+        return pending.result() is not None
+
+    def _on_token(self, task: asyncio.Task[Any]) -> None:
+        if self._waiting or task.cancelled():
+            return  # the waiter takes it
+        self._pending = None
+        if task.exception() is None and task.result() is not None:
+            handoff = asyncio.ensure_future(self.engine.client.rpush(self.engine.keys.marker, "1"))
+            self._handoffs.add(handoff)
+            handoff.add_done_callback(self._handoffs.discard)
+
+    def close(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
 
     async def heartbeat(self, leases: Sequence[tuple[str, str]]) -> list[str]:
         """Renew leases; returns the ids this worker no longer holds."""
