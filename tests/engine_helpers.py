@@ -81,6 +81,8 @@ async def handle(data, job):
         {"id": job.id, "attempt": job.attempt, "pid": os.getpid(), "t": start}))
     await r.hincrby("test:count", job.id, 1)
     s = data.get("sleep", 0)
+    if await r.exists("test:fast"):  # a test flips this to make later runs quick
+        s = 0
     if isinstance(s, list):
         s = random.uniform(*s)
     if s:
@@ -135,6 +137,7 @@ class WorkerProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
+        self._log.close()
 
     def terminate(self, timeout: float = 15.0) -> int:
         if self.alive():
@@ -143,7 +146,6 @@ class WorkerProcess:
             return self.proc.wait(timeout)
         finally:
             self.kill9()
-            self._log.close()
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -1,0 +1,286 @@
+"""Engine guarantees with real `cortexflow worker` processes, real signals and a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from cortexflow.config import load_config
+from cortexflow.embedded import ServerProcess
+from cortexflow.engine.jobs import JobOptions
+from tests.engine_helpers import WorkerProcess, engine_for, until, write_project
+
+
+def _runs(client: redis.Redis) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in client.lrange("test:runs", 0, -1)]
+
+
+def _ready(client: redis.Redis, queue: str, n: int, timeout: float = 20) -> None:
+    """Wait until n workers of ``queue`` have published their heartbeat."""
+    deadline = time.monotonic() + timeout
+    while client.zcount(f"{{cortexflow:{queue}}}:workers", int(time.time() * 1000), "+inf") < n:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{n} workers of {queue} not ready in {timeout}s")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def workers(tmp_path: Path):  # type: ignore[no-untyped-def]
+    started: list[WorkerProcess] = []
+
+    def start(config: Path, queue: str, url: str) -> WorkerProcess:
+        w = WorkerProcess(config, queue, url, tmp_path)
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.kill9()
+
+
+def test_rate_limit_holds_across_three_processes(
+    tmp_path: Path, redis_url: str, redis_client: Any, workers: Any
+) -> None:
+    cfg = write_project(
+        tmp_path,
+        """
+        queues:
+          limited:
+            handler: rec:handle
+            concurrency: 10
+            rate_limit: {max: 10, duration: 1s}
+            retention: {completed: {count: 1000}}
+    """,
+    )
+    for _ in range(3):
+        workers(cfg, "limited", redis_url)
+    _ready(redis_client, "limited", 3)
+    config = load_config(cfg)
+
+    async def main() -> list[float]:
+        async with engine_for(redis_url, config.queues["limited"]) as e:
+            await e.add_bulk([("n", {}, None) for _ in range(45)])
+            await until(lambda: _done(e, 45), 30, "45 jobs through the limiter")
+            jobs = await e.list_jobs("completed", 0, 100)
+        return sorted(j.processed_at for j in jobs if j.processed_at)
+
+    starts = asyncio.run(main())
+    assert len(starts) == 45
+    for i, t in enumerate(starts):
+        in_window = [s for s in starts[i:] if s < t + 1.0]
+        assert len(in_window) <= 10, f"{len(in_window)} starts within 1 s of {t}"
+    # All three processes took part, so the limit was shared, not per process.
+    assert len({r["pid"] for r in _runs(redis_client)}) >= 2
+
+
+async def _done(e: Any, n: int) -> bool:
+    s = await e.stats()
+    return bool(s["completed"] + s["failed"] >= n)
+
+
+def test_kill9_jobs_recovered_after_the_lease_without_new_traffic(
+    tmp_path: Path, redis_url: str, redis_client: Any, workers: Any
+) -> None:
+    cfg = write_project(
+        tmp_path,
+        """
+        queues:
+          crashy:
+            handler: rec:handle
+            concurrency: 20
+            lease: 2s
+    """,
+    )
+    config = load_config(cfg)
+    victim = workers(cfg, "crashy", redis_url)
+    _ready(redis_client, "crashy", 1)
+
+    async def main() -> None:
+        async with engine_for(redis_url, config.queues["crashy"]) as e:
+            # The victim sleeps 30 s in each job; the survivor finishes the reruns at once.
+            await e.add_bulk([("n", {"sleep": 30}, JobOptions(job_id=f"j{i}")) for i in range(20)])
+            await until(lambda: _active(e, 20), 15, "20 running on the victim")
+            survivor = workers(cfg, "crashy", redis_url)
+            _ready(redis_client, "crashy", 2)
+            victim.kill9()
+            killed_at = time.time()
+            # Reruns must not sleep.
+            redis_client.set("test:fast", "1")
+            await until(lambda: _done(e, 20), 20, "all 20 completed by the survivor")
+            reruns = [r for r in _runs(redis_client) if r["pid"] == survivor.pid]
+            assert len(reruns) == 20
+            # Not before the victim's leases (2 s, renewed until the kill) could expire.
+            assert min(r["t"] for r in reruns) >= killed_at + 0.5
+            jobs = [await e.get_job(f"j{i}") for i in range(20)]
+            assert all(j is not None and j.stalls == 1 and j.state == "completed" for j in jobs)
+
+    asyncio.run(main())
+
+
+async def _active(e: Any, n: int) -> bool:
+    return bool((await e.stats())["active"] >= n)
+
+
+def test_heartbeat_keeps_a_long_job_from_running_twice(
+    tmp_path: Path, redis_url: str, redis_client: Any, workers: Any
+) -> None:
+    cfg = write_project(
+        tmp_path,
+        """
+        queues:
+          long:
+            handler: rec:handle
+            lease: 1s
+    """,
+    )
+    config = load_config(cfg)
+    workers(cfg, "long", redis_url)
+    workers(cfg, "long", redis_url)
+    _ready(redis_client, "long", 2)
+
+    async def main() -> None:
+        async with engine_for(redis_url, config.queues["long"]) as e:
+            await e.add("n", {"sleep": 3.5}, JobOptions(job_id="long"))
+            job = await e.wait_finished("long", 20)
+            assert job is not None and job.state == "completed" and job.stalls == 0
+
+    asyncio.run(main())
+    assert redis_client.hget("test:count", "long") == b"1"
+
+
+def test_pause_stops_starts_on_every_worker(
+    tmp_path: Path, redis_url: str, redis_client: Any, workers: Any
+) -> None:
+    cfg = write_project(
+        tmp_path,
+        """
+        queues:
+          pausable:
+            handler: rec:handle
+    """,
+    )
+    config = load_config(cfg)
+    workers(cfg, "pausable", redis_url)
+    workers(cfg, "pausable", redis_url)
+    _ready(redis_client, "pausable", 2)
+
+    async def main() -> None:
+        async with engine_for(redis_url, config.queues["pausable"]) as e:
+            await e.pause()
+            await e.add_bulk([("n", {}, None) for _ in range(20)])
+            await asyncio.sleep(1.5)
+            s = await e.stats()
+            assert (s["waiting"], s["active"], s["completed"], s["paused"]) == (20, 0, 0, True)
+            await e.resume()
+            await until(lambda: _done(e, 20), 10, "all run after resume")
+
+    asyncio.run(main())
+
+
+@pytest.mark.slow
+def test_chaos_sigkill_workers_loses_nothing(
+    tmp_path: Path, redis_url: str, redis_client: Any, workers: Any
+) -> None:
+    cfg = write_project(
+        tmp_path,
+        """
+        queues:
+          chaos:
+            handler: rec:handle
+            concurrency: 8
+            lease: 2s
+            max_stalls: 100
+            retention: {completed: {count: 10000}, failed: {count: 10000}}
+    """,
+    )
+    config = load_config(cfg)
+    live = [workers(cfg, "chaos", redis_url), workers(cfg, "chaos", redis_url)]
+    _ready(redis_client, "chaos", 2)
+    n = 5000
+    kills = 0
+
+    async def main() -> None:
+        nonlocal kills
+        async with engine_for(redis_url, config.queues["chaos"]) as e:
+            for start in range(0, n, 1000):
+                await e.add_bulk(
+                    [
+                        ("n", {"sleep": [0.05, 0.15]}, JobOptions(job_id=f"c{i}"))
+                        for i in range(start, start + 1000)
+                    ]
+                )
+            rng = random.Random(11)
+            end = time.monotonic() + 30
+            while time.monotonic() < end:
+                await asyncio.sleep(2)
+                victim = live.pop(rng.randrange(len(live)))
+                victim.kill9()
+                kills += 1
+                live.append(workers(cfg, "chaos", redis_url))
+            await until(lambda: _done(e, n), 120, "every job finished")
+            s = await e.stats()
+            assert s["completed"] + s["failed"] == n and s["waiting"] == s["active"] == 0
+
+    asyncio.run(main())
+    counts = Counter({k.decode(): int(v) for k, v in redis_client.hgetall("test:count").items()})
+    assert set(counts) == {f"c{i}" for i in range(n)}, "some jobs never ran"
+    duplicates = sum(c - 1 for c in counts.values())
+    print(f"\nchaos: {kills} kills, {duplicates} duplicate runs of {n} jobs")
+    assert duplicates <= kills * 8, "more reruns than jobs in flight at the kills"
+
+
+def test_workers_survive_a_redis_restart_and_lose_no_acknowledged_job(
+    tmp_path: Path, workers: Any
+) -> None:
+    server = ServerProcess(tmp_path / "data", appendonly=True)
+    server.start()
+    try:
+        url = server.url
+        client = redis.Redis.from_url(url)
+        cfg = write_project(
+            tmp_path,
+            """
+            queues:
+              durable:
+                handler: rec:handle
+                retention: {completed: {count: 10000}}
+        """,
+        )
+        config = load_config(cfg)
+        procs = [workers(cfg, "durable", url), workers(cfg, "durable", url)]
+        _ready(client, "durable", 2)
+        acknowledged: list[str] = []
+
+        async def main() -> None:
+            async with engine_for(url, config.queues["durable"]) as e:
+                for i in range(600):
+                    if i == 200:
+                        server.stop()  # SIGTERM: the AOF is flushed, then a fresh start
+                        server.start()
+                    try:
+                        acknowledged.append(
+                            await e.add("n", {"sleep": 0.005}, JobOptions(job_id=f"d{i}"))
+                        )
+                    except redis.RedisError:
+                        pass
+                    await asyncio.sleep(0.003)
+                await until(lambda: _done(e, len(acknowledged)), 60, "all acknowledged jobs done")
+                done = {j.id for j in await e.list_jobs("completed", 0, 1000)}
+                assert set(acknowledged) <= done
+
+        asyncio.run(main())
+        assert len(acknowledged) >= 590
+        assert all(p.alive() for p in procs), (
+            "a worker died with the server instead of reconnecting"
+        )
+        client.close()
+    finally:
+        server.stop()
