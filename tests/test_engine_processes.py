@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -265,12 +266,10 @@ def test_workers_survive_a_redis_restart_and_lose_no_acknowledged_job(
                     if i == 200:
                         server.stop()  # SIGTERM: the AOF is flushed, then a fresh start
                         server.start()
-                    try:
+                    with contextlib.suppress(redis.RedisError):
                         acknowledged.append(
                             await e.add("n", {"sleep": 0.005}, JobOptions(job_id=f"d{i}"))
                         )
-                    except redis.RedisError:
-                        pass
                     await asyncio.sleep(0.003)
                 await until(lambda: _done(e, len(acknowledged)), 60, "all acknowledged jobs done")
                 done = {j.id for j in await e.list_jobs("completed", 0, 1000)}
