@@ -130,7 +130,7 @@ class CortexBroker(AsyncBroker):
         self.ready = asyncio.Event()
         self._finish_queue: asyncio.Queue[tuple[Outcome, asyncio.Future[None]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._fetching: asyncio.Task[None] | None = None
+        self._fetching: asyncio.Task[float | None] | None = None
         self._dlq_pending = asyncio.Event()
         self.register_task(runner, task_name=TASK_NAME)
 

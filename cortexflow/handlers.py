@@ -66,7 +66,7 @@ def build_runner(obj: Any, executor: Executor) -> Runner:
         if process is None:
             raise HandlerImportError(f"{obj.__name__} has no process(self, job) method")
         try:
-            instance = obj()
+            instance: Any = obj()
         except Exception as exc:
             raise HandlerImportError(f"{obj.__name__}() raised: {exc!r}") from exc
         bound = instance.process

@@ -17,6 +17,7 @@ import socket
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -214,12 +215,11 @@ def run_worker(
     # A failed run is reported once, by cortexflow, with its retry decision.
     logging.getLogger("taskiq.receiver.receiver").setLevel(logging.CRITICAL)
     _die_with_parent()
-    try:
+    runner: Callable[..., Any] = asyncio.run
+    with contextlib.suppress(ImportError):  # uvloop is a dependency on POSIX
         import uvloop
 
         runner = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
-        runner = asyncio.run
     return int(runner(_serve(config, queue, redis_url, replica, stop_timeout)))
 
 
@@ -248,8 +248,8 @@ async def _serve(
         os.getpid(),
         worker.queue.concurrency,
     )
-    sig = await signals.get()
-    log.info("got %s: stopping (running jobs may finish)", signal.Signals(sig).name)
+    first = await signals.get()
+    log.info("got %s: stopping (running jobs may finish)", signal.Signals(first).name)
     stopping = asyncio.create_task(worker.stop(stop_timeout))
     second = asyncio.create_task(signals.get())
     done, _ = await asyncio.wait({stopping, second}, return_when=asyncio.FIRST_COMPLETED)

@@ -65,7 +65,7 @@ class QueueConsumer:
             k.dlq_outbox,
         ]
         rate = q.rate_limit
-        self._fetch_args_tail = [
+        self._fetch_args_tail: list[Any] = [
             self.worker_id,
             round(q.lease * 1000),
             q.max_stalls,
@@ -83,7 +83,7 @@ class QueueConsumer:
                 -1 if r.count is None else r.count,
             ]
 
-        self._finish_args_head = [k.job_prefix, *rule(ret.completed), *rule(ret.failed)]
+        self._finish_args_head: list[Any] = [k.job_prefix, *rule(ret.completed), *rule(ret.failed)]
 
     async def fetch(self, n: int) -> FetchResult:
         """Lease up to ``n`` jobs (also promotes due delayed jobs and recovers stalled ones)."""
@@ -130,9 +130,7 @@ class QueueConsumer:
         passed on to the next idle worker.
         """
         if self._pending is None:
-            self._pending = asyncio.create_task(
-                self.block_client.blpop([self.engine.keys.marker], timeout=BLOCK_MAX)
-            )
+            self._pending = asyncio.create_task(self._blpop())
             self._pending.add_done_callback(self._on_token)
         pending = self._pending
         self._waiting = True
@@ -146,6 +144,9 @@ class QueueConsumer:
             return False
         self._pending = None
         return pending.result() is not None
+
+    async def _blpop(self) -> Any:
+        return await self.block_client.blpop([self.engine.keys.marker], timeout=BLOCK_MAX)
 
     def _on_token(self, task: asyncio.Task[Any]) -> None:
         if self._waiting or task.cancelled():
@@ -196,7 +197,7 @@ class QueueConsumer:
         client = self.engine.client
         copied = 0
         while True:
-            entries = await client.lrange(outbox, 0, batch - 1)
+            entries: list[Any] = await client.lrange(outbox, 0, batch - 1)
             if not entries:
                 return copied
             for raw in entries:

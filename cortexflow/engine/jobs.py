@@ -76,7 +76,7 @@ class Job:
         }
 
     @classmethod
-    def from_hash(cls, queue: str, h: Mapping[bytes, bytes]) -> Job:
+    def from_hash(cls, queue: str, h: Mapping[Any, Any]) -> Job:
         def s(key: str) -> str | None:
             v = h.get(key.encode())
             return v.decode() if v is not None else None

@@ -24,7 +24,7 @@ def make_validator(queue: QueueConfig) -> jsonschema.protocols.Validator | None:
         return None
     schema = dict(queue.payload_schema_doc)
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)  # type: ignore[no-any-return]
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 
 def encode_data(queue: str, data: Any, validator: jsonschema.protocols.Validator | None) -> str:

@@ -115,14 +115,12 @@ class QueueEngine:
             return []
         async with self.client.pipeline(transaction=False) as pipe:
             for i in ids:
-                pipe.hgetall(self.keys.job_prefix + i.decode())
+                pipe.hgetall(self.keys.job_prefix + _text(i))
             hashes = await pipe.execute()
         return [Job.from_hash(self.name, h) for h in hashes if h]
 
     async def get_logs(self, job_id: str) -> list[str]:
-        return [
-            x.decode() for x in await self.client.lrange(self.keys.job(job_id) + ":logs", 0, -1)
-        ]
+        return [_text(x) for x in await self.client.lrange(self.keys.job(job_id) + ":logs", 0, -1)]
 
     async def wait_finished(self, job_id: str, timeout: float) -> Job | None:
         """Block until the job is completed or failed for good (or timeout: returns None)."""
@@ -163,7 +161,7 @@ class QueueEngine:
                 keys=[self.keys.state_key(state)],
                 args=[self.keys.job_prefix, round(grace * 1000), batch, state],
             )
-            removed += [i.decode() for i in ids]
+            removed += [_text(i) for i in ids]
             if len(ids) < batch or (limit > 0 and len(removed) >= limit):
                 return removed
 
@@ -218,11 +216,11 @@ class QueueEngine:
         keys = [k.failed, k.wait, k.marker]
         if job_ids is not None:
             moved = await self.scripts.retry(keys=keys, args=[k.job_prefix, "ids", *job_ids])
-            return [m.decode() for m in moved]
+            return [_text(m) for m in moved]
         out: list[str] = []
         while True:
             moved = await self.scripts.retry(keys=keys, args=[k.job_prefix, "all", 1000])
-            out += [m.decode() for m in moved]
+            out += [_text(m) for m in moved]
             if len(moved) < 1000:
                 return out
 
@@ -251,6 +249,10 @@ class QueueEngine:
                 "remove it once it has finished"
             )
         return n == 1
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _stats_from(name: str, raw: Sequence[int]) -> dict[str, Any]:

@@ -37,7 +37,7 @@ async def _publish(
 
 
 async def _live(client: aioredis.Redis, zkey: str, hkey: str) -> list[dict[str, Any]]:
-    ids = await client.zrangebyscore(zkey, _now_ms(), "+inf")
+    ids: list[Any] = await client.zrangebyscore(zkey, _now_ms(), "+inf")
     if not ids:
         return []
     raw = await client.hmget(hkey, ids)
