@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import inspect
-import sys
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
+from cortexflow.config.importer import ImportFromStringError, resolve_handler
 from cortexflow.context import JobContext
 from cortexflow.errors import CortexflowError
 
@@ -26,37 +25,13 @@ class HandlerImportError(CortexflowError):
     """The handler could not be imported or is not something cortexflow can call."""
 
 
-def import_object(spec: str, base_dir: Path | None = None) -> Any:
-    """Import ``package.module:attr``; HandlerImportError says which step went wrong."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise HandlerImportError(f"handler {spec!r} must look like 'package.module:function'")
-    if base_dir is not None and str(base_dir) not in sys.path:
-        sys.path.insert(0, str(base_dir))
+def load_handler(spec: str, base_dir: Path | None = None) -> Any:
+    """Import the queue's handler through the one importer; HandlerImportError on failure."""
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            raise HandlerImportError(
-                f"handler {spec!r}: module {exc.name!r} not found (is it on the path, next to "
-                "queues.yaml or installed?)"
-            ) from None
-        raise HandlerImportError(
-            f"handler {spec!r}: module {module_name!r} raised while importing: {exc!r}"
-        ) from exc
-    except BaseException as exc:  # any failure at import is the user's module's
-        raise HandlerImportError(
-            f"handler {spec!r}: module {module_name!r} raised while importing: {exc!r}"
-        ) from exc
-    obj: Any = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise HandlerImportError(
-                f"handler {spec!r}: module {module_name!r} has no attribute {attr!r}"
-            ) from None
-    return obj
+        return resolve_handler(spec, search_path=base_dir)
+    except ImportFromStringError as exc:
+        hint = f" ({exc.hint})" if exc.hint else ""
+        raise HandlerImportError(f"handler {spec!r}: {exc}{hint}") from exc
 
 
 def build_runner(obj: Any, executor: Executor) -> Runner:

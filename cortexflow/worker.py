@@ -38,7 +38,7 @@ from cortexflow.errors import (
     RedisUnavailableError,
     UsageError,
 )
-from cortexflow.handlers import HandlerImportError, build_runner, import_object
+from cortexflow.handlers import HandlerImportError, build_runner, load_handler
 
 log = logging.getLogger("cortexflow.worker")
 
@@ -79,7 +79,7 @@ class QueueWorker:
         q = self.queue
         handler = self._handler
         if handler is None:
-            handler = import_object(q.handler, self.config.base_dir)
+            handler = load_handler(q.handler, self.config.base_dir)
         self._executor = ThreadPoolExecutor(q.concurrency, thread_name_prefix=f"cf-{q.name}")
         runner = build_runner(handler, self._executor)
         self.client = connect(self.redis_url)
