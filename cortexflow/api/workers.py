@@ -54,7 +54,7 @@ class WorkerManager:
         names = [config.queue(q).name for q in self._only] if self._only else list(config.queues)
         try:
             url = open_endpoint(self._stack, config, self._override)
-            client = connect(url)
+            client = connect(url, retries=2)  # a wrong URL fails fast, with its name
             try:
                 await ping(client, url)
             finally:
