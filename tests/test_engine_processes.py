@@ -283,3 +283,111 @@ def test_workers_survive_a_redis_restart_and_lose_no_acknowledged_job(
         client.close()
     finally:
         server.stop()
+
+
+def test_sigterm_finishes_running_jobs_then_exits_0(
+    tmp_path: Path, redis_url: str, redis_client: Any, workers: Any
+) -> None:
+    cfg = write_project(
+        tmp_path,
+        """
+        stop_timeout: 10s
+        queues:
+          graceful:
+            handler: rec:handle
+            concurrency: 5
+    """,
+    )
+    config = load_config(cfg)
+    w = workers(cfg, "graceful", redis_url)
+    _ready(redis_client, "graceful", 1)
+
+    async def main() -> None:
+        async with engine_for(redis_url, config.queues["graceful"]) as e:
+            await e.add_bulk([("n", {"sleep": 1}, JobOptions(job_id=f"g{i}")) for i in range(8)])
+            await until(lambda: _active(e, 5), 10, "5 running")
+            t0 = time.monotonic()
+            code = await asyncio.to_thread(w.terminate, 15)
+            took = time.monotonic() - t0
+            assert code == 0 and took < 5, (code, took, w.output())
+            s = await e.stats()
+            # The 5 running finished; the 3 never started are still waiting, untouched.
+            assert (s["completed"], s["waiting"], s["active"]) == (5, 3, 0), s
+            assert all(j.attempts_made == 0 for j in await e.list_jobs("waiting"))
+
+    asyncio.run(main())
+
+
+def test_stop_timeout_gives_unfinished_jobs_back_to_waiting(
+    tmp_path: Path, redis_url: str, redis_client: Any, workers: Any
+) -> None:
+    cfg = write_project(
+        tmp_path,
+        """
+        stop_timeout: 1s
+        queues:
+          impatient:
+            handler: rec:handle
+    """,
+    )
+    config = load_config(cfg)
+    w = workers(cfg, "impatient", redis_url)
+    _ready(redis_client, "impatient", 1)
+
+    async def main() -> None:
+        async with engine_for(redis_url, config.queues["impatient"]) as e:
+            await e.add_bulk([("n", {"sleep": 60}, JobOptions(job_id=f"s{i}")) for i in range(4)])
+            await until(lambda: _active(e, 4), 10, "4 running")
+            t0 = time.monotonic()
+            await asyncio.to_thread(w.terminate, 15)
+            assert time.monotonic() - t0 < 4
+            s = await e.stats()
+            assert (s["waiting"], s["active"]) == (4, 0), s
+            # Given back, not stalled: no attempt and no stall counted against them.
+            assert all(j.stalls == 0 and j.attempts_made == 0 for j in await e.list_jobs("waiting"))
+
+    asyncio.run(main())
+
+
+def test_handler_import_error_exits_with_the_config_code(
+    tmp_path: Path, redis_url: str, workers: Any
+) -> None:
+    cfg = write_project(
+        tmp_path,
+        """
+        queues:
+          broken:
+            handler: exploding:handle
+    """,
+    )
+    (tmp_path / "exploding.py").write_text("raise RuntimeError('bad import')\n")
+    w = workers(cfg, "broken", redis_url)
+    assert w.proc.wait(30) == 78
+    assert "bad import" in w.output() and "Traceback" not in w.output()
+
+
+def test_stalled_too_often_fails_and_is_dead_lettered(redis_url: str) -> None:
+    from cortexflow.config.model import QueueConfig
+    from cortexflow.engine.consumer import QueueConsumer
+
+    async def main() -> None:
+        q = QueueConfig(name="fragile", handler="x:y", lease=0.2, max_stalls=2, dead_letter="dlq")
+        dlq = QueueConfig(name="dlq", handler="x:y")
+        async with engine_for(redis_url, q) as e, engine_for(redis_url, dlq) as d:
+            await e.add("n", {"v": 1}, JobOptions(job_id="f"))
+            c1 = QueueConsumer(e, "w1", e.client)
+            assert len((await c1.fetch(1)).jobs) == 1  # leased, then its worker "dies"
+            await asyncio.sleep(0.3)
+            again = await c1.fetch(1)  # lease expired: stall 1 -> waiting -> leased again
+            assert [f.job.stalls for f in again.jobs] == [1]
+            await asyncio.sleep(0.3)
+            assert (await c1.fetch(1)).jobs == []  # stall 2 = max_stalls -> failed
+            job = await e.get_job("f")
+            assert (
+                job is not None and job.state == "failed" and "stalled 2 times" in (job.error or "")
+            )
+            assert await c1.copy_dead_letters(d) == 1
+            letter = await d.get_job("f")
+            assert letter is not None and letter.data["data"] == {"v": 1}
+
+    asyncio.run(main())
