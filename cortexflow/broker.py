@@ -114,12 +114,14 @@ class CortexBroker(AsyncBroker):
         runner: Runner,
         *,
         dead_letter: QueueEngine | None = None,
+        engine_for: Callable[[str], QueueEngine] | None = None,
     ) -> None:
         super().__init__()
         self.engine = engine
         self.consumer = consumer
         self.config = engine.config
         self.dead_letter = dead_letter
+        self._engine_for = engine_for
         self.result_backend = _JobResultBackend(engine)
         self.formatter = _Formatter()
         self.add_middlewares(_KeepResult(self))
@@ -241,6 +243,7 @@ class CortexBroker(AsyncBroker):
             priority=job.priority,
             created_at=job.created_at,
             data=job.data,
+            enqueue=self._add_job,
         )
         message = TaskiqMessage.model_construct(
             task_id=job.id,
@@ -251,6 +254,14 @@ class CortexBroker(AsyncBroker):
             kwargs={},
         )
         return AckableMessage.model_construct(data=message, ack=self._acker(job.id))
+
+    async def _add_job(self, queue: str, name: str, data: Any, opts: JobOptions) -> str:
+        engine = self.engine if queue == self.engine.name else None
+        if engine is None:
+            if self._engine_for is None:
+                raise RuntimeError("no other queues are known to this worker")
+            engine = self._engine_for(queue)
+        return await engine.add(name, data, opts)
 
     def _acker(self, job_id: str) -> Callable[[], Any]:
         async def ack() -> None:

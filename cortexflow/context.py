@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+
+from cortexflow.engine.jobs import JobOptions
+
+# (queue, name, data, options) -> job id: how a handler adds follow-up jobs.
+Enqueue = Callable[[str, str, Any, JobOptions], Awaitable[str]]
 
 MAX_LOG_LINES = 1000
 
@@ -15,6 +21,7 @@ class JobContext:
 
     __slots__ = (
         "_client",
+        "_enqueue",
         "_key",
         "attempt",
         "created_at",
@@ -37,8 +44,10 @@ class JobContext:
         priority: int,
         created_at: float,
         data: Any,
+        enqueue: Enqueue | None = None,
     ) -> None:
         self._client = client
+        self._enqueue = enqueue
         self._key = job_key
         self.id = id
         self.name = name
@@ -58,6 +67,34 @@ class JobContext:
             pipe.rpush(self._key + ":logs", str(line))
             pipe.ltrim(self._key + ":logs", -MAX_LOG_LINES, -1)
             await pipe.execute()
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The worker's Redis client, for handlers that keep data of their own in Redis."""
+        return self._client
+
+    async def add_job(
+        self,
+        queue: str,
+        name: str,
+        data: Any,
+        *,
+        priority: int | None = None,
+        delay: float | None = None,
+        attempts: int | None = None,
+        job_id: str | None = None,
+    ) -> str:
+        """Add a follow-up job to a queue of the same queues.yaml; ``delay`` in ms, as in the
+        Python API. The payload schema of that queue applies. Returns the job id."""
+        if self._enqueue is None:
+            raise RuntimeError("this job context cannot add jobs")
+        opts = JobOptions(
+            priority=priority,
+            delay=None if delay is None else delay / 1000.0,
+            attempts=attempts,
+            job_id=job_id,
+        )
+        return await self._enqueue(queue, name, data, opts)
 
     def __repr__(self) -> str:
         return f"<JobContext {self.queue}/{self.id} {self.name!r} attempt {self.attempt}>"

@@ -91,7 +91,14 @@ class QueueWorker:
         if q.dead_letter:
             dlq = QueueEngine(self.client, self.config.queue(q.dead_letter), prefix)
         consumer = QueueConsumer(engine, self.worker_id, self.block_client)
-        broker = CortexBroker(engine, consumer, runner, dead_letter=dlq)
+        engines: dict[str, QueueEngine] = {q.name: engine}
+
+        def engine_for(name: str) -> QueueEngine:
+            if name not in engines:
+                engines[name] = QueueEngine(self.client, self.config.queue(name), prefix)
+            return engines[name]
+
+        broker = CortexBroker(engine, consumer, runner, dead_letter=dlq, engine_for=engine_for)
         broker.is_worker_process = True
         self.broker = broker
         await broker.startup()

@@ -283,3 +283,23 @@ def test_stats_are_exact_under_load(redis_url: str, tmp_path: Path) -> None:
                 assert s["failed"] == 150 and s["completed"] == 1350 and samples > 5
 
     asyncio.run(main())
+
+
+def test_handlers_add_follow_up_jobs_to_other_queues(redis_url: str, tmp_path: Path) -> None:
+    async def first(data: Any, job: Any) -> str:
+        return await job.add_job("second", "next", {"from": job.id}, priority=3, delay=50)
+
+    async def main() -> None:
+        a = QueueConfig(name="first", handler="x:y")
+        b = QueueConfig(name="second", handler="x:y")
+        cfg = make_config(tmp_path / "q.yaml", a, b)
+        async with engine_for(redis_url, a) as e, engine_for(redis_url, b) as f:
+            async with inproc_worker(cfg, "first", redis_url, first):
+                await e.add("n", {}, JobOptions(job_id="origin"))
+                done = await e.wait_finished("origin", 10)
+            assert done is not None and done.state == "completed"
+            follow = await f.get_job(done.result)
+            assert follow is not None and follow.data == {"from": "origin"}
+            assert follow.priority == 3 and follow.delay == 0.05
+
+    asyncio.run(main())
