@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -42,13 +43,15 @@ def parse_duration(text: str) -> float:
             )
         last = rank
         total += float(number) * _UNITS[unit]
+    if not math.isfinite(total):
+        raise DurationError(f"{text!r} is too long a duration")
     return total
 
 
 def format_duration(seconds: float) -> str:
     """Inverse of parse_duration for display: 90.0 -> "1m30s", 0.25 -> "250ms"."""
-    if seconds < 0:
-        raise ValueError("negative duration")
+    if seconds < 0 or not math.isfinite(seconds):
+        raise ValueError(f"not a duration: {seconds!r}")
     ms_total = round(seconds * 1000)
     if ms_total == 0:
         return "0s"

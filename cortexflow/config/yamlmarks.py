@@ -26,7 +26,7 @@ from cortexflow.config.diagnostics import Diagnostic
 from cortexflow.config.interpolate import InterpolationError, interpolate, needs_interpolation
 
 PathT = tuple[str | int, ...]
-MAX_NODES = 100_000
+MAX_NODES = 20_000
 MAX_DEPTH = 64
 
 _T = "tag:yaml.org,2002:"
@@ -105,8 +105,10 @@ def _mark(m: Any) -> Mark:
 
 
 class _Budget(Exception):
-    def __init__(self, node: yaml.Node, reason: str) -> None:
+    def __init__(self, node: yaml.Node, path: PathT, reason: str, code: str) -> None:
+        self.code = code
         self.node = node
+        self.path = path
         self.reason = reason
 
 
@@ -117,6 +119,8 @@ def compose(text: str, file: str) -> tuple[yaml.Node | None, list[Diagnostic]]:
         return loader.get_single_node(), []
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if exc.context_mark is not None and "end of stream" in (exc.problem or ""):
+            mark = exc.context_mark  # an unclosed quote or bracket: point at where it opened
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
         problem = exc.problem or "invalid YAML"
         if exc.context and exc.context_mark is not None:
@@ -158,17 +162,20 @@ def to_document(
     except _Budget as exc:
         doc.data = None
         doc.broken.add(())
-        mark = _mark(exc.node.start_mark)
+        # Aliases leave no node behind: point at the top-level key whose value blew up.
+        mark = doc.mark(exc.path[:1], key=True) if exc.path else _mark(exc.node.start_mark)
         return doc, [
             Diagnostic(
                 file,
                 mark.line,
                 mark.column,
                 "error",
-                "yaml.alias-bomb",
-                "",
+                exc.code,
+                dotted(exc.path[:1]),
                 exc.reason,
-                "queues.yaml needs no more than a few thousand values; expand fewer aliases",
+                "queues.yaml needs no more than a few thousand values"
+                if exc.code == "yaml.alias-bomb"
+                else "queues.yaml nests a few levels deep at most",
             )
         ]
     return doc, conv.diagnostics
@@ -196,11 +203,15 @@ class _Converter:
         if self.nodes > MAX_NODES:
             raise _Budget(
                 node,
+                path,
                 f"the document expands to more than {MAX_NODES} values through "
                 'aliases (a "billion laughs" document?)',
+                "yaml.alias-bomb",
             )
         if depth > MAX_DEPTH:
-            raise _Budget(node, f"the document is nested more than {MAX_DEPTH} levels deep")
+            raise _Budget(
+                node, (), f"the document is nested more than {MAX_DEPTH} levels deep", "yaml.depth"
+            )
         if path not in self.doc.marks:
             self.doc.marks[path] = NodeMarks(
                 _mark(node.start_mark), _mark(key.start_mark) if key else None
@@ -282,7 +293,7 @@ class _Converter:
                     out.setdefault(k, v)
         return out
 
-    def _scalar(self, node: yaml.ScalarNode, path: PathT) -> Any:  # noqa: PLR0911
+    def _scalar(self, node: yaml.ScalarNode, path: PathT) -> Any:
         text = str(node.value)
         tag = node.tag
         if tag == _STR:
@@ -293,7 +304,7 @@ class _Converter:
             except InterpolationError as exc:
                 self.report(node, path, exc.code, str(exc), exc.hint)
                 return None
-            if node.style is None:  # a plain scalar: its substituted text resolves as if written
+            if not node.style:  # plain (None in PyYAML, "" in libyaml): resolve as if written
                 tag = resolve_plain(text)
             else:
                 return text
@@ -319,7 +330,7 @@ def resolve_plain(text: str) -> str:
     return _STR
 
 
-def _construct(tag: str, text: str) -> Any:  # noqa: PLR0911
+def _construct(tag: str, text: str) -> Any:
     if tag == _STR:
         return text
     if tag == _NULL:
