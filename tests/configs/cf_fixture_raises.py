@@ -1,0 +1,3 @@
+"""A handler module that raises while being imported."""
+
+raise RuntimeError("boom while importing")
