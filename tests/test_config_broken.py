@@ -198,3 +198,16 @@ def test_syntax_error_in_handler_module_is_an_import_error(tmp_path: Path) -> No
     assert diag.code == "handler.import-error"
     assert "SyntaxError" in diag.message
     assert "cf_fixture_syntax_err.py:1" in diag.message
+
+
+def test_spelled_out_duration_gets_the_right_spelling() -> None:
+    _, (diag,) = check_config(CONFIGS / "duration_5_sec.yaml", env={})
+    assert diag.hint == 'write "5s"'
+    _, diagnostics = check_config(CONFIGS / "retention_rule_bad.yaml", env={})
+    assert diagnostics[0].hint == 'write "7d"'
+
+
+def test_tab_indentation_says_so() -> None:
+    _, (diag,) = check_config(CONFIGS / "yaml_tab_indent.yaml", env={})
+    assert "tab" in diag.message
+    assert diag.hint == "indent with spaces, not tabs"

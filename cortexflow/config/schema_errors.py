@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -115,11 +116,7 @@ def _explain(error: ValidationError, doc: Document, file: str) -> Iterator[Diagn
     elif kind in ("oneOf", "anyOf"):
         yield from _alternatives(error, doc, file, path, schema)
     elif schema.get("pattern") == DURATION_PATTERN and kind in ("type", "pattern"):
-        hint = (
-            'durations need a unit, e.g. "5s"'
-            if isinstance(error.instance, int | float) and not isinstance(error.instance, bool)
-            else None
-        )
+        hint = duration_hint(error.instance)
         yield _diag(
             doc,
             file,
@@ -238,6 +235,25 @@ def _alternatives(
     yield _diag(
         doc, file, path, code, f"expected {describe(schema)}, got {show(error.instance)}", hint
     )
+
+
+_SPELLED = re.compile(
+    r"^\s*(\d+(?:\.\d+)?)\s*(ms|msecs?|milliseconds?|s|secs?|seconds?|m|mins?|minutes?"
+    r"|h|hrs?|hours?|d|days?)\s*$",
+    re.IGNORECASE,
+)
+
+
+def duration_hint(value: Any) -> str | None:
+    """'durations need a unit' for a bare number; the right spelling for "5 minutes"."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return 'durations need a unit, e.g. "5s"'
+    m = _SPELLED.match(value) if isinstance(value, str) else None
+    if m is None:
+        return None
+    word = m.group(2).lower()
+    unit = "ms" if word.startswith(("ms", "mil")) else word[0]
+    return f'write "{m.group(1)}{unit}"'
 
 
 def _suggest_name(name: str) -> str:

@@ -123,6 +123,8 @@ def compose(text: str, file: str) -> tuple[yaml.Node | None, list[Diagnostic]]:
             mark = exc.context_mark  # an unclosed quote or bracket: point at where it opened
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
         problem = exc.problem or "invalid YAML"
+        if mark is not None and _char_at(text, mark.line, mark.column) == "\t":
+            problem = "found a tab character; YAML indents with spaces only"
         if exc.context and exc.context_mark is not None:
             problem = f"{problem} ({exc.context} at line {exc.context_mark.line + 1})"
         return None, [
@@ -138,8 +140,13 @@ def compose(text: str, file: str) -> tuple[yaml.Node | None, list[Diagnostic]]:
         loader.dispose()
 
 
+def _char_at(text: str, line: int, column: int) -> str:
+    lines = text.splitlines()
+    return lines[line][column : column + 1] if 0 <= line < len(lines) else ""
+
+
 def _syntax_hint(problem: str) -> str | None:
-    if "'\\t'" in problem or "tab" in problem:
+    if "tab" in problem:
         return "indent with spaces, not tabs"
     if "mapping values are not allowed" in problem:
         return 'quote values that contain ": ", and check the indentation of the line'
