@@ -173,8 +173,8 @@ def _check_backoff(c: _Checker, name: str, queue: dict[str, Any], defaults: dict
     c.report(
         where,
         "backoff.max",
-        f"backoff.max ({max_raw or '10m'}) is shorter than backoff.delay ({delay_raw}) "
-        f"for queue {_q(name)}",
+        f"backoff.max ({max_raw or '10m'}) is shorter than backoff.delay ({delay_raw})"
+        + ("" if where[0] == "defaults" else f" for queue {_q(name)}"),
         "make max at least as long as delay",
     )
 
