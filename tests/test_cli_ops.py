@@ -87,6 +87,15 @@ def project(tmp_path: Path) -> Path:
     return write_project(tmp_path / "proj")
 
 
+async def finish_tasks() -> None:
+    """Cancel what is left on a loop before it closes (see test_docs_snippets.finish_tasks)."""
+    rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in rest:
+        task.cancel()
+    if rest:
+        await asyncio.wait(rest, timeout=2)
+
+
 @contextlib.contextmanager
 def workers_in_thread(
     config: Path, redis_url: str, queues: list[str] | None = None
@@ -110,6 +119,7 @@ def workers_in_thread(
         ready.set()
         loop.run_forever()
         loop.run_until_complete(manager.stop_all(1.5))
+        loop.run_until_complete(finish_tasks())
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
