@@ -126,7 +126,7 @@ async def enqueue_lines(
         try:
             data = json.loads(raw)
         except json.JSONDecodeError as exc:
-            batch.errors.append(LineError(number, f"column {exc.colno}: not valid JSON: {exc.msg}"))
+            batch.errors.append(LineError(number, f"not valid JSON: {exc.msg}", exc.colno))
         except UnicodeDecodeError as exc:
             batch.errors.append(LineError(number, f"not UTF-8 text: {exc.reason}"))
         else:
