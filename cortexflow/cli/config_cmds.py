@@ -95,6 +95,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from cortexflow.config.schema import packaged_schema_text
     from cortexflow.config.starter import STARTER_TASKS, starter_yaml
 
     target = Path(args.path) if args.path else config_path(args)
@@ -112,6 +113,13 @@ def cmd_init(args: argparse.Namespace) -> int:
         err(f"error: cannot write {target}: {exc.strerror or exc}")
         return errors.EXIT_FAILURE
     err(f"wrote {target}")
+    schema_file = target.parent / "queues.schema.json"
+    if not schema_file.exists():
+        try:
+            schema_file.write_text(packaged_schema_text(), encoding="utf-8")
+            err(f"wrote {schema_file} (for the editor modeline at the top of {target.name})")
+        except OSError as exc:
+            err(f"warning: cannot write {schema_file}: {exc.strerror or exc}")
     tasks = target.parent / "tasks.py"
     if not tasks.exists():
         try:

@@ -19,9 +19,11 @@ from typing import Any
 
 from cortexflow.durations import DURATION_PATTERN
 
-SCHEMA_URL = (
-    "https://raw.githubusercontent.com/cortexflow/cortexflow/main/schemas/queues.schema.json"
-)
+# No public URL serves the schema; `cortexflow init` writes the packaged copy beside the
+# queues.yaml it creates and points the modeline at it, so editors work offline and the schema
+# always matches the installed version. `cortexflow schema` prints it.
+SCHEMA_ID = "urn:cortexflow:queues.schema.json"
+SCHEMA_URL = "./queues.schema.json"
 QUEUE_NAME_PATTERN = "^[a-z][a-z0-9_-]{0,62}$"
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
 HANDLER_PATTERN = f"^{_DOTTED}:{_DOTTED}$"
@@ -250,7 +252,7 @@ def build_schema() -> dict[str, Any]:
     }
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
-        "$id": SCHEMA_URL,
+        "$id": SCHEMA_ID,
         "title": "cortexflow queues.yaml",
         "description": (
             "Every queue of a service: handler, concurrency, priority, rate limit, retries, "
