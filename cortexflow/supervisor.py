@@ -111,7 +111,7 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             self._loop.add_signal_handler(sig, self._record_signal, sig)
         names = ", ".join(f"{q} x{r.config.processes}" for q, r in self.queues.items())
-        self.sink.event(f"up: {names or 'no queues'} on {redact_url(self.url)} (pid {os.getpid()})")
+        self._event(f"up: {names or 'no queues'} on {redact_url(self.url)} (pid {os.getpid()})")
         publishing = asyncio.create_task(self.publisher.run(self.url))
         try:
             while True:
@@ -125,16 +125,27 @@ class Supervisor:
                     await asyncio.wait_for(self._wake.wait(), self.opts.tick)
         finally:
             self._emergency_stop()
-            publishing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await publishing
+            self.publisher.close()
+            try:
+                await asyncio.wait_for(asyncio.shield(publishing), 10.0)
+            except (TimeoutError, asyncio.CancelledError):
+                publishing.cancel()
+            except (
+                Exception
+            ) as exc:  # a bug there must not keep the children's cleanup from running
+                self.sink.event(f"status publishing failed: {exc!r}")
             await self.publisher.withdraw(self.url)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 self._loop.remove_signal_handler(sig)
             for fd in self._lifeline:
                 os.close(fd)
-        self.sink.event(f"stopped{'' if self.clean else ' (not cleanly)'}")
+        self._event(f"stopped{'' if self.clean else ' (not cleanly)'}")
         return max(self.exit_code, 0 if self.clean else 1)
+
+    def _event(self, message: str) -> None:
+        """Log one of the supervisor's own messages; each marks a change `status` should see."""
+        self.sink.event(message)
+        self.publisher.poke()
 
     def _record_signal(self, sig: int) -> None:
         """The signal handler: record, wake the loop, nothing else."""
@@ -149,13 +160,13 @@ class Supervisor:
                 if not self.stopping:
                     self.reload()
             elif not self.stopping:
-                self.sink.event(
+                self._event(
                     f"{signal.Signals(sig).name}: stopping; running jobs get "
                     f"{self.config.stop_timeout:g}s to finish (signal again to kill at once)"
                 )
                 self.begin_stop(now)
             else:
-                self.sink.event(f"{signal.Signals(sig).name} again: killing every child now")
+                self._event(f"{signal.Signals(sig).name} again: killing every child now")
                 for child in self.children():
                     child.kill()
                 self.clean = False
@@ -168,7 +179,7 @@ class Supervisor:
             self._tend_server(now)
         for child in self.children():
             if child.stop_deadline is not None and now >= child.stop_deadline and not child.killed:
-                self.sink.event(
+                self._event(
                     f"{child.name} (pid {child.pid}) still running after its stop timeout: SIGKILL"
                 )
                 child.kill()
@@ -212,7 +223,7 @@ class Supervisor:
         if self.stopping and (child.killed or code not in CLEAN_STOP_CODES):
             self.clean = False
         if verb:
-            self.sink.event(f"{child.name} (pid {child.pid}) {verb}: {describe_exit(code)}")
+            self._event(f"{child.name} (pid {child.pid}) {verb}: {describe_exit(code)}")
 
     def _unexpected_exit(self, run: QueueRun, slot: Slot, child: Child, now: float) -> None:
         code = child.poll()
@@ -223,7 +234,7 @@ class Supervisor:
         what = f"{child.name} (pid {child.pid}) {describe_exit(code)}"
         if decision.verdict is Verdict.RESTART:
             slot.restart_at = now + decision.delay
-            self.sink.event(
+            self._event(
                 f"{what}; restart {slot.history.consecutive} in a row in {decision.delay:.1f}s"
             )
             return
@@ -235,13 +246,13 @@ class Supervisor:
                 f"more than {policy.limit} restarts within {policy.window:g}s "
                 f"(last: {describe_exit(code)})"
             )
-        self.sink.event(what)
+        self._event(what)
         self._make_fatal(run, reason, child, now)
 
     def _make_fatal(self, run: QueueRun, reason: str, child: Child, now: float) -> None:
         run.fatal = reason
         tail = "\n".join(f"    {line}" for line in child.stderr_tail) or "    (no stderr output)"
-        self.sink.event(
+        self._event(
             f"queue {run.config.name} is FATAL: {reason}; not restarting it (the other queues "
             f"keep running; fix it and send SIGHUP to retry).\n"
             f"  last stderr lines of {child.name}:\n{tail}"
@@ -253,7 +264,7 @@ class Supervisor:
                     self._retire(other, now)
             slot.child = slot.previous = None
         if self.opts.exit_on_fatal and not self.stopping:
-            self.sink.event("--exit-on-fatal: stopping every queue")
+            self._event("--exit-on-fatal: stopping every queue")
             self.exit_code = 1
             self.begin_stop(now)
 
@@ -285,12 +296,12 @@ class Supervisor:
             decision = decide_after_exit(slot.history, None, 0.0, now, self.config.restart)
             slot.history = decision.history
             slot.restart_at = now + max(decision.delay, 1.0)
-            self.sink.event(f"{slot.name} could not be started: {exc}")
+            self._event(f"{slot.name} could not be started: {exc}")
             return
         assert self._loop is not None
         child.attach(self._loop, self._child_line)
         slot.child = child
-        self.sink.event(f"{child.name} started (pid {child.pid})")
+        self._event(f"{child.name} started (pid {child.pid})")
 
     def _child_line(self, child: Child, stream: str, line: str) -> None:
         run = self.queues.get(child.queue)
@@ -305,13 +316,13 @@ class Supervisor:
                     continue
                 if child.state is ChildState.STARTING and child.ready:
                     child.state = ChildState.READY
-                    self.sink.event(f"{child.name} (pid {child.pid}) ready")
+                    self._event(f"{child.name} (pid {child.pid}) ready")
                 if child.state is ChildState.READY and child.uptime(now) >= STABLE_AFTER:
                     child.state = ChildState.STABLE
                 if slot.previous is not None and child.state in (
                     ChildState.READY, ChildState.STABLE,
                 ):  # fmt: skip
-                    self.sink.event(
+                    self._event(
                         f"{slot.previous.name} (pid {slot.previous.pid}) replaced by pid "
                         f"{child.pid}: stopping the old one"
                     )
@@ -361,11 +372,11 @@ class Supervisor:
             )
             self._server_history = decision.history
             if decision.verdict is not Verdict.RESTART:
-                self.sink.event(f"the embedded server keeps dying ({describe_exit(code)})")
+                self._event(f"the embedded server keeps dying ({describe_exit(code)})")
                 self.exit_code = 1
                 self.begin_stop(now)
                 return
-            self.sink.event(
+            self._event(
                 f"the embedded server (pid {server.pid}) {describe_exit(code)}; "
                 f"restarting it in {decision.delay:.1f}s"
             )
@@ -374,7 +385,7 @@ class Supervisor:
             self._server_restart_at = None
             self._server_started = now
             server.restart()
-            self.sink.event(f"the embedded server restarted (pid {server.pid})")
+            self._event(f"the embedded server restarted (pid {server.pid})")
 
     # -- status ----------------------------------------------------------------------------
 
@@ -416,16 +427,14 @@ class Supervisor:
             new = self.loader(path)
             wanted = select_queues(new, self.opts.queues)
         except Exception as exc:  # ConfigError above all; never let a reload end `up`
-            self.sink.event(
-                f"SIGHUP: {path} is not valid; the running config stays as it was:\n{exc}"
-            )
+            self._event(f"SIGHUP: {path} is not valid; the running config stays as it was:\n{exc}")
             return
         if new.redis != self.config.redis:
-            self.sink.event("SIGHUP: the redis settings changed; restart `up` to apply them")
+            self._event("SIGHUP: the redis settings changed; restart `up` to apply them")
             new = dataclasses.replace(new, redis=self.config.redis)
         self.config = new
         summary = self._apply_queues(wanted)
-        self.sink.event(f"SIGHUP: reloaded {path.name}: {summary}")
+        self._event(f"SIGHUP: reloaded {path.name}: {summary}")
 
     def _apply_queues(self, wanted: dict[str, QueueConfig]) -> str:
         """Make ``self.queues`` match ``wanted``; returns what changed, for the log."""

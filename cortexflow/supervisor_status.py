@@ -49,13 +49,32 @@ class StatusPublisher:
         self._sink = sink
         self._every = every
         self._failing = False
+        self._changed: asyncio.Event | None = None
+        self._closing = False
+
+    def poke(self) -> None:
+        """Something changed: publish now rather than at the next period."""
+        if self._changed is not None:
+            self._changed.set()
+
+    def close(self) -> None:
+        """End ``run`` after its current publication (a flag, not a cancel: Python 3.11's
+        ``wait_for`` can swallow a cancellation that races with its result)."""
+        self._closing = True
+        self.poke()
 
     async def run(self, url: str) -> None:
+        self._changed = asyncio.Event()
         client = connect(url, retries=1)
         try:
-            while True:
+            while not self._closing:
+                self._changed.clear()
                 await self.publish_once(client, url)
-                await asyncio.sleep(self._every)
+                if self._closing:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), self._every)
+                await asyncio.sleep(0.05)  # a burst of changes makes one publication
         finally:
             await client.aclose()
 
