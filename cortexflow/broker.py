@@ -170,7 +170,7 @@ class CortexBroker(AsyncBroker):
             await asyncio.wait_for(self._finish_queue.join(), timeout)
 
     async def shutdown(self) -> None:
-        self.consumer.close()
+        await self.consumer.close()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:

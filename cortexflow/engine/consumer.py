@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -157,10 +158,16 @@ class QueueConsumer:
             self._handoffs.add(handoff)
             handoff.add_done_callback(self._handoffs.discard)
 
-    def close(self) -> None:
-        if self._pending is not None:
-            self._pending.cancel()
-            self._pending = None
+    async def close(self) -> None:
+        """Cancel the outstanding BLPOP and wait for it, so no task outlives the worker."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pending
+        for handoff in list(self._handoffs):
+            with contextlib.suppress(Exception):
+                await handoff
 
     async def heartbeat(self, leases: Sequence[tuple[str, str]]) -> list[str]:
         """Renew leases; returns the ids this worker no longer holds."""

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict
 from typing import Any
 
 import jsonschema
 
-from cortexflow.config.model import QueueConfig
+from cortexflow.config.model import Backoff, QueueConfig
 from cortexflow.engine.jobs import MAX_PRIORITY, JobOptions
 from cortexflow.errors import PayloadError, UsageError
 
@@ -60,7 +60,11 @@ def _kind(value: Any) -> str:
 
 def resolve_options(queue: QueueConfig, opts: JobOptions | None) -> tuple[str, int, int, str]:
     """(job id, priority, delay ms, options JSON) with the queue's defaults filled in."""
-    o = opts or JobOptions()
+    if opts is None:  # the common case: the queue's own (already validated) settings
+        q = queue
+        options = _options_json(q.attempts, q.backoff, q.timeout, None, None)
+        return uuid.uuid4().hex, q.priority, 0, options
+    o = opts
     job_id = o.job_id if o.job_id is not None else uuid.uuid4().hex
     if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
         raise UsageError(
@@ -97,11 +101,31 @@ def resolve_options(queue: QueueConfig, opts: JobOptions | None) -> tuple[str, i
             and (not isinstance(value, int) or value < 0)
         ):
             raise UsageError(f"{name} must be true, false or a count >= 0, got {value!r}")
-    options = {
-        "attempts": attempts,
-        "backoff": asdict(backoff),
-        "timeout": timeout,
-        "remove_on_complete": o.remove_on_complete,
-        "remove_on_fail": o.remove_on_fail,
-    }
-    return job_id, priority, round(delay * 1000), json.dumps(options, separators=(",", ":"))
+    options = _options_json(attempts, backoff, timeout, o.remove_on_complete, o.remove_on_fail)
+    return job_id, priority, round(delay * 1000), options
+
+
+@functools.lru_cache(maxsize=256, typed=True)  # typed: True and 1 mean different things
+def _options_json(
+    attempts: int,
+    backoff: Backoff,
+    timeout: float,
+    remove_on_complete: bool | int | None,
+    remove_on_fail: bool | int | None,
+) -> str:
+    """The job's stored options (bulk adds repeat the same few: computed once each)."""
+    return json.dumps(
+        {
+            "attempts": attempts,
+            "backoff": {
+                "type": backoff.type,
+                "delay": backoff.delay,
+                "max": backoff.max,
+                "jitter": backoff.jitter,
+            },
+            "timeout": timeout,
+            "remove_on_complete": remove_on_complete,
+            "remove_on_fail": remove_on_fail,
+        },
+        separators=(",", ":"),
+    )
