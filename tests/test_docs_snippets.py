@@ -61,7 +61,7 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 
 def test_the_docs_have_python_blocks() -> None:
-    assert python_blocks(REPO / "docs" / "usage.md")
+    assert python_blocks(REPO / "README.md")
     assert python_blocks(REPO / "docs" / "api.md")
 
 
