@@ -1,9 +1,165 @@
-"""Handler of the `analytics` queue (a placeholder until the real one lands)."""
+"""Handler of `analytics`: aggregate ``track-event`` jobs into daily counters in Redis.
+
+Per UTC day ``D`` (the event's ``timestamp``, else when the job was added), under
+``{prefix}:analytics:{D}:`` (``prefix``: ``$CORTEXFLOW_DATA_PREFIX``, default ``cortexflow``):
+
+| key | type | holds |
+|---|---|---|
+| `events` | HASH | event -> how many |
+| `users` | HyperLogLog | the day's distinct users (about 0.8% error) |
+| `users:<event>` | HyperLogLog | distinct users of one event |
+| `sums:<event>` | HASH | field -> sum of that numeric field of ``data`` (e.g. tokens, cost) |
+| `job:<id>` | STRING | marks a job as counted, so a job run twice counts once |
+
+All of one event's writes are one MULTI/EXEC; every key of a day shares the hash tag ``{D}``
+(one Redis Cluster slot). Keys expire ``$CORTEXFLOW_ANALYTICS_TTL_DAYS`` (default 90) days
+after the day's last event.
+
+Read a day from Python with ``await read_daily(redis, "2024-05-01")``, or from the shell:
+
+    python -m cortexflow.queues.analytics 2024-05-01 [-f queues.yaml] [--redis-url URL]
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
+import math
+import os
+import sys
+from datetime import UTC, datetime
 from typing import Any
 
+import redis.asyncio as aioredis
 
-async def handle(data: dict[str, Any], job: Any = None) -> dict[str, Any]:
-    return {"status": "tracked", "event": data.get("event")}
+from cortexflow.context import JobContext
+from cortexflow.queues.common import data_prefix, write_once
+
+DAY = 86_400
+
+
+async def handle(data: dict[str, Any], job: JobContext) -> dict[str, Any]:
+    day = day_of(data.get("timestamp"), job.created_at)
+    event = data["event"]
+    sums = numeric_fields(data.get("data") or {})
+    user = data.get("userId")
+    keys = DayKeys(day)
+    ttl = int(os.environ.get("CORTEXFLOW_ANALYTICS_TTL_DAYS") or 90) * DAY
+
+    def writes(pipe: Any) -> None:
+        pipe.hincrby(keys.events, event, 1)
+        touched = [keys.events]
+        if user:
+            pipe.pfadd(keys.users, user)
+            pipe.pfadd(keys.event_users(event), user)
+            touched += [keys.users, keys.event_users(event)]
+        for name, value in sums.items():
+            pipe.hincrbyfloat(keys.sums(event), name, value)
+        if sums:
+            touched.append(keys.sums(event))
+        for key in touched:
+            pipe.expire(key, ttl)
+
+    counted = await write_once(job.redis, keys.counted(job.id), ttl, writes)
+    return {"day": day, "event": event, "counted": counted}
+
+
+class DayKeys:
+    def __init__(self, day: str, prefix: str | None = None) -> None:
+        self.base = f"{prefix or data_prefix()}:analytics:{{{day}}}"
+        self.events = f"{self.base}:events"
+        self.users = f"{self.base}:users"
+
+    def event_users(self, event: str) -> str:
+        return f"{self.base}:users:{event}"
+
+    def sums(self, event: str) -> str:
+        return f"{self.base}:sums:{event}"
+
+    def counted(self, job_id: str) -> str:
+        return f"{self.base}:job:{job_id}"
+
+
+def day_of(timestamp: object, fallback: float) -> str:
+    """The UTC day of an ISO 8601 timestamp (naive ones are taken as UTC), else of ``fallback``."""
+    if isinstance(timestamp, str):
+        try:
+            when = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            return when.astimezone(UTC).date().isoformat()
+    return datetime.fromtimestamp(fallback, UTC).date().isoformat()
+
+
+def numeric_fields(data: dict[str, Any]) -> dict[str, float]:
+    """The top-level numbers of an event's ``data`` (booleans and NaN/inf left out)."""
+    return {
+        str(k): float(v)
+        for k, v in data.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
+
+
+async def read_daily(client: aioredis.Redis, day: str, prefix: str | None = None) -> dict[str, Any]:
+    """One day's aggregates: ``{day, uniqueUsers, events: {event: {count, uniqueUsers, sums}}}``."""
+    keys = DayKeys(day, prefix)
+    counts = {_text(k): int(v) for k, v in (await client.hgetall(keys.events)).items()}
+    names = sorted(counts)
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.pfcount(keys.users)
+        for name in names:
+            pipe.pfcount(keys.event_users(name))
+            pipe.hgetall(keys.sums(name))
+        replies = await pipe.execute()
+    events = {}
+    for i, name in enumerate(names):
+        users, sums = replies[1 + 2 * i], replies[2 + 2 * i]
+        events[name] = {
+            "count": counts[name],
+            "uniqueUsers": int(users),
+            "sums": {_text(k): float(v) for k, v in sums.items()},
+        }
+    return {"day": day, "uniqueUsers": int(replies[0]), "events": events}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cortexflow.queues.analytics DAY``: print one day's aggregates as JSON."""
+    parser = argparse.ArgumentParser(prog="python -m cortexflow.queues.analytics")
+    parser.add_argument("day", nargs="?", help="YYYY-MM-DD (default: today, UTC)")
+    parser.add_argument("-f", "--file", default=None, help="queues.yaml (for its Redis)")
+    parser.add_argument("--redis-url", default=None)
+    args = parser.parse_args(argv)
+    day = args.day or datetime.now(UTC).date().isoformat()
+
+    from cortexflow.api.resolve import load
+    from cortexflow.embedded import redis_endpoint
+    from cortexflow.engine import connect
+    from cortexflow.errors import CortexflowError
+
+    async def read(url: str) -> dict[str, Any]:
+        client = connect(url, retries=2)
+        try:
+            return await read_daily(client, day)
+        finally:
+            await client.aclose()
+
+    try:
+        with redis_endpoint(load(args.file), args.redis_url) as url:
+            result = asyncio.run(read(url))
+    except CortexflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

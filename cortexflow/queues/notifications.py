@@ -1,9 +1,124 @@
-"""Handler of the `notifications` queue (a placeholder until the real one lands)."""
+"""Handler of `notifications`: deliver a notification to a user, by its ``type``.
+
+- ``email``: an email-sending job to ``email`` (the user's address, required for this type);
+- ``webhook``: a JSON POST to ``url`` (timeout ``$NOTIFY_WEBHOOK_TIMEOUT`` seconds, default 10);
+  connection errors, timeouts, 5xx, 408 and 429 are retried, any other 4xx fails at once;
+- ``in-app``: appended to the user's inbox, a Redis stream ``{prefix}:inbox:{userId}`` capped at
+  about 1,000 entries; read it with ``read_inbox(redis, user_id)``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import html
+import json
+import os
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
 from typing import Any
 
+import redis.asyncio as aioredis
 
-async def handle(data: dict[str, Any], job: Any = None) -> dict[str, Any]:
-    return {"status": "sent", "userId": data.get("userId")}
+from cortexflow.context import JobContext
+from cortexflow.errors import UnrecoverableError
+from cortexflow.queues.common import data_prefix, job_id, write_once
+
+INBOX_MAXLEN = 1000
+RETRIED_4XX = (408, 429)
+
+
+async def handle(data: dict[str, Any], job: JobContext) -> dict[str, Any]:
+    kind = data["type"]
+    if kind == "email":
+        return await by_email(data, job)
+    if kind == "webhook":
+        return await by_webhook(data, job)
+    if kind == "in-app":
+        return await in_app(data, job)
+    raise UnrecoverableError(f"unknown notification type {kind!r}: email, webhook or in-app")
+
+
+async def by_email(data: dict[str, Any], job: JobContext) -> dict[str, Any]:
+    address = data.get("email")
+    if not address:
+        raise UnrecoverableError(f"no email address for user {data['userId']!r}: give `email`")
+    title = data.get("title") or "Notification"
+    email = {
+        "to": address,
+        "subject": title,
+        "body": data["message"],
+        "html": f"<h3>{html.escape(title)}</h3><p>{html.escape(data['message'])}</p>",
+    }
+    sent = await job.add_job("email-sending", "send-email", email, job_id=job_id("email", job.id))
+    return {"type": "email", "emailJob": sent}
+
+
+async def by_webhook(data: dict[str, Any], job: JobContext) -> dict[str, Any]:
+    url = data.get("url") or ""
+    if not url.startswith(("http://", "https://")):
+        raise UnrecoverableError(f"a webhook notification needs an http(s) `url`, got {url!r}")
+    body = {key: data.get(key) for key in ("userId", "type", "title", "message", "data")}
+    body["notificationId"] = job.id
+    timeout = float(os.environ.get("NOTIFY_WEBHOOK_TIMEOUT") or 10)
+    status = await asyncio.to_thread(post_json, url, body, timeout)
+    return {"type": "webhook", "status": status}
+
+
+def post_json(url: str, body: dict[str, Any], timeout: float) -> int:
+    """POST ``body`` as JSON; the status, or an exception saying whether to retry."""
+    request = urllib.request.Request(  # noqa: S310 - the scheme is checked by the caller
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "User-Agent": "cortexflow-notifications"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        if 400 <= exc.code < 500 and exc.code not in RETRIED_4XX:
+            raise UnrecoverableError(f"POST {url} answered {exc.code} {exc.reason}") from None
+        raise ConnectionError(f"POST {url} answered {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise ConnectionError(f"POST {url} failed: {exc}") from None
+
+
+def inbox_key(user_id: str, prefix: str | None = None) -> str:
+    return f"{prefix or data_prefix()}:inbox:{{{user_id}}}"
+
+
+async def in_app(data: dict[str, Any], job: JobContext) -> dict[str, Any]:
+    key = inbox_key(data["userId"])
+    entry = {
+        "notificationId": job.id,
+        "title": data.get("title") or "",
+        "message": data["message"],
+        "data": json.dumps(data.get("data") or {}),
+        "createdAt": datetime.now(UTC).isoformat(),
+    }
+
+    def writes(pipe: Any) -> None:
+        pipe.xadd(key, entry, maxlen=INBOX_MAXLEN, approximate=True)
+
+    added = await write_once(job.redis, f"{key}:sent:{job.id}", 7 * 86_400, writes)
+    return {"type": "in-app", "inbox": key, "added": added}
+
+
+async def read_inbox(
+    client: aioredis.Redis, user_id: str, count: int = 50, prefix: str | None = None
+) -> list[dict[str, Any]]:
+    """The user's newest ``count`` in-app notifications, newest first (each with its ``id``)."""
+    entries: list[tuple[bytes | str, dict[bytes | str, bytes | str]]]
+    entries = await client.xrevrange(inbox_key(user_id, prefix), count=count)  # type: ignore[assignment]
+    out = []
+    for entry_id, fields in entries:
+        item: dict[str, Any] = {_text(k): _text(v) for k, v in fields.items()}
+        item["data"] = json.loads(item.get("data") or "{}")
+        item["id"] = _text(entry_id)
+        out.append(item)
+    return out
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,53 @@
+"""Small helpers the handlers share: follow-up job ids, and data they keep in Redis."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import WatchError
+
+PREFIX_ENV = "CORTEXFLOW_DATA_PREFIX"
+MAX_ID = 256
+
+
+def job_id(*parts: str) -> str:
+    """A job id made of ``parts`` (no spaces or ':'; long ones shortened by a hash).
+
+    Follow-up jobs get ids derived from the job that adds them, so a retried run adds nothing
+    twice: adding an id that exists adds nothing.
+    """
+    text = re.sub(r"[\s:]", "_", "-".join(parts))
+    if len(text) <= MAX_ID:
+        return text
+    return text[: MAX_ID - 41] + "-" + hashlib.sha1(text.encode()).hexdigest()  # noqa: S324
+
+
+def data_prefix() -> str:
+    """Prefix of the keys the handlers keep (analytics, in-app inboxes): $CORTEXFLOW_DATA_PREFIX
+    or ``cortexflow``. The engine's own keys are ``{prefix:queue}:...``; these never clash."""
+    return os.environ.get(PREFIX_ENV) or "cortexflow"
+
+
+async def write_once(
+    client: aioredis.Redis, marker: str, ttl: int, writes: Callable[[Any], None]
+) -> bool:
+    """Run ``writes(pipeline)`` in one MULTI/EXEC together with ``SET marker`` unless the marker
+    already exists; False (nothing written) if it does. A job that is run again after a crash
+    or a lost acknowledgement so counts once. All keys must share ``marker``'s hash tag."""
+    async with client.pipeline(transaction=True) as pipe:
+        try:
+            await pipe.watch(marker)
+            if await pipe.exists(marker):
+                return False
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.set(marker, 1, ex=ttl)
+            writes(pipe)
+            await pipe.execute()
+        except WatchError:  # another run of the same job wrote it just now
+            return False
+    return True
