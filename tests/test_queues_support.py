@@ -241,14 +241,18 @@ class Proc:
             time.sleep(0.05)
 
     def stop(self, timeout: float = 20.0) -> None:
-        children = [int(p) for p in re.findall(r"started \(pid (\d+)\)", self.log())]
+        log = self.log()
+        children = [int(p) for p in re.findall(r"started \(pid (\d+)\)", log)]
+        children += [int(p) for p in re.findall(r"embedded server \(pid (\d+)\)", log)]
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout)
-        for pid in [self.proc.pid, *children]:
+        for pid in [self.proc.pid, *children]:  # whatever did not stop by itself
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
         self.proc.wait()
         self._log.close()
 

@@ -1,0 +1,1 @@
+"""A user's own app: its handlers live in this package, beside queues.yaml."""
