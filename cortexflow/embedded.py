@@ -98,9 +98,16 @@ class ServerProcess:
             argv += [f"--{key}", value]
         return argv
 
-    def start(self, timeout: float = 15.0, new_session: bool = True) -> None:
-        self.spawn(new_session=new_session)
-        self.wait_ready(timeout)
+    def start(
+        self, timeout: float = 15.0, new_session: bool = True, die_with_parent: bool = False
+    ) -> None:
+        """Spawn the server and wait until it answers; on failure leave no process behind."""
+        self.spawn(new_session=new_session, die_with_parent=die_with_parent)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.kill()
+            raise
 
     def spawn(self, new_session: bool = True, die_with_parent: bool = False) -> None:
         """Start the server without waiting for it to answer.
@@ -462,8 +469,7 @@ def supervised_server(data_dir: Path, wait: float = 30.0) -> Iterator[Supervised
             if state is None:
                 folder.clear_state()
                 server = ServerProcess(data_dir)
-                server.spawn(die_with_parent=True)
-                server.wait_ready(15.0)
+                server.start(die_with_parent=True)
                 handle = SupervisedServer(folder, server, folder.join())
                 handle._record()
                 break
