@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from cortexflow.context import JobContext
 from cortexflow.queues.common import data_prefix, write_once
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with redis_endpoint(load(args.file), args.redis_url) as url:
             result = asyncio.run(read(url))
-    except CortexflowError as exc:
+    except (CortexflowError, RedisError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2))
