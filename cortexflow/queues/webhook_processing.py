@@ -56,7 +56,9 @@ async def handle(data: dict[str, Any], job: JobContext) -> dict[str, Any]:
     return {"channel": channel.name, "verified": verified, "messages": queued}
 
 
-async def verify(channel: Channel, headers: dict[str, Any], raw: str | None, job: Any) -> bool:
+async def verify(
+    channel: Channel, headers: dict[str, Any], raw: str | None, job: JobContext
+) -> bool:
     """True if the signature was checked; SignatureError if it is wrong; False if no secret."""
     if channel.secret_env is None:
         return False
