@@ -48,6 +48,9 @@ class Lease:
     fetched: Fetched
     result: TaskiqResult[Any] | None = None
     started: float = field(default_factory=time.monotonic)
+    # Acked: the run is over and its outcome queued for the finish script. The job still holds
+    # its lease (renewed by heartbeats) until that write lands.
+    acked: bool = False
 
 
 class _Formatter(TaskiqFormatter):
@@ -130,7 +133,11 @@ class CortexBroker(AsyncBroker):
         self.jobs_done = 0
         self.jobs_failed = 0
         self.ready = asyncio.Event()
-        self._finish_queue: asyncio.Queue[tuple[Outcome, asyncio.Future[None]]] = asyncio.Queue()
+        self._finish_queue: asyncio.Queue[Outcome] = asyncio.Queue()
+        self.running = 0  # delivered to the Receiver and not acked yet
+        self.fetch_enabled = True  # False once stopping: lease nothing more
+        self._finisher_idle = asyncio.Event()
+        self._finisher_idle.set()
         self._tasks: list[asyncio.Task[Any]] = []
         self._fetching: asyncio.Task[float | None] | None = None
         self._dlq_pending = asyncio.Event()
@@ -154,14 +161,16 @@ class CortexBroker(AsyncBroker):
         if self._fetching is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._fetching), 5)
-        held = [(jid, lease.fetched.token) for jid, lease in self.leases.items()]
+        # Acked runs are not given back: their outcome is queued and flush() writes it.
+        held = [(jid, ls.fetched.token) for jid, ls in self.leases.items() if not ls.acked]
         held += [(f.job.id, f.token) for f in self.buffer]
         self.buffer.clear()
         if not held:
             return 0
         n = await self.consumer.release(held)
         for jid, _ in held:
-            self.leases.pop(jid, None)
+            if (lease := self.leases.pop(jid, None)) is not None and not lease.acked:
+                self.running -= 1
         return n
 
     async def flush(self, timeout: float) -> None:
@@ -203,7 +212,11 @@ class CortexBroker(AsyncBroker):
             if self.buffer:
                 yield self._deliver(self.buffer.popleft())
                 continue
-            free = self.config.concurrency - len(self.leases)
+            if not self._finisher_idle.is_set():
+                # Outcomes are being written together with a fetch for the freed slots.
+                await self._finisher_idle.wait()
+                continue
+            free = self.config.concurrency - self.running
             self._fetching = asyncio.create_task(self._fetch(max(free, 1)))
             try:
                 wait = await asyncio.shield(self._fetching)
@@ -233,6 +246,7 @@ class CortexBroker(AsyncBroker):
     def _deliver(self, fetched: Fetched) -> AckableMessage:
         job = fetched.job
         self.leases[job.id] = Lease(fetched)
+        self.running += 1
         ctx = JobContext(
             self.engine.client,
             self.engine.keys.job(job.id),
@@ -264,17 +278,17 @@ class CortexBroker(AsyncBroker):
         return await engine.add(name, data, opts)
 
     def _acker(self, job_id: str) -> Callable[[], Any]:
-        async def ack() -> None:
+        def ack() -> None:
+            """Queue the outcome and free the slot at once: the Receiver starts the next job
+            while the finisher writes this one (with others) in one script call. A crash before
+            that write leaves the job active; its lease expires and it runs again, as for a
+            crash during the run itself."""
             lease = self.leases.get(job_id)
-            if lease is None:  # released while running (stop): nothing to record
+            if lease is None or lease.acked:  # released while running (stop): nothing to record
                 return
-            outcome = self._outcome(lease)
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._finish_queue.put_nowait((outcome, future))
-            try:
-                await future
-            finally:
-                self.leases.pop(job_id, None)
+            lease.acked = True
+            self.running -= 1
+            self._finish_queue.put_nowait(self._outcome(lease))
 
         return ack
 
@@ -339,12 +353,19 @@ class CortexBroker(AsyncBroker):
         """Write outcomes in batches: whatever piled up while the previous call ran."""
         while True:
             batch = [await self._finish_queue.get()]
+            self._finisher_idle.clear()
             while not self._finish_queue.empty() and len(batch) < 500:
                 batch.append(self._finish_queue.get_nowait())
             failures = 0
             while True:
+                # Lease jobs for the slots these runs freed in the same round trip, unless
+                # listen() is fetching already or the worker is stopping.
+                fetching = self._fetching is not None and not self._fetching.done()
+                n = 0
+                if self.fetch_enabled and not fetching:
+                    n = self.config.concurrency - self.running - len(self.buffer)
                 try:
-                    _, lost, dead = await self.consumer.finish([o for o, _ in batch])
+                    (_, lost, dead), fetched = await self.consumer.finish_and_fetch(batch, n)
                     break
                 except RedisError as exc:  # never drop an outcome: retry until Redis is back
                     failures += 1
@@ -357,10 +378,13 @@ class CortexBroker(AsyncBroker):
                 )
             if dead:
                 self._dlq_pending.set()
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_result(None)
+            if fetched is not None:
+                self.buffer.extend(fetched.jobs)
+            for outcome in batch:
+                self.leases.pop(outcome.job_id, None)
                 self._finish_queue.task_done()
+            if self._finish_queue.empty():
+                self._finisher_idle.set()
 
     async def _heartbeats(self) -> None:
         interval = max(self.config.lease / 3.0, 0.1)

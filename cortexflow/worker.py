@@ -132,6 +132,7 @@ class QueueWorker:
             timeout = self.config.stop_timeout
         self.state = "stopping"
         self._receiver.wait_tasks_timeout = max(timeout - STOP_MARGIN, 0.0)
+        broker.fetch_enabled = False
         self._finish.set()
         if self._listen is not None:
             with contextlib.suppress(Exception):
@@ -149,7 +150,9 @@ class QueueWorker:
         """Stop at once: give every held job back to waiting and close."""
         if self.broker is None:
             return
+        self.broker.fetch_enabled = False
         self._finish.set()
+        await self.broker.flush(timeout=1.0)  # outcomes already decided are worth writing
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.broker.release_all(), 5)
         if self._listen is not None:
@@ -182,7 +185,7 @@ class QueueWorker:
             "started_at": self.started_at,
             "jobs_done": b.jobs_done if b else 0,
             "jobs_failed": b.jobs_failed if b else 0,
-            "active": len(b.leases) if b else 0,
+            "active": b.running if b else 0,
             "state": self.state,
             "supervisor_pid": int(os.environ.get("CORTEXFLOW_PARENT_PID", "0") or 0),
         }

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from cortexflow.engine.connection import BLOCK_MAX
 from cortexflow.engine.jobs import Job, JobOptions
@@ -86,12 +87,47 @@ class QueueConsumer:
 
         self._finish_args_head: list[Any] = [k.job_prefix, *rule(ret.completed), *rule(ret.failed)]
 
+    def _fetch_argv(self, n: int) -> list[Any]:
+        return [*self._fetch_keys, self.engine.keys.job_prefix, n, *self._fetch_args_tail]
+
     async def fetch(self, n: int) -> FetchResult:
         """Lease up to ``n`` jobs (also promotes due delayed jobs and recovers stalled ones)."""
         raw = await self.engine.scripts.fetch(
             keys=self._fetch_keys,
             args=[self.engine.keys.job_prefix, n, *self._fetch_args_tail],
         )
+        return self._parse_fetch(raw)
+
+    async def finish_and_fetch(
+        self, outcomes: Sequence[Outcome], n: int
+    ) -> tuple[tuple[int, int, int], FetchResult | None]:
+        """Record outcomes and lease up to ``n`` more jobs in one round trip (two scripts in a
+        pipeline), the worker's steady-state path. ``n == 0`` only records."""
+        if n <= 0:
+            return await self.finish(outcomes), None
+        s = self.engine.scripts
+        finish_argv = [*self._finish_keys, *self._finish_argv(outcomes)]
+        # Plain EVALSHA in the pipeline: redis-py's Script objects would add a SCRIPT EXISTS
+        # round trip to every pipeline. After a server restart (NOSCRIPT) fall back to the
+        # Script calls, which load the scripts again.
+        async with self.engine.client.pipeline(transaction=False) as pipe:
+            pipe.evalsha(s.finish.sha, len(self._finish_keys), *finish_argv)
+            pipe.evalsha(s.fetch.sha, len(self._fetch_keys), *self._fetch_argv(n))
+            finished, fetched = await pipe.execute(raise_on_error=False)
+        if isinstance(finished, NoScriptError):
+            done = await self.finish(outcomes)
+        elif isinstance(finished, BaseException):
+            raise finished
+        else:
+            done = (int(finished[0]), int(finished[1]), int(finished[2]))
+        if isinstance(fetched, NoScriptError):
+            return done, await self.fetch(n)
+        if isinstance(fetched, BaseException):
+            # The outcomes are written; the jobs are leased by the next plain fetch instead.
+            return done, None
+        return done, self._parse_fetch(fetched)
+
+    def _parse_fetch(self, raw: Any) -> FetchResult:
         wait_ms = int(raw[0])
         jobs: list[Fetched] = []
         q = self.engine.name
@@ -179,12 +215,17 @@ class QueueConsumer:
         lost = await self.engine.scripts.heartbeat(keys=[self.engine.keys.active], args=args)
         return [x.decode() for x in lost]
 
-    async def finish(self, outcomes: Sequence[Outcome]) -> tuple[int, int, int]:
-        """Record outcomes in one script call; returns (recorded, lost lease, dead-lettered)."""
+    def _finish_argv(self, outcomes: Sequence[Outcome]) -> list[Any]:
         args: list[Any] = list(self._finish_args_head)
         for o in outcomes:
             args += [o.kind, o.job_id, o.token, o.payload, o.extra]
-        done, lost, dead = await self.engine.scripts.finish(keys=self._finish_keys, args=args)
+        return args
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> tuple[int, int, int]:
+        """Record outcomes in one script call; returns (recorded, lost lease, dead-lettered)."""
+        done, lost, dead = await self.engine.scripts.finish(
+            keys=self._finish_keys, args=self._finish_argv(outcomes)
+        )
         return int(done), int(lost), int(dead)
 
     async def release(self, leases: Sequence[tuple[str, str]]) -> int:
