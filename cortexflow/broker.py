@@ -141,6 +141,7 @@ class CortexBroker(AsyncBroker):
         self._tasks: list[asyncio.Task[Any]] = []
         self._fetching: asyncio.Task[float | None] | None = None
         self._dlq_pending = asyncio.Event()
+        self._closing = False
         self.register_task(runner, task_name=TASK_NAME)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -179,12 +180,19 @@ class CortexBroker(AsyncBroker):
             await asyncio.wait_for(self._finish_queue.join(), timeout)
 
     async def shutdown(self) -> None:
+        # The background loops also stop on the flag: on Python 3.11 a cancellation that lands
+        # as a redis-py read completes can be swallowed inside the client (its timeout context),
+        # and the loop would go back to waiting. The flag, a wake-up and a bounded wait make
+        # shutdown finish regardless.
+        self._closing = True
+        self._dlq_pending.set()
         await self.consumer.close()
         for t in self._tasks:
             t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=2.0)
+            for t in stuck:
+                log.warning("background task %s did not stop; abandoning it", t.get_name())
         await super().shutdown()
 
     # -- producing through taskiq (task.kiq()) -----------------------------------------------
@@ -351,7 +359,7 @@ class CortexBroker(AsyncBroker):
 
     async def _finisher(self) -> None:
         """Write outcomes in batches: whatever piled up while the previous call ran."""
-        while True:
+        while not self._closing:
             batch = [await self._finish_queue.get()]
             self._finisher_idle.clear()
             while not self._finish_queue.empty() and len(batch) < 500:
@@ -388,7 +396,7 @@ class CortexBroker(AsyncBroker):
 
     async def _heartbeats(self) -> None:
         interval = max(self.config.lease / 3.0, 0.1)
-        while True:
+        while not self._closing:
             await asyncio.sleep(interval)
             held = [(jid, lease.fetched.token) for jid, lease in self.leases.items()]
             held += [(f.job.id, f.token) for f in self.buffer]
@@ -402,9 +410,11 @@ class CortexBroker(AsyncBroker):
 
     async def _dead_letters(self) -> None:
         assert self.dead_letter is not None
-        while True:
+        while not self._closing:
             await self._dlq_pending.wait()
             self._dlq_pending.clear()
+            if self._closing:
+                return
             try:
                 n = await self.consumer.copy_dead_letters(self.dead_letter)
                 if n:

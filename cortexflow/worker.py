@@ -161,10 +161,10 @@ class QueueWorker:
 
     async def _close(self) -> None:
         assert self.broker is not None
+        self.state = "stopped"
         if self._beat is not None:
             self._beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._beat
+            await asyncio.wait({self._beat}, timeout=2.0)  # bounded: see broker.shutdown
         with contextlib.suppress(Exception):
             await registry.remove_worker(
                 self.client, self.config.redis.prefix, self.queue.name, self.worker_id
@@ -191,7 +191,7 @@ class QueueWorker:
         }
 
     async def _publish_loop(self) -> None:
-        while True:
+        while self.state != "stopped":
             try:
                 await registry.publish_worker(
                     self.client,

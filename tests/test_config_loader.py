@@ -42,8 +42,14 @@ def test_shipped_queues_yaml() -> None:
         "email-sending": 5,
         "analytics": 10,
         "notifications": 5,
+        "dead-letters": 1,
     }
+    dead = config.queues["dead-letters"]
+    assert dead.handler == "cortexflow.queues.dead_letters:handle" and dead.dead_letter is None
     for name, queue in config.queues.items():
+        if name == "dead-letters":
+            continue
+        assert queue.dead_letter == "dead-letters"
         module = name.replace("-", "_")
         assert queue.handler == f"cortexflow.queues.{module}:handle"
         assert queue.payload_schema == REPO / "schemas" / "payloads" / f"{name}.json"
