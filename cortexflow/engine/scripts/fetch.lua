@@ -4,9 +4,10 @@ KEYS[6] marker KEYS[7] failed    KEYS[8] dead-letter outbox
 ARGV[1] job key prefix      ARGV[2] N (free slots)     ARGV[3] worker id
 ARGV[4] lease (ms)          ARGV[5] max_stalls         ARGV[6] rate max (0: no limit)
 ARGV[7] rate window (ms)    ARGV[8] 1 if the queue has a dead_letter queue
-Returns {wait_ms, stalled_failed, id, token, name, data, opts, priority, attempts_made,
-         created_at, delay, stalls, ...}: wait_ms is how long until there may be work
-(-1: only an enqueue or a resume can bring some); the job fields repeat per leased job. ]]
+Returns {wait_ms, stalled_failed, job, job, ...}: wait_ms is how long until there may be work
+(-1: only an enqueue or a resume can bring some); each job is one JSON array text
+[id, token, name, data, opts, priority, attempts_made, created_at, delay, stalls] with data and
+opts inlined as the JSON they are stored as (one reply element and one parse per job). ]]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix = ARGV[1]
@@ -103,9 +104,9 @@ for i = 1, #popped, 2 do
       redis.call('ZADD', KEYS[5], now, id .. ':' .. deliveries)
       redis.call('PEXPIRE', KEYS[5], rate_window + 1000)
     end
-    out[#out + 1] = id
-    out[#out + 1] = token
-    for j = 1, 8 do out[#out + 1] = f[j] end
+    out[#out + 1] = '[' .. cjson.encode(id) .. ',' .. cjson.encode(token) .. ',' ..
+      cjson.encode(f[1]) .. ',' .. f[2] .. ',' .. f[3] .. ',' .. f[4] .. ',' .. f[5] .. ',' ..
+      f[6] .. ',' .. f[7] .. ',' .. f[8] .. ']'
   end
 end
 

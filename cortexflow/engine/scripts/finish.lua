@@ -4,7 +4,7 @@ KEYS[6] meta    KEYS[7] marker  KEYS[8] dead-letter outbox
 ARGV[1] job key prefix
 ARGV[2] completed retention: age (ms, -1 none)   ARGV[3] count (-1 none)
 ARGV[4] failed retention: age (ms, -1 none)      ARGV[5] count (-1 none)
-ARGV[6 + 5i ..] per run: kind, id, token, payload, extra
+ARGV[6 ..] one per run, a JSON array text [kind, id, token, payload, extra]:
   kind 'c' completed: payload = result JSON; extra = keep: '1' keep, '0' remove now, or a
          count N to trim completed jobs to
   kind 'r' failed, retried: payload = error JSON {message, stacktrace}; extra = delay (ms)
@@ -50,8 +50,9 @@ local function finished(id, set, keep, age, count)
 end
 
 local done, lost, dead, wake = 0, 0, 0, false
-for i = 6, #ARGV, 5 do
-  local kind, id, token = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+for i = 6, #ARGV do
+  local run = cjson.decode(ARGV[i])
+  local kind, id, token, payload, extra = run[1], run[2], run[3], run[4], run[5]
   local jkey = prefix .. id
   if redis.call('HGET', jkey, 'token') ~= token or not redis.call('ZSCORE', KEYS[1], id) then
     lost = lost + 1
@@ -62,14 +63,14 @@ for i = 6, #ARGV, 5 do
     if kind == 'c' then
       redis.call('HINCRBY', KEYS[6], 'completed_total', 1)
       redis.call('HSET', jkey, 'state', 'completed', 'finished_at', now, 'token', '',
-        'result', ARGV[i + 3])
-      finished(id, KEYS[4], ARGV[i + 4], tonumber(ARGV[2]), tonumber(ARGV[3]))
+        'result', payload)
+      finished(id, KEYS[4], extra, tonumber(ARGV[2]), tonumber(ARGV[3]))
     else
-      local err = cjson.decode(ARGV[i + 3])
+      local err = cjson.decode(payload)
       redis.call('HSET', jkey, 'error', err.message, 'stacktrace', err.stacktrace or '',
         'token', '')
       if kind == 'r' then
-        local delay = tonumber(ARGV[i + 4])
+        local delay = tonumber(extra)
         if delay > 0 then
           redis.call('HSET', jkey, 'state', 'delayed')
           redis.call('ZADD', KEYS[3], string.format('%.0f', now + delay), id)
@@ -81,8 +82,8 @@ for i = 6, #ARGV, 5 do
       else
         redis.call('HINCRBY', KEYS[6], 'failed_total', 1)
         redis.call('HSET', jkey, 'state', 'failed', 'finished_at', now)
-        local keep, envelope = string.match(ARGV[i + 4], '^([^|]*)|(.*)$')
-        if not keep then keep = ARGV[i + 4] end
+        local keep, envelope = string.match(extra, '^([^|]*)|(.*)$')
+        if not keep then keep = extra end
         if envelope and envelope ~= '' then
           redis.call('RPUSH', KEYS[8], envelope)
           dead = dead + 1
