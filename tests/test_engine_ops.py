@@ -241,3 +241,40 @@ def test_list_jobs_orders_and_logs(redis_url: str, tmp_path: Path) -> None:
             assert {j.id for j in await e.list_jobs("completed")} == {"low", "high"}
 
     run(main())
+
+
+def test_remove_on_complete_and_wait_finished_says_why_the_job_is_gone(
+    redis_url: str, tmp_path: Path
+) -> None:
+    from cortexflow.errors import JobNotFoundError
+
+    started = asyncio.Event()
+    gate = asyncio.Event()
+
+    async def handler(data: Any) -> str:
+        started.set()
+        await gate.wait()
+        return "done"
+
+    async def main() -> None:
+        queue = q()
+        async with engine_for(redis_url, queue) as e:
+            await e.add("n", {}, JobOptions(job_id="gone", remove_on_complete=True))
+            await e.add("n", {}, JobOptions(job_id="kept"))
+            async with inproc_worker(
+                make_config(tmp_path / "q.yaml", queue), "jobs", redis_url, handler
+            ):
+                await started.wait()
+                waiter = asyncio.create_task(e.wait_finished("gone", 10))
+                await asyncio.sleep(0.1)
+                gate.set()
+                with pytest.raises(JobNotFoundError, match="removed at once"):
+                    await waiter
+                kept = await e.wait_finished("kept", 10)
+            assert kept is not None and kept.result == "done"
+            assert await e.get_job("gone") is None
+            assert [j.id for j in await e.list_jobs("completed")] == ["kept"]
+            with pytest.raises(JobNotFoundError, match="no job"):
+                await e.wait_finished("never", 1)
+
+    run(main())

@@ -211,7 +211,11 @@ def test_track_events_are_aggregated_per_day(stack: Stack) -> None:
     assert sent["sums"]["tokens"] == 300
     assert sent["sums"]["cost"] == pytest.approx(0.006)
 
-    # From the shell, through queues.yaml's Redis.
+    # From the shell, through queues.yaml's Redis: `cortexflow analytics DAY`, and the module.
+    shown = stack.cli("analytics", "2024-05-01")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["events"]["message_sent"]["count"] == 3
+    assert stack.cli("analytics", "yesterday").returncode == 2
     shell = run_cli_module(stack, "2024-05-01")
     assert json.loads(shell)["events"]["message_sent"]["count"] == 3
 

@@ -108,6 +108,11 @@ class QueueManager:
     ) -> None:
         await self.close()
 
+    async def redis_client(self) -> aioredis.Redis:
+        """The connected client, for data handlers keep in Redis (e.g. analytics, inboxes)."""
+        await self.connect()
+        return self._redis()
+
     def get_queue(self, queue: str) -> QueueEngine:
         """The queue's engine, for job-level operations (get_job, list_jobs, retry, promote, ...).
 

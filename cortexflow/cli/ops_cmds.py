@@ -54,6 +54,14 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "--interval", type=duration, default=1.0, help="--watch refresh period (default 1s)"
     )
 
+    p = add(
+        "analytics",
+        "one day's aggregates of the analytics queue's track-event jobs, as JSON",
+        with_manager(_analytics),
+        queue=False,
+    )
+    p.add_argument("day", nargs="?", metavar="DAY", help="YYYY-MM-DD, UTC (default: today)")
+
     add(
         "health",
         "Redis reachable and every queue `up` runs has a live worker (exit 1 if not)",
@@ -157,6 +165,20 @@ async def _health(args: argparse.Namespace, manager: QueueManager) -> int:
     report = await manager.health_check()
     print_json(report) if args.json else out(health_text(report))
     return EXIT_OK if report["healthy"] else EXIT_FAILURE
+
+
+async def _analytics(args: argparse.Namespace, manager: QueueManager) -> int:
+    import datetime as dt
+
+    from cortexflow.queues.analytics import read_daily
+
+    day = args.day or dt.datetime.now(dt.UTC).date().isoformat()
+    try:
+        dt.date.fromisoformat(day)
+    except ValueError:
+        raise UsageError(f"DAY must look like 2026-11-28, got {day!r}") from None
+    print_json(await read_daily(await manager.redis_client(), day))
+    return EXIT_OK
 
 
 async def _pause(args: argparse.Namespace, manager: QueueManager) -> int:

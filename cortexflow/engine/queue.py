@@ -126,10 +126,18 @@ class QueueEngine:
         """Block until the job is completed or failed for good (or timeout: returns None)."""
         deadline = time.monotonic() + timeout
         pause = 0.02
+        seen = False
         while True:
             state = await self.client.hget(self.keys.job(job_id), "state")
             if state is None:
+                if seen:
+                    raise JobNotFoundError(
+                        f"job {job_id!r} of queue {self.name!r} finished and was removed at once "
+                        "(remove_on_complete / remove_on_fail, or retention: false), so its "
+                        "result is gone"
+                    )
                 raise JobNotFoundError(f"no job {job_id!r} in queue {self.name!r}")
+            seen = True
             if state in (b"completed", b"failed"):
                 return await self.get_job(job_id)
             if time.monotonic() >= deadline:
