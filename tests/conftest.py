@@ -85,7 +85,9 @@ def cli() -> Callable[..., CliResult]:
     return run_cli
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05) -> object:
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05
+) -> object:
     """Poll ``predicate`` until it returns a truthy value; fail with a clear message at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
