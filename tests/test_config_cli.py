@@ -17,7 +17,7 @@ HANDLER = "cortexflow.queues.email_sending:handle"
 def test_validate_in_repo_root(cli: Cli) -> None:
     result = cli("validate", cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "queues.yaml is valid: 5 queues"
+    assert result.stdout.strip() == "queues.yaml is valid: 6 queues"
 
 
 def test_validate_json_of_valid_file(cli: Cli) -> None:
@@ -26,7 +26,7 @@ def test_validate_json_of_valid_file(cli: Cli) -> None:
     assert json.loads(result.stdout) == {
         "valid": True,
         "diagnostics": [],
-        "summary": "queues.yaml is valid: 5 queues",
+        "summary": "queues.yaml is valid: 6 queues",
     }
 
 
