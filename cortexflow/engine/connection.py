@@ -1,12 +1,20 @@
-"""Redis connections with timeouts and retries that fit a long-running worker."""
+"""Redis connections with timeouts and retries that fit a long-running worker.
+
+URL forms (DESIGN §7): ``redis://``, ``rediss://`` (TLS), ``unix://``, and Redis Sentinel:
+``redis+sentinel://[user:password@]host:port[,host:port...]/service_name[/db]``
+(``rediss+sentinel://`` for TLS to the master).
+"""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 
 from cortexflow.errors import RedisUnavailableError
@@ -15,41 +23,235 @@ from cortexflow.errors import RedisUnavailableError
 # (redis-py 8's default of 5 s breaks longer blocking reads: taskiq-redis #127).
 BLOCK_MAX = 5.0
 SOCKET_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 5.0
+# Sentinels answer small queries only; a dead one should cost little before the next is asked.
+SENTINEL_SOCKET_TIMEOUT = 5.0
+SENTINEL_CONNECT_TIMEOUT = 2.0
+SENTINEL_PORT = 26379
+
+SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
+SENTINEL_FORM = (
+    "redis+sentinel://[user:password@]host:port[,host:port...]/service_name[/db] "
+    "(rediss+sentinel:// for TLS to the master)"
+)
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+# Query options of a Sentinel URL. sentinel_*: how to reach the sentinels themselves (by default
+# without credentials or TLS); ssl_*: the master's TLS settings, as for rediss://.
+SENTINEL_OPTIONS = (
+    "sentinel_username",
+    "sentinel_password",
+    "sentinel_ssl",
+    "ssl_ca_certs",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_cert_reqs",
+)
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 def redact_url(url: str) -> str:
-    """``redis://user:secret@host`` -> ``redis://user:***@host`` (passwords never reach logs)."""
+    """``redis://user:secret@host`` -> ``redis://user:***@host`` (passwords never reach logs).
+
+    Query options named ``*password`` (a Sentinel URL's ``sentinel_password``) are redacted too.
+    """
     try:
         parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
     except ValueError:
         return "<unparseable url>"
-    if parts.password is None and "@" not in parts.netloc:
+    secret_query = any(name.lower().endswith("password") for name, _ in query)
+    if parts.password is None and "@" not in parts.netloc and not secret_query:
         return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    netloc = f"{user}:***@{hostinfo}" if user else f":***@{hostinfo}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostinfo = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{hostinfo}" if user else f":***@{hostinfo}"
+    if secret_query:
+        redacted = [(k, "***" if k.lower().endswith("password") else v) for k, v in query]
+        query_text = urlencode(redacted, safe="*")
+    else:
+        query_text = parts.query
+    return urlunsplit((parts.scheme, netloc, parts.path, query_text, parts.fragment))
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """A parsed ``redis+sentinel://`` URL."""
+
+    sentinels: list[tuple[str, int]]
+    service_name: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    ssl: bool = False
+    options: dict[str, str] = field(default_factory=dict)
+
+
+def parse_sentinel_url(url: str) -> SentinelURL:
+    """Parse ``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]``.
+
+    Raises ValueError saying what is wrong (the caller adds the expected form).
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in SENTINEL_SCHEMES:
+        raise ValueError(f"scheme {parts.scheme!r} is not redis+sentinel or rediss+sentinel")
+    if parts.fragment:
+        raise ValueError("a fragment (#...) is not allowed")
+    userinfo, at, hostlist = parts.netloc.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    if not hostlist:
+        raise ValueError("no sentinel host:port given")
+    sentinels = [_host_port(item) for item in hostlist.split(",")]
+    segments = parts.path.strip("/").split("/") if parts.path.strip("/") else []
+    if not segments or not segments[0]:
+        raise ValueError("no service name given (the path's first part, e.g. /mymaster)")
+    if len(segments) > 2:
+        raise ValueError(f"path {parts.path!r} has more than /service_name/db")
+    service_name = unquote(segments[0])
+    db = 0
+    if len(segments) == 2:
+        if not segments[1].isdigit():
+            raise ValueError(f"database {segments[1]!r} is not a number")
+        db = int(segments[1])
+    options: dict[str, str] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
+        if name not in SENTINEL_OPTIONS:
+            raise ValueError(f"unknown option {name!r} (known: {', '.join(SENTINEL_OPTIONS)})")
+        options[name] = value
+    if "sentinel_ssl" in options and options["sentinel_ssl"].lower() not in _TRUE + _FALSE:
+        raise ValueError(f"sentinel_ssl={options['sentinel_ssl']!r} is not true or false")
+    return SentinelURL(
+        sentinels=sentinels,
+        service_name=service_name,
+        db=db,
+        username=username,
+        password=password,
+        ssl=SENTINEL_SCHEMES[scheme],
+        options=options,
+    )
+
+
+def _host_port(item: str) -> tuple[str, int]:
+    """``host``, ``host:port`` or ``[v6addr]:port``; the port defaults to 26379."""
+    if not item:
+        raise ValueError("empty sentinel address (two commas, or a trailing comma)")
+    if item.startswith("["):
+        host, bracket, rest = item[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"bad sentinel address {item!r}")
+        port_text = rest[1:] if rest else ""
+    else:
+        host, _, port_text = item.partition(":")
+    if not host:
+        raise ValueError(f"sentinel address {item!r} has no host")
+    if not port_text:
+        return host, SENTINEL_PORT
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"sentinel address {item!r} has a bad port")
+    return host, int(port_text)
+
+
+def _retry(retries: int) -> Retry:
+    return Retry(ExponentialBackoff(cap=1.0, base=0.01), retries)
+
+
+def _client_options(retries: int) -> dict[str, Any]:
+    return {
+        "decode_responses": False,
+        "socket_timeout": SOCKET_TIMEOUT,
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "socket_keepalive": True,
+        "health_check_interval": 15,
+        "retry": _retry(retries),
+        "retry_on_error": [ConnectionError, TimeoutError, BusyLoadingError],
+    }
+
+
+def _is_cluster_url(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme.lower() in CLUSTER_SCHEMES:
+        return True
+    return any(name.lower() == "cluster" for name, _ in parse_qsl(parts.query))
 
 
 def connect(url: str, *, retries: int = 8) -> aioredis.Redis:
-    """A client for ``url`` (redis://, rediss://, unix://) that retries transient errors.
+    """A client for ``url`` (redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://)
+    that retries transient errors.
 
     Retries use exponential backoff (10 ms doubling, capped at 1 s), covering a server restart
-    or an AOF reload (BusyLoadingError). Raises RedisUnavailableError for a malformed URL.
+    or an AOF reload (BusyLoadingError), and with Sentinel a failover (the client asks the
+    sentinels for the master again on every new connection). Raises RedisUnavailableError for a
+    malformed URL.
     """
+    scheme = url.partition("://")[0].lower()
+    if scheme in SENTINEL_SCHEMES:
+        return _connect_sentinel(url, retries)
     try:
-        return aioredis.Redis.from_url(
-            url,
-            decode_responses=False,
-            socket_timeout=SOCKET_TIMEOUT,
-            socket_connect_timeout=5.0,
-            socket_keepalive=True,
-            health_check_interval=15,
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.01), retries),
-            retry_on_error=[ConnectionError, TimeoutError, BusyLoadingError],
-        )
+        cluster = _is_cluster_url(url)
     except ValueError as exc:
         raise RedisUnavailableError(redact_url(url), f"invalid URL ({exc})") from None
+    if cluster:
+        raise RedisUnavailableError(
+            redact_url(url),
+            "Redis Cluster URLs are not supported yet: cortexflow's engine batches commands "
+            "for several queues (several hash slots) in one call, which a cluster refuses; "
+            "use a single server or Redis Sentinel (redis+sentinel://...)",
+        )
+    try:
+        return aioredis.Redis.from_url(url, **_client_options(retries))
+    except ValueError as exc:
+        raise RedisUnavailableError(redact_url(url), f"invalid URL ({exc})") from None
+
+
+class SentinelMaster(aioredis.Redis):
+    """The master of a Sentinel service; closing it also closes the sentinel connections."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        manager = getattr(self.connection_pool, "sentinel_manager", None)
+        try:
+            await super().aclose(close_connection_pool)
+        finally:
+            for sentinel in getattr(manager, "sentinels", ()):
+                await sentinel.aclose()
+
+
+def _connect_sentinel(url: str, retries: int) -> aioredis.Redis:
+    try:
+        parsed = parse_sentinel_url(url)
+    except ValueError as exc:
+        raise RedisUnavailableError(
+            redact_url(url), f"invalid Sentinel URL: {exc}; expected {SENTINEL_FORM}"
+        ) from None
+    opts = parsed.options
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": SENTINEL_SOCKET_TIMEOUT,
+        "socket_connect_timeout": SENTINEL_CONNECT_TIMEOUT,
+        "socket_keepalive": True,
+        # One try per sentinel: discovery moves on to the next sentinel, and the master
+        # client's own retries (with backoff) repeat the whole discovery.
+        "retry": Retry(NoBackoff(), 0),
+        "username": opts.get("sentinel_username") or None,
+        "password": opts.get("sentinel_password") or None,
+    }
+    tls = {k: v for k, v in opts.items() if k.startswith("ssl_")}
+    if opts.get("sentinel_ssl", "").lower() in _TRUE:
+        sentinel_kwargs.update(ssl=True, **tls)
+    master_kwargs = _client_options(retries)
+    master_kwargs.update(db=parsed.db, username=parsed.username, password=parsed.password)
+    if parsed.ssl:
+        master_kwargs.update(ssl=True, **tls)
+    sentinel = Sentinel(parsed.sentinels, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    client: aioredis.Redis = sentinel.master_for(
+        parsed.service_name, redis_class=SentinelMaster, **master_kwargs
+    )
+    return client
 
 
 async def ping(client: aioredis.Redis, url: str) -> None:
