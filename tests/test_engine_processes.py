@@ -130,6 +130,10 @@ def test_kill9_jobs_recovered_after_the_lease_without_new_traffic(
     asyncio.run(main())
 
 
+async def _started(client: redis.Redis, n: int) -> bool:
+    return bool(client.llen("test:runs") >= n)
+
+
 async def _active(e: Any, n: int) -> bool:
     return bool((await e.stats())["active"] >= n)
 
@@ -309,7 +313,8 @@ def test_sigterm_finishes_running_jobs_then_exits_0(
     async def main() -> None:
         async with engine_for(redis_url, config.queues["graceful"]) as e:
             await e.add_bulk([("n", {"sleep": 1}, JobOptions(job_id=f"g{i}")) for i in range(8)])
-            await until(lambda: _active(e, 5), 10, "5 running")
+            # Running = the handler started (a leased job not yet started is given back on stop).
+            await until(lambda: _started(redis_client, 5), 10, "5 running")
             t0 = time.monotonic()
             code = await asyncio.to_thread(w.terminate, 15)
             took = time.monotonic() - t0
@@ -341,7 +346,7 @@ def test_stop_timeout_gives_unfinished_jobs_back_to_waiting(
     async def main() -> None:
         async with engine_for(redis_url, config.queues["impatient"]) as e:
             await e.add_bulk([("n", {"sleep": 60}, JobOptions(job_id=f"s{i}")) for i in range(4)])
-            await until(lambda: _active(e, 4), 10, "4 running")
+            await until(lambda: _started(redis_client, 4), 10, "4 running")
             t0 = time.monotonic()
             await asyncio.to_thread(w.terminate, 15)
             assert time.monotonic() - t0 < 4
