@@ -266,6 +266,7 @@ class CortexBroker(AsyncBroker):
             created_at=job.created_at,
             data=job.data,
             enqueue=self._add_job,
+            settings=self.config.settings,
         )
         message = TaskiqMessage.model_construct(
             task_id=job.id,

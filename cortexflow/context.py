@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -30,6 +30,7 @@ class JobContext:
         "name",
         "priority",
         "queue",
+        "settings",
     )
 
     def __init__(
@@ -45,6 +46,7 @@ class JobContext:
         created_at: float,
         data: Any,
         enqueue: Enqueue | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         self._client = client
         self._enqueue = enqueue
@@ -56,6 +58,8 @@ class JobContext:
         self.priority = priority
         self.created_at = created_at
         self.data = data
+        # The queue's `settings:` from queues.yaml: the handler's own configuration.
+        self.settings: Mapping[str, Any] = settings if settings is not None else {}
 
     async def update_progress(self, progress: Any) -> None:
         """Store a JSON-serialisable progress value (a number, or an object) on the job."""

@@ -358,3 +358,21 @@ def test_dump_redacts_the_password(tmp_path: Path) -> None:
     )
     data = config_to_dict(load_config(path, env={}))
     assert data["redis"]["url"] == "redis://u:***@h:1/0"
+
+
+def test_settings_reach_the_queue_merged_with_defaults(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "defaults:\n"
+        "  settings: {region: eu, retries_url: '${URL:-http://x}'}\n"
+        "queues:\n"
+        f"  a:\n    handler: {HANDLER}\n    settings: {{orchestrator: 'm:Bot', region: us}}\n"
+        f"  b:\n    handler: {HANDLER}\n",
+    )
+    config = load_config(path, env={})
+    assert config.queues["a"].settings == {
+        "region": "us",
+        "retries_url": "http://x",
+        "orchestrator": "m:Bot",
+    }
+    assert config.queues["b"].settings == {"region": "eu", "retries_url": "http://x"}

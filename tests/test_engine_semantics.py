@@ -303,3 +303,20 @@ def test_handlers_add_follow_up_jobs_to_other_queues(redis_url: str, tmp_path: P
             assert follow.priority == 3 and follow.delay == 0.05
 
     asyncio.run(main())
+
+
+def test_handlers_see_their_queue_settings(redis_url: str, tmp_path: Path) -> None:
+    async def handler(data: Any, job: Any) -> dict[str, Any]:
+        return dict(job.settings)
+
+    async def main() -> None:
+        queue = QueueConfig(name="set", handler="x:y", settings={"orchestrator": "m:Bot"})
+        async with engine_for(redis_url, queue) as e:
+            async with inproc_worker(
+                make_config(tmp_path / "q.yaml", queue), "set", redis_url, handler
+            ):
+                await e.add("n", {}, JobOptions(job_id="s"))
+                job = await e.wait_finished("s", 10)
+        assert job is not None and job.result == {"orchestrator": "m:Bot"}
+
+    asyncio.run(main())

@@ -69,7 +69,13 @@ class Harness:
     url: str
     added: list[Added] = field(default_factory=list)
 
-    def run(self, handler: Callable[..., Awaitable[Any]], data: Any, job_id: str = "job-1") -> Any:
+    def run(
+        self,
+        handler: Callable[..., Awaitable[Any]],
+        data: Any,
+        job_id: str = "job-1",
+        settings: dict[str, Any] | None = None,
+    ) -> Any:
         async def go() -> Any:
             client = connect(self.url)
 
@@ -80,6 +86,7 @@ class Harness:
             ctx = JobContext(
                 client, f"{{test}}:j:{job_id}", id=job_id, name="t", queue="q", attempt=1,
                 priority=0, created_at=time.time(), data=data, enqueue=enqueue,
+                settings=settings,
             )  # fmt: skip
             try:
                 return await handler(data, ctx)
@@ -238,8 +245,12 @@ def test_orchestrator_is_chosen_by_import_path(
     assert harness.added[1].data["data"]["cost"] == 0.5
     monkeypatch.setenv("CORTEXFLOW_ORCHESTRATOR", f"{__name__}:shouting")
     assert harness.run(message_processing.handle, MESSAGE)["reply"] == MESSAGE["content"].upper()
+    # queues.yaml's `settings: {orchestrator: ...}` wins over the environment.
+    settings = {"orchestrator": f"{__name__}:AsyncBot"}
+    out = harness.run(message_processing.handle, MESSAGE, settings=settings)
+    assert out["reply"].startswith("async:How")
     monkeypatch.setenv("CORTEXFLOW_ORCHESTRATOR", f"{__name__}:nope")
-    with pytest.raises(UnrecoverableError, match="CORTEXFLOW_ORCHESTRATOR"):
+    with pytest.raises(UnrecoverableError, match=f"orchestrator {__name__}:nope"):
         harness.run(message_processing.handle, MESSAGE)
 
 

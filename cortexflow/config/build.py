@@ -103,6 +103,8 @@ def _queue(
         kwargs["payload_schema_doc"] = payload_docs.get(str(target))
     if raw.get("dead_letter") is not None:
         kwargs["dead_letter"] = raw["dead_letter"]
+    if raw.get("settings"):
+        kwargs["settings"] = dict(raw["settings"])
     return QueueConfig(name=name, handler=raw["handler"], **kwargs)
 
 

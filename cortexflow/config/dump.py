@@ -74,4 +74,5 @@ def _queue(q: QueueConfig, config: Config) -> dict[str, Any]:
         "dead_letter": q.dead_letter,
         "lease": format_duration(q.lease),
         "max_stalls": q.max_stalls,
+        "settings": dict(q.settings),
     }

@@ -66,6 +66,8 @@ class QueueConfig:
     dead_letter: str | None = None
     lease: float = 30.0
     max_stalls: int = 2
+    # Free-form settings for the handler (`job.settings`); the schema default is {}.
+    settings: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)

@@ -227,6 +227,17 @@ def queue_settings() -> dict[str, Any]:
         "max_stalls": _int(
             "Stalls after which a job fails instead of being run again.", 2, [2, 0], 0
         ),
+        "settings": {
+            "description": (
+                "Free-form settings for this queue's handler, which reads them as "
+                "`job.settings` (e.g. message-processing's `orchestrator`). Merged key by key "
+                "with `defaults.settings`. Keep secrets in the environment, not here."
+            ),
+            "type": "object",
+            "additionalProperties": True,  # the handler's own keys: free-form on purpose
+            "default": {},
+            "examples": [{"orchestrator": "myapp.ai:Orchestrator"}],
+        },
     }
 
 

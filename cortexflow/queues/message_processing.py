@@ -19,7 +19,7 @@ from cortexflow.queues.orchestrator import Message, Reply
 
 async def handle(data: dict[str, Any], job: JobContext) -> dict[str, Any]:
     message = Message.from_payload(data)
-    reply = await orchestrator.ask(orchestrator.configured(), message)
+    reply = await orchestrator.ask(orchestrator.configured(job.settings), message)
     notification = await job.add_job(
         "notifications",
         "send-notification",

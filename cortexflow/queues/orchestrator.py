@@ -15,6 +15,7 @@ import functools
 import inspect
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -104,9 +105,11 @@ async def ask(orchestrator: Orchestrator, message: Message) -> Reply:
     raise TypeError(f"the orchestrator returned {type(out).__name__}, not a Reply or a str")
 
 
-def configured() -> Orchestrator:
-    """The orchestrator named by $CORTEXFLOW_ORCHESTRATOR (default: the rule-based one)."""
-    return load(os.environ.get(ENV) or DEFAULT)
+def configured(settings: Mapping[str, Any] | None = None) -> Orchestrator:
+    """The orchestrator named by the queue's ``settings.orchestrator`` in queues.yaml, else
+    $CORTEXFLOW_ORCHESTRATOR, else the rule-based one."""
+    spec = (settings or {}).get("orchestrator") or os.environ.get(ENV) or DEFAULT
+    return load(str(spec))
 
 
 @functools.cache
@@ -116,14 +119,16 @@ def load(spec: str) -> Orchestrator:
         obj = import_from_string(spec)
     except ImportFromStringError as exc:
         hint = f" ({exc.hint})" if exc.hint else ""
-        raise UnrecoverableError(f"{ENV}={spec}: {exc}{hint}") from None
+        raise UnrecoverableError(f"orchestrator {spec}: {exc}{hint}") from None
     if inspect.isclass(obj):
         obj = obj()
     if hasattr(obj, "reply"):
         return obj  # type: ignore[no-any-return]
     if callable(obj):
         return _FunctionOrchestrator(obj)
-    raise UnrecoverableError(f"{ENV}={spec}: not a class, an object with reply() or a function")
+    raise UnrecoverableError(
+        f"orchestrator {spec}: not a class, an object with reply() or a function"
+    )
 
 
 @dataclass(frozen=True)
