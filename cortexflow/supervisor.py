@@ -4,13 +4,13 @@ Every tick (100 ms, or at once when a signal arrives) the loop compares the proc
 should run with the ones that do: it reaps exits, decides restarts (supervisor_policy), starts
 what is missing, retires replaced children once their successors are ready, and SIGKILLs
 whatever outlived its stop deadline. Signal handlers only record the signal; the loop acts.
+SIGHUP reloading lives in supervisor_reload, the embedded server's side in supervisor_server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import signal
 import socket
@@ -18,11 +18,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from cortexflow.config.model import Config, QueueConfig
-from cortexflow.embedded import SupervisedServer, data_dir_for, supervised_server
+from cortexflow.embedded_supervised import SupervisedServer
 from cortexflow.engine.connection import redact_url
 from cortexflow.logmux import LogSink
 from cortexflow.supervisor_child import (
@@ -33,21 +32,16 @@ from cortexflow.supervisor_child import (
     Child,
     spawn_child,
 )
-from cortexflow.supervisor_plan import QueueRun, Slot, plan_reload, process_row, select_queues
-from cortexflow.supervisor_policy import (
-    ChildState,
-    RestartHistory,
-    Verdict,
-    decide_after_exit,
-    describe_exit,
-)
+from cortexflow.supervisor_plan import QueueRun, Slot, process_row, select_queues
+from cortexflow.supervisor_policy import ChildState, Verdict, decide_after_exit, describe_exit
+from cortexflow.supervisor_reload import Loader, apply_queues, load_reloaded
+from cortexflow.supervisor_server import ServerWatch, endpoint
 from cortexflow.supervisor_status import StatusPublisher, check_server
 
 STABLE_AFTER = 10.0  # seconds up (and ready) before a child counts as stable
 CLEAN_STOP_CODES = (0, -signal.SIGTERM)
 
 Command = Callable[[Config, str, int], list[str]]
-Loader = Callable[[Path], Config]
 
 
 def worker_command(config: Config, queue: str, replica: int) -> list[str]:
@@ -91,9 +85,7 @@ class Supervisor:
         self.clean = True
         self.exit_code = 0
         self._colors = 0
-        self._server_history = RestartHistory()
-        self._server_restart_at: float | None = None
-        self._server_started = time.monotonic()
+        self._server_watch = ServerWatch(server)
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lifeline = os.pipe()  # children get the read end; the write end never leaves us
@@ -362,30 +354,9 @@ class Supervisor:
     # -- the embedded server ---------------------------------------------------------------
 
     def _tend_server(self, now: float) -> None:
-        server = self.server
-        if server is None or server.alive():
-            return
-        if self._server_restart_at is None:
-            code = server.exit_code()
-            decision = decide_after_exit(
-                self._server_history, code, now - self._server_started, now, self.config.restart
-            )
-            self._server_history = decision.history
-            if decision.verdict is not Verdict.RESTART:
-                self._event(f"the embedded server keeps dying ({describe_exit(code)})")
-                self.exit_code = 1
-                self.begin_stop(now)
-                return
-            self._event(
-                f"the embedded server (pid {server.pid}) {describe_exit(code)}; "
-                f"restarting it in {decision.delay:.1f}s"
-            )
-            self._server_restart_at = now + decision.delay
-        elif now >= self._server_restart_at:
-            self._server_restart_at = None
-            self._server_started = now
-            server.restart()
-            self._event(f"the embedded server restarted (pid {server.pid})")
+        if not self._server_watch.tend(now, self.config.restart, self._event):
+            self.exit_code = 1
+            self.begin_stop(now)
 
     # -- status ----------------------------------------------------------------------------
 
@@ -423,81 +394,23 @@ class Supervisor:
 
     def reload(self) -> None:
         path = self.config.path
-        try:
-            new = self.loader(path)
-            wanted = select_queues(new, self.opts.queues)
-        except Exception as exc:  # ConfigError above all; never let a reload end `up`
-            self._event(f"SIGHUP: {path} is not valid; the running config stays as it was:\n{exc}")
+        loaded = load_reloaded(self.config, self.loader, self.opts.queues, self._event)
+        if loaded is None:
             return
-        if new.redis != self.config.redis:
-            self._event("SIGHUP: the redis settings changed; restart `up` to apply them")
-            new = dataclasses.replace(new, redis=self.config.redis)
-        self.config = new
+        self.config, wanted = loaded
         summary = self._apply_queues(wanted)
         self._event(f"SIGHUP: reloaded {path.name}: {summary}")
 
     def _apply_queues(self, wanted: dict[str, QueueConfig]) -> str:
         """Make ``self.queues`` match ``wanted``; returns what changed, for the log."""
-        now = time.monotonic()
-        running = {name: run.config for name, run in self.queues.items()}
-        fatal = {name for name, run in self.queues.items() if run.fatal}
-        plan = plan_reload(running, fatal, wanted)
-        for name in plan.removed:
-            for slot in self.queues.pop(name).slots:
-                self._drop_slot(slot, now)
-        for name in plan.added:
-            self.queues[name] = QueueRun(wanted[name], self._colors)
-            self._colors += 1
-        for name, qc in wanted.items():
-            run = self.queues[name]
-            for slot in run.slots:
-                if name in plan.replaced:
-                    self._replace_slot(slot, now)
-                elif run.fatal:
-                    slot.forget_failures()
-            run.config = qc
-            run.fatal = None
-            self._resize(run, qc.processes, now)
+        summary, self._colors = apply_queues(
+            self.queues, wanted, self._retire, self._colors, time.monotonic()
+        )
         self.sink.fit([f"{q}.{r}" for q, qc in wanted.items() for r in range(qc.processes)])
-        return plan.summary()
-
-    def _resize(self, run: QueueRun, processes: int, now: float) -> None:
-        while len(run.slots) > processes:
-            self._drop_slot(run.slots.pop(), now)
-        while len(run.slots) < processes:
-            run.slots.append(Slot(run.config.name, len(run.slots)))
-
-    def _drop_slot(self, slot: Slot, now: float) -> None:
-        for child in (slot.child, slot.previous):
-            if child is not None:
-                self._retire(child, now)
-        slot.child = slot.previous = None
-
-    def _replace_slot(self, slot: Slot, now: float) -> None:
-        """Start a new child for the slot now; the old one stops once the new one is ready."""
-        if slot.child is not None:
-            if slot.previous is None and slot.child.state is not ChildState.STOPPING:
-                slot.previous = slot.child
-            else:  # a replacement already under way: the half-started one goes
-                self._retire(slot.child, now)
-        slot.child = None
-        slot.forget_failures()
+        return summary
 
 
 # -- the whole command -----------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _endpoint(
-    config: Config, override: str | None
-) -> Iterator[tuple[str, SupervisedServer | None]]:
-    """The URL the workers use, and the embedded server when `up` runs one (stopped last)."""
-    url = override or config.redis.url
-    if url:
-        yield url, None
-        return
-    with supervised_server(data_dir_for(config)) as server:
-        yield server.url, server
 
 
 def run_up(
@@ -511,7 +424,7 @@ def run_up(
 ) -> int:
     """Supervise the queues until stopped; returns the exit code (0 after a clean stop)."""
     select_queues(config, options.queues)  # unknown names: UsageError before anything starts
-    with _endpoint(config, redis_override) as (url, server):
+    with endpoint(config, redis_override) as (url, server):
         if server is not None:
             sink.event(f"embedded server (pid {server.pid}) on {url}, data in {server.folder.path}")
 

@@ -1,0 +1,62 @@
+"""`up` and its embedded server: which URL the workers use, and restarting the server it runs.
+
+One concept: the embedded-server side of `up` (DESIGN §7). With no Redis URL configured, `up`
+runs its folder's server (embedded_supervised) and stops it last; the reconcile loop asks
+ServerWatch every tick to restart it, with the workers' backoff, when it dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+
+from cortexflow.config.model import Config, RestartPolicy
+from cortexflow.embedded_folder import data_dir_for
+from cortexflow.embedded_supervised import SupervisedServer, supervised_server
+from cortexflow.supervisor_policy import RestartHistory, Verdict, decide_after_exit, describe_exit
+
+
+@contextlib.contextmanager
+def endpoint(config: Config, override: str | None) -> Iterator[tuple[str, SupervisedServer | None]]:
+    """The URL the workers use, and the embedded server when `up` runs one (stopped last)."""
+    url = override or config.redis.url
+    if url:
+        yield url, None
+        return
+    with supervised_server(data_dir_for(config)) as server:
+        yield server.url, server
+
+
+class ServerWatch:
+    """Restarts `up`'s embedded server when it dies; gives up when it keeps dying."""
+
+    def __init__(self, server: SupervisedServer | None) -> None:
+        self.server = server
+        self.history = RestartHistory()
+        self.restart_at: float | None = None
+        self.started = time.monotonic()
+
+    def tend(self, now: float, policy: RestartPolicy, event: Callable[[str], None]) -> bool:
+        """One tick; False when the server keeps dying (the caller then stops `up`)."""
+        server = self.server
+        if server is None or server.alive():
+            return True
+        if self.restart_at is None:
+            code = server.exit_code()
+            decision = decide_after_exit(self.history, code, now - self.started, now, policy)
+            self.history = decision.history
+            if decision.verdict is not Verdict.RESTART:
+                event(f"the embedded server keeps dying ({describe_exit(code)})")
+                return False
+            event(
+                f"the embedded server (pid {server.pid}) {describe_exit(code)}; "
+                f"restarting it in {decision.delay:.1f}s"
+            )
+            self.restart_at = now + decision.delay
+        elif now >= self.restart_at:
+            self.restart_at = None
+            self.started = now
+            server.restart()
+            event(f"the embedded server restarted (pid {server.pid})")
+        return True
