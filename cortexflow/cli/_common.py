@@ -76,5 +76,18 @@ def run_command(args: argparse.Namespace) -> int:
         return errors.EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # A command the server refused (an ACL without access to cortexflow's keys, a read-only
+        # replica, OOM under noeviction) is the deployment's problem, not a bug: no traceback.
+        from redis.exceptions import RedisError
+
+        if not isinstance(exc, RedisError):
+            raise
+        err(
+            f"error: Redis refused the command: {exc}. If the server uses ACLs, the user needs "
+            "the keys of this prefix (e.g. `~{cortexflow:* ~{cortexflow}:*`) and the commands "
+            "of @read @write @scripting @list @sortedset @hash @string @connection."
+        )
+        return errors.EXIT_FAILURE
     except BrokenPipeError:
         return errors.EXIT_OK
