@@ -17,11 +17,10 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 import traceback
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -47,7 +46,6 @@ TASK_NAME = "cortexflow.run"
 class Lease:
     fetched: Fetched
     result: TaskiqResult[Any] | None = None
-    started: float = field(default_factory=time.monotonic)
     # Acked: the run is over and its outcome queued for the finish script. The job still holds
     # its lease (renewed by heartbeats) until that write lands.
     acked: bool = False
