@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cortexflow.context import JobContext
+    from cortexflow.worker.context import JobContext
 
 
 class BaseWorker(ABC):

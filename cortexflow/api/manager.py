@@ -19,10 +19,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from cortexflow.api.options import bulk_options, job_options
 from cortexflow.api.resolve import ConfigSource, load, open_endpoint
 from cortexflow.config.model import Backoff, Config
-from cortexflow.engine.connection import connect, ping, redact_url
+from cortexflow.engine.connection import connect, ping
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.queue import QueueEngine, all_stats, health
 from cortexflow.errors import RedisUnavailableError, UsageError
+from cortexflow.redact import redact_url
 
 
 class QueueManager:

@@ -63,8 +63,8 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from cortexflow.config import load_config
-    from cortexflow.logmux import LogFormat, LogSink, want_color
-    from cortexflow.supervisor import UpOptions, run_up
+    from cortexflow.supervisor.logmux import LogFormat, LogSink, want_color
+    from cortexflow.supervisor.loop import UpOptions, run_up
 
     path = config_path(args)
     # The one loader refuses an invalid file with validate's diagnostics before anything starts;
@@ -90,7 +90,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from cortexflow.config import load_config
     from cortexflow.durations import DurationError, parse_duration
     from cortexflow.embedded import redis_endpoint
-    from cortexflow.supervisor_child import ENV_PARENT_PID, ENV_REDIS_URL, ENV_REPLICA
+    from cortexflow.worker.env import ENV_PARENT_PID, ENV_REDIS_URL, ENV_REPLICA
 
     supervised = bool(os.environ.get(ENV_PARENT_PID))
     try:
@@ -113,7 +113,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         replica = int(os.environ.get(ENV_REPLICA, "0") or 0)
     override = args.redis_url or os.environ.get(ENV_REDIS_URL) or None
 
-    from cortexflow.worker import run_worker
+    from cortexflow.worker.run import run_worker
 
     with redis_endpoint(config, override) as url:
         return run_worker(
@@ -126,7 +126,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from cortexflow.config import load_config
     from cortexflow.embedded import redis_endpoint
-    from cortexflow.supervisor_status import any_fatal, collect_status, render_status
+    from cortexflow.supervisor.status import any_fatal, collect_status, render_status
 
     config = load_config(config_path(args), check_imports=False)
     with redis_endpoint(config, args.redis_url) as url:

@@ -14,7 +14,7 @@ def config_to_dict(config: Config, *, redact: bool = True) -> dict[str, Any]:
     is False."""
     url = config.redis.url
     if url is not None and redact:
-        from cortexflow.engine.connection import redact_url
+        from cortexflow.redact import redact_url
 
         url = redact_url(url)
     r = config.restart

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -18,6 +18,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 
 from cortexflow.errors import RedisUnavailableError
+from cortexflow.redact import redact_url
 
 # Blocking reads wait at most BLOCK_MAX seconds per call; the socket timeout is well above it
 # (redis-py 8's default of 5 s breaks longer blocking reads: taskiq-redis #127).
@@ -48,32 +49,6 @@ SENTINEL_OPTIONS = (
 )
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
-
-
-def redact_url(url: str) -> str:
-    """``redis://user:secret@host`` -> ``redis://user:***@host`` (passwords never reach logs).
-
-    Query options named ``*password`` (a Sentinel URL's ``sentinel_password``) are redacted too.
-    """
-    try:
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-    except ValueError:
-        return "<unparseable url>"
-    secret_query = any(name.lower().endswith("password") for name, _ in query)
-    if parts.password is None and "@" not in parts.netloc and not secret_query:
-        return url
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostinfo = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{hostinfo}" if user else f":***@{hostinfo}"
-    if secret_query:
-        redacted = [(k, "***" if k.lower().endswith("password") else v) for k, v in query]
-        query_text = urlencode(redacted, safe="*")
-    else:
-        query_text = parts.query
-    return urlunsplit((parts.scheme, netloc, parts.path, query_text, parts.fragment))
 
 
 @dataclass(frozen=True)

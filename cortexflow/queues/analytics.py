@@ -34,8 +34,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from cortexflow.context import JobContext
 from cortexflow.queues.common import data_prefix, write_once
+from cortexflow.worker.context import JobContext
 
 DAY = 86_400
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from cortexflow.context import JobContext
+from cortexflow.worker.context import JobContext
 
 log = logging.getLogger("cortexflow.dead_letters")
 

@@ -11,9 +11,9 @@ import asyncio
 import os
 from typing import Any
 
-from cortexflow.context import JobContext
 from cortexflow.errors import UnrecoverableError
 from cortexflow.queues.smtp import SmtpSettings, build_message, send
+from cortexflow.worker.context import JobContext
 
 
 async def handle(data: dict[str, Any], job: JobContext) -> dict[str, Any]:

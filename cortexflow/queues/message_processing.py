@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from cortexflow.context import JobContext
 from cortexflow.queues import orchestrator
 from cortexflow.queues.common import job_id
 from cortexflow.queues.orchestrator import Message, Reply
+from cortexflow.worker.context import JobContext
 
 
 async def handle(data: dict[str, Any], job: JobContext) -> dict[str, Any]:

@@ -20,9 +20,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from cortexflow.context import JobContext
 from cortexflow.errors import UnrecoverableError
 from cortexflow.queues.common import data_prefix, job_id, write_once
+from cortexflow.worker.context import JobContext
 
 INBOX_MAXLEN = 1000
 RETRIED_4XX = (408, 429)

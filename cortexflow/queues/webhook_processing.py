@@ -19,7 +19,6 @@ import logging
 import os
 from typing import Any
 
-from cortexflow.context import JobContext
 from cortexflow.queues.channels import (
     CHANNELS,
     Channel,
@@ -28,6 +27,7 @@ from cortexflow.queues.channels import (
     SignatureError,
 )
 from cortexflow.queues.common import job_id
+from cortexflow.worker.context import JobContext
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable, Iterator
 
 from cortexflow.config.model import Config, RestartPolicy
-from cortexflow.embedded_folder import data_dir_for
-from cortexflow.embedded_supervised import SupervisedServer, supervised_server
-from cortexflow.supervisor_policy import RestartHistory, Verdict, decide_after_exit, describe_exit
+from cortexflow.embedded.folder import data_dir_for
+from cortexflow.embedded.supervised import SupervisedServer, supervised_server
+from cortexflow.supervisor.policy import RestartHistory, Verdict, decide_after_exit, describe_exit
 
 
 @contextlib.contextmanager

@@ -21,22 +21,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from cortexflow.config.model import Config, QueueConfig
-from cortexflow.embedded_supervised import SupervisedServer
-from cortexflow.engine.connection import redact_url
-from cortexflow.logmux import LogSink
-from cortexflow.supervisor_child import (
-    ENV_LIFELINE_FD,
-    ENV_PARENT_PID,
-    ENV_REDIS_URL,
-    ENV_REPLICA,
+from cortexflow.embedded.supervised import SupervisedServer
+from cortexflow.redact import redact_url
+from cortexflow.supervisor.child import (
     Child,
     spawn_child,
 )
-from cortexflow.supervisor_plan import QueueRun, Slot, process_row, select_queues
-from cortexflow.supervisor_policy import ChildState, Verdict, decide_after_exit, describe_exit
-from cortexflow.supervisor_reload import Loader, apply_queues, load_reloaded
-from cortexflow.supervisor_server import ServerWatch, endpoint
-from cortexflow.supervisor_status import StatusPublisher, check_server
+from cortexflow.supervisor.logmux import LogSink
+from cortexflow.supervisor.plan import QueueRun, Slot, process_row, select_queues
+from cortexflow.supervisor.policy import ChildState, Verdict, decide_after_exit, describe_exit
+from cortexflow.supervisor.reload import Loader, apply_queues, load_reloaded
+from cortexflow.supervisor.server import ServerWatch, endpoint
+from cortexflow.supervisor.status import StatusPublisher, check_server
+from cortexflow.worker.env import ENV_LIFELINE_FD, ENV_PARENT_PID, ENV_REDIS_URL, ENV_REPLICA
 
 STABLE_AFTER = 10.0  # seconds up (and ready) before a child counts as stable
 CLEAN_STOP_CODES = (0, -signal.SIGTERM)

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cortexflow.config.model import Config, QueueConfig
-from cortexflow.supervisor_child import Child
-from cortexflow.supervisor_plan import QueueRun, Slot, plan_reload, select_queues
-from cortexflow.supervisor_policy import ChildState
+from cortexflow.supervisor.child import Child
+from cortexflow.supervisor.plan import QueueRun, Slot, plan_reload, select_queues
+from cortexflow.supervisor.policy import ChildState
 
 Retire = Callable[[Child, float], None]  # ask a child to stop; it is no longer any slot's
 Loader = Callable[[Path], Config]

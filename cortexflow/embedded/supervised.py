@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cortexflow.embedded_folder import DataFolder, ServerState, pid_alive, terminate_pid
-from cortexflow.embedded_process import ServerError, ServerProcess
+from cortexflow.embedded.folder import DataFolder, ServerState, pid_alive, terminate_pid
+from cortexflow.embedded.process import ServerError, ServerProcess
 
 
 class SupervisedServer:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cortexflow.config.model import Config, QueueConfig
-from cortexflow.supervisor_child import Child
-from cortexflow.supervisor_policy import ChildState, RestartHistory
+from cortexflow.supervisor.child import Child
+from cortexflow.supervisor.policy import ChildState, RestartHistory
 
 
 @dataclass

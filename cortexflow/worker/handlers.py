@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from cortexflow.config.importer import ImportFromStringError, resolve_handler
-from cortexflow.context import JobContext
 from cortexflow.errors import CortexflowError
+from cortexflow.worker.context import JobContext
 
 Runner = Callable[[Any, JobContext], Awaitable[Any]]
 

@@ -21,8 +21,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from cortexflow.engine import registry
-from cortexflow.engine.connection import connect, ping, redact_url
-from cortexflow.logmux import LogSink
+from cortexflow.engine.connection import connect, ping
+from cortexflow.redact import redact_url
+from cortexflow.supervisor.logmux import LogSink
 
 PUBLISH_EVERY = 2.0
 PUBLISH_TTL = 10.0

@@ -30,12 +30,12 @@ from taskiq.abc.formatter import TaskiqFormatter
 from taskiq.message import BrokerMessage, TaskiqMessage
 
 from cortexflow.backoff import compute_backoff
-from cortexflow.context import JobContext
 from cortexflow.engine.consumer import Outcome, QueueConsumer, dead_letter_envelope
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.queue import Fetched, QueueEngine
 from cortexflow.errors import UnrecoverableError
-from cortexflow.handlers import Runner
+from cortexflow.worker.context import JobContext
+from cortexflow.worker.handlers import Runner
 
 log = logging.getLogger("cortexflow.worker")
 

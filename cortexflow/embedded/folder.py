@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from cortexflow.config.model import Config
-from cortexflow.embedded_process import ServerError, ServerProcess, ping
+from cortexflow.embedded.process import ServerError, ServerProcess, ping
 
 DATA_DIR_NAME = ".cortexflow"
 Owner = Literal["up", "command"]

@@ -10,7 +10,7 @@ The code lives in one module per concept:
 
 from __future__ import annotations
 
-from cortexflow.embedded_folder import (
+from cortexflow.embedded.folder import (
     DATA_DIR_NAME,
     DataFolder,
     Owner,
@@ -21,14 +21,14 @@ from cortexflow.embedded_folder import (
     shared_server,
     terminate_pid,
 )
-from cortexflow.embedded_process import (
+from cortexflow.embedded.process import (
     ServerError,
     ServerProcess,
     find_server_binary,
     free_port,
     with_parent_death_signal,
 )
-from cortexflow.embedded_supervised import SupervisedServer, supervised_server
+from cortexflow.embedded.supervised import SupervisedServer, supervised_server
 
 __all__ = [
     "DATA_DIR_NAME",

@@ -24,10 +24,9 @@ from typing import Any
 from redis.exceptions import RedisError
 from taskiq.receiver import Receiver
 
-from cortexflow.broker import CortexBroker
 from cortexflow.config.model import Config
 from cortexflow.engine import registry
-from cortexflow.engine.connection import connect, ping, redact_url
+from cortexflow.engine.connection import connect, ping
 from cortexflow.engine.consumer import QueueConsumer
 from cortexflow.engine.queue import QueueEngine
 from cortexflow.errors import (
@@ -38,7 +37,10 @@ from cortexflow.errors import (
     RedisUnavailableError,
     UsageError,
 )
-from cortexflow.handlers import HandlerImportError, build_runner, load_handler
+from cortexflow.redact import redact_url
+from cortexflow.worker.broker import CortexBroker
+from cortexflow.worker.env import ENV_LIFELINE_FD, ENV_PARENT_PID, ENV_READY_FD, int_from_env
+from cortexflow.worker.handlers import HandlerImportError, build_runner, load_handler
 
 log = logging.getLogger("cortexflow.worker")
 
@@ -187,7 +189,7 @@ class QueueWorker:
             "jobs_failed": b.jobs_failed if b else 0,
             "active": b.running if b else 0,
             "state": self.state,
-            "supervisor_pid": int(os.environ.get("CORTEXFLOW_PARENT_PID", "0") or 0),
+            "supervisor_pid": int_from_env(ENV_PARENT_PID),
         }
 
     async def _publish_loop(self) -> None:
@@ -275,7 +277,7 @@ async def _serve(
 
 def _die_with_parent() -> None:
     """Ask Linux to send SIGTERM when the supervisor dies; stop if it is already gone."""
-    parent = int(os.environ.get("CORTEXFLOW_PARENT_PID", "0") or 0)
+    parent = int_from_env(ENV_PARENT_PID)
     if not parent or not sys.platform.startswith("linux"):
         return
     with contextlib.suppress(OSError, AttributeError):
@@ -287,7 +289,7 @@ def _die_with_parent() -> None:
 
 def _watch_lifeline(loop: asyncio.AbstractEventLoop, signals: asyncio.Queue[int]) -> None:
     """EOF on the lifeline pipe means the supervisor is gone: stop as on SIGTERM."""
-    fd = os.environ.get("CORTEXFLOW_LIFELINE_FD")
+    fd = os.environ.get(ENV_LIFELINE_FD)
     if not fd:
         return
     lifeline = int(fd)
@@ -306,7 +308,7 @@ def _watch_lifeline(loop: asyncio.AbstractEventLoop, signals: asyncio.Queue[int]
 
 
 def _signal_ready() -> None:
-    fd = os.environ.get("CORTEXFLOW_READY_FD")
+    fd = os.environ.get(ENV_READY_FD)
     if not fd:
         return
     with contextlib.suppress(OSError, ValueError):

@@ -17,19 +17,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
-from cortexflow.logmux import LineSplitter, decode_line
-from cortexflow.supervisor_policy import ChildState
-
-# What a child's environment tells it (the worker's side of the contract: cortexflow/worker.py).
-ENV_PARENT_PID = "CORTEXFLOW_PARENT_PID"  # stop if the parent changes (and PR_SET_PDEATHSIG)
-ENV_LIFELINE_FD = (
-    "CORTEXFLOW_LIFELINE_FD"  # read end of a pipe only the supervisor can write: EOF = gone
-)
-ENV_READY_FD = (
-    "CORTEXFLOW_READY_FD"  # write b"ready\n" once the handler imported and Redis answered
-)
-ENV_REPLICA = "CORTEXFLOW_REPLICA"
-ENV_REDIS_URL = "CORTEXFLOW_REDIS_URL"  # the resolved URL (env, not argv: `ps` shows argv)
+from cortexflow.supervisor.logmux import LineSplitter, decode_line
+from cortexflow.supervisor.policy import ChildState
+from cortexflow.worker.env import ENV_READY_FD
 
 STDERR_TAIL = 20  # lines kept to show when a queue goes FATAL
 _READ_SIZE = 65536

@@ -1,0 +1,29 @@
+"""The environment contract between `cortexflow up` and its worker processes.
+
+The supervisor sets these variables when it spawns a worker (supervisor/loop.py, child.py);
+the worker reads them (worker/run.py, cli/run_cmds.py). Both sides import the names from here.
+"""
+
+from __future__ import annotations
+
+import os
+
+# stop if the parent changes (and the parent-death signal)
+ENV_PARENT_PID = "CORTEXFLOW_PARENT_PID"
+# read end of a pipe only the supervisor can write: EOF means the supervisor is gone
+ENV_LIFELINE_FD = "CORTEXFLOW_LIFELINE_FD"
+# write b"ready\n" once the handler imported and Redis answered
+ENV_READY_FD = "CORTEXFLOW_READY_FD"
+ENV_REPLICA = "CORTEXFLOW_REPLICA"
+# the resolved Redis URL (in the environment, not argv: `ps` shows argv)
+ENV_REDIS_URL = "CORTEXFLOW_REDIS_URL"
+
+
+def int_from_env(name: str) -> int:
+    """The integer in ``$name``; 0 when unset or empty."""
+    return int(os.environ.get(name, "0") or 0)
+
+
+def supervised() -> bool:
+    """True when this process was started by `cortexflow up`."""
+    return bool(os.environ.get(ENV_PARENT_PID))
