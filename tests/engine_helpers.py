@@ -17,7 +17,7 @@ from typing import Any
 from cortexflow.config.model import Config, QueueConfig
 from cortexflow.engine import connect
 from cortexflow.engine.queue import QueueEngine
-from cortexflow.worker import QueueWorker
+from cortexflow.worker.run import QueueWorker
 
 PREFIX = "cortexflow"
 

@@ -18,10 +18,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from cortexflow.context import JobContext
 from cortexflow.embedded import free_port
 from cortexflow.engine import connect
-from cortexflow.engine.jobs import JobOptions
+from cortexflow.engine.options import AddOptions
 from cortexflow.errors import UnrecoverableError
 from cortexflow.queues import (
     analytics,
@@ -45,6 +44,7 @@ from cortexflow.queues.smtp import (
     build_message,
     send,
 )
+from cortexflow.worker.context import JobContext
 from tests.test_queues_support import (
     Mailbox,
     body_text,
@@ -79,9 +79,9 @@ class Harness:
         async def go() -> Any:
             client = connect(self.url)
 
-            async def enqueue(queue: str, name: str, payload: Any, opts: JobOptions) -> str:
-                self.added.append(Added(queue, name, payload, opts.job_id))
-                return opts.job_id or f"id-{len(self.added)}"
+            async def enqueue(queue: str, name: str, payload: Any, opts: AddOptions) -> str:
+                self.added.append(Added(queue, name, payload, opts.get("job_id")))
+                return opts.get("job_id") or f"id-{len(self.added)}"
 
             ctx = JobContext(
                 client, f"{{test}}:j:{job_id}", id=job_id, name="t", queue="q", attempt=1,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from cortexflow.logmux import LineSplitter, LogSink, format_text, want_color
+from cortexflow.supervisor.logmux import LineSplitter, LogSink, format_text, want_color
 
 
 def test_splitter_joins_chunks_and_splits_lines() -> None:

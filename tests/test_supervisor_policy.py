@@ -8,8 +8,8 @@ import pytest
 
 from cortexflow.config.model import Config, QueueConfig, RestartPolicy
 from cortexflow.errors import EXIT_CONFIG, UsageError
-from cortexflow.supervisor_plan import ReloadPlan, plan_reload, select_queues
-from cortexflow.supervisor_policy import (
+from cortexflow.supervisor.plan import ReloadPlan, plan_reload, select_queues
+from cortexflow.supervisor.policy import (
     RestartHistory,
     Verdict,
     decide_after_exit,

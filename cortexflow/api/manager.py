@@ -10,17 +10,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from cortexflow.api.options import bulk_options, job_options
 from cortexflow.api.resolve import ConfigSource, load, open_endpoint
-from cortexflow.config.model import Backoff, Config
+from cortexflow.config.model import Config
 from cortexflow.engine.connection import connect, ping
 from cortexflow.engine.jobs import JobOptions
+from cortexflow.engine.options import AddOptions, bulk_options, job_options
 from cortexflow.engine.queue import QueueEngine, all_stats, health
 from cortexflow.errors import RedisUnavailableError, UsageError
 from cortexflow.redact import redact_url
@@ -134,30 +134,14 @@ class QueueManager:
         queue: str,
         name: str,
         data: Any,
-        *,
-        priority: int | None = None,
-        delay: float | None = None,
-        attempts: int | None = None,
-        backoff: Backoff | Mapping[str, Any] | None = None,
-        job_id: str | None = None,
-        remove_on_complete: bool | int | None = None,
-        remove_on_fail: bool | int | None = None,
+        **options: Unpack[AddOptions],
     ) -> str:
         """Add one job; returns its id. ``delay`` and ``backoff["delay"]`` are milliseconds.
 
         PayloadError (nothing written) when ``data`` fails the queue's payload_schema.
         """
         engine = await self._engine(queue)
-        opts = job_options(
-            engine.config,
-            priority=priority,
-            delay=delay,
-            attempts=attempts,
-            backoff=backoff,
-            job_id=job_id,
-            remove_on_complete=remove_on_complete,
-            remove_on_fail=remove_on_fail,
-        )
+        opts = job_options(engine.config, **options)
         with self._errors():
             return await engine.add(name, data, opts)
 

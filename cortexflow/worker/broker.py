@@ -32,6 +32,7 @@ from taskiq.message import BrokerMessage, TaskiqMessage
 from cortexflow.backoff import compute_backoff
 from cortexflow.engine.consumer import Outcome, QueueConsumer, dead_letter_envelope
 from cortexflow.engine.jobs import JobOptions
+from cortexflow.engine.options import AddOptions, job_options
 from cortexflow.engine.queue import Fetched, QueueEngine
 from cortexflow.errors import UnrecoverableError
 from cortexflow.worker.context import JobContext
@@ -276,13 +277,13 @@ class CortexBroker(AsyncBroker):
         )
         return AckableMessage.model_construct(data=message, ack=self._acker(job.id))
 
-    async def _add_job(self, queue: str, name: str, data: Any, opts: JobOptions) -> str:
+    async def _add_job(self, queue: str, name: str, data: Any, options: AddOptions) -> str:
         engine = self.engine if queue == self.engine.name else None
         if engine is None:
             if self._engine_for is None:
                 raise RuntimeError("no other queues are known to this worker")
             engine = self._engine_for(queue)
-        return await engine.add(name, data, opts)
+        return await engine.add(name, data, job_options(engine.config, **options))
 
     def _acker(self, job_id: str) -> Callable[[], Any]:
         def ack() -> None:

@@ -1,19 +1,33 @@
-"""The original service's job options -> the engine's JobOptions.
+"""Job options as callers give them -> the engine's JobOptions.
 
-The Python API speaks the original's units and names: ``delay`` and ``backoff.delay`` in
-milliseconds, and (in ``add_bulk`` opts) camelCase keys such as ``removeOnComplete``.
-The engine works in seconds; this module is the one place that converts.
+The Python API (QueueManager, SyncQueueManager and a handler's ``job.add_job``) speaks BullMQ's
+units and names: ``delay`` and ``backoff.delay`` in milliseconds, and (in ``add_bulk`` opts)
+camelCase keys such as ``removeOnComplete``. The engine works in seconds; this module is the one
+place that converts, and ``AddOptions`` is the one list of keyword options every ``add_job`` takes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from cortexflow.config.model import Backoff, QueueConfig
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.errors import UsageError
+
+
+class AddOptions(TypedDict, total=False):
+    """The keyword options of every ``add_job`` (all optional; unset: the queue's setting)."""
+
+    priority: int  # 0..1,000,000, higher runs first
+    delay: float  # milliseconds
+    attempts: int  # total runs, the first included
+    backoff: Backoff | Mapping[str, Any]  # {type, delay (ms), max (ms), jitter}
+    job_id: str  # an id that still exists: nothing is added, that id is returned
+    remove_on_complete: bool | int  # True: at once; N: keep the newest N
+    remove_on_fail: bool | int
+
 
 # Keys accepted in add_bulk's "opts" (the original README's JobOptions, plus snake_case twins).
 _OPT_KEYS = {
@@ -36,9 +50,7 @@ def _is_number(value: object) -> bool:
 
 def _ms(value: object, what: str) -> float:
     if not _is_number(value) or float(value) < 0:  # type: ignore[arg-type]
-        raise UsageError(
-            f"{what} is a number of milliseconds >= 0, as in the original service; got {value!r}"
-        )
+        raise UsageError(f"{what} is a number of milliseconds >= 0 (BullMQ's unit); got {value!r}")
     return float(value) / 1000.0  # type: ignore[arg-type]
 
 
@@ -69,29 +81,21 @@ def _backoff(queue: QueueConfig, value: Backoff | Mapping[str, Any]) -> Backoff:
     return dataclasses.replace(queue.backoff, **changes)
 
 
-def job_options(
-    queue: QueueConfig,
-    *,
-    priority: int | None = None,
-    delay: float | None = None,
-    attempts: int | None = None,
-    backoff: Backoff | Mapping[str, Any] | None = None,
-    job_id: str | None = None,
-    remove_on_complete: bool | int | None = None,
-    remove_on_fail: bool | int | None = None,
-) -> JobOptions | None:
+def job_options(queue: QueueConfig, **options: Unpack[AddOptions]) -> JobOptions | None:
     """Build the engine's options from the API's (``delay`` in ms); None when all are unset.
 
     Ranges (priority 0..1000000, attempts >= 1, ...) are checked by the engine, once.
     """
+    delay = options.get("delay")
+    backoff = options.get("backoff")
     opts = JobOptions(
-        priority=priority,
+        priority=options.get("priority"),
         delay=None if delay is None else _ms(delay, "delay"),
-        attempts=attempts,
+        attempts=options.get("attempts"),
         backoff=None if backoff is None else _backoff(queue, backoff),
-        job_id=job_id,
-        remove_on_complete=remove_on_complete,
-        remove_on_fail=remove_on_fail,
+        job_id=options.get("job_id"),
+        remove_on_complete=options.get("remove_on_complete"),
+        remove_on_fail=options.get("remove_on_fail"),
     )
     return None if opts == JobOptions() else opts
 
