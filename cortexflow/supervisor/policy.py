@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from cortexflow.backoff import exponential
 from cortexflow.config.model import RestartPolicy
 from cortexflow.errors import EXIT_CONFIG
 
@@ -38,8 +39,7 @@ def restart_delay_bounds(consecutive: int, cap: float) -> tuple[float, float]:
     """
     if consecutive < 1:
         raise ValueError("consecutive counts from 1")
-    # Bound the exponent: 2**1024 overflows a float long before any cap matters.
-    d = min(cap, BACKOFF_BASE * 2.0 ** min(consecutive - 1, 64))
+    d = exponential(BACKOFF_BASE, consecutive, cap)
     return d * (1.0 - BACKOFF_JITTER), d * (1.0 + BACKOFF_JITTER)
 
 
