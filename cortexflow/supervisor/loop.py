@@ -31,8 +31,8 @@ from cortexflow.supervisor.logmux import LogSink
 from cortexflow.supervisor.plan import QueueRun, Slot, process_row, select_queues
 from cortexflow.supervisor.policy import ChildState, Verdict, decide_after_exit, describe_exit
 from cortexflow.supervisor.reload import Loader, apply_queues, load_reloaded
-from cortexflow.supervisor.server import ServerWatch, endpoint
-from cortexflow.supervisor.status import StatusPublisher, check_server
+from cortexflow.supervisor.server import ServerWatch, check_server, endpoint
+from cortexflow.supervisor.status import StatusPublisher
 from cortexflow.worker.env import ENV_LIFELINE_FD, ENV_PARENT_PID, ENV_REDIS_URL, ENV_REPLICA
 
 STABLE_AFTER = 10.0  # seconds up (and ready) before a child counts as stable
