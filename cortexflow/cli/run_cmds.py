@@ -68,7 +68,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     path = config_path(args)
     # The one loader refuses an invalid file with validate's diagnostics before anything starts;
-    # handlers are imported by the children, never by the supervisor (DESIGN §5).
+    # handlers are imported by the children, never by the supervisor (docs/supervisor.md).
     config = load_config(path, check_imports=False)
     as_json = args.log_format == "json" or (args.log_format is None and args.json)
     fmt: LogFormat = "json" if as_json else "text"

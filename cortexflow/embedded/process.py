@@ -1,8 +1,8 @@
 """A private Valkey/Redis server process: find the binary, start it, wait for it, stop it.
 
 One concept: the server process itself (binary lookup, argv, spawn, readiness PING, stop). Which
-server a folder shares lives in embedded_folder; `up`'s supervised one in embedded_supervised.
-Used by `cortexflow up` for the zero-setup default (DESIGN §7) and by the test suite.
+server a folder shares lives in folder.py; `up`'s supervised one in supervised.py.
+Used by `cortexflow up` for the zero-setup default (docs/supervisor.md) and by the test suite.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""`cortexflow up`: the reconcile loop over one worker child per (queue, replica) (DESIGN §5).
+"""`cortexflow up`: the reconcile loop, one worker child per (queue, replica) (docs/supervisor.md).
 
 Every tick (100 ms, or at once when a signal arrives) the loop compares the processes that
-should run with the ones that do: it reaps exits, decides restarts (supervisor_policy), starts
+should run with the ones that do: it reaps exits, decides restarts (policy.py), starts
 what is missing, retires replaced children once their successors are ready, and SIGKILLs
 whatever outlived its stop deadline. Signal handlers only record the signal; the loop acts.
-SIGHUP reloading lives in supervisor_reload, the embedded server's side in supervisor_server.
+SIGHUP reloading lives in reload.py, the Redis server's side in server.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""When to restart a worker child, and when to give up on it (pure functions, DESIGN §5).
+"""When to restart a worker child, and when to give up on it (pure functions, docs/supervisor.md).
 
 The supervisor feeds these functions a child's exit and its restart history; they answer with
 a decision and a new history. No clock, no randomness of their own: both come in as arguments,
