@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from cortexflow.cli import enqueue_cmd
 from cortexflow.cli._common import err, out, print_json
-from cortexflow.cli.opsbase import add_yes, confirm, duration, int_range, with_manager
+from cortexflow.cli.queue_ops import add_yes, confirm, duration, int_range, with_manager
 from cortexflow.cli.render import health_text, job_text, jobs_table, stats_table, timestamp
 from cortexflow.durations import format_duration
 from cortexflow.errors import EXIT_FAILURE, EXIT_OK, CortexflowError, JobNotFoundError, UsageError

@@ -35,7 +35,9 @@ from cortexflow.supervisor.server import ServerWatch, check_server, endpoint
 from cortexflow.supervisor.status import StatusPublisher
 from cortexflow.worker.env import ENV_LIFELINE_FD, ENV_PARENT_PID, ENV_REDIS_URL, ENV_REPLICA
 
-STABLE_AFTER = 10.0  # seconds up (and ready) before a child counts as stable
+# Seconds a ready child runs before `status` shows it "stable". Display only: the restart
+# backoff resets after restart.stable_after (queues.yaml, 120 s by default), a separate setting.
+SHOWN_STABLE_AFTER = 10.0
 CLEAN_STOP_CODES = (0, -signal.SIGTERM)
 
 Command = Callable[[Config, str, int], list[str]]
@@ -306,7 +308,7 @@ class Supervisor:
                 if child.state is ChildState.STARTING and child.ready:
                     child.state = ChildState.READY
                     self._event(f"{child.name} (pid {child.pid}) ready")
-                if child.state is ChildState.READY and child.uptime(now) >= STABLE_AFTER:
+                if child.state is ChildState.READY and child.uptime(now) >= SHOWN_STABLE_AFTER:
                     child.state = ChildState.STABLE
                 if slot.previous is not None and child.state in (
                     ChildState.READY, ChildState.STABLE,
