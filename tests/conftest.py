@@ -17,7 +17,7 @@ import redis
 
 from cortexflow.embedded import ServerProcess
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[1]
 _db_numbers = itertools.count(1)
 
 

@@ -6,7 +6,7 @@ import json
 import signal
 from pathlib import Path
 
-from tests.test_supervisor_support import Jobs, start_up, write_project
+from tests.helpers.support_supervisor import Jobs, start_up, write_project
 
 __all__ = ["start_up"]
 

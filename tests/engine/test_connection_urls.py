@@ -29,7 +29,7 @@ from cortexflow.engine.connection import (
 )
 from cortexflow.errors import RedisUnavailableError
 from tests.conftest import run_cli
-from tests.engine_helpers import engine_for, inproc_worker, make_config, until
+from tests.helpers.jobs import engine_for, inproc_worker, make_config, until
 
 SERVICE = "mymaster"
 

@@ -13,7 +13,7 @@ from cortexflow.backoff import backoff_bounds
 from cortexflow.config.model import Backoff, QueueConfig, Retention, RetentionRule
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.errors import UnrecoverableError
-from tests.engine_helpers import engine_for, inproc_worker, make_config, until
+from tests.helpers.jobs import engine_for, inproc_worker, make_config, until
 
 KEEP_ALL = Retention(RetentionRule(None, None), RetentionRule(None, None))
 

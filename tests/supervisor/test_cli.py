@@ -11,7 +11,7 @@ import pytest
 
 from cortexflow.embedded import ServerProcess
 from tests.conftest import run_cli
-from tests.test_supervisor_support import start_up, write_project
+from tests.helpers.support_supervisor import start_up, write_project
 
 __all__ = ["start_up"]
 

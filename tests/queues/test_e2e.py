@@ -30,7 +30,7 @@ from cortexflow.queues.analytics import read_daily
 from cortexflow.queues.notifications import read_inbox
 from tests import conftest
 from tests.conftest import run_cli
-from tests.test_queues_support import (
+from tests.helpers.support_queues import (
     REPO,
     Mailbox,
     Proc,

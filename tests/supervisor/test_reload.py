@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cortexflow.embedded import pid_alive
 from tests.conftest import wait_for
-from tests.test_supervisor_support import Jobs, start_up, write_project
+from tests.helpers.support_supervisor import Jobs, start_up, write_project
 
 __all__ = ["start_up"]
 

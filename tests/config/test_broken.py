@@ -1,4 +1,4 @@
-"""Every broken config under tests/configs/ is refused at the right line with the right code.
+"""Every broken config under tests/config/broken/ is refused at the right line with the right code.
 
 Each fixture marks the lines it expects a diagnostic on with a trailing ``# <- code[, code]``
 comment; the errors reported must be exactly those (line, code) pairs.
@@ -20,7 +20,7 @@ from cortexflow.config.diagnostics import format_line
 from cortexflow.errors import ConfigError
 from tests.conftest import CliResult
 
-CONFIGS = Path(__file__).parent / "configs"
+CONFIGS = Path(__file__).parent / "broken"
 BROKEN = sorted(CONFIGS.glob("*.yaml"))
 _MARK = re.compile(r"# <- (.+)$")
 

@@ -24,7 +24,7 @@ from cortexflow.config import (
 from cortexflow.config.dump import config_to_dict
 from cortexflow.errors import ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 HANDLER = "cortexflow.queues.email_sending:handle"
 
 

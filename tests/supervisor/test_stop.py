@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cortexflow.embedded import DataFolder
 from tests.conftest import wait_for
-from tests.test_supervisor_support import Jobs, start_up, wait_gone, write_project
+from tests.helpers.support_supervisor import Jobs, start_up, wait_gone, write_project
 
 __all__ = ["start_up"]
 

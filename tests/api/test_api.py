@@ -24,7 +24,7 @@ from cortexflow import (
 from cortexflow.config.model import Backoff
 from cortexflow.engine.queue import QueueEngine
 from cortexflow.errors import ConfigError, PayloadError, RedisUnavailableError, UsageError
-from tests.test_cli_ops import SECRET_URL, write_project
+from tests.cli.test_ops import SECRET_URL, write_project
 
 
 @pytest.fixture

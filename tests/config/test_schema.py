@@ -17,7 +17,7 @@ from cortexflow.config.model import Config
 from cortexflow.config.schema import build_schema, load_schema, packaged_schema_text, render_schema
 from cortexflow.durations import DURATION_PATTERN, parse_duration
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TOP = REPO / "schemas" / "queues.schema.json"
 PACKAGED = REPO / "cortexflow" / "schemas" / "queues.schema.json"
 PAYLOADS = [

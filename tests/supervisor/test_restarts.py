@@ -8,7 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from tests.test_supervisor_support import Jobs, start_up, status_json, write_project
+from tests.helpers.support_supervisor import Jobs, start_up, status_json, write_project
 
 __all__ = ["start_up"]  # the fixture, imported for the tests below
 

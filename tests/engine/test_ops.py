@@ -11,7 +11,7 @@ import pytest
 from cortexflow.config.model import QueueConfig
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.errors import CortexflowError, PayloadError, UsageError
-from tests.engine_helpers import engine_for, inproc_worker, make_config, until
+from tests.helpers.jobs import engine_for, inproc_worker, make_config, until
 
 SCHEMA = {
     "type": "object",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cortexflow.embedded import free_port
-from tests.test_queues_support import REPO, Proc, child_env, http, poll
+from tests.helpers.support_queues import REPO, Proc, child_env, http, poll
 
 EXAMPLES = REPO / "examples"
 

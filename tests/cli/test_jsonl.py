@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli_ops import Cli, run_on_terminal, stats_of, write_project
+from tests.cli.test_ops import Cli, run_on_terminal, stats_of, write_project
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from aiosmtpd.controller import Controller
 
 from cortexflow.embedded import free_port
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from cortexflow.config.model import QueueConfig
 from cortexflow.engine.payload import encode_data, make_validator
 from cortexflow.errors import PayloadError
-from tests.engine_helpers import engine_for
+from tests.helpers.jobs import engine_for
 
 SCHEMA = {
     "type": "object",

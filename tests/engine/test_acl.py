@@ -14,7 +14,7 @@ from cortexflow.config.model import QueueConfig
 from cortexflow.embedded import ServerProcess
 from cortexflow.engine.jobs import JobOptions
 from tests.conftest import run_cli
-from tests.engine_helpers import engine_for, inproc_worker, make_config
+from tests.helpers.jobs import engine_for, inproc_worker, make_config
 
 QUEUES_YAML = "queues:\n  acl:\n    handler: tasks:handle\n"
 

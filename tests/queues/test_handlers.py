@@ -45,7 +45,7 @@ from cortexflow.queues.smtp import (
     send,
 )
 from cortexflow.worker.context import JobContext
-from tests.test_queues_support import (
+from tests.helpers.support_queues import (
     Mailbox,
     body_text,
     smtp_server,

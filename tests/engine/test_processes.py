@@ -17,7 +17,7 @@ import redis
 from cortexflow.config import load_config
 from cortexflow.embedded import ServerProcess
 from cortexflow.engine.jobs import JobOptions
-from tests.engine_helpers import WorkerProcess, engine_for, until, write_project
+from tests.helpers.jobs import WorkerProcess, engine_for, until, write_project
 
 
 def _runs(client: redis.Redis) -> list[dict[str, Any]]:
