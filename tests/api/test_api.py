@@ -6,7 +6,7 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +24,12 @@ from cortexflow import (
 from cortexflow.config.model import Backoff
 from cortexflow.engine.queue import QueueEngine
 from cortexflow.errors import ConfigError, PayloadError, RedisUnavailableError, UsageError
-from tests.cli.test_ops import SECRET_URL, write_project
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path / "proj")
+from tests.helpers.poll import wait_for_async
+from tests.helpers.project import SECRET_URL
 
 
 def run(coro: Awaitable[Any]) -> Any:
     return asyncio.run(coro)  # type: ignore[arg-type]
-
-
-async def until(predicate: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 def test_public_names_import_without_taskiq() -> None:
@@ -314,7 +302,7 @@ def test_worker_manager_embedded_in_an_asyncio_app(project: Path, redis_url: str
             async def running() -> bool:
                 return (await qm.get_queue_stats("notifications"))["active"] == 1
 
-            await until(running)
+            await wait_for_async(running, 10, 0.02)
             started = time.monotonic()
             await workers.stop_all(timeout=1.0)
             assert time.monotonic() - started < 8

@@ -8,19 +8,7 @@ import re
 import time
 from pathlib import Path
 
-import pytest
-
-from tests.cli.test_ops import Cli, run_on_terminal, stats_of, write_project
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path / "proj")
-
-
-@pytest.fixture
-def cf(project: Path, redis_url: str) -> Cli:
-    return Cli(project, redis_url)
+from tests.helpers.procs import Cli, run_on_terminal
 
 
 def test_100k_jobs_enqueue_with_a_progress_bar_on_a_terminal(cf: Cli, project: Path) -> None:
@@ -41,7 +29,7 @@ def test_100k_jobs_enqueue_with_a_progress_bar_on_a_terminal(cf: Cli, project: P
     assert shown.count("\r") >= 2
     assert "100%" in shown and "100,000 jobs" in shown
     assert re.search(r"enqueue [█#]{30} 100%", shown), shown
-    assert stats_of(cf, "analytics")["waiting"] == 100_000
+    assert cf.stats("analytics")["waiting"] == 100_000
     print(
         f"\n100,000 jobs via `enqueue --jsonl` in {elapsed:.1f}s: {100_000 / elapsed:,.0f} jobs/s"
     )
@@ -77,7 +65,7 @@ def test_a_bad_line_aborts_only_its_batch(cf: Cli, project: Path) -> None:
     assert "lines 2002-3001 (one batch) were not enqueued" in err
     assert len(r.stdout.split()) == 1500
     assert "enqueued 1,500 jobs" in err and "2,000 lines skipped" in err
-    assert stats_of(cf, "notifications")["waiting"] == 1500
+    assert cf.stats("notifications")["waiting"] == 1500
 
     r = cf(
         "enqueue",

@@ -6,158 +6,16 @@ story (happy path, then its bad input) instead of one run per test.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import os
-import pty
-import select
 import signal
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 
-from tests.conftest import REPO, run_cli, wait_for
-
-QUEUES_YAML = """\
-version: 1
-queues:
-  notifications:
-    handler: ops_test_handlers:notify
-    concurrency: 4
-    attempts: 1
-    payload_schema: notif.schema.json
-  analytics:
-    handler: ops_test_handlers:track
-    attempts: 1
-  echo:
-    handler: ops_test_handlers:Echo
-"""
-
-NOTIF_SCHEMA = {
-    "type": "object",
-    "required": ["userId", "type"],
-    "properties": {"userId": {"type": "string"}, "type": {"enum": ["email", "sms", "push"]}},
-}
-
-HANDLERS = """\
-import asyncio
-
-from cortexflow import BaseWorker, UnrecoverableError
-
-
-async def notify(data, job):
-    await job.log(f"notifying {data['userId']}")
-    if data.get("fail"):
-        raise UnrecoverableError("told to fail")
-    await asyncio.sleep(data.get("sleep", 0))
-    return {"sent": data["userId"]}
-
-
-def track(data):
-    return {"tracked": data.get("event")}
-
-
-class Echo(BaseWorker):
-    async def process(self, job):
-        await job.update_progress(100)
-        return {"echo": job.data, "attempt": job.attempt, "queue": job.queue}
-"""
-
-SECRET_URL = "redis://user:s3cret@127.0.0.1:1/0"
-
-
-def write_project(root: Path) -> Path:
-    """queues.yaml with three small queues and their handlers in ``root``; returns its path."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "queues.yaml").write_text(QUEUES_YAML)
-    (root / "notif.schema.json").write_text(json.dumps(NOTIF_SCHEMA))
-    (root / "ops_test_handlers.py").write_text(HANDLERS)
-    return root / "queues.yaml"
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path / "proj")
-
-
-async def finish_tasks() -> None:
-    """Cancel what is left on a loop before it closes (see test_docs_snippets.finish_tasks)."""
-    rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    for task in rest:
-        task.cancel()
-    if rest:
-        await asyncio.wait(rest, timeout=2)
-
-
-@contextlib.contextmanager
-def workers_in_thread(
-    config: Path, redis_url: str, queues: list[str] | None = None
-) -> Iterator[None]:
-    """WorkerManager on its own event loop in a thread, so blocking CLI runs can go on beside it."""
-    from cortexflow import WorkerManager
-
-    loop = asyncio.new_event_loop()
-    manager = WorkerManager(config, redis_url, queues)
-    ready = threading.Event()
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(manager.start_all())
-        except BaseException as exc:
-            failure.append(exc)
-            ready.set()
-            return
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(manager.stop_all(1.5))
-        loop.run_until_complete(finish_tasks())
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert ready.wait(20), "workers did not start"
-    if failure:
-        raise failure[0]
-    try:
-        yield
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(20)
-        loop.close()
-
-
-class Cli:
-    """run_cli bound to a project and a database."""
-
-    def __init__(self, project: Path, redis_url: str) -> None:
-        self.project = project
-        self.redis_url = redis_url
-
-    def __call__(self, *args: str, input: str | None = None, url: str | None = None):  # type: ignore[no-untyped-def]
-        return run_cli(
-            *args, "--redis-url", url or self.redis_url, cwd=self.project.parent, input=input
-        )
-
-
-@pytest.fixture
-def cf(project: Path, redis_url: str) -> Cli:
-    return Cli(project, redis_url)
-
-
-def stats_of(cf: Cli, queue: str) -> dict[str, object]:
-    r = cf("stats", queue, "--json")
-    assert r.returncode == 0, r.stderr
-    [stats] = json.loads(r.stdout)
-    return stats  # type: ignore[no-any-return]
-
+from tests.helpers.jobs import workers_in_thread
+from tests.helpers.poll import wait_for
+from tests.helpers.procs import Cli, Proc, cortexflow_argv, run_cli, run_on_terminal
+from tests.helpers.project import REPO, SECRET_URL
 
 # -- enqueue -----------------------------------------------------------------------------------
 
@@ -256,7 +114,7 @@ def test_enqueue_bad_input(cf: Cli, project: Path) -> None:
     assert r.returncode == 69
     assert "redis://user:***@127.0.0.1:1/0" in r.stderr and "s3cret" not in r.stderr
 
-    assert stats_of(cf, "notifications")["waiting"] == 0  # nothing half-written
+    assert cf.stats("notifications")["waiting"] == 0  # nothing half-written
     assert "Traceback" not in r.stderr
 
 
@@ -334,7 +192,7 @@ def test_stats_health_pause_resume(cf: Cli, project: Path, redis_url: str) -> No
     ]
     r = cf("resume", "analytics", "--json")
     assert json.loads(r.stdout) == {"queue": "analytics", "paused": False}
-    assert stats_of(cf, "analytics")["paused"] is False
+    assert cf.stats("analytics")["paused"] is False
 
     r = cf("stats", "nope")
     assert r.returncode == 2 and "analytics, echo, notifications" in r.stderr
@@ -362,37 +220,19 @@ def test_stats_health_pause_resume(cf: Cli, project: Path, redis_url: str) -> No
         assert "user:***@" in r.stderr and "s3cret" not in r.stderr + r.stdout
 
 
-def test_stats_watch_refreshes_until_interrupted(project: Path, redis_url: str) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CORTEXFLOW_FILE")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cortexflow",
-            "stats",
-            "--watch",
-            "--json",
-            "--interval",
-            "100ms",
-            "--redis-url",
-            redis_url,
-        ],
-        cwd=project.parent,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+def test_stats_watch_refreshes_until_interrupted(
+    project: Path, redis_url: str, tmp_path: Path
+) -> None:
+    argv = cortexflow_argv("stats", "--watch", "--json", "--interval", "100ms")
+    watch = Proc([*argv, "--redis-url", redis_url], cwd=project.parent, log_dir=tmp_path)
     try:
-        assert proc.stdout is not None
-        snapshots = [json.loads(proc.stdout.readline()) for _ in range(3)]
+        watch.wait_for(r"^\[.*\]$", 60, count=3)  # three whole snapshots, one per line
+        snapshots = [json.loads(line) for line in watch.out().splitlines()[:3]]
         assert [s["queueName"] for s in snapshots[0]] == ["notifications", "analytics", "echo"]
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(10) == 0
+        watch.send(signal.SIGINT)
+        assert watch.wait_exit(10) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        watch.kill()
 
 
 # -- operations --------------------------------------------------------------------------------
@@ -405,8 +245,8 @@ def test_failed_jobs_retry_clean_and_job_view(cf: Cli, project: Path, redis_url:
     r = cf("enqueue", "notifications", "-", "--jsonl", "-q", input=lines)
     assert r.stdout == "6\n"
     with workers_in_thread(project, redis_url, ["notifications"]):
-        wait_for(lambda: stats_of(cf, "notifications")["completed"] == 3)
-        wait_for(lambda: stats_of(cf, "notifications")["failed"] == 3)
+        wait_for(lambda: cf.stats("notifications")["completed"] == 3)
+        wait_for(lambda: cf.stats("notifications")["failed"] == 3)
 
     r = cf("jobs", "notifications", "--state", "failed", "--json")
     failed = [j["id"] for j in json.loads(r.stdout)]
@@ -425,7 +265,7 @@ def test_failed_jobs_retry_clean_and_job_view(cf: Cli, project: Path, redis_url:
     assert r.stdout == f"{failed[0]}\n" and "not retried: missing-id" in r.stderr
     r = cf("retry", "notifications", "--all")
     assert r.returncode == 0 and sorted(r.stdout.split()) == sorted(failed[1:])
-    assert stats_of(cf, "notifications")["waiting"] == 3
+    assert cf.stats("notifications")["waiting"] == 3
     r = cf("retry", "notifications")
     assert r.returncode == 2 and "--all" in r.stderr
 
@@ -466,7 +306,7 @@ def test_promote_remove_drain_obliterate(cf: Cli, project: Path) -> None:
     assert r.returncode == 2 and "`drain` deletes jobs" in r.stderr
     r = cf("drain", "analytics", "--yes", "--json")
     assert json.loads(r.stdout) == {"removed": 3}  # w1, w2, d1; d2 is delayed
-    assert stats_of(cf, "analytics")["delayed"] == 1
+    assert cf.stats("analytics")["delayed"] == 1
     r = cf("drain", "analytics", "--yes", "--delayed")
     assert r.returncode == 0 and "removed 1 waiting and delayed job(s)" in r.stderr
 
@@ -475,7 +315,7 @@ def test_promote_remove_drain_obliterate(cf: Cli, project: Path) -> None:
     assert r.returncode == 2 and "pass --yes" in r.stderr
     r = cf("obliterate", "analytics", "--yes")
     assert r.returncode == 0 and "obliterated 'analytics': 1 job(s) removed" in r.stderr
-    assert stats_of(cf, "analytics")["waiting"] == 0
+    assert cf.stats("analytics")["waiting"] == 0
 
     for args in (
         ["drain", "nope", "--yes"],
@@ -493,7 +333,7 @@ def test_obliterate_refuses_while_a_job_runs(cf: Cli, project: Path, redis_url: 
     with workers_in_thread(project, redis_url, ["notifications"]):
         payload = '{"userId": "u", "type": "sms", "sleep": 10}'
         job_id = cf("enqueue", "notifications", "-", input=payload).stdout.strip()
-        wait_for(lambda: stats_of(cf, "notifications")["active"] == 1)
+        wait_for(lambda: cf.stats("notifications")["active"] == 1)
         r = cf("obliterate", "notifications", "--yes")
         assert r.returncode == 1 and "active" in r.stderr and "--force" in r.stderr
         r = cf("remove", "notifications", "--yes", job_id)
@@ -505,68 +345,16 @@ def test_obliterate_refuses_while_a_job_runs(cf: Cli, project: Path, redis_url: 
 # -- terminal interaction ----------------------------------------------------------------------
 
 
-def run_on_terminal(
-    args: list[str], cwd: Path, answer: bytes | None = None, timeout: float = 120.0
-) -> tuple[int, str, str]:
-    """Run the CLI with stdin and stderr on a pseudo-terminal (stdout a pipe).
-
-    Returns (exit code, stdout, what the terminal showed). ``answer`` is typed once a prompt
-    ("[y/N]") appears.
-    """
-    master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CORTEXFLOW_FILE")}
-    env["NO_COLOR"] = "1"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cortexflow", *args],
-        cwd=cwd,
-        stdin=slave,
-        stderr=slave,
-        stdout=subprocess.PIPE,
-        env=env,
-    )
-    os.close(slave)
-    shown = b""
-    deadline = time.monotonic() + timeout
-    stdout_chunks: list[bytes] = []
-    assert proc.stdout is not None
-    out_fd = proc.stdout.fileno()
-    open_fds = {master, out_fd}
-    try:
-        while open_fds and time.monotonic() < deadline:
-            ready, _, _ = select.select(list(open_fds), [], [], 0.2)
-            for fd in ready:
-                try:
-                    chunk = os.read(fd, 65536)
-                except OSError:  # the pty's other side closed
-                    chunk = b""
-                if not chunk:
-                    open_fds.discard(fd)
-                elif fd == master:
-                    shown += chunk
-                    if answer is not None and b"[y/N]" in shown:
-                        os.write(master, answer)
-                        answer = None
-                else:
-                    stdout_chunks.append(chunk)
-        code = proc.wait(max(1.0, deadline - time.monotonic()))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    return code, b"".join(stdout_chunks).decode(), shown.decode(errors="replace")
-
-
 def test_destructive_commands_ask_on_a_terminal(cf: Cli, project: Path) -> None:
     cf("enqueue", "analytics", "-", input="{}")
     url = ["--redis-url", cf.redis_url]
     code, _, shown = run_on_terminal(["drain", "analytics", *url], project.parent, answer=b"n\n")
     assert code == 1 and "Remove every waiting job of 'analytics'? [y/N]" in shown
     assert "aborted; nothing was changed" in shown
-    assert stats_of(cf, "analytics")["waiting"] == 1
+    assert cf.stats("analytics")["waiting"] == 1
     code, _, shown = run_on_terminal(["drain", "analytics", *url], project.parent, answer=b"y\n")
     assert code == 0 and "removed 1 waiting job(s)" in shown
-    assert stats_of(cf, "analytics")["waiting"] == 0
+    assert cf.stats("analytics")["waiting"] == 0
 
 
 def test_cli_help_lists_every_operations_command() -> None:

@@ -18,7 +18,7 @@ import pytest
 from cortexflow.config import check_config, load_config
 from cortexflow.config.diagnostics import format_line
 from cortexflow.errors import ConfigError
-from tests.conftest import CliResult
+from tests.helpers.procs import CliResult
 
 CONFIGS = Path(__file__).parent / "broken"
 BROKEN = sorted(CONFIGS.glob("*.yaml"))

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import REPO, CliResult
+from tests.helpers.procs import CliResult
+from tests.helpers.project import REPO
 
 Cli = Callable[..., CliResult]
 HANDLER = "cortexflow.queues.email_sending:handle"

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from cortexflow.config import check_config, load_config
 from cortexflow.errors import ConfigError
-from tests.conftest import CliResult
+from tests.helpers.procs import CliResult
 
 HANDLER = "cortexflow.queues.email_sending:handle"
 BASE: dict[str, Any] = {

@@ -23,8 +23,8 @@ from cortexflow.config import (
 )
 from cortexflow.config.dump import config_to_dict
 from cortexflow.errors import ConfigError
+from tests.helpers.project import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 HANDLER = "cortexflow.queues.email_sending:handle"
 
 

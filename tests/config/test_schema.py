@@ -6,7 +6,6 @@ import dataclasses
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -16,8 +15,8 @@ from cortexflow.config import Backoff, QueueConfig, RedisConfig, RestartPolicy, 
 from cortexflow.config.model import Config
 from cortexflow.config.schema import build_schema, load_schema, packaged_schema_text, render_schema
 from cortexflow.durations import DURATION_PATTERN, parse_duration
+from tests.helpers.project import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 TOP = REPO / "schemas" / "queues.schema.json"
 PACKAGED = REPO / "cortexflow" / "schemas" / "queues.schema.json"
 PAYLOADS = [

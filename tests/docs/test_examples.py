@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 
 from cortexflow.embedded import free_port
-from tests.helpers.support_queues import REPO, Proc, child_env, http, poll
+from tests.helpers.poll import wait_for
+from tests.helpers.procs import Proc, clean_env
+from tests.helpers.project import REPO
+from tests.helpers.services import answers
 
 EXAMPLES = REPO / "examples"
 
@@ -28,9 +31,12 @@ def readme_commands(example: str) -> list[str]:
 
 
 def env() -> dict[str, str]:
-    """The venv's bin first on PATH, as after `. .venv/bin/activate`: `cortexflow`, `python`."""
-    extra = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return child_env(extra)
+    """The venv's bin first on PATH, as after `. .venv/bin/activate`: `cortexflow`, `python`;
+    what to add to ``clean_env()``."""
+    return {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 class Runner:
@@ -47,7 +53,7 @@ class Runner:
         line = self.check(command)
         for old, new in replace.items():
             line = line.replace(old, new)
-        proc = subprocess.run(["bash", "-c", line], cwd=self.cwd, env=env(), capture_output=True,
+        proc = subprocess.run(["bash", "-c", line], cwd=self.cwd, env=clean_env(env()), capture_output=True,
                               text=True, timeout=60, check=False)  # fmt: skip
         assert proc.returncode == 0, f"{line}\n{proc.stdout}\n{proc.stderr}"
         return proc
@@ -56,7 +62,7 @@ class Runner:
         line = self.check(command)
         for old, new in replace.items():
             line = line.replace(old, new)
-        proc = Proc(["bash", "-c", f"exec {line}"], self.cwd, env(), "bg")
+        proc = Proc(["bash", "-c", f"exec {line}"], cwd=self.cwd, env=env(), name="bg")
         self.background.append(proc)
         return proc
 
@@ -86,12 +92,13 @@ def test_own_app_readme(tmp_path: Path, runner: list[Runner]) -> None:
     assert r.check("cd examples/own_app")
     r.run("cortexflow validate")
     up = r.start("cortexflow up")
-    up.wait_for_log(r"\) ready$", timeout=60, count=3)
+    up.wait_for(r"\) ready$", timeout=60, count=3)
     r.run("cortexflow enqueue orders order.json")
     r.run("cortexflow enqueue orders bad-order.json")
-    poll(lambda: "receipt-A-1001" in r.run("cortexflow jobs receipts --state completed").stdout,
-         30, "the receipt")  # fmt: skip
-    poll(lambda: "completed" in r.run("cortexflow jobs failed-orders").stdout, 30, "dead letter")
+    wait_for(lambda: "receipt-A-1001" in r.run("cortexflow jobs receipts --state completed").stdout,
+             30, message="the receipt")  # fmt: skip
+    wait_for(lambda: "completed" in r.run("cortexflow jobs failed-orders").stdout, 30,
+             message="dead letter")  # fmt: skip
     stats = r.run("cortexflow stats").stdout
     assert re.search(r"^orders\s+0\s+0\s+0\s+1\s+1\s+no$", stats, re.M), stats
     assert "order A-1002 failed for good: UnrecoverableError: cannot charge 0 EUR" in up.log()
@@ -107,10 +114,10 @@ def test_custom_worker_readme(tmp_path: Path, runner: list[Runner]) -> None:
     assert "'Hello world' -> 'hola mundo' (es)" in printed
     assert "'Good morning' -> 'bon matin' (fr)" in printed
     up = r.start("cortexflow up")
-    up.wait_for_log(r"\) ready$", timeout=60)
+    up.wait_for(r"\) ready$", timeout=60)
     r.run("""echo '{"text": "hello world", "to": "fr"}' | cortexflow enqueue translations -""")
-    poll(lambda: "completed" in r.run("cortexflow jobs translations --state completed").stdout,
-         30, "translated")  # fmt: skip
+    wait_for(lambda: "completed" in r.run("cortexflow jobs translations --state completed").stdout,
+             30, message="translated")  # fmt: skip
 
 
 def test_api_service_readme(tmp_path: Path, runner: list[Runner]) -> None:
@@ -122,11 +129,11 @@ def test_api_service_readme(tmp_path: Path, runner: list[Runner]) -> None:
     runner.append(r)
     assert r.check("pip install -e '.[examples]'")  # done: the test extra has aiohttp
     up = r.start("cortexflow up")
-    up.wait_for_log(r"\) ready$", timeout=60, count=5)
+    up.wait_for(r"\) ready$", timeout=60, count=5)
     port = str(free_port())
     app = r.start("python examples/api_service/app.py --port 8080", **{"8080": port})
     url = f"http://127.0.0.1:{port}"
-    poll(lambda: _answers(url + "/health"), 30, f"the app answers\n{app.log()}")
+    wait_for(lambda: answers(url + "/health"), 30, message=lambda: f"the app answers\n{app.log()}")
 
     curl = r.run(
         """curl -s -X POST localhost:8080/webhooks/webchat -H 'content-type: application/json' -d '{"sessionId": "s-1", "text": "hello"}'""",
@@ -140,13 +147,6 @@ def test_api_service_readme(tmp_path: Path, runner: list[Runner]) -> None:
         )
         return [j["result"]["reply"] for j in jobs]
 
-    assert poll(replied, 30, "the reply") == ["Hello! How can I help you today?"]
+    assert wait_for(replied, 30, message="the reply") == ["Hello! How can I help you today?"]
     r.run("cortexflow jobs webhook-processing --state failed")
     assert r.check("SMTP_URL='smtp://user:password@mail.example.com:587?starttls=1' cortexflow up")
-
-
-def _answers(url: str) -> bool:
-    try:
-        return http("GET", url)[0] == 200
-    except OSError:
-        return False

@@ -7,7 +7,7 @@ import re
 
 import jsonschema
 
-from tests.conftest import REPO
+from tests.helpers.project import REPO
 
 README = (REPO / "README.md").read_text()
 BASH_BLOCKS = re.findall(r"^```bash\n(.*?)^```", README, re.S | re.M)

@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers.jobs import finish_tasks
+from tests.helpers.project import REPO
 
 BLOCK = re.compile(r"^```python[^\n]*\n(.*?)^```", re.S | re.M)
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -34,16 +35,6 @@ def python_blocks(doc: Path) -> list[tuple[int, str]]:
         return []
     text = doc.read_text()
     return [(text.count("\n", 0, m.start(1)) + 1, m.group(1)) for m in BLOCK.finditer(text)]
-
-
-async def finish_tasks() -> None:
-    """Cancel what is left on the loop (and wait a little) before it closes, so no pending task
-    is destroyed later, in the middle of unrelated code, by the garbage collector."""
-    rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    for task in rest:
-        task.cancel()
-    if rest:
-        await asyncio.wait(rest, timeout=2)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from cortexflow.embedded import (
     redis_endpoint,
     supervised_server,
 )
+from tests.helpers.procs import wait_gone
 
 
 def _config(tmp_path: Path, url: str | None = None) -> Config:
@@ -25,12 +25,7 @@ def _config(tmp_path: Path, url: str | None = None) -> Config:
 
 
 def _gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return wait_gone([pid], timeout) == []
 
 
 def test_override_beats_config_and_no_server_is_started(tmp_path: Path) -> None:

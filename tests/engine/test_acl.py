@@ -13,10 +13,12 @@ import redis
 from cortexflow.config.model import QueueConfig
 from cortexflow.embedded import ServerProcess
 from cortexflow.engine.jobs import JobOptions
-from tests.conftest import run_cli
 from tests.helpers.jobs import engine_for, inproc_worker, make_config
+from tests.helpers.procs import run_cli
+from tests.helpers.project import write_project
 
 QUEUES_YAML = "queues:\n  acl:\n    handler: tasks:handle\n"
+TASKS = {"tasks.py": "async def handle(data):\n    return data\n"}
 
 
 def _user(server: ServerProcess, *rules: str) -> tuple[str, str]:
@@ -49,9 +51,8 @@ def test_a_user_limited_to_cortexflow_keys_can_enqueue_and_work(
             assert (await e.stats())["completed"] == 1
 
     asyncio.run(main())
-    (tmp_path / "queues.yaml").write_text(QUEUES_YAML)
-    (tmp_path / "tasks.py").write_text("async def handle(data):\n    return data\n")
-    shown = run_cli("stats", "--json", "-f", str(tmp_path / "queues.yaml"), "--redis-url", url)
+    path = write_project(tmp_path, QUEUES_YAML, TASKS)
+    shown = run_cli("stats", "--json", "-f", str(path), "--redis-url", url)
     assert shown.returncode == 0, shown.stderr
     assert password not in shown.stdout + shown.stderr
 
@@ -62,10 +63,9 @@ def test_a_user_without_access_gets_a_clear_error(
     db = redis_url.rsplit("/", 1)[1]
     name, password = _user(valkey_server, "~other:*", "+@all", "-@dangerous")
     url = f"redis://{name}:{password}@{valkey_server.host}:{valkey_server.port}/{db}"
-    (tmp_path / "queues.yaml").write_text(QUEUES_YAML)
-    (tmp_path / "tasks.py").write_text("async def handle(data):\n    return data\n")
+    path = write_project(tmp_path, QUEUES_YAML, TASKS)
     result = run_cli(
-        "enqueue", "acl", "-", "-f", str(tmp_path / "queues.yaml"), "--redis-url", url,
+        "enqueue", "acl", "-", "-f", str(path), "--redis-url", url,
         input='{"x": 1}',
     )  # fmt: skip
     assert result.returncode == 1, result.stderr

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +27,10 @@ from cortexflow.engine.connection import (
     redact_url,
 )
 from cortexflow.errors import RedisUnavailableError
-from tests.conftest import run_cli
-from tests.helpers.jobs import engine_for, inproc_worker, make_config, until
+from tests.helpers.jobs import engine_for, inproc_worker, make_config
+from tests.helpers.poll import wait_for, wait_for_async
+from tests.helpers.procs import run_cli
+from tests.helpers.project import write_project
 
 SERVICE = "mymaster"
 
@@ -204,12 +205,18 @@ def sentinel_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentine
     proc: subprocess.Popen[bytes] | None = None
     try:
         proc, port = _start_sentinel(root / "sentinel", master.port)
-        deadline = time.monotonic() + 15
-        while not _sentinel_knows_master(port, master.port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log = root / "sentinel" / "sentinel.log"
-                pytest.fail(f"sentinel did not start: {log.read_text() if log.exists() else ''}")
-            time.sleep(0.05)
+        log = root / "sentinel" / "sentinel.log"
+
+        def knows_master() -> bool:
+            if proc is not None and proc.poll() is not None:
+                pytest.fail(f"sentinel exited: {log.read_text() if log.exists() else ''}")
+            return _sentinel_knows_master(port, master.port)
+
+        wait_for(
+            knows_master,
+            15,
+            message=lambda: f"sentinel did not start: {log.read_text() if log.exists() else ''}",
+        )
         yield SentinelSetup(master, port)
     finally:
         if proc is not None and proc.poll() is None:
@@ -238,7 +245,7 @@ def test_engine_and_worker_through_a_sentinel_url(
             ids = [await e.add("n", {"n": i}) for i in range(5)]
             ids += await e.add_bulk([("n", {"n": i}, None) for i in range(5, 10)])
             async with inproc_worker(make_config(tmp_path / "q.yaml", queue), "sent", url, handler):
-                await until(lambda: _completed(e, 10), 20, "ten jobs done")
+                await wait_for_async(lambda: _completed(e, 10), 20, message="ten jobs done")
             job = await e.get_job(ids[3])
             assert job is not None and job.state == "completed"
             assert job.result == {"double": 6}
@@ -298,8 +305,7 @@ queues:
 def test_cli_enqueue_and_stats_through_a_sentinel_url(
     sentinel_setup: SentinelSetup, tmp_path: Path
 ) -> None:
-    (tmp_path / "queues.yaml").write_text(QUEUES_YAML)
-    (tmp_path / "handlers.py").write_text("def send(data):\n    return data\n")
+    write_project(tmp_path, QUEUES_YAML, {"handlers.py": "def send(data):\n    return data\n"})
     url = sentinel_setup.url(db=9)
     sentinel_setup.master_client(9).flushdb()
 

@@ -11,7 +11,8 @@ import pytest
 from cortexflow.config.model import QueueConfig
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.errors import CortexflowError, PayloadError, UsageError
-from tests.helpers.jobs import engine_for, inproc_worker, make_config, until
+from tests.helpers.jobs import engine_for, inproc_worker, make_config
+from tests.helpers.poll import wait_for_async
 
 SCHEMA = {
     "type": "object",
@@ -123,7 +124,7 @@ def test_clean_drain_promote_remove_retry(redis_url: str, tmp_path: Path) -> Non
             await e.add_bulk([("n", {"i": i}, JobOptions(job_id=f"f{i}")) for i in range(3)])
             cfg = make_config(tmp_path / "queues.yaml", queue)
             async with inproc_worker(cfg, "jobs", redis_url, boom):
-                await until(lambda: _failed(e, 3), 10, "3 failed")
+                await wait_for_async(lambda: _failed(e, 3), 10, message="3 failed")
             failed = await e.get_job("f0")
             assert (
                 failed is not None
@@ -142,7 +143,7 @@ def test_clean_drain_promote_remove_retry(redis_url: str, tmp_path: Path) -> Non
             await e.drain()
             await e.add_bulk([("n", {}, JobOptions(job_id=f"c{i}")) for i in range(4)])
             async with inproc_worker(cfg, "jobs", redis_url, boom):
-                await until(lambda: _failed(e, 4), 10, "4 failed")
+                await wait_for_async(lambda: _failed(e, 4), 10, message="4 failed")
             assert await e.clean(3600, 0, "failed") == []  # none older than an hour
             await asyncio.sleep(0.05)
             removed = await e.clean(0.01, 3, "failed")
@@ -171,7 +172,7 @@ def test_obliterate_refuses_active_jobs_unless_forced(
             await e.add_bulk([("n", {"i": i}, None) for i in range(30)])
             cfg = make_config(tmp_path / "queues.yaml", queue)
             async with inproc_worker(cfg, "jobs", redis_url, slow):
-                await until(lambda: _active(e, 10), 10, "10 active")
+                await wait_for_async(lambda: _active(e, 10), 10, message="10 active")
                 with pytest.raises(CortexflowError, match="active"):
                     await e.obliterate()
                 assert (await e.stats())["waiting"] == 20
@@ -205,7 +206,7 @@ def test_remove_refuses_an_active_job(redis_url: str, tmp_path: Path) -> None:
             async with inproc_worker(
                 make_config(tmp_path / "q.yaml", queue), "jobs", redis_url, slow
             ):
-                await until(lambda: _active(e, 1), 10)
+                await wait_for_async(lambda: _active(e, 1), 10)
                 with pytest.raises(CortexflowError, match="active"):
                     await e.remove("busy")
                 gate.set()

@@ -17,7 +17,9 @@ import redis
 from cortexflow.config import load_config
 from cortexflow.embedded import ServerProcess
 from cortexflow.engine.jobs import JobOptions
-from tests.helpers.jobs import WorkerProcess, engine_for, until, write_project
+from tests.helpers.jobs import engine_for
+from tests.helpers.poll import wait_for, wait_for_async
+from tests.helpers.project import RECORDER, write_project
 
 
 def _runs(client: redis.Redis) -> list[dict[str, Any]]:
@@ -26,25 +28,12 @@ def _runs(client: redis.Redis) -> list[dict[str, Any]]:
 
 def _ready(client: redis.Redis, queue: str, n: int, timeout: float = 20) -> None:
     """Wait until n workers of ``queue`` have published their heartbeat."""
-    deadline = time.monotonic() + timeout
-    while client.zcount(f"{{cortexflow:{queue}}}:workers", int(time.time() * 1000), "+inf") < n:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{n} workers of {queue} not ready in {timeout}s")
-        time.sleep(0.05)
-
-
-@pytest.fixture
-def workers(tmp_path: Path):  # type: ignore[no-untyped-def]
-    started: list[WorkerProcess] = []
-
-    def start(config: Path, queue: str, url: str) -> WorkerProcess:
-        w = WorkerProcess(config, queue, url, tmp_path)
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        w.kill9()
+    key = f"{{cortexflow:{queue}}}:workers"
+    wait_for(
+        lambda: client.zcount(key, int(time.time() * 1000), "+inf") >= n,
+        timeout,
+        message=f"{n} workers of {queue} ready",
+    )
 
 
 def test_rate_limit_holds_across_three_processes(
@@ -60,6 +49,7 @@ def test_rate_limit_holds_across_three_processes(
             rate_limit: {max: 10, duration: 1s}
             retention: {completed: {count: 1000}}
     """,
+        RECORDER,
     )
     for _ in range(3):
         workers(cfg, "limited", redis_url)
@@ -71,7 +61,7 @@ def test_rate_limit_holds_across_three_processes(
             # 3 workers x 2 slots / 0.4 s = 15 starts/s of capacity: the limit of 10 binds, and
             # no single worker can take every start (it can start at most 5 a second).
             await e.add_bulk([("n", {"sleep": 0.4}, None) for _ in range(45)])
-            await until(lambda: _done(e, 45), 30, "45 jobs through the limiter")
+            await wait_for_async(lambda: _done(e, 45), 30, message="45 jobs through the limiter")
             jobs = await e.list_jobs("completed", 0, 100)
         return sorted(j.processed_at for j in jobs if j.processed_at)
 
@@ -103,6 +93,7 @@ def test_kill9_jobs_recovered_after_the_lease_without_new_traffic(
             concurrency: 20
             lease: 2s
     """,
+        RECORDER,
     )
     config = load_config(cfg)
     victim = workers(cfg, "crashy", redis_url)
@@ -112,14 +103,16 @@ def test_kill9_jobs_recovered_after_the_lease_without_new_traffic(
         async with engine_for(redis_url, config.queues["crashy"]) as e:
             # The victim sleeps 30 s in each job; the survivor finishes the reruns at once.
             await e.add_bulk([("n", {"sleep": 30}, JobOptions(job_id=f"j{i}")) for i in range(20)])
-            await until(lambda: _active(e, 20), 15, "20 running on the victim")
+            await wait_for_async(lambda: _active(e, 20), 15, message="20 running on the victim")
             survivor = workers(cfg, "crashy", redis_url)
             _ready(redis_client, "crashy", 2)
-            victim.kill9()
+            victim.kill()
             killed_at = time.time()
             # Reruns must not sleep.
             redis_client.set("test:fast", "1")
-            await until(lambda: _done(e, 20), 20, "all 20 completed by the survivor")
+            await wait_for_async(
+                lambda: _done(e, 20), 20, message="all 20 completed by the survivor"
+            )
             reruns = [r for r in _runs(redis_client) if r["pid"] == survivor.pid]
             assert len(reruns) == 20
             # Not before the victim's leases (2 s, renewed until the kill) could expire.
@@ -149,6 +142,7 @@ def test_heartbeat_keeps_a_long_job_from_running_twice(
             handler: rec:handle
             lease: 1s
     """,
+        RECORDER,
     )
     config = load_config(cfg)
     workers(cfg, "long", redis_url)
@@ -175,6 +169,7 @@ def test_pause_stops_starts_on_every_worker(
           pausable:
             handler: rec:handle
     """,
+        RECORDER,
     )
     config = load_config(cfg)
     workers(cfg, "pausable", redis_url)
@@ -189,7 +184,7 @@ def test_pause_stops_starts_on_every_worker(
             s = await e.stats()
             assert (s["waiting"], s["active"], s["completed"], s["paused"]) == (20, 0, 0, True)
             await e.resume()
-            await until(lambda: _done(e, 20), 10, "all run after resume")
+            await wait_for_async(lambda: _done(e, 20), 10, message="all run after resume")
 
     asyncio.run(main())
 
@@ -209,6 +204,7 @@ def test_chaos_sigkill_workers_loses_nothing(
             max_stalls: 100
             retention: {completed: {count: 10000}, failed: {count: 10000}}
     """,
+        RECORDER,
     )
     config = load_config(cfg)
     live = [workers(cfg, "chaos", redis_url), workers(cfg, "chaos", redis_url)]
@@ -231,10 +227,10 @@ def test_chaos_sigkill_workers_loses_nothing(
             while time.monotonic() < end:
                 await asyncio.sleep(2)
                 victim = live.pop(rng.randrange(len(live)))
-                victim.kill9()
+                victim.kill()
                 kills += 1
                 live.append(workers(cfg, "chaos", redis_url))
-            await until(lambda: _done(e, n), 120, "every job finished")
+            await wait_for_async(lambda: _done(e, n), 120, message="every job finished")
             s = await e.stats()
             assert s["completed"] + s["failed"] == n and s["waiting"] == s["active"] == 0
 
@@ -262,6 +258,7 @@ def test_workers_survive_a_redis_restart_and_lose_no_acknowledged_job(
                 handler: rec:handle
                 retention: {completed: {count: 10000}}
         """,
+            RECORDER,
         )
         config = load_config(cfg)
         procs = [workers(cfg, "durable", url), workers(cfg, "durable", url)]
@@ -279,7 +276,9 @@ def test_workers_survive_a_redis_restart_and_lose_no_acknowledged_job(
                             await e.add("n", {"sleep": 0.005}, JobOptions(job_id=f"d{i}"))
                         )
                     await asyncio.sleep(0.003)
-                await until(lambda: _done(e, len(acknowledged)), 60, "all acknowledged jobs done")
+                await wait_for_async(
+                    lambda: _done(e, len(acknowledged)), 60, message="all acknowledged jobs done"
+                )
                 done = {j.id for j in await e.list_jobs("completed", 0, 1000)}
                 assert set(acknowledged) <= done
 
@@ -305,6 +304,7 @@ def test_sigterm_finishes_running_jobs_then_exits_0(
             handler: rec:handle
             concurrency: 5
     """,
+        RECORDER,
     )
     config = load_config(cfg)
     w = workers(cfg, "graceful", redis_url)
@@ -314,11 +314,11 @@ def test_sigterm_finishes_running_jobs_then_exits_0(
         async with engine_for(redis_url, config.queues["graceful"]) as e:
             await e.add_bulk([("n", {"sleep": 1}, JobOptions(job_id=f"g{i}")) for i in range(8)])
             # Running = the handler started (a leased job not yet started is given back on stop).
-            await until(lambda: _started(redis_client, 5), 10, "5 running")
+            await wait_for_async(lambda: _started(redis_client, 5), 10, message="5 running")
             t0 = time.monotonic()
             code = await asyncio.to_thread(w.terminate, 15)
             took = time.monotonic() - t0
-            assert code == 0 and took < 5, (code, took, w.output())
+            assert code == 0 and took < 5, (code, took, w.log())
             s = await e.stats()
             # The 5 running finished; the 3 never started are still waiting, untouched.
             assert (s["completed"], s["waiting"], s["active"]) == (5, 3, 0), s
@@ -338,6 +338,7 @@ def test_stop_timeout_gives_unfinished_jobs_back_to_waiting(
           impatient:
             handler: rec:handle
     """,
+        RECORDER,
     )
     config = load_config(cfg)
     w = workers(cfg, "impatient", redis_url)
@@ -346,7 +347,7 @@ def test_stop_timeout_gives_unfinished_jobs_back_to_waiting(
     async def main() -> None:
         async with engine_for(redis_url, config.queues["impatient"]) as e:
             await e.add_bulk([("n", {"sleep": 60}, JobOptions(job_id=f"s{i}")) for i in range(4)])
-            await until(lambda: _started(redis_client, 4), 10, "4 running")
+            await wait_for_async(lambda: _started(redis_client, 4), 10, message="4 running")
             t0 = time.monotonic()
             await asyncio.to_thread(w.terminate, 15)
             assert time.monotonic() - t0 < 4
@@ -368,11 +369,12 @@ def test_handler_import_error_exits_with_the_config_code(
           broken:
             handler: exploding:handle
     """,
+        RECORDER,
     )
     (tmp_path / "exploding.py").write_text("raise RuntimeError('bad import')\n")
     w = workers(cfg, "broken", redis_url)
     assert w.proc.wait(30) == 78
-    assert "bad import" in w.output() and "Traceback" not in w.output()
+    assert "bad import" in w.log() and "Traceback" not in w.log()
 
 
 def test_stalled_too_often_fails_and_is_dead_lettered(redis_url: str) -> None:

@@ -13,7 +13,8 @@ from cortexflow.backoff import backoff_bounds
 from cortexflow.config.model import Backoff, QueueConfig, Retention, RetentionRule
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.errors import UnrecoverableError
-from tests.helpers.jobs import engine_for, inproc_worker, make_config, until
+from tests.helpers.jobs import engine_for, inproc_worker, make_config
+from tests.helpers.poll import wait_for_async
 
 KEEP_ALL = Retention(RetentionRule(None, None), RetentionRule(None, None))
 
@@ -40,7 +41,7 @@ def test_priority_higher_first_fifo_within(redis_url: str, tmp_path: Path) -> No
                 await asyncio.sleep(0.3)
                 assert order == []  # paused: nothing starts
                 await e.resume()
-                await until(lambda: _count(e, "completed", 1000), 30, "all done")
+                await wait_for_async(lambda: _count(e, "completed", 1000), 30, message="all done")
 
     asyncio.run(main())
     assert len(order) == 1000
@@ -73,7 +74,9 @@ def test_delayed_jobs_never_run_early(redis_url: str, tmp_path: Path) -> None:
                 await e.add_bulk(
                     [("n", {"i": i}, JobOptions(delay=d)) for i, d in enumerate(delays)]
                 )
-                await until(lambda: _count(e, "completed", 200), 20, "all delayed jobs ran")
+                await wait_for_async(
+                    lambda: _count(e, "completed", 200), 20, message="all delayed jobs ran"
+                )
         lateness = []
         for i, d in enumerate(delays):
             early = (t0 + d) - started[i]
@@ -145,8 +148,10 @@ def test_unrecoverable_fails_at_once_and_exhausted_goes_to_dead_letter(
                 await e.add("n", {"x": 1}, JobOptions(job_id="r"))
                 u = await e.wait_finished("u", 10)
                 r = await e.wait_finished("r", 10)
-                await until(
-                    lambda: _count(d, "waiting", 2), 10, "both copied to the dead-letter queue"
+                await wait_for_async(
+                    lambda: _count(d, "waiting", 2),
+                    10,
+                    message="both copied to the dead-letter queue",
                 )
             assert u is not None and u.state == "failed" and u.attempts_made == 1
             assert u.error == "UnrecoverableError: bad signature"
@@ -232,9 +237,7 @@ def test_retention_keeps_at_most_count_and_memory_flat(
             ):
                 for batch in range(4):
                     await e.add_bulk([("n", {"i": i, "pad": "x" * 200}, None) for i in range(5000)])
-                    await until(
-                        lambda b=batch: _count(e, "completed", 0) and _total(e, (b + 1) * 5000), 60
-                    )
+                    await wait_for_async(lambda b=batch: _total(e, (b + 1) * 5000), 60)
                     memory.append(int(redis_client.info("memory")["used_memory"]))
                 s = await e.stats()
                 assert s["completed"] == 100 and s["waiting"] == 0

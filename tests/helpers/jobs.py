@@ -1,23 +1,22 @@
-"""Helpers for engine tests: configs built in code, in-process and real-process workers."""
+"""Jobs through the engine: configs built in code, an engine on a URL, workers in this process
+(on the test's loop, or on their own loop in a thread), and sync wrappers for tests that drive
+real processes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from cortexflow.config import load_config
 from cortexflow.config.model import Config, QueueConfig
 from cortexflow.engine import connect
 from cortexflow.engine.queue import QueueEngine
 from cortexflow.worker.run import QueueWorker
+from tests.helpers.poll import wait_for
 
 PREFIX = "cortexflow"
 
@@ -47,105 +46,96 @@ async def inproc_worker(
         await worker.stop(5)
 
 
-async def until(pred: Callable[[], Awaitable[Any]], timeout: float, what: str = "") -> Any:
-    """Poll an async predicate until it is truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {timeout}s: {what or pred}")
-        await asyncio.sleep(0.05)
+async def finish_tasks() -> None:
+    """Cancel what is left on the loop (and wait a little) before it closes, so no pending task
+    is destroyed later, in the middle of unrelated code, by the garbage collector."""
+    rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in rest:
+        task.cancel()
+    if rest:
+        await asyncio.wait(rest, timeout=2)
 
 
-# -- real worker processes --------------------------------------------------------------------
+@contextlib.contextmanager
+def workers_in_thread(
+    config: Path, redis_url: str, queues: list[str] | None = None
+) -> Iterator[None]:
+    """WorkerManager on its own event loop in a thread, so blocking CLI runs can go on beside it."""
+    from cortexflow import WorkerManager
 
-RECORDING_HANDLER = '''
-import asyncio, json, os, random, time
-import redis.asyncio as aioredis
+    loop = asyncio.new_event_loop()
+    manager = WorkerManager(config, redis_url, queues)
+    ready = threading.Event()
+    failure: list[BaseException] = []
 
-_client = None
-
-def _r():
-    global _client
-    if _client is None:
-        _client = aioredis.Redis.from_url(os.environ["TEST_REDIS_URL"])
-    return _client
-
-async def handle(data, job):
-    """Records each run (id, attempt, pid, start time), then sleeps data['sleep'] seconds."""
-    r = _r()
-    start = time.time()
-    await r.rpush("test:runs", json.dumps(
-        {"id": job.id, "attempt": job.attempt, "pid": os.getpid(), "t": start}))
-    await r.hincrby("test:count", job.id, 1)
-    s = data.get("sleep", 0)
-    if await r.exists("test:fast"):  # a test flips this to make later runs quick
-        s = 0
-    if isinstance(s, list):
-        s = random.uniform(*s)
-    if s:
-        await asyncio.sleep(s)
-    return {"pid": os.getpid()}
-'''
-
-
-def write_project(tmp_path: Path, queues_yaml: str) -> Path:
-    """A folder with queues.yaml and a recording handler module `rec.py` beside it."""
-    (tmp_path / "rec.py").write_text(RECORDING_HANDLER)
-    path = tmp_path / "queues.yaml"
-    path.write_text(textwrap.dedent(queues_yaml))
-    return path
-
-
-class WorkerProcess:
-    """`python -m cortexflow worker QUEUE` as a real child process in its own process group."""
-
-    def __init__(self, config_path: Path, queue: str, url: str, log_dir: Path) -> None:
-        env = dict(os.environ)
-        env["TEST_REDIS_URL"] = url
-        env.pop("CORTEXFLOW_PARENT_PID", None)
-        self.log_path = log_dir / f"worker-{queue}-{time.monotonic_ns()}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cortexflow",
-                "worker",
-                queue,
-                "-f",
-                str(config_path),
-                "--redis-url",
-                url,
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill9(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        self._log.close()
-
-    def terminate(self, timeout: float = 15.0) -> int:
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
+    def run() -> None:
+        asyncio.set_event_loop(loop)
         try:
-            return self.proc.wait(timeout)
-        finally:
-            self.kill9()
+            loop.run_until_complete(manager.start_all())
+        except BaseException as exc:
+            failure.append(exc)
+            ready.set()
+            return
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(manager.stop_all(1.5))
+        loop.run_until_complete(finish_tasks())
 
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(20), "workers did not start"
+    if failure:
+        raise failure[0]
+    try:
+        yield
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(20)
+        loop.close()
+
+
+class Jobs:
+    """Enqueue and inspect jobs of one project on one Redis (sync wrappers over the engine)."""
+
+    def __init__(self, path: Path, url: str) -> None:
+        self.config = load_config(path, check_imports=False)
+        self.url = url
+
+    def _run(self, queue: str, op: Callable[[QueueEngine], Any]) -> Any:
+        async def go() -> Any:
+            client = connect(self.url)
+            try:
+                engine = QueueEngine(client, self.config.queues[queue], self.config.redis.prefix)
+                return await op(engine)
+            finally:
+                await client.aclose()
+
+        return asyncio.run(go())
+
+    def add(self, queue: str, datas: Sequence[dict[str, Any]]) -> list[str]:
+        jobs = [("job", d, None) for d in datas]
+        return list(self._run(queue, lambda e: e.add_bulk(jobs)))
+
+    def stats(self, queue: str) -> dict[str, Any]:
+        return dict(self._run(queue, lambda e: e.stats()))
+
+    def states(self, queue: str, ids: Sequence[str]) -> list[str]:
+        async def op(e: QueueEngine) -> list[str]:
+            return [(j.state if j else "missing") for j in [await e.get_job(i) for i in ids]]
+
+        return list(self._run(queue, op))
+
+    def wait_stats(
+        self, queue: str, pred: Callable[[dict[str, Any]], bool], timeout: float
+    ) -> dict[str, Any]:
+        """Poll the queue's stats until ``pred`` holds; fail showing the last ones."""
+        last: dict[str, Any] = {}
+
+        def matched() -> dict[str, Any] | None:
+            last.update(self.stats(queue))
+            return dict(last) if pred(last) else None
+
+        result: dict[str, Any] = wait_for(
+            matched, timeout, message=lambda: f"stats of {queue} never matched: {last}"
+        )
+        return result

@@ -12,38 +12,33 @@ import hashlib
 import hmac
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis as redis_sync
 
 from cortexflow.config import load_config
-from cortexflow.embedded import ServerProcess, free_port
+from cortexflow.embedded import free_port
 from cortexflow.engine import connect
 from cortexflow.engine.jobs import Job
 from cortexflow.engine.queue import QueueEngine
 from cortexflow.queues.analytics import read_daily
 from cortexflow.queues.notifications import read_inbox
-from tests import conftest
-from tests.conftest import run_cli
-from tests.helpers.support_queues import (
-    REPO,
+from tests.helpers.poll import wait_for
+from tests.helpers.procs import Proc, cortexflow_argv, run_cli
+from tests.helpers.project import REPO, write_shipped_project
+from tests.helpers.services import (
     Mailbox,
-    Proc,
+    answers,
     body_text,
-    child_env,
-    cortexflow,
     http,
-    poll,
     post_json,
     smtp_server,
     telegram_update,
     whatsapp_webhook,
-    write_test_project,
 )
 
 TG_SECRET = "tg-secret-token"
@@ -80,7 +75,9 @@ class Stack:
             job = self.job(queue, job_id)
             return job if job and job.state in ("completed", "failed") else None
 
-        found: Job = poll(done, timeout, f"{queue}/{job_id} finished\n{self.up.log()[-3000:]}")
+        found: Job = wait_for(
+            done, timeout, message=lambda: f"{queue}/{job_id} finished\n{self.up.log()[-3000:]}"
+        )
         return found
 
     def read(self, fn: Any, *args: Any) -> Any:
@@ -95,46 +92,38 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(
-    valkey_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    db = next(conftest._db_numbers) % 255 + 1
-    redis_url = f"redis://{valkey_server.host}:{valkey_server.port}/{db}"
-    redis_sync.Redis.from_url(redis_url).flushdb()
+def stack(new_db: Callable[[], str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    redis_url = new_db()
     folder = tmp_path_factory.mktemp("shipped")
-    config = write_test_project(folder)
+    config = write_shipped_project(folder)
     (folder / "contacts.json").write_text(json.dumps({"telegram:4242": "ana@example.com"}))
     with smtp_server() as (mailbox, smtp_url):
-        env = child_env(
-            {
-                "SMTP_URL": smtp_url,
-                "SMTP_FROM": "bot@cortex.example",
-                "TELEGRAM_WEBHOOK_SECRET": TG_SECRET,
-                "WHATSAPP_APP_SECRET": WA_SECRET,
-            }
-        )
-        up = Proc(cortexflow("up", "--redis-url", redis_url), folder, env, "up")
+        env = {
+            "PYTHONUNBUFFERED": "1",
+            "SMTP_URL": smtp_url,
+            "SMTP_FROM": "bot@cortex.example",
+            "TELEGRAM_WEBHOOK_SECRET": TG_SECRET,
+            "WHATSAPP_APP_SECRET": WA_SECRET,
+        }
+        up = Proc(cortexflow_argv("up", "--redis-url", redis_url), cwd=folder, env=env, name="up")
         port = free_port()
         app = Proc(
             [sys.executable, str(REPO / "examples" / "api_service" / "app.py"),
              "--port", str(port), "-f", str(config), "--contacts", "contacts.json"],
-            folder, {**env, "REDIS_URL": redis_url}, "app",
+            cwd=folder, env={**env, "REDIS_URL": redis_url}, name="app",
         )  # fmt: skip
         try:
-            up.wait_for_log(r"\) ready$", timeout=60, count=5)
+            up.wait_for(r"\) ready$", timeout=60, count=5)
             app_url = f"http://127.0.0.1:{port}"
-            poll(lambda: _answers(app_url + "/health"), 30, f"the app answers\n{app.log()}")
+            wait_for(
+                lambda: answers(app_url + "/health"),
+                30,
+                message=lambda: f"the app answers\n{app.log()}",
+            )
             yield Stack(folder, config, redis_url, app_url, mailbox, up)
         finally:
             app.stop()
             up.stop()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return http("GET", url)[0] == 200
-    except OSError:
-        return False
 
 
 def test_telegram_webhook_becomes_an_email_with_the_orchestrators_reply(stack: Stack) -> None:
@@ -163,8 +152,10 @@ def test_telegram_webhook_becomes_an_email_with_the_orchestrators_reply(stack: S
 
     # message-processing tracked it on analytics
     today = datetime.now(UTC).date().isoformat()
-    stats = poll(
-        lambda: stack.read(read_daily, today)["events"].get("message_processed"), 30, "tracked"
+    stats = wait_for(
+        lambda: stack.read(read_daily, today)["events"].get("message_processed"),
+        30,
+        message="tracked",
     )
     assert stats["count"] >= 1 and stats["sums"]["tokens"] > 0
 
@@ -179,7 +170,9 @@ def test_signed_whatsapp_webhook_reply_lands_in_the_in_app_inbox(stack: Stack) -
     )  # fmt: skip
     assert status == 200
 
-    inbox = poll(lambda: stack.read(read_inbox, "34600111222"), 30, "an in-app notification")
+    inbox = wait_for(
+        lambda: stack.read(read_inbox, "34600111222"), 30, message="an in-app notification"
+    )
     [note] = inbox
     assert note["title"] == "Re: your whatsapp message"
     assert "open Monday to Friday" in note["message"]

@@ -45,7 +45,7 @@ from cortexflow.queues.smtp import (
     send,
 )
 from cortexflow.worker.context import JobContext
-from tests.helpers.support_queues import (
+from tests.helpers.services import (
     Mailbox,
     body_text,
     smtp_server,

@@ -10,10 +10,8 @@ from pathlib import Path
 import pytest
 
 from cortexflow.embedded import ServerProcess
-from tests.conftest import run_cli
-from tests.helpers.support_supervisor import start_up, write_project
-
-__all__ = ["start_up"]
+from tests.helpers.procs import run_cli
+from tests.helpers.project import SUPERVISED, write_project
 
 BROKEN = """
 version: 1
@@ -26,7 +24,7 @@ queues:
 
 
 def test_up_refuses_an_invalid_file_with_validates_diagnostics(tmp_path: Path) -> None:
-    write_project(tmp_path, BROKEN)
+    write_project(tmp_path, BROKEN, SUPERVISED)
     up = run_cli("up", cwd=tmp_path, timeout=30)
     validate = run_cli("validate", "--no-import-check", cwd=tmp_path)
     assert up.returncode == 1
@@ -41,7 +39,9 @@ def test_up_refuses_an_invalid_file_with_validates_diagnostics(tmp_path: Path) -
 def test_up_usage_errors(tmp_path: Path) -> None:
     missing = run_cli("up", "-f", str(tmp_path / "nope.yaml"), cwd=tmp_path)
     assert missing.returncode == 2
-    write_project(tmp_path, "version: 1\nqueues:\n  work:\n    handler: handlers:sleepy\n")
+    write_project(
+        tmp_path, "version: 1\nqueues:\n  work:\n    handler: handlers:sleepy\n", SUPERVISED
+    )
     unknown = run_cli("up", "wrok", cwd=tmp_path)
     assert unknown.returncode == 2
     assert "unknown queue 'wrok'" in unknown.stderr and "work" in unknown.stderr
@@ -49,7 +49,7 @@ def test_up_usage_errors(tmp_path: Path) -> None:
 
 
 def test_worker_exit_codes(tmp_path: Path, redis_url: str) -> None:
-    write_project(tmp_path, BROKEN)
+    write_project(tmp_path, BROKEN, SUPERVISED)
     assert run_cli("worker", "work", "--redis-url", redis_url, cwd=tmp_path).returncode == 1
     supervised = run_cli(
         "worker", "work", "--redis-url", redis_url, cwd=tmp_path,
@@ -57,7 +57,7 @@ def test_worker_exit_codes(tmp_path: Path, redis_url: str) -> None:
     )  # fmt: skip
     assert supervised.returncode == 78  # under up: a config error makes the queue FATAL
     assert "error[" in supervised.stderr
-    write_project(tmp_path, "version: 1\nqueues:\n  work:\n    handler: bad:handle\n")
+    write_project(tmp_path, "version: 1\nqueues:\n  work:\n    handler: bad:handle\n", SUPERVISED)
     assert run_cli("worker", "nope", "--redis-url", redis_url, cwd=tmp_path).returncode == 2
     unknown_under_up = run_cli(
         "worker", "nope", "--redis-url", redis_url, cwd=tmp_path,
@@ -95,6 +95,7 @@ def test_up_warns_about_eviction_and_never_prints_the_password(
           work:
             handler: handlers:sleepy
         """,
+        SUPERVISED,
     )
     url = f"redis://:s3cret-pw@127.0.0.1:{evicting_server.port}/0"
     up = start_up(tmp_path, "work", env={"SECRET_URL": url})
@@ -111,7 +112,9 @@ def test_up_warns_about_eviction_and_never_prints_the_password(
 
 
 def test_status_with_no_supervisor(tmp_path: Path, redis_url: str) -> None:
-    write_project(tmp_path, "version: 1\nqueues:\n  work:\n    handler: handlers:sleepy\n")
+    write_project(
+        tmp_path, "version: 1\nqueues:\n  work:\n    handler: handlers:sleepy\n", SUPERVISED
+    )
     result = run_cli("status", "--redis-url", redis_url, cwd=tmp_path)
     assert result.returncode == 0
     assert "no cortexflow supervisor is running" in result.stderr

@@ -8,10 +8,9 @@ import signal
 from pathlib import Path
 
 from cortexflow.embedded import DataFolder, pid_alive
-from tests.conftest import run_cli
-from tests.helpers.support_supervisor import Jobs, start_up, wait_gone, write_project
-
-__all__ = ["start_up"]
+from tests.helpers.jobs import Jobs
+from tests.helpers.procs import run_cli, wait_gone
+from tests.helpers.project import SUPERVISED, write_project
 
 
 def _job(tmp_path: Path, job_id: str) -> dict[str, object]:
@@ -31,6 +30,7 @@ def test_up_with_no_redis_url_runs_and_keeps_jobs_enqueued_while_it_was_down(
           work:
             handler: handlers:sleepy
         """,
+        SUPERVISED,
     )
     (tmp_path / "payload.json").write_text('{"seconds": 0}')
     up = start_up(tmp_path)
@@ -77,6 +77,7 @@ def test_the_embedded_server_is_restarted_when_it_dies(tmp_path: Path, start_up)
           work:
             handler: handlers:sleepy
         """,
+        SUPERVISED,
     )
     up = start_up(tmp_path)
     up.wait_for(r"work\.0 \(pid \d+\) ready", 30)

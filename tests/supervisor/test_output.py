@@ -6,9 +6,8 @@ import json
 import signal
 from pathlib import Path
 
-from tests.helpers.support_supervisor import Jobs, start_up, write_project
-
-__all__ = ["start_up"]
+from tests.helpers.jobs import Jobs
+from tests.helpers.project import SUPERVISED, write_project
 
 NOISY = """
 version: 1
@@ -22,7 +21,7 @@ queues:
 def test_a_one_megabyte_line_and_a_closed_stdout_do_not_hurt_the_supervisor(
     tmp_path: Path, redis_url: str, start_up
 ) -> None:
-    path = write_project(tmp_path, NOISY)
+    path = write_project(tmp_path, NOISY, SUPERVISED)
     up = start_up(tmp_path, "--redis-url", redis_url)
     up.wait_for(r"noisy-queue\.0 \(pid \d+\) ready", 30)
     jobs = Jobs(path, redis_url)
@@ -42,7 +41,7 @@ def test_a_one_megabyte_line_and_a_closed_stdout_do_not_hurt_the_supervisor(
 
 
 def test_json_log_format(tmp_path: Path, redis_url: str, start_up) -> None:
-    path = write_project(tmp_path, NOISY)
+    path = write_project(tmp_path, NOISY, SUPERVISED)
     up = start_up(tmp_path, "--redis-url", redis_url, "--log-format", "json")
     up.wait_for(r'noisy-queue\.0 \(pid \d+\) ready"', 30)
     Jobs(path, redis_url).add("noisy-queue", [{"n": 7}])

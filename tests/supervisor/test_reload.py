@@ -7,10 +7,9 @@ import textwrap
 from pathlib import Path
 
 from cortexflow.embedded import pid_alive
-from tests.conftest import wait_for
-from tests.helpers.support_supervisor import Jobs, start_up, write_project
-
-__all__ = ["start_up"]
+from tests.helpers.jobs import Jobs
+from tests.helpers.poll import wait_for
+from tests.helpers.project import SUPERVISED, write_project
 
 TWO_QUEUES = """
 version: 1
@@ -27,7 +26,7 @@ queues:
 def test_a_broken_file_on_sighup_keeps_the_old_config_running(
     tmp_path: Path, redis_url: str, start_up
 ) -> None:
-    path = write_project(tmp_path, TWO_QUEUES.format(concurrency=4))
+    path = write_project(tmp_path, TWO_QUEUES.format(concurrency=4), SUPERVISED)
     up = start_up(tmp_path, "--redis-url", redis_url)
     up.wait_for(r"work\.0 \(pid \d+\) ready", 30)
     up.wait_for(r"other\.0 \(pid \d+\) ready", 30)
@@ -56,7 +55,7 @@ def test_a_broken_file_on_sighup_keeps_the_old_config_running(
 def test_a_changed_concurrency_replaces_the_children_without_losing_a_job(
     tmp_path: Path, redis_url: str, start_up
 ) -> None:
-    path = write_project(tmp_path, TWO_QUEUES.format(concurrency=4))
+    path = write_project(tmp_path, TWO_QUEUES.format(concurrency=4), SUPERVISED)
     up = start_up(tmp_path, "--redis-url", redis_url)
     up.wait_for(r"work\.0 \(pid \d+\) ready", 30)
     up.wait_for(r"other\.0 \(pid \d+\) ready", 30)
@@ -84,7 +83,7 @@ def test_a_changed_concurrency_replaces_the_children_without_losing_a_job(
 
 
 def test_sighup_adds_and_removes_queues(tmp_path: Path, redis_url: str, start_up) -> None:
-    path = write_project(tmp_path, TWO_QUEUES.format(concurrency=4))
+    path = write_project(tmp_path, TWO_QUEUES.format(concurrency=4), SUPERVISED)
     up = start_up(tmp_path, "--redis-url", redis_url)
     up.wait_for(r"other\.0 \(pid \d+\) ready", 30)
     other = up.child_pid("other.0")

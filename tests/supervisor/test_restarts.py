@@ -7,10 +7,12 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
-from tests.helpers.support_supervisor import Jobs, start_up, status_json, write_project
-
-__all__ = ["start_up"]  # the fixture, imported for the tests below
+from tests.helpers.jobs import Jobs
+from tests.helpers.poll import wait_for
+from tests.helpers.procs import run_cli
+from tests.helpers.project import SUPERVISED, write_project
 
 
 def test_a_killed_worker_is_restarted_within_the_backoff_and_its_jobs_complete(
@@ -27,6 +29,7 @@ def test_a_killed_worker_is_restarted_within_the_backoff_and_its_jobs_complete(
             processes: 2
             lease: 2s
         """,
+        SUPERVISED,
     )
     up = start_up(tmp_path, "--redis-url", redis_url)
     up.wait_for(r"work\.0 \(pid \d+\) ready", 30)
@@ -65,6 +68,7 @@ def test_a_handler_that_raises_at_import_makes_its_queue_fatal_and_the_others_ru
             handler: bad:handle
             processes: 2
         """,
+        SUPERVISED,
     )
     up = start_up(tmp_path, "--redis-url", redis_url)
     up.wait_for(r"queue broken is FATAL", 5 + 5)  # 5 s from the child's start, + startup slack
@@ -80,14 +84,19 @@ def test_a_handler_that_raises_at_import_makes_its_queue_fatal_and_the_others_ru
     assert jobs.states("good", ids) == ["completed"] * 5
 
     # Status (published every 2 s, workers' counts too) says FATAL, with exit 1.
-    deadline = time.monotonic() + 15
-    while True:
-        code, rows = status_json(path, redis_url)
-        states = {(r["queue"], r["replica"]): r["state"] for r in rows}
-        done = [r["jobs_done"] for r in rows if r["queue"] == "good"]
-        if done == [5] or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    def status() -> tuple[int, list[dict[str, Any]]]:
+        r = run_cli("status", "--json", "-f", str(path), "--redis-url", redis_url)
+        return r.returncode, json.loads(r.stdout or "null") or []
+
+    last: list[tuple[int, list[dict[str, Any]]]] = []
+
+    def good_counted_five() -> bool:
+        last[:] = [status()]
+        return [r["jobs_done"] for r in last[0][1] if r["queue"] == "good"] == [5]
+
+    wait_for(good_counted_five, 15, 0.2, message=lambda: f"status never counted 5: {last}")
+    code, rows = last[0]
+    states = {(r["queue"], r["replica"]): r["state"] for r in rows}
     assert code == 1
     assert states[("broken", 0)] == "fatal"
     assert states[("broken", 1)] == "fatal"
@@ -116,6 +125,7 @@ def test_a_child_crashing_at_start_backs_off_1_2_4_seconds_then_goes_fatal(
           crashy:
             handler: crashy:handle
         """,
+        SUPERVISED,
     )
     up = start_up(tmp_path, "--redis-url", redis_url, "--log-format", "json")
     up.wait_for(r"queue crashy is FATAL", 60)
@@ -156,6 +166,7 @@ def test_exit_on_fatal_stops_everything_with_exit_1(
           broken:
             handler: bad:handle
         """,
+        SUPERVISED,
     )
     up = start_up(tmp_path, "--redis-url", redis_url, "--exit-on-fatal")
     assert up.wait_exit(30) == 1

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 from cortexflow.embedded import DataFolder
-from tests.conftest import wait_for
-from tests.helpers.support_supervisor import Jobs, start_up, wait_gone, write_project
-
-__all__ = ["start_up"]
+from tests.helpers.jobs import Jobs
+from tests.helpers.poll import wait_for
+from tests.helpers.procs import wait_gone
+from tests.helpers.project import SUPERVISED, write_project
 
 
 def test_sigterm_lets_50_running_one_second_jobs_finish_and_exits_0(
@@ -28,6 +28,7 @@ def test_sigterm_lets_50_running_one_second_jobs_finish_and_exits_0(
             concurrency: 25
             processes: 2
         """,
+        SUPERVISED,
     )
     up = start_up(tmp_path, "--redis-url", redis_url)
     up.wait_for(r"work\.0 \(pid \d+\) ready", 30)
@@ -60,6 +61,7 @@ def test_jobs_longer_than_stop_timeout_go_back_to_waiting_and_run_on_the_next_up
             handler: handlers:long
             concurrency: 5
         """,
+        SUPERVISED,
     )
     up = start_up(tmp_path, "--redis-url", redis_url)
     up.wait_for(r"work\.0 \(pid \d+\) ready", 30)
@@ -96,6 +98,7 @@ def test_a_second_signal_kills_at_once_and_exits_1(
             handler: handlers:long
             concurrency: 3
         """,
+        SUPERVISED,
     )
     up = start_up(tmp_path, "--redis-url", redis_url)
     up.wait_for(r"work\.0 \(pid \d+\) ready", 30)
@@ -126,6 +129,7 @@ def test_sigkill_of_the_supervisor_leaves_no_worker_and_no_server(tmp_path: Path
           two:
             handler: handlers:sleepy
         """,
+        SUPERVISED,
     )
     up = start_up(tmp_path)  # no Redis URL anywhere: the embedded server
     for name in ("one.0", "one.1", "two.0"):

@@ -1,38 +1,24 @@
-"""Harness for the tests of the shipped queues: a real SMTP server (aiosmtpd) whose answers a
-test can script, a test queues.yaml derived from the shipped one with short backoffs, and a
-tiny HTTP client.
-
-(Named test_queues_* so it sits with the tests it serves; it holds no test itself.)
-"""
+"""The services the shipped queues talk to, for real: an SMTP server (aiosmtpd) whose answers a
+test can script, a tiny HTTP client, and the webhook bodies of Telegram and WhatsApp."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import re
-import shutil
-import signal
-import subprocess
-import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
-import yaml
 from aiosmtpd.controller import Controller
 
 from cortexflow.embedded import free_port
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers.poll import wait_for
 
 
 @dataclass
@@ -74,12 +60,10 @@ class Mailbox:
             return [m for m in self.messages if address in str(m["To"])]
 
     def wait_for(self, address: str, timeout: float = 30.0) -> EmailMessage:
-        deadline = time.monotonic() + timeout
-        while not self.to(address):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no email to {address} within {timeout}s")
-            time.sleep(0.05)
-        return self.to(address)[0]
+        found: list[EmailMessage] = wait_for(
+            lambda: self.to(address), timeout, message=f"no email to {address}"
+        )
+        return found[0]
 
 
 @contextlib.contextmanager
@@ -103,17 +87,7 @@ def body_text(msg: EmailMessage, subtype: str = "plain") -> str:
     return content
 
 
-def write_test_project(folder: Path) -> Path:
-    """The shipped queues.yaml with 100 ms backoffs (so retries are quick), and its schemas."""
-    shipped = yaml.safe_load((REPO / "queues.yaml").read_text())
-    shipped["defaults"]["backoff"] = {"type": "fixed", "delay": "100ms"}
-    for queue in shipped["queues"].values():
-        queue.pop("backoff", None)
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(REPO / "schemas", folder / "schemas", dirs_exist_ok=True)
-    path = folder / "queues.yaml"
-    path.write_text(yaml.safe_dump(shipped, sort_keys=False))
-    return path
+# -- HTTP ------------------------------------------------------------------------------------------
 
 
 def http(
@@ -140,15 +114,12 @@ def post_json(
     return status, answer, raw
 
 
-def poll(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {timeout}s: {what}")
-        time.sleep(0.05)
+def answers(url: str) -> bool:
+    """True once a GET of ``url`` answers 200."""
+    try:
+        return http("GET", url)[0] == 200
+    except OSError:
+        return False
 
 
 def telegram_update(
@@ -197,65 +168,3 @@ def whatsapp_webhook(wa_id: str, text: str, message_id: str, name: str = "Bo") -
             }
         ],
     }
-
-
-# -- processes -----------------------------------------------------------------------------------
-
-
-def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    for key in ("REDIS_URL", "CORTEXFLOW_FILE", "CORTEXFLOW_PARENT_PID", "CORTEXFLOW_REDIS_URL"):
-        env.pop(key, None)
-    env["NO_COLOR"] = "1"
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
-    return env
-
-
-class Proc:
-    """A long-running command (``cortexflow up``, the example app) in its own session, its
-    output in a file; ``stop()`` ends it gracefully, then kills whatever of it is left."""
-
-    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], name: str) -> None:
-        self.log_path = cwd / f"{name}-{time.monotonic_ns()}.log"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_log(self, pattern: str, timeout: float, count: int = 1) -> None:
-        rx = re.compile(pattern, re.M)
-        deadline = time.monotonic() + timeout
-        while len(rx.findall(self.log())) < count:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise AssertionError(f"{pattern!r} x{count} not seen; log:\n{self.log()[-4000:]}")
-            time.sleep(0.05)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        log = self.log()
-        children = [int(p) for p in re.findall(r"started \(pid (\d+)\)", log)]
-        children += [int(p) for p in re.findall(r"embedded server \(pid (\d+)\)", log)]
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout)
-        for pid in [self.proc.pid, *children]:  # whatever did not stop by itself
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        self.proc.wait()
-        self._log.close()
-
-
-def cortexflow(*args: str) -> list[str]:
-    return [sys.executable, "-m", "cortexflow", *args]
