@@ -145,7 +145,7 @@ def test_clean_drain_promote_remove_retry(redis_url: str, tmp_path: Path) -> Non
             async with inproc_worker(cfg, "jobs", redis_url, boom):
                 await wait_for_async(lambda: _failed(e, 4), 10, message="4 failed")
             assert await e.clean(3600, 0, "failed") == []  # none older than an hour
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # time passing is the condition: older than 10 ms
             removed = await e.clean(0.01, 3, "failed")
             assert len(removed) == 3 and (await e.stats())["failed"] == 1
             with pytest.raises(UsageError):
@@ -267,6 +267,8 @@ def test_remove_on_complete_and_wait_finished_says_why_the_job_is_gone(
             ):
                 await started.wait()
                 waiter = asyncio.create_task(e.wait_finished("gone", 10))
+                # A head start: the waiter must have seen the job before it finishes (its first
+                # read is a local round trip, not observable from here).
                 await asyncio.sleep(0.1)
                 gate.set()
                 with pytest.raises(JobNotFoundError, match="removed at once"):

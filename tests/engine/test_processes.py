@@ -180,6 +180,7 @@ def test_pause_stops_starts_on_every_worker(
         async with engine_for(redis_url, config.queues["pausable"]) as e:
             await e.pause()
             await e.add_bulk([("n", {}, None) for _ in range(20)])
+            # Something that must not happen has no condition to wait for: watch for 1.5 s.
             await asyncio.sleep(1.5)
             s = await e.stats()
             assert (s["waiting"], s["active"], s["completed"], s["paused"]) == (20, 0, 0, True)
@@ -388,11 +389,21 @@ def test_stalled_too_often_fails_and_is_dead_lettered(redis_url: str) -> None:
             await e.add("n", {"v": 1}, JobOptions(job_id="f"))
             c1 = QueueConsumer(e, "w1", e.client)
             assert len((await c1.fetch(1)).jobs) == 1  # leased, then its worker "dies"
-            await asyncio.sleep(0.3)
-            again = await c1.fetch(1)  # lease expired: stall 1 -> waiting -> leased again
-            assert [f.job.stalls for f in again.jobs] == [1]
-            await asyncio.sleep(0.3)
-            assert (await c1.fetch(1)).jobs == []  # stall 2 = max_stalls -> failed
+
+            async def leased_again() -> list[Any]:
+                # Nothing to fetch until the lease expires: stall 1 -> waiting -> leased again.
+                return (await c1.fetch(1)).jobs
+
+            again = await wait_for_async(leased_again, 10, message="the stalled job leased again")
+            assert [f.job.stalls for f in again] == [1]
+
+            async def failed() -> bool:
+                # Stall 2 = max_stalls: once this lease expires the job fails, never leased again.
+                assert (await c1.fetch(1)).jobs == []
+                failed = await e.get_job("f")
+                return failed is not None and failed.state == "failed"
+
+            await wait_for_async(failed, 10, message="the job failed at its second stall")
             job = await e.get_job("f")
             assert (
                 job is not None and job.state == "failed" and "stalled 2 times" in (job.error or "")

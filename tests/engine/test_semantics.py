@@ -38,7 +38,7 @@ def test_priority_higher_first_fifo_within(redis_url: str, tmp_path: Path) -> No
             async with inproc_worker(
                 make_config(tmp_path / "q.yaml", queue), "prio", redis_url, handler
             ):
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(0.3)  # a window in which nothing may start (no condition)
                 assert order == []  # paused: nothing starts
                 await e.resume()
                 await wait_for_async(lambda: _count(e, "completed", 1000), 30, message="all done")
