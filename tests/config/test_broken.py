@@ -144,14 +144,17 @@ def test_python_tags_never_import_or_call_anything(canary: Path) -> None:
 
 
 def test_alias_bomb_is_refused_quickly(cli: Callable[..., CliResult]) -> None:
+    """Refused before it is expanded: 9**9 nodes would take minutes and gigabytes, so these
+    bounds only tell "refused by the budget" from "expanded"; how fast (milliseconds) is
+    measured by bench/timings.py."""
     path = CONFIGS / "alias_bomb.yaml"
     start = time.monotonic()
     _, diagnostics = check_config(path, env={})
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 30
     assert [d.code for d in diagnostics] == ["yaml.alias-bomb"]
     start = time.monotonic()
     result = cli("validate", "-f", str(path))
-    assert time.monotonic() - start < 5.0  # interpreter start included
+    assert time.monotonic() - start < 60  # interpreter start included
     assert result.returncode == 1
 
 
