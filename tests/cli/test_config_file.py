@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cortexflow.api.resolve import config_file
-from tests.conftest import run_cli
+from tests.helpers.procs import run_cli
 
 QUEUES_YAML = """\
 version: 1

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "cortexflow"
+PACKAGE = Path(__file__).resolve().parents[2] / "cortexflow"
 REPO = PACKAGE.parent
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60
