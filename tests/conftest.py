@@ -7,6 +7,7 @@ fixture is in tests/helpers/.
 from __future__ import annotations
 
 import itertools
+import signal
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -14,6 +15,14 @@ import redis
 
 from cortexflow.embedded import ServerProcess
 from tests.helpers.procs import CliResult, run_cli
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Children get SIGINT's default action, as from a terminal, even when the suite runs in the
+    background of a non-interactive shell (which starts it with SIGINT ignored, and an ignored
+    signal stays ignored across exec: `stats --watch` would never see Ctrl-C)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
