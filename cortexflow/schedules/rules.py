@@ -138,7 +138,7 @@ class Rule:
             if upto_ms < anchor:
                 return []
             newest = anchor + (upto_ms - anchor) // self.every_ms * self.every_ms
-            out = []
+            out: list[int] = []
             t = newest
             while t > after_ms and len(out) < limit and (first is None or t >= first):
                 out.append(t)

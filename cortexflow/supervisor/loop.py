@@ -23,6 +23,7 @@ from typing import Any
 from cortexflow.config.model import Config, QueueConfig
 from cortexflow.embedded.supervised import SupervisedServer
 from cortexflow.redact import redact_url
+from cortexflow.schedules.scheduler import Scheduler
 from cortexflow.supervisor.child import (
     Child,
     spawn_child,
@@ -91,6 +92,7 @@ class Supervisor:
             self.snapshot, self.expected, lambda: self.config.redis.prefix, sink
         )
         self._apply_queues(select_queues(config, options.queues))
+        self.scheduler = Scheduler(lambda: self.config, sink.event)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -102,6 +104,7 @@ class Supervisor:
         names = ", ".join(f"{q} x{r.config.processes}" for q, r in self.queues.items())
         self._event(f"up: {names or 'no queues'} on {redact_url(self.url)} (pid {os.getpid()})")
         publishing = asyncio.create_task(self.publisher.run(self.url))
+        scheduling = asyncio.create_task(self.scheduler.run(self.url), name="scheduler")
         try:
             while True:
                 self._wake.clear()
@@ -114,6 +117,8 @@ class Supervisor:
                     await asyncio.wait_for(self._wake.wait(), self.opts.tick)
         finally:
             self._emergency_stop()
+            self.scheduler.close()
+            await _finish(scheduling, self.sink)
             self.publisher.close()
             try:
                 await asyncio.wait_for(asyncio.shield(publishing), 10.0)
@@ -395,6 +400,7 @@ class Supervisor:
         if loaded is None:
             return
         self.config, wanted = loaded
+        self.scheduler.reconcile_soon()
         summary = self._apply_queues(wanted)
         self._event(f"SIGHUP: reloaded {path.name}: {summary}")
 
@@ -405,6 +411,16 @@ class Supervisor:
         )
         self.sink.fit([f"{q}.{r}" for q, qc in wanted.items() for r in range(qc.processes)])
         return summary
+
+
+async def _finish(task: asyncio.Task[None], sink: LogSink) -> None:
+    """Wait for a background task that was asked to end; a bug there must not stop the rest."""
+    try:
+        await asyncio.wait_for(asyncio.shield(task), 10.0)
+    except (TimeoutError, asyncio.CancelledError):
+        task.cancel()
+    except Exception as exc:
+        sink.event(f"{task.get_name()} failed: {exc!r}")
 
 
 # -- the whole command -----------------------------------------------------------------------
