@@ -175,7 +175,9 @@ async def states(
     }
 
 
-def job_options(schedule: ScheduleConfig, queue: QueueConfig, job_id_text: str) -> JobOptions:
+def job_options(
+    schedule: ScheduleConfig, queue: QueueConfig, job_id_text: str | None
+) -> JobOptions:
     o = schedule.opts
     return JobOptions(
         job_id=job_id_text,
