@@ -99,3 +99,8 @@ def supervisor_info_key(prefix: str) -> str:
 def schedules_key(prefix: str) -> str:
     """HASH schedule name -> its definition (JSON), read by every supervisor's scheduler."""
     return f"{{{prefix}}}:schedules"
+
+
+def schedulers_alive_key(prefix: str) -> str:
+    """STRING: when (server ms) a scheduler last said it was running (catch_up: none)."""
+    return f"{{{prefix}}}:schedulers-alive"

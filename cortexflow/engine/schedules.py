@@ -21,7 +21,7 @@ from cortexflow.config.build import build_schedule
 from cortexflow.config.dump import schedule_to_dict
 from cortexflow.config.model import QueueConfig, ScheduleConfig
 from cortexflow.engine.jobs import JobOptions
-from cortexflow.engine.keys import QueueKeys, schedules_key
+from cortexflow.engine.keys import QueueKeys, schedulers_alive_key, schedules_key
 from cortexflow.engine.payload import encode_data, resolve_options
 from cortexflow.engine.scripts import Scripts
 
@@ -86,6 +86,12 @@ def _decode(name: str, raw: bytes | str) -> Stored:
 async def server_ms(client: aioredis.Redis) -> int:
     seconds, micros = await client.time()
     return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def mark_alive(client: aioredis.Redis, prefix: str, now_ms: int) -> int | None:
+    """Say a scheduler runs at ``now_ms``; returns when one last said so before (None: never)."""
+    prev = await client.set(schedulers_alive_key(prefix), now_ms, get=True)
+    return int(prev) if prev is not None else None
 
 
 async def load_all(client: aioredis.Redis, prefix: str) -> dict[str, Stored]:

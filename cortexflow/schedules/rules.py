@@ -24,9 +24,8 @@ CATCH_UP_MODES: tuple[CatchUp, ...] = ("none", "one", "all")
 MIN_EVERY_MS = 1000
 # catch_up: all runs at most this many missed ticks (the newest ones).
 CATCH_UP_CAP = 100
-# catch_up: none counts a tick as missed when it is first seen more than half a period late,
-# and never more than this late.
-MISSED_AFTER_MAX_MS = 60_000
+# catch_up: none counts a tick as missed when no scheduler was alive within this long before it.
+MISSED_SLACK_MS = 3_000
 
 ALIASES = {
     "@yearly": "0 0 1 1 *",
@@ -170,13 +169,19 @@ class Plan:
     skip: int | None = None
 
 
-def plan(rule: Rule, last_ms: int, now_ms: int, catch_up: CatchUp) -> Plan:
+def plan(
+    rule: Rule, last_ms: int, now_ms: int, catch_up: CatchUp, alive_ms: int | None = None
+) -> Plan:
     """The ticks due after ``last_ms`` (the last tick handled) up to ``now_ms``.
+
+    ``alive_ms``: when a scheduler (any supervisor's) last said it was running, before this
+    look; None if none ever did.
 
     - ``one``: only the newest due tick runs (after downtime: once, not once per missed tick).
     - ``all``: every due tick runs, oldest first, at most CATCH_UP_CAP (the newest).
-    - ``none``: the newest due tick runs if it is on time (less than half a period late, at
-      most 60 s); otherwise it is recorded as passed and nothing runs.
+    - ``none``: the newest due tick runs unless it was missed, i.e. no scheduler was alive
+      within MISSED_SLACK_MS before it (every supervisor was down); a missed tick is recorded
+      as passed and nothing runs. A scheduler that is merely late (a busy machine) is alive.
     """
     due = rule.ticks_upto(last_ms, now_ms, CATCH_UP_CAP if catch_up == "all" else 1)
     if not due:
@@ -184,15 +189,9 @@ def plan(rule: Rule, last_ms: int, now_ms: int, catch_up: CatchUp) -> Plan:
     if catch_up == "all":
         return Plan(fire=tuple(due))
     newest = due[-1]
-    if catch_up == "none" and now_ms - newest > missed_after(rule, newest):
+    if catch_up == "none" and alive_ms is not None and newest > alive_ms + MISSED_SLACK_MS:
         return Plan(skip=newest)
     return Plan(fire=(newest,))
-
-
-def missed_after(rule: Rule, tick_ms: int) -> int:
-    """How late a tick may be seen and still count as on time (catch_up: none)."""
-    period = rule.next_after(tick_ms) - tick_ms
-    return min(period // 2, MISSED_AFTER_MAX_MS)
 
 
 def parse_start_at(text: str) -> float:

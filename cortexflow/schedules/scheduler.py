@@ -54,6 +54,7 @@ class Scheduler:
         self.states: dict[str, store.State] = {}
         self._rules: dict[str, tuple[store.Stored, Rule | None]] = {}
         self._offset_ms = 0
+        self.alive_ms: int | None = None  # a scheduler's last sign of life before this look
         self._warned: set[str] = set()
         self._reconcile = True
         self._closing = False
@@ -133,6 +134,7 @@ class Scheduler:
         server = await store.server_ms(client)
         after = self._clock()
         self._offset_ms = server - round((before + after) / 2 * 1000)
+        self.alive_ms = await store.mark_alive(client, self.prefix, server)
         self.stored = await store.load_all(client, self.prefix)
         self.states = await store.states(client, self.prefix, self.stored)
 
@@ -171,7 +173,7 @@ class Scheduler:
                 continue
             state = self.states.get(name) or store.State(None, None, None)
             last = max(state.last_tick_ms or 0, stored.since_ms)
-            todo = plan(rule, last, now_ms, stored.schedule.catch_up)
+            todo = plan(rule, last, now_ms, stored.schedule.catch_up, self.alive_ms)
             if todo.skip is not None:
                 result = await store.fire(
                     client, self.prefix, stored, queue, todo.skip, skip=True, scripts=scripts
