@@ -104,12 +104,18 @@ async def load_all(client: aioredis.Redis, prefix: str) -> dict[str, Stored]:
 
 
 async def upsert(
-    client: aioredis.Redis, prefix: str, schedule: ScheduleConfig, source: Source
+    client: aioredis.Redis,
+    prefix: str,
+    schedule: ScheduleConfig,
+    source: Source,
+    *,
+    since_ms: int | None = None,
 ) -> bool:
     """Store ``schedule``; returns False when it was stored already exactly so.
 
     A new schedule, or one whose timing (queue, rule, timezone, start_at) changed, counts its
-    ticks from now: no catch-up for ticks it never had.
+    ticks from now (``since_ms``, default the server's clock): no catch-up for ticks it never
+    had.
     """
     key = schedules_key(prefix)
     old_raw = await client.hget(key, schedule.name)
@@ -122,7 +128,7 @@ async def upsert(
         if all(old_dict.get(k) == new_dict.get(k) for k in _TIMING):
             await client.hset(key, schedule.name, _encode(Stored(schedule, source, old.since_ms)))
             return True
-    since = await server_ms(client)
+    since = await server_ms(client) if since_ms is None else since_ms
     await client.hset(key, schedule.name, _encode(Stored(schedule, source, since)))
     return True
 
