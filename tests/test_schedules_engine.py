@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import textwrap
+import json
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
@@ -319,7 +319,6 @@ def test_cli_lists_and_triggers(project: Path, redis_url: str) -> None:
     ]
     assert "nightly" in lines[2] and "cron 0 6 * * *" in lines[2] and "Europe/Berlin" in lines[2]
     as_json = run_cli("schedules", "--json", *args)
-    import json
 
     rows = json.loads(as_json.stdout)
     assert [r["name"] for r in rows] == ["every-second", "nightly"]
