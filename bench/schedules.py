@@ -39,6 +39,7 @@ def write_project(folder: Path, schedules: int) -> Path:
         "queues:",
         "  ticks:",
         "    handler: handlers:noop",
+        "    retention: {completed: {age: 1d, count: null}}",  # keep every job to measure
         "schedules:",
     ]
     for i in range(schedules):
@@ -79,7 +80,16 @@ def main() -> int:
                         start_new_session=True,
                     )
                 )
-            time.sleep(5)  # start-up; the window measured starts after it
+            # The window starts once every schedule has added a job (all supervisors are up).
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                names = {
+                    k.decode().rsplit(":", 1)[1].partition("@")[0]
+                    for k in client.scan_iter(f"{{{PREFIX}:ticks}}:j:*", count=1000)
+                }
+                if len(names) == args.schedules:
+                    break
+                time.sleep(0.2)
             start = time.time()
             while time.time() - start < args.seconds:
                 time.sleep(0.5)
