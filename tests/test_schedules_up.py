@@ -4,6 +4,7 @@ mid-way, across a stop of every supervisor (catch_up), and a schedule removed by
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import statistics
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from cortexflow import QueueManager
 from cortexflow.engine import schedules as store
 from tests.test_supervisor_support import Up, start_up  # noqa: F401  (fixture)
 
@@ -216,3 +218,38 @@ def test_sighup_stops_a_schedule_removed_from_the_file(
     assert max(scheduled(redis_client)) <= reloaded + 1000
     up.send(signal.SIGTERM)
     assert up.wait_exit(30) == 0
+
+
+@pytest.mark.slow
+def test_a_runtime_upsert_reaches_running_supervisors_and_a_removal_stops_it(
+    start_up: Callable[..., Up],  # noqa: F811
+    tmp_path: Path,
+    redis_url: str,
+    redis_client: Any,
+) -> None:
+    ups = start_hosts(start_up, tmp_path, 2, redis_url, "{}\n")
+    path = tmp_path / "host0" / "queues.yaml"
+
+    async def api(op: str) -> None:
+        async with QueueManager(path, redis_url) as qm:
+            if op == "upsert":
+                await qm.upsert_schedule("adhoc", queue="ticks", every="1s", data={"n": 2})
+            else:
+                assert await qm.remove_schedule("adhoc")
+
+    asyncio.run(api("upsert"))
+    wait_until(lambda: len(scheduled(redis_client, "adhoc")) >= 3, 30, "three runtime ticks")
+    asyncio.run(api("remove"))
+    # The file's (empty) schedules are reloaded: a runtime schedule is not the file's to drop.
+    asyncio.run(api("upsert"))
+    ups[0].send(signal.SIGHUP)
+    ups[0].wait_for(r"SIGHUP: reloaded", 30)
+    count = len(scheduled(redis_client, "adhoc"))
+    wait_until(lambda: len(scheduled(redis_client, "adhoc")) >= count + 3, 30, "ticks go on")
+    asyncio.run(api("remove"))
+    removed = server_ms(redis_client)
+    wait_server_time(redis_client, removed + 3_000)
+    assert max(scheduled(redis_client, "adhoc")) <= removed + 1000
+    for up in ups:
+        up.send(signal.SIGTERM)
+        assert up.wait_exit(30) == 0
