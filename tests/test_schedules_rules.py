@@ -94,9 +94,7 @@ def test_0230_on_the_skipped_hour_runs_once_right_after_the_gap(
         ("America/New_York", datetime(2026, 10, 31, 12), "2026-11-01 05:30"),
     ],
 )
-def test_fixed_time_in_the_repeated_hour_runs_once(
-    tz: str, day: datetime, offset_utc: str
-) -> None:
+def test_fixed_time_in_the_repeated_hour_runs_once(tz: str, day: datetime, offset_utc: str) -> None:
     # Fall back: 02:30 Berlin (01:30 New York) happens twice; a fixed-time job runs once,
     # at the first pass.
     hhmm = "30 2 * * *" if "Berlin" in tz else "30 1 * * *"
@@ -229,16 +227,12 @@ def test_catch_up_after_five_missed_ticks() -> None:
     alive = last + 200  # the last sign of life of a scheduler, just after it
     now = last + 5 * 10_000 + 2_500  # five ticks passed while nobody ran; 2.5 s into the 6th
     assert plan(rule, last, now, "one", alive).fire == (last + 50_000,)
-    assert plan(rule, last, now, "all", alive).fire == tuple(
-        last + k * 10_000 for k in range(1, 6)
-    )
+    assert plan(rule, last, now, "all", alive).fire == tuple(last + k * 10_000 for k in range(1, 6))
     skipped = plan(rule, last, now, "none", alive)
     assert skipped.fire == () and skipped.skip == last + 50_000
     # A scheduler that was alive runs the tick however late it sees it (a busy machine).
     assert plan(rule, last, now, "none", now - 900).fire == (last + 50_000,)
-    assert plan(rule, last, last + 10_000 + 2_000, "none", alive + 8_000).fire == (
-        last + 10_000,
-    )
+    assert plan(rule, last, last + 10_000 + 2_000, "none", alive + 8_000).fire == (last + 10_000,)
     # No scheduler ever ran: nothing counts as missed.
     assert plan(rule, last, now, "none", None).fire == (last + 50_000,)
     # Nothing due: nothing to do.

@@ -215,7 +215,7 @@ def test_sighup_stops_a_schedule_removed_from_the_file(
         30,
         "three ticks of the new schedule",
     )
-    assert max(scheduled(redis_client)) <= reloaded + 1000
+    assert max(scheduled(redis_client)) <= reloaded + 2000
     up.send(signal.SIGTERM)
     assert up.wait_exit(30) == 0
 
@@ -249,7 +249,8 @@ def test_a_runtime_upsert_reaches_running_supervisors_and_a_removal_stops_it(
     asyncio.run(api("remove"))
     removed = server_ms(redis_client)
     wait_server_time(redis_client, removed + 3_000)
-    assert max(scheduled(redis_client, "adhoc")) <= removed + 1000
+    # A scheduler may have read the definition up to a second before the removal.
+    assert max(scheduled(redis_client, "adhoc")) <= removed + 2000
     for up in ups:
         up.send(signal.SIGTERM)
         assert up.wait_exit(30) == 0
