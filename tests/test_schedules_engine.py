@@ -21,6 +21,7 @@ from cortexflow.engine import schedules as store
 from cortexflow.engine.queue import QueueEngine
 from cortexflow.engine.scripts import Scripts
 from cortexflow.errors import PayloadError, UsageError
+from cortexflow.schedules.rules import MISSED_SLACK_MS
 from cortexflow.schedules.scheduler import Scheduler
 from tests.conftest import CliResult, run_cli
 
@@ -167,8 +168,11 @@ def test_a_scheduled_job_is_stored_as_add_stores_one(
 
 
 async def _catch_up_run(url: str, config: Config, mode: str) -> list[int]:
-    """Ticks every 1 s from B; the scheduler runs at B, B+1 s, B+2 s, then every supervisor is
-    down for 5 ticks, then a fresh scheduler (a restarted `up`) looks at B+7.1 s and B+8.1 s."""
+    """Ticks every 1 s from B; a scheduler runs at B, B+1 s, B+2 s and then every supervisor is
+    down. Ticks within MISSED_SLACK_MS (3 s) of the last sign of life cannot be told from a
+    slow scheduler's and run as usual; the 5 after them (B+6 s .. B+10 s) are missed. A fresh
+    scheduler (a restarted `up`) looks at B+10.1 s and B+11.1 s."""
+    assert MISSED_SLACK_MS == 3_000
     sched = dataclasses.replace(config.schedules["every-second"], catch_up=mode)  # type: ignore[arg-type]
     cfg = dataclasses.replace(config, schedules={"every-second": sched})
     client = connect(url)
@@ -186,11 +190,11 @@ async def _catch_up_run(url: str, config: Config, mode: str) -> list[int]:
                 s.alive_ms = t
             return s
 
-        first = await scheduler_at([base + 100, base + 1100, base + 2100], None)
+        first = await scheduler_at([base + 100, base + 1100, base + 2100], alive=base)
         assert first.added == 3
-        await scheduler_at([base + 7100, base + 8100], alive=base + 2100)
+        await scheduler_at([base + 10_100, base + 11_100], alive=base + 2100)
         ids = [i.decode() for i in await client.zrange(f"{{{PREFIX}:ticks}}:wait", 0, -1)]
-        return [t - base for t in ticks_of(ids)]
+        return [(t - base) // 1000 for t in ticks_of(ids)]
     finally:
         await client.aclose()
 
@@ -198,9 +202,9 @@ async def _catch_up_run(url: str, config: Config, mode: str) -> list[int]:
 @pytest.mark.parametrize(
     ("mode", "expected"),
     [
-        ("none", [0, 1000, 2000, 8000]),  # the 5 missed ticks skipped, then on as usual
-        ("one", [0, 1000, 2000, 7000, 8000]),  # one run for the missed ones
-        ("all", [0, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000]),  # each missed tick
+        ("none", [0, 1, 2, 3, 4, 5, 11]),  # the 5 missed ticks (6-10) skipped
+        ("one", [0, 1, 2, 3, 4, 5, 10, 11]),  # one run (10) for the 5 missed ones
+        ("all", list(range(12))),  # each missed tick
     ],
 )
 def test_catch_up_after_every_supervisor_stopped_for_5_ticks(

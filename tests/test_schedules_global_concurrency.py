@@ -83,7 +83,10 @@ def test_global_concurrency_3_over_3_processes_of_concurrency_5(
     peak, pids = run_jobs(start_up, tmp_path / "capped", redis_url, "    global_concurrency: 3\n")
     assert peak <= 3
     assert peak == 3  # the cap is used, not just respected
-    assert len(pids) >= 2  # jobs ran in several of the worker processes
+    # (Which processes ran them is not asserted: the worker whose job finishes leases the next
+    # one in the same round trip, so one process may well run them all while the other two,
+    # asking too, are held back by the cap: that is what the peak shows.)
+    assert pids
 
 
 @pytest.mark.slow

@@ -22,9 +22,10 @@ from cronsim import CronSim, CronSimError
 CatchUp = Literal["none", "one", "all"]
 CATCH_UP_MODES: tuple[CatchUp, ...] = ("none", "one", "all")
 MIN_EVERY_MS = 1000
-# catch_up: all runs at most this many missed ticks (the newest ones).
+# At most this many due ticks run in one look (the newest ones), e.g. for catch_up: all.
 CATCH_UP_CAP = 100
-# catch_up: none counts a tick as missed when no scheduler was alive within this long before it.
+# A tick is missed (every supervisor down; catch_up decides) when it came more than this long
+# after the last sign of life of any scheduler (each gives one a second).
 MISSED_SLACK_MS = 3_000
 
 ALIASES = {
@@ -162,8 +163,8 @@ def _ms(dt: datetime) -> int:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a scheduler does for one schedule now: add a job for each of ``fire`` in order, or
-    (``skip`` set) record that tick as passed without a job (catch_up: none)."""
+    """What a scheduler does for one schedule now: add a job for each of ``fire`` in order,
+    then (``skip`` set) record that tick as passed without a job (catch_up: none)."""
 
     fire: tuple[int, ...] = ()
     skip: int | None = None
@@ -175,23 +176,27 @@ def plan(
     """The ticks due after ``last_ms`` (the last tick handled) up to ``now_ms``.
 
     ``alive_ms``: when a scheduler (any supervisor's) last said it was running, before this
-    look; None if none ever did.
+    look; None if none ever did. A due tick at most MISSED_SLACK_MS after that came while a
+    scheduler ran, one merely late (a busy machine, a slow Redis): it runs, whatever
+    ``catch_up`` says. Later ticks were *missed*, every supervisor being down; for those:
 
-    - ``one``: only the newest due tick runs (after downtime: once, not once per missed tick).
-    - ``all``: every due tick runs, oldest first, at most CATCH_UP_CAP (the newest).
-    - ``none``: the newest due tick runs unless it was missed, i.e. no scheduler was alive
-      within MISSED_SLACK_MS before it (every supervisor was down); a missed tick is recorded
-      as passed and nothing runs. A scheduler that is merely late (a busy machine) is alive.
+    - ``one``: only the newest runs (after downtime: once, not once per missed tick);
+    - ``all``: each runs, oldest first;
+    - ``none``: none runs; the newest is recorded as passed.
+
+    At most CATCH_UP_CAP ticks run in all (the newest).
     """
-    due = rule.ticks_upto(last_ms, now_ms, CATCH_UP_CAP if catch_up == "all" else 1)
+    due = rule.ticks_upto(last_ms, now_ms, CATCH_UP_CAP)
     if not due:
         return Plan()
-    if catch_up == "all":
+    seen_until = -1 if alive_ms is None else alive_ms + MISSED_SLACK_MS
+    covered = tuple(t for t in due if t <= seen_until)
+    missed = [t for t in due if t > seen_until]
+    if not missed or catch_up == "all":
         return Plan(fire=tuple(due))
-    newest = due[-1]
-    if catch_up == "none" and alive_ms is not None and newest > alive_ms + MISSED_SLACK_MS:
-        return Plan(skip=newest)
-    return Plan(fire=(newest,))
+    if catch_up == "one":
+        return Plan(fire=(*covered, missed[-1]))
+    return Plan(fire=covered, skip=missed[-1])
 
 
 def parse_start_at(text: str) -> float:

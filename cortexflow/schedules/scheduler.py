@@ -134,7 +134,9 @@ class Scheduler:
         server = await store.server_ms(client)
         after = self._clock()
         self._offset_ms = server - round((before + after) / 2 * 1000)
-        self.alive_ms = await store.mark_alive(client, self.prefix, server)
+        previous = await store.mark_alive(client, self.prefix, server)
+        # The first scheduler ever on this server: alive from now (earlier ticks were missed).
+        self.alive_ms = server if previous is None else previous
         self.stored = await store.load_all(client, self.prefix)
         self.states = await store.states(client, self.prefix, self.stored)
 
@@ -174,15 +176,12 @@ class Scheduler:
             state = self.states.get(name) or store.State(None, None, None)
             last = max(state.last_tick_ms or 0, stored.since_ms)
             todo = plan(rule, last, now_ms, stored.schedule.catch_up, self.alive_ms)
-            if todo.skip is not None:
-                result = await store.fire(
-                    client, self.prefix, stored, queue, todo.skip, skip=True, scripts=scripts
-                )
-                last = todo.skip if result.outcome == "added" else max(last, result.value)
+            early = False
             for tick in todo.fire:
                 result = await store.fire(client, self.prefix, stored, queue, tick, scripts=scripts)
                 if result.outcome == "early":
                     wake = min(wake, now_ms + result.value)
+                    early = True
                     break
                 if result.outcome == "added":
                     self.added += 1
@@ -190,6 +189,11 @@ class Scheduler:
                     state = store.State(tick, None, store.job_id(name, tick))
                 else:
                     last = max(last, result.value)
+            if todo.skip is not None and not early:
+                result = await store.fire(
+                    client, self.prefix, stored, queue, todo.skip, skip=True, scripts=scripts
+                )
+                last = todo.skip if result.outcome == "added" else max(last, result.value)
             self.states[name] = store.State(last, state.last_run_ms, state.last_job)
             wake = min(wake, rule.next_after(max(last, now_ms)))
         return wake
