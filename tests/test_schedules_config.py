@@ -207,6 +207,25 @@ def test_all_of_them_at_once(tmp_path: Path) -> None:
     assert "Traceback" not in r.stdout + r.stderr
 
 
+def test_an_unknown_timezone_gets_a_did_you_mean(tmp_path: Path) -> None:
+    path = project(
+        tmp_path, "bad:\n  queue: notifications\n  cron: '@daily'\n  timezone: Europe/Berlim\n"
+    )
+    _, diagnostics = check_config(path)
+    assert [d.hint for d in diagnostics] == ['did you mean "Europe/Berlin"?']
+
+
+def test_global_concurrency_in_defaults_applies_to_every_queue(tmp_path: Path) -> None:
+    path = tmp_path / "queues.yaml"
+    path.write_text(
+        "version: 1\ndefaults: {global_concurrency: 2}\nqueues:\n"
+        "  a: {handler: x:y}\n  b: {handler: x:y, global_concurrency: 5}\n"
+    )
+    config = load_config(path, check_imports=False)
+    assert config.queues["a"].global_concurrency == 2
+    assert config.queues["b"].global_concurrency == 5
+
+
 def test_global_concurrency_must_be_at_least_one(tmp_path: Path) -> None:
     path = tmp_path / "queues.yaml"
     path.write_text("version: 1\nqueues:\n  q:\n    handler: a:b\n    global_concurrency: 0\n")

@@ -363,7 +363,9 @@ def _check_schedule(
             try:
                 check(value)
             except RuleError as exc:
-                c.report((*base, key), code, str(exc))
+                c.report(
+                    (*base, key), code, str(exc), _zone_hint(value) if key == "timezone" else None
+                )
     every = _seconds(schedule.get("every"))
     if every is not None and round(every * 1000) < MIN_EVERY_MS:
         c.report(
@@ -386,6 +388,13 @@ def _check_schedule(
         )
         return
     _check_schedule_data(c, base, schedule, queues[queue], defaults)
+
+
+def _zone_hint(name: str) -> str | None:
+    import zoneinfo
+
+    close = difflib.get_close_matches(name, sorted(zoneinfo.available_timezones()), n=1)
+    return f'did you mean "{close[0]}"?' if close else None
 
 
 def _check_schedule_data(
