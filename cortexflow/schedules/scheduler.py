@@ -21,10 +21,11 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from cortexflow.config.model import Config
+from cortexflow.config.model import Config, QueueConfig
 from cortexflow.engine import schedules as store
 from cortexflow.engine.connection import connect
 from cortexflow.engine.scripts import Scripts
+from cortexflow.errors import CortexflowError
 from cortexflow.schedules.rules import Rule, RuleError, plan
 
 REFRESH = 1.0  # seconds between re-reads of the definitions (runtime upserts are seen within it)
@@ -173,27 +174,44 @@ class Scheduler:
                 continue
             if rule is None:
                 continue
-            state = self.states.get(name) or store.State(None, None, None)
-            last = max(state.last_tick_ms or 0, stored.since_ms)
-            todo = plan(rule, last, now_ms, stored.schedule.catch_up, self.alive_ms)
-            early = False
-            for tick in todo.fire:
-                result = await store.fire(client, self.prefix, stored, queue, tick, scripts=scripts)
-                if result.outcome == "early":
-                    wake = min(wake, now_ms + result.value)
-                    early = True
-                    break
-                if result.outcome == "added":
-                    self.added += 1
-                    last = tick
-                    state = store.State(tick, None, store.job_id(name, tick))
-                else:
-                    last = max(last, result.value)
-            if todo.skip is not None and not early:
-                result = await store.fire(
-                    client, self.prefix, stored, queue, todo.skip, skip=True, scripts=scripts
-                )
-                last = todo.skip if result.outcome == "added" else max(last, result.value)
-            self.states[name] = store.State(last, state.last_run_ms, state.last_job)
-            wake = min(wake, rule.next_after(max(last, now_ms)))
+            try:
+                wake = min(wake, await self._step_one(client, now_ms, scripts, stored, queue, rule))
+            except CortexflowError as exc:  # its options no longer fit the queue: the others go on
+                self._warn(name, f"schedule {name!r} cannot add its job: {exc}")
         return wake
+
+    async def _step_one(
+        self,
+        client: aioredis.Redis,
+        now_ms: int,
+        scripts: Scripts,
+        stored: store.Stored,
+        queue: QueueConfig,
+        rule: Rule,
+    ) -> int:
+        """One schedule's due ticks; returns when its next one comes (server ms)."""
+        name = stored.schedule.name
+        wake = now_ms + round(self._refresh * 1000)
+        state = self.states.get(name) or store.State(None, None, None)
+        last = max(state.last_tick_ms or 0, stored.since_ms)
+        todo = plan(rule, last, now_ms, stored.schedule.catch_up, self.alive_ms)
+        early = False
+        for tick in todo.fire:
+            result = await store.fire(client, self.prefix, stored, queue, tick, scripts=scripts)
+            if result.outcome == "early":
+                wake = min(wake, now_ms + result.value)
+                early = True
+                break
+            if result.outcome == "added":
+                self.added += 1
+                last = tick
+                state = store.State(tick, None, store.job_id(name, tick))
+            else:
+                last = max(last, result.value)
+        if todo.skip is not None and not early:
+            result = await store.fire(
+                client, self.prefix, stored, queue, todo.skip, skip=True, scripts=scripts
+            )
+            last = todo.skip if result.outcome == "added" else max(last, result.value)
+        self.states[name] = store.State(last, state.last_run_ms, state.last_job)
+        return min(wake, rule.next_after(max(last, now_ms)))
