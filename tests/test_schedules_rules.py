@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cortexflow.schedules.rules import (
     CATCH_UP_CAP,
@@ -267,3 +269,52 @@ def test_none_skips_a_daily_tick_that_came_while_nobody_ran() -> None:
     yesterday = six - 86_400_000
     assert plan(rule, yesterday, six + 59_000, "none", six - 1_000).fire == (six,)
     assert plan(rule, yesterday, six + 1_000, "none", six - 3_600_000).skip == six
+
+
+# -- properties: next_after and ticks_upto agree, ticks only move forward ----------------------
+
+EXPRS = ["0 6 * * *", "30 2 * * *", "*/15 9-17 * * MON-FRI", "0 * * * *", "5,35 1-3 * * *"]
+ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"]
+YEAR_2026 = (ms(datetime(2026, 1, 1, tzinfo=UTC)), ms(datetime(2027, 1, 1, tzinfo=UTC)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    expr=st.sampled_from(EXPRS),
+    tz=st.sampled_from(ZONES),
+    start=st.integers(*YEAR_2026),
+    span=st.integers(0, 3 * 86_400_000),
+)
+def test_cron_ticks_upto_lists_exactly_what_next_after_walks(
+    expr: str, tz: str, start: int, span: int
+) -> None:
+    rule = Rule.make(cron=expr, timezone=tz)
+    walked = []
+    t = rule.next_after(start)
+    while t <= start + span:
+        walked.append(t)
+        assert rule.next_after(t) > t
+        t = rule.next_after(t)
+    assert rule.ticks_upto(start, start + span, 10_000) == walked
+    assert all(tick % 1000 == 0 for tick in walked)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    every=st.integers(1, 90_000),
+    start_at=st.one_of(st.none(), st.integers(*YEAR_2026)),
+    t=st.integers(*YEAR_2026),
+    span=st.integers(0, 600_000),
+)
+def test_every_ticks_upto_lists_exactly_what_next_after_walks(
+    every: int, start_at: int | None, t: int, span: int
+) -> None:
+    rule = Rule.make(every=every, start_at=None if start_at is None else start_at / 1000)
+    walked = []
+    tick = rule.next_after(t)
+    while tick <= t + span:
+        walked.append(tick)
+        tick = rule.next_after(tick)
+    assert rule.ticks_upto(t, t + span, 10_000) == walked
+    anchor = start_at or 0
+    assert all((w - anchor) % (every * 1000) == 0 and w >= anchor for w in walked)
