@@ -163,7 +163,7 @@ def test_every_second_for_20s_is_one_job_per_tick_across_supervisors(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["none", "all"])
+@pytest.mark.parametrize("mode", ["none", "one", "all"])
 def test_catch_up_after_the_only_supervisor_was_stopped_for_5_ticks(
     start_up: Callable[..., Up],  # noqa: F811
     tmp_path: Path,
@@ -192,11 +192,23 @@ def test_catch_up_after_the_only_supervisor_was_stopped_for_5_ticks(
     ticks = sorted(scheduled(redis_client))
     missed = [t for t in range(last_before + 1000, relaunched, 1000) if t > stopped + 3_000]
     assert len(missed) >= 5
+    # The restarted supervisor says what it did for the ticks nobody was there for.
+    said = again.wait_for(
+        r"'every-second': (\d+) tick\(s\) came while no supervisor ran; catch_up (\w+): (.*)$",
+        10,
+    )[0]
+    assert int(said.group(1)) >= len(missed) >= 5 and said.group(2) == mode
     if mode == "all":  # each missed tick ran, once, and nothing is missing
+        assert said.group(3) == "added each"
         assert ticks == list(range(ticks[0], ticks[-1] + 1, 1000))
-    else:  # none of the ticks that came while no supervisor ran
+    elif mode == "one":  # only the newest of the missed ticks ran
+        newest = store.tick_of(said.group(3).removeprefix("added "))
+        assert newest is not None and newest in ticks and newest >= missed[-1]
+        assert not [t for t in ticks if stopped + 3_000 < t < newest], (missed, ticks)
+    else:  # none of them ran
+        assert said.group(3) == "skipped them"
         assert not set(missed) & set(ticks), (missed, ticks)
-        assert any(t > restarted for t in ticks)
+    assert any(t > restarted for t in ticks)
 
 
 @pytest.mark.slow

@@ -168,6 +168,7 @@ class Plan:
 
     fire: tuple[int, ...] = ()
     skip: int | None = None
+    missed: int = 0  # due ticks that came while every supervisor was down (catch_up applied)
 
 
 def plan(
@@ -192,11 +193,13 @@ def plan(
     seen_until = -1 if alive_ms is None else alive_ms + MISSED_SLACK_MS
     covered = tuple(t for t in due if t <= seen_until)
     missed = [t for t in due if t > seen_until]
-    if not missed or catch_up == "all":
+    if catch_up == "all":
+        return Plan(fire=tuple(due), missed=len(missed))
+    if not missed:
         return Plan(fire=tuple(due))
     if catch_up == "one":
-        return Plan(fire=(*covered, missed[-1]))
-    return Plan(fire=covered, skip=missed[-1])
+        return Plan(fire=(*covered, missed[-1]), missed=len(missed))
+    return Plan(fire=covered, skip=missed[-1], missed=len(missed))
 
 
 def parse_start_at(text: str) -> float:

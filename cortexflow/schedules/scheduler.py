@@ -196,6 +196,7 @@ class Scheduler:
         last = max(state.last_tick_ms or 0, stored.since_ms)
         todo = plan(rule, last, now_ms, stored.schedule.catch_up, self.alive_ms)
         early = False
+        added: list[int] = []
         for tick in todo.fire:
             result = await store.fire(client, self.prefix, stored, queue, tick, scripts=scripts)
             if result.outcome == "early":
@@ -204,6 +205,7 @@ class Scheduler:
                 break
             if result.outcome == "added":
                 self.added += 1
+                added.append(tick)
                 last = tick
                 state = store.State(tick, None, store.job_id(name, tick))
             else:
@@ -213,5 +215,17 @@ class Scheduler:
                 client, self.prefix, stored, queue, todo.skip, skip=True, scripts=scripts
             )
             last = todo.skip if result.outcome == "added" else max(last, result.value)
+            if result.outcome == "added":
+                self._log(
+                    f"schedule {name!r}: {todo.missed} tick(s) came while no supervisor ran; "
+                    "catch_up none: skipped them"
+                )
+        elif todo.missed and added and added[-1] == todo.fire[-1]:
+            mode = stored.schedule.catch_up
+            what = f"added {store.job_id(name, added[-1])}" if mode == "one" else "added each"
+            self._log(
+                f"schedule {name!r}: {todo.missed} tick(s) came while no supervisor ran; "
+                f"catch_up {mode}: {what}"
+            )
         self.states[name] = store.State(last, state.last_run_ms, state.last_job)
         return min(wake, rule.next_after(max(last, now_ms)))
