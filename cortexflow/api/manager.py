@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Unpack
 
@@ -17,7 +18,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cortexflow.api.resolve import ConfigSource, load, open_endpoint
+from cortexflow.api.schedules import describe, make_schedule
 from cortexflow.config.model import Config
+from cortexflow.engine import schedules as schedule_store
 from cortexflow.engine.connection import connect, ping
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.options import AddOptions, bulk_options, job_options
@@ -224,6 +227,78 @@ class QueueManager:
         engine = await self._engine(queue)
         with self._errors():
             return await engine.drain(delayed)
+
+    # -- schedules -------------------------------------------------------------------------
+
+    async def upsert_schedule(
+        self,
+        name: str,
+        *,
+        queue: str,
+        cron: str | None = None,
+        every: str | float | None = None,
+        timezone: str = "UTC",
+        data: Mapping[str, Any] | None = None,
+        job_name: str | None = None,
+        opts: Mapping[str, Any] | None = None,
+        start_at: str | datetime | None = None,
+        catch_up: str = "one",
+    ) -> None:
+        """Create or replace a schedule, stored in Redis: every running `cortexflow up` adds
+        its jobs from its next tick on (within a second). ``every``: "5m" or milliseconds.
+
+        Checked as queues.yaml's ``schedules:`` are: UsageError, or PayloadError for ``data``.
+        A schedule declared in queues.yaml of the same name replaces this one at the next
+        `up` or SIGHUP.
+        """
+        schedule = make_schedule(
+            self.config,
+            name,
+            queue=str(queue),
+            cron=cron,
+            every=every,
+            timezone=timezone,
+            data=data,
+            job_name=job_name,
+            opts=opts,
+            start_at=start_at,
+            catch_up=catch_up,
+        )
+        await self.connect()
+        with self._errors():
+            await schedule_store.upsert(self._redis(), self.config.redis.prefix, schedule, "api")
+
+    async def remove_schedule(self, name: str) -> bool:
+        """Remove a schedule (no more jobs from it); False if there was none. One declared in
+        queues.yaml comes back at the next `up` or SIGHUP unless removed from the file too."""
+        await self.connect()
+        with self._errors():
+            return await schedule_store.remove(self._redis(), self.config.redis.prefix, name)
+
+    async def list_schedules(self) -> list[dict[str, Any]]:
+        """Every stored schedule: ``{name, queue, rule, timezone, jobName, catchUp, source,
+        lastRun, lastJob, nextRun}`` (times in epoch seconds, None when unknown)."""
+        await self.connect()
+        client, prefix = self._redis(), self.config.redis.prefix
+        with self._errors():
+            stored = await schedule_store.load_all(client, prefix)
+            states = await schedule_store.states(client, prefix, stored)
+            now = await schedule_store.server_ms(client)
+        return [describe(stored[n], states[n], now) for n in stored]
+
+    async def trigger_schedule(self, name: str) -> str:
+        """Add one run of a schedule now (outside its ticks); returns the job id."""
+        await self.connect()
+        client, prefix = self._redis(), self.config.redis.prefix
+        with self._errors():
+            stored = (await schedule_store.load_all(client, prefix)).get(name)
+        if stored is None:
+            raise UsageError(f"no schedule named {name!r} (`cortexflow schedules` lists them)")
+        s = stored.schedule
+        engine = await self._engine(s.queue)
+        opts = schedule_store.job_options(s, engine.config, None)
+        with self._errors():
+            return await engine.add(s.job_name, dict(s.data), opts)
 
 
 def _seconds(ms: object, what: str) -> float:

@@ -19,11 +19,21 @@ from cortexflow.config.model import (
     RestartPolicy,
     Retention,
     RetentionRule,
+    ScheduleConfig,
+    ScheduleOpts,
 )
 from cortexflow.durations import parse_duration
+from cortexflow.ticks import parse_start_at
 
 _QUEUE_DURATIONS = ("timeout", "lease")
-_QUEUE_PLAIN = ("concurrency", "processes", "priority", "attempts", "max_stalls")
+_QUEUE_PLAIN = (
+    "concurrency",
+    "processes",
+    "priority",
+    "attempts",
+    "max_stalls",
+    "global_concurrency",
+)
 
 
 def merge(base: Any, over: Any) -> Any:
@@ -54,6 +64,32 @@ def build_config(
         version=int(data.get("version", 1)),
         **_seconds_of(data, ("stop_timeout",)),
         restart=_restart(data.get("restart") or {}),
+        schedules={
+            name: build_schedule(name, raw) for name, raw in (data.get("schedules") or {}).items()
+        },
+    )
+
+
+def build_schedule(name: str, raw: Mapping[str, Any]) -> ScheduleConfig:
+    """One validated ``schedules:`` entry (also what the Python API's upsert_schedule builds)."""
+    opts = dict(raw.get("opts") or {})
+    if opts.get("timeout") is not None:
+        opts["timeout"] = parse_duration(opts["timeout"])
+    kwargs: dict[str, Any] = {}
+    if raw.get("timezone") is not None:
+        kwargs["timezone"] = raw["timezone"]
+    if raw.get("catch_up") is not None:
+        kwargs["catch_up"] = raw["catch_up"]
+    return ScheduleConfig(
+        name=name,
+        queue=raw["queue"],
+        cron=raw.get("cron"),
+        every=parse_duration(raw["every"]) if raw.get("every") is not None else None,
+        job_name=raw.get("name") or name,
+        data=dict(raw.get("data") or {}),
+        opts=ScheduleOpts(**opts),
+        start_at=parse_start_at(raw["start_at"]) if raw.get("start_at") is not None else None,
+        **kwargs,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from cortexflow.config.model import Config, QueueConfig, RetentionRule
+from cortexflow.config.model import Config, QueueConfig, RetentionRule, ScheduleConfig
 from cortexflow.durations import format_duration
 
 
@@ -29,7 +29,31 @@ def config_to_dict(config: Config, *, redact: bool = True) -> dict[str, Any]:
             "stable_after": format_duration(r.stable_after),
         },
         "queues": {name: _queue(q, config) for name, q in config.queues.items()},
+        "schedules": {name: schedule_to_dict(s) for name, s in config.schedules.items()},
     }
+
+
+def schedule_to_dict(s: ScheduleConfig) -> dict[str, Any]:
+    """A schedule as queues.yaml writes it (build_schedule reads it back to an equal one)."""
+    from datetime import UTC, datetime
+
+    out: dict[str, Any] = {"queue": s.queue}
+    if s.cron is not None:
+        out["cron"] = s.cron
+    if s.every is not None:
+        out["every"] = format_duration(s.every)
+    out["timezone"] = s.timezone
+    out["name"] = s.job_name
+    out["data"] = dict(s.data)
+    opts = {k: v for k, v in vars(s.opts).items() if v is not None}
+    if "timeout" in opts:
+        opts["timeout"] = format_duration(opts["timeout"])
+    out["opts"] = opts
+    if s.start_at is not None:
+        when = datetime.fromtimestamp(s.start_at, UTC).isoformat(timespec="milliseconds")
+        out["start_at"] = when.replace("+00:00", "Z")
+    out["catch_up"] = s.catch_up
+    return out
 
 
 def _rule(rule: RetentionRule) -> Any:
@@ -74,5 +98,6 @@ def _queue(q: QueueConfig, config: Config) -> dict[str, Any]:
         "dead_letter": q.dead_letter,
         "lease": format_duration(q.lease),
         "max_stalls": q.max_stalls,
+        "global_concurrency": q.global_concurrency,
         "settings": dict(q.settings),
     }

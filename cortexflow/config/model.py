@@ -66,6 +66,8 @@ class QueueConfig:
     dead_letter: str | None = None
     lease: float = 30.0
     max_stalls: int = 2
+    # At most this many jobs of the queue run at once across all workers (None: no cap).
+    global_concurrency: int | None = None
     # Free-form settings for the handler (`job.settings`); the schema default is {}.
     settings: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
@@ -86,6 +88,33 @@ class RestartPolicy:
 
 
 @dataclass(frozen=True)
+class ScheduleOpts:
+    """Options of a scheduled job over its queue's settings (None: the queue's value)."""
+
+    priority: int | None = None
+    attempts: int | None = None
+    timeout: float | None = None
+    remove_on_complete: bool | int | None = None
+    remove_on_fail: bool | int | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """A job added to ``queue`` at each tick of ``cron`` or ``every`` (exactly one is set)."""
+
+    name: str
+    queue: str
+    cron: str | None = None
+    every: float | None = None  # seconds
+    timezone: str = "UTC"
+    job_name: str = ""  # "" until built: the schedule's name
+    data: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    opts: ScheduleOpts = ScheduleOpts()
+    start_at: float | None = None  # epoch seconds
+    catch_up: Literal["none", "one", "all"] = "one"
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     queues: Mapping[str, QueueConfig]
@@ -93,6 +122,7 @@ class Config:
     version: int = 1
     stop_timeout: float = 30.0
     restart: RestartPolicy = RestartPolicy()
+    schedules: Mapping[str, ScheduleConfig] = field(default_factory=dict, hash=False)
 
     @property
     def base_dir(self) -> Path:

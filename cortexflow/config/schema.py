@@ -28,6 +28,7 @@ QUEUE_NAME_PATTERN = "^[a-z][a-z0-9_-]{0,62}$"
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
 HANDLER_PATTERN = f"^{_DOTTED}:{_DOTTED}$"
 PREFIX_PATTERN = r"^[^{}\s]+$"
+SCHEDULE_NAME_PATTERN = "^[A-Za-z0-9_-]{1,100}$"
 
 # How each pattern reads in an error message.
 PATTERN_NAMES = {
@@ -37,6 +38,7 @@ PATTERN_NAMES = {
     ),
     HANDLER_PATTERN: 'an import path "package.module:function"',
     PREFIX_PATTERN: "a key prefix without spaces or braces",
+    SCHEDULE_NAME_PATTERN: 'a schedule name (1-100 letters, digits, "_" or "-")',
 }
 
 
@@ -227,6 +229,14 @@ def queue_settings() -> dict[str, Any]:
         "max_stalls": _int(
             "Stalls after which a job fails instead of being run again.", 2, [2, 0], 0
         ),
+        "global_concurrency": _int(
+            "At most this many jobs of this queue run at once across all workers of all hosts "
+            "(on top of each process's `concurrency`). null: no cap.",
+            None,
+            [3, 20],
+            1,
+            nullable=True,
+        ),
         "settings": {
             "description": (
                 "Free-form settings for this queue's handler, which reads them as "
@@ -238,6 +248,124 @@ def queue_settings() -> dict[str, Any]:
             "default": {},
             "examples": [{"orchestrator": "myapp.ai:Orchestrator"}],
         },
+    }
+
+
+def _no_default(schema: dict[str, Any]) -> dict[str, Any]:
+    """For a key whose absence means something else than any value (e.g. the queue's own)."""
+    schema.pop("default", None)
+    return schema
+
+
+def schedule_schema() -> dict[str, Any]:
+    """One entry of ``schedules:``: a job added on a cron rule or at an interval."""
+    return {
+        "description": (
+            "A job added to `queue` at every tick of `cron` or `every` (exactly one of them), "
+            "once per tick however many `cortexflow up` run."
+        ),
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["queue"],
+        "properties": {
+            "queue": {
+                "description": "The declared queue the job is added to.",
+                "type": "string",
+                "pattern": QUEUE_NAME_PATTERN,
+                "examples": ["analytics"],
+            },
+            "cron": {
+                "description": (
+                    "Five cron fields: minute hour day-of-month month day-of-week (ranges "
+                    "`1-5`, steps `*/15`, lists `1,15`, names `MON`, `JAN`), or @yearly, "
+                    "@monthly, @weekly, @daily, @hourly. Read in `timezone`."
+                ),
+                "type": "string",
+                "minLength": 1,
+                "examples": ["0 6 * * *", "*/15 9-17 * * MON-FRI", "@daily"],
+            },
+            "every": _no_default(
+                _duration(
+                    "An interval instead of cron, at least 1s. Ticks fall on `start_at` + k * "
+                    "every (without start_at: multiples of every since 1970-01-01T00:00Z).",
+                    None,
+                    ["5m", "30s", "1h"],
+                )
+            ),
+            "timezone": {
+                "description": "IANA timezone the cron fields are read in.",
+                "type": "string",
+                "minLength": 1,
+                "default": "UTC",
+                "examples": ["UTC", "Europe/Berlin", "America/New_York"],
+            },
+            "name": {
+                "description": "The job's name; default the schedule's name.",
+                "type": "string",
+                "minLength": 1,
+                "examples": ["daily-report"],
+            },
+            "data": {
+                "description": "The job's payload, checked against the queue's payload_schema.",
+                "type": "object",
+                "default": {},
+                "examples": [{"event": "daily_report"}],
+            },
+            "opts": {
+                "description": "Options of each job, over the queue's settings.",
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "priority": _int(
+                        "Priority of the job; higher runs first.", None, [10], 0, 1_000_000
+                    ),
+                    "attempts": _int("Total runs of the job, the first included.", None, [5], 1),
+                    "timeout": _no_default(
+                        _duration("A run longer than this fails.", None, ["1m"])
+                    ),
+                    "remove_on_complete": {
+                        "description": "true: remove the job once completed; N: keep the newest N.",
+                        "type": ["boolean", "integer"],
+                        "minimum": 0,
+                        "examples": [True, 100],
+                    },
+                    "remove_on_fail": {
+                        "description": "true: remove the job once failed; N: keep the newest N.",
+                        "type": ["boolean", "integer"],
+                        "minimum": 0,
+                        "examples": [False, 100],
+                    },
+                },
+                "default": {},
+                "examples": [{"priority": 10, "attempts": 5}],
+            },
+            "start_at": {
+                "description": (
+                    "No tick before this time (ISO 8601 with a UTC offset or Z); for `every`, "
+                    "also where its ticks are counted from."
+                ),
+                "type": "string",
+                "minLength": 1,
+                "examples": ["2026-12-01T00:00:00Z"],
+            },
+            "catch_up": {
+                "description": "What runs for the ticks missed while no `cortexflow up` ran.",
+                "oneOf": [
+                    {"const": "none", "description": "Nothing: missed ticks are skipped."},
+                    {"const": "one", "description": "One job for all the missed ticks."},
+                    {
+                        "const": "all",
+                        "description": "One job per missed tick (at most the newest 100).",
+                    },
+                ],
+                "default": "one",
+                "examples": ["one", "none", "all"],
+            },
+        },
+        "examples": [
+            {"queue": "analytics", "cron": "0 6 * * *", "timezone": "Europe/Berlin"},
+            {"queue": "notifications", "every": "5m", "catch_up": "none"},
+        ],
     }
 
 
@@ -325,6 +453,19 @@ def build_schema() -> dict[str, Any]:
                 "propertyNames": {"pattern": QUEUE_NAME_PATTERN},
                 "additionalProperties": queue,
                 "examples": [{"emails": {"handler": "myapp.tasks:send_email", "concurrency": 5}}],
+            },
+            "schedules": {
+                "description": (
+                    "Jobs added on a cron rule or at an interval, by schedule name; exactly one "
+                    "job per tick across every `cortexflow up`."
+                ),
+                "type": "object",
+                "propertyNames": {"pattern": SCHEDULE_NAME_PATTERN},
+                "additionalProperties": schedule_schema(),
+                "default": {},
+                "examples": [
+                    {"nightly-report": {"queue": "analytics", "cron": "0 6 * * *"}},
+                ],
             },
             "stop_timeout": _duration(
                 "On stop, how long running jobs get to finish before they are killed.",

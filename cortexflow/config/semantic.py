@@ -23,6 +23,13 @@ from cortexflow.config.importer import ImportFromStringError, resolve_handler
 from cortexflow.config.schema import HANDLER_PATTERN
 from cortexflow.config.yamlmarks import Document, PathT, dotted
 from cortexflow.durations import DURATION_PATTERN, DurationError, parse_duration
+from cortexflow.ticks import (
+    MIN_EVERY_MS,
+    RuleError,
+    normalize_cron,
+    parse_start_at,
+    zone,
+)
 
 _DURATION = re.compile(DURATION_PATTERN)
 _HANDLER = re.compile(HANDLER_PATTERN)
@@ -88,6 +95,11 @@ def check_semantics(
         if not doc.is_broken(path):
             _check_payload_schema(checker, path, value)
     _check_dead_letter_cycles(checker, queues, defaults)
+    schedules = data.get("schedules")
+    if isinstance(schedules, dict):
+        for name, schedule in schedules.items():
+            if isinstance(schedule, dict) and not doc.is_broken(("schedules", name)):
+                _check_schedule(checker, name, schedule, queues, defaults)
     return checker.result
 
 
@@ -313,3 +325,109 @@ def _check_payload_schema(c: _Checker, path: PathT, ref: str) -> None:
         )
         return
     c.result.payload_docs[key] = doc
+
+
+def _check_schedule(
+    c: _Checker,
+    name: str,
+    schedule: dict[str, Any],
+    queues: dict[str, Any],
+    defaults: dict[str, Any],
+) -> None:
+    """One diagnostic per problem of a ``schedules:`` entry, at the value that has it."""
+    base: PathT = ("schedules", name)
+    _check_schedule_rule(c, name, base, schedule)
+    queue = schedule.get("queue")
+    if not isinstance(queue, str) or c.doc.is_broken((*base, "queue")):
+        return
+    if queue not in queues:
+        close = difflib.get_close_matches(queue, list(queues), n=1)
+        c.report(
+            (*base, "queue"),
+            "schedule.queue",
+            f"schedule {_q(name)} names queue {_q(queue)}, which is not declared here "
+            f"(queues: {', '.join(queues)})",
+            f'did you mean "{close[0]}"?' if close else "declare it under queues:",
+        )
+        return
+    _check_schedule_data(c, base, schedule, queues[queue], defaults)
+
+
+def _check_schedule_rule(c: _Checker, name: str, base: PathT, schedule: dict[str, Any]) -> None:
+    """cron or every (one of them), a valid rule, timezone and start_at, every >= 1 s."""
+    if "cron" in schedule and "every" in schedule:
+        c.report(
+            (*base, "every"),
+            "schedule.rule",
+            f"schedule {_q(name)} sets both cron and every",
+            "keep one: cron for times of day, every for an interval",
+            key=True,
+        )
+    elif "cron" not in schedule and "every" not in schedule:
+        c.report(
+            base,
+            "schedule.rule",
+            f"schedule {_q(name)} has neither cron nor every",
+            'add cron: "0 6 * * *" or every: 5m',
+            key=True,
+        )
+    checks = (
+        ("cron", "schedule.cron", normalize_cron),
+        ("timezone", "schedule.timezone", zone),
+        ("start_at", "schedule.start-at", parse_start_at),
+    )
+    for key, code, check in checks:
+        value = schedule.get(key)
+        if isinstance(value, str) and not c.doc.is_broken((*base, key)):
+            try:
+                check(value)
+            except RuleError as exc:
+                c.report(
+                    (*base, key), code, str(exc), _zone_hint(value) if key == "timezone" else None
+                )
+    every = _seconds(schedule.get("every"))
+    if every is not None and round(every * 1000) < MIN_EVERY_MS:
+        c.report(
+            (*base, "every"),
+            "schedule.every",
+            f"every must be at least 1s, got {_q(schedule['every'])}",
+            "ticks are at most about 1 s late; use a worker loop for anything faster",
+        )
+
+
+def _zone_hint(name: str) -> str | None:
+    import zoneinfo
+
+    close = difflib.get_close_matches(name, sorted(zoneinfo.available_timezones()), n=1)
+    return f'did you mean "{close[0]}"?' if close else None
+
+
+def _check_schedule_data(
+    c: _Checker, base: PathT, schedule: dict[str, Any], queue: Any, defaults: dict[str, Any]
+) -> None:
+    data = schedule.get("data", {})
+    if not isinstance(data, dict) or c.doc.is_broken((*base, "data")):
+        return
+    ref, _ = _effective(queue if isinstance(queue, dict) else {}, defaults, "payload_schema")
+    if not isinstance(ref, str):
+        return
+    doc = c.result.payload_docs.get(str((c.base_dir / ref).resolve()))
+    if doc is None:  # missing or invalid: reported at the payload_schema already
+        return
+    cls = jsonschema.validators.validator_for(doc, default=jsonschema.Draft7Validator)
+    errors = sorted(
+        cls(doc, format_checker=cls.FORMAT_CHECKER).iter_errors(data),
+        key=lambda e: list(e.absolute_path),
+    )
+    if errors:
+        where = (*base, "data") if "data" in schedule else base
+        listed = "; ".join(
+            f"/{'/'.join(str(p) for p in e.absolute_path)}: {e.message}" for e in errors
+        )
+        c.report(
+            where,
+            "schedule.data",
+            f"data does not fit the payload_schema {_q(ref)} of queue {_q(schedule['queue'])}: "
+            f"{listed}",
+            key="data" not in schedule,
+        )

@@ -74,6 +74,7 @@ class QueueConsumer:
             rate.max if rate else 0,
             round(rate.duration * 1000) if rate else 0,
             "1" if q.dead_letter else "0",
+            q.global_concurrency or 0,
         ]
         ret = q.retention
 

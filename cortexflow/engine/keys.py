@@ -75,6 +75,9 @@ class QueueKeys:
     def expect(self) -> str:  # STRING expected worker processes, set by supervisors with a TTL
         return self.k("expect")
 
+    def schedule(self, name: str) -> str:  # HASH a schedule's last tick, last run, last job
+        return self.k(f"sched:{name}")
+
     def state_key(self, state: str) -> str:
         return {
             "waiting": self.wait,
@@ -91,3 +94,13 @@ def supervisors_key(prefix: str) -> str:
 
 def supervisor_info_key(prefix: str) -> str:
     return f"{{{prefix}}}:supinfo"
+
+
+def schedules_key(prefix: str) -> str:
+    """HASH schedule name -> its definition (JSON), read by every supervisor's scheduler."""
+    return f"{{{prefix}}}:schedules"
+
+
+def schedulers_alive_key(prefix: str) -> str:
+    """STRING: when (server ms) a scheduler last said it was running (catch_up: none)."""
+    return f"{{{prefix}}}:schedulers-alive"

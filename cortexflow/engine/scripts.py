@@ -25,6 +25,7 @@ NAMES = (
     "clean",
     "drain",
     "obliterate",
+    "schedule",
 )
 
 
@@ -53,3 +54,4 @@ class Scripts:
     clean: AsyncScript
     drain: AsyncScript
     obliterate: AsyncScript
+    schedule: AsyncScript

@@ -7,5 +7,6 @@
 - reload: SIGHUP, re-validate then apply;
 - server: the embedded server as a supervised child;
 - status: the heartbeat publisher that `cortexflow status` reads;
+- scheduler: adds each schedule's job once per tick (with every other `up`);
 - logmux: children's output, prefixed and coloured, or as JSON lines.
 """

@@ -30,6 +30,7 @@ from cortexflow.supervisor.logmux import LogSink
 from cortexflow.supervisor.plan import QueueRun, Slot, process_row, select_queues
 from cortexflow.supervisor.policy import ChildState, Verdict, decide_after_exit, describe_exit
 from cortexflow.supervisor.reload import Loader, apply_queues, load_reloaded
+from cortexflow.supervisor.scheduler import Scheduler
 from cortexflow.supervisor.server import ServerWatch, check_server, endpoint
 from cortexflow.supervisor.status import StatusPublisher
 from cortexflow.worker.env import (
@@ -98,6 +99,7 @@ class Supervisor:
             self.snapshot, self.expected, lambda: self.config.redis.prefix, sink
         )
         self._apply_queues(select_queues(config, options.queues))
+        self.scheduler = Scheduler(lambda: self.config, sink.event)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -109,6 +111,7 @@ class Supervisor:
         names = ", ".join(f"{q} x{r.config.processes}" for q, r in self.queues.items())
         self._event(f"up: {names or 'no queues'} on {redact_url(self.url)} (pid {os.getpid()})")
         publishing = asyncio.create_task(self.publisher.run(self.url))
+        scheduling = asyncio.create_task(self.scheduler.run(self.url), name="scheduler")
         try:
             while True:
                 self._wake.clear()
@@ -121,6 +124,8 @@ class Supervisor:
                     await asyncio.wait_for(self._wake.wait(), self.opts.tick)
         finally:
             self._emergency_stop()
+            self.scheduler.close()
+            await _finish(scheduling, self.sink)
             self.publisher.close()
             try:
                 await asyncio.wait_for(asyncio.shield(publishing), 10.0)
@@ -402,6 +407,7 @@ class Supervisor:
         if loaded is None:
             return
         self.config, wanted = loaded
+        self.scheduler.reconcile_soon()
         summary = self._apply_queues(wanted)
         self._event(f"SIGHUP: reloaded {path.name}: {summary}")
 
@@ -412,6 +418,16 @@ class Supervisor:
         )
         self.sink.fit([f"{q}.{r}" for q, qc in wanted.items() for r in range(qc.processes)])
         return summary
+
+
+async def _finish(task: asyncio.Task[None], sink: LogSink) -> None:
+    """Wait for a background task that was asked to end; a bug there must not stop the rest."""
+    try:
+        await asyncio.wait_for(asyncio.shield(task), 10.0)
+    except (TimeoutError, asyncio.CancelledError):
+        task.cancel()
+    except Exception as exc:
+        sink.event(f"{task.get_name()} failed: {exc!r}")
 
 
 # -- the whole command -----------------------------------------------------------------------

@@ -38,6 +38,13 @@ DRAFT7_KEYWORDS = {
     "contentMediaType", "contentEncoding",
 }  # fmt: skip
 NO_DEFAULT = {"handler", "queues", "max"}  # required keys have no default
+# A schedule's required keys, and its job options whose absence means "the queue's setting".
+NO_DEFAULT_PATHS = {
+    f"schedules.*.{key}" for key in ("queue", "cron", "every", "name", "start_at")
+} | {
+    f"schedules.*.opts.{key}"
+    for key in ("priority", "attempts", "timeout", "remove_on_complete", "remove_on_fail")
+}
 
 
 def test_both_copies_are_byte_identical_and_generated() -> None:
@@ -103,7 +110,7 @@ def test_every_property_documented_with_examples_and_defaults() -> None:
     for path, prop in props:
         assert prop.get("description"), path
         assert prop.get("examples"), path
-        if path.rsplit(".", 1)[-1] not in NO_DEFAULT:
+        if path.rsplit(".", 1)[-1] not in NO_DEFAULT and path not in NO_DEFAULT_PATHS:
             assert "default" in prop, path
         for example in prop["examples"]:
             # Every example is valid for its own property.
@@ -113,15 +120,17 @@ def test_every_property_documented_with_examples_and_defaults() -> None:
 def test_objects_refuse_unknown_keys() -> None:
     for path, node in _walk(load_schema()):
         if node.get("type") == "object" or "object" in node.get("type", []):
-            # queues: named by the user; settings: the handler's own keys, free-form on purpose
+            # queues, schedules: named by the user; settings, a schedule's data: the handler's
+            # own keys, free-form on purpose
             assert node.get("additionalProperties") is False or path.endswith(
-                ("/queues", "/settings")
+                ("/queues", "/settings", "/schedules", "/data")
             ), path
 
 
 def test_durations_are_strings_with_units() -> None:
     durations = [p for p, s in _properties(load_schema()) if s.get("pattern") == DURATION_PATTERN]
-    assert len(durations) == 18  # 7 per queue, 7 in defaults, 4 top-level
+    # 7 per queue, 7 in defaults, 4 top-level, 2 per schedule (every, opts.timeout)
+    assert len(durations) == 20
     validator = jsonschema.Draft7Validator({"type": "string", "pattern": DURATION_PATTERN})
     for good in ["250ms", "5s", "1m30s", "2h", "7d", "1.5s"]:
         assert validator.is_valid(good)

@@ -32,7 +32,9 @@ ALLOWED = {
     "api": {"config", "engine", "embedded", "worker"},
     "cli": {"config", "engine", "embedded", "worker", "supervisor", "api", "queues"},
 }
-LEAVES = {"errors", "durations", "backoff", "redact", "pdeathsig", "__init__", "__main__"}
+LEAVES = {
+    "errors", "durations", "backoff", "redact", "pdeathsig", "ticks", "__init__", "__main__",
+}  # fmt: skip
 
 
 def _modules() -> list[Path]:

@@ -4,6 +4,7 @@ KEYS[6] marker KEYS[7] failed    KEYS[8] dead-letter outbox
 ARGV[1] job key prefix      ARGV[2] N (free slots)     ARGV[3] worker id
 ARGV[4] lease (ms)          ARGV[5] max_stalls         ARGV[6] rate max (0: no limit)
 ARGV[7] rate window (ms)    ARGV[8] 1 if the queue has a dead_letter queue
+ARGV[9] global concurrency: most jobs of the queue active at once on all hosts (0: no cap)
 Returns {wait_ms, stalled_failed, job, job, ...}: wait_ms is how long until there may be work
 (-1: only an enqueue or a resume can bring some); each job is one JSON array text
 [id, token, name, data, opts, priority, attempts_made, created_at, delay, stalls] with data and
@@ -70,6 +71,19 @@ end
 if redis.call('HGET', KEYS[4], 'paused') == '1' then
   redis.call('DEL', KEYS[6])
   return {next_wakeup(), stalled_failed}
+end
+
+-- 3b. Global concurrency: lease at most cap - active. A capped worker looks again within 1 s;
+--     the worker whose job finished leases at once (finish and fetch share a round trip).
+local cap = tonumber(ARGV[9] or '0')
+if cap > 0 then
+  local room = cap - redis.call('ZCARD', KEYS[3])
+  if room <= 0 then
+    local w = next_wakeup()
+    if w < 0 or w > 1000 then w = 1000 end
+    return {w, stalled_failed}
+  end
+  if room < n then n = room end
 end
 
 -- 4. Rate limit: a sliding window of start times shared by every worker of the queue.
