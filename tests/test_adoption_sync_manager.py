@@ -1,0 +1,94 @@
+"""One SyncQueueManager shared by the threads of a WSGI-style app (issue: 39 of 40 adds failed
+with "This event loop is already running")."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from cortexflow import SyncQueueManager
+from cortexflow.errors import UsageError
+
+QUEUES_YAML = "version: 1\nqueues:\n  emails:\n    handler: builtins:print\n"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    path = tmp_path / "queues.yaml"
+    path.write_text(QUEUES_YAML)
+    return path
+
+
+def test_8_threads_x_50_adds_through_one_manager_make_400_jobs(
+    project: Path, redis_url: str
+) -> None:
+    failures: Counter[str] = Counter()
+    ids: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    with SyncQueueManager(project, redis_url) as manager:
+
+        def request_thread(t: int) -> None:
+            start.wait()
+            for i in range(50):
+                try:
+                    job_id = manager.add_job("emails", "send", {"t": t, "i": i})
+                except Exception as exc:  # counted, so the assert shows every kind of failure
+                    with lock:
+                        failures[f"{type(exc).__name__}: {exc}"] += 1
+                else:
+                    with lock:
+                        ids.append(job_id)
+
+        threads = [threading.Thread(target=request_thread, args=(t,)) for t in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(60)
+        assert not any(th.is_alive() for th in threads), "a thread is still adding after 60 s"
+        assert not failures, failures
+        assert len(set(ids)) == 400
+        assert manager.get_queue_stats("emails")["waiting"] == 400
+        # every thread's calls share the manager's one loop thread: no thread per call
+        loop_threads = [t for t in threading.enumerate() if t.name == "cortexflow-sync-manager"]
+        assert len(loop_threads) == 1
+
+
+def test_stats_and_engine_calls_from_threads_while_adding(project: Path, redis_url: str) -> None:
+    with SyncQueueManager(project, redis_url) as manager:
+        errors: list[BaseException] = []
+
+        def reader() -> None:
+            try:
+                for _ in range(30):
+                    manager.get_all_queue_stats()
+                    manager.run(manager.get_queue("emails").list_jobs("waiting", 0, 5))
+            except BaseException as exc:
+                errors.append(exc)
+
+        readers = [threading.Thread(target=reader) for _ in range(4)]
+        for th in readers:
+            th.start()
+        manager.add_bulk("emails", [{"name": "n", "data": {"i": i}} for i in range(100)])
+        for th in readers:
+            th.join(60)
+        assert not errors, errors
+        assert manager.get_queue_stats("emails")["waiting"] == 100
+
+
+def test_close_stops_the_loop_thread_and_later_calls_say_so(
+    project: Path, redis_url: str
+) -> None:
+    manager = SyncQueueManager(project, redis_url)
+    manager.add_job("emails", "one", {})
+    [loop_thread] = [t for t in threading.enumerate() if t.name == "cortexflow-sync-manager"]
+    manager.close()
+    loop_thread.join(10)
+    assert not loop_thread.is_alive()
+    with pytest.raises(UsageError, match="closed"):
+        manager.add_job("emails", "two", {})
+    manager.close()  # twice is fine
