@@ -80,9 +80,7 @@ def test_stats_and_engine_calls_from_threads_while_adding(project: Path, redis_u
         assert manager.get_queue_stats("emails")["waiting"] == 100
 
 
-def test_close_stops_the_loop_thread_and_later_calls_say_so(
-    project: Path, redis_url: str
-) -> None:
+def test_close_stops_the_loop_thread_and_later_calls_say_so(project: Path, redis_url: str) -> None:
     manager = SyncQueueManager(project, redis_url)
     manager.add_job("emails", "one", {})
     [loop_thread] = [t for t in threading.enumerate() if t.name == "cortexflow-sync-manager"]

@@ -180,13 +180,18 @@ class QueueManager:
         with self._errors():
             return await all_stats(self._redis(), self.config.redis.prefix, names)
 
-    async def health_check(self) -> dict[str, Any]:
-        """``{healthy, queues: {name: bool}}``; never raises for an unreachable Redis."""
+    async def health_check(self, require_workers: bool = False) -> dict[str, Any]:
+        """``{healthy, queues: {name: bool}}``; never raises for an unreachable Redis.
+
+        A queue is unhealthy when a running ``cortexflow up`` expects workers for it and none
+        is alive; with ``require_workers=True`` also whenever it has no live worker at all
+        (nothing runs it: no supervisor, or one that stopped).
+        """
         names = self.queue_names
         try:
             await self.connect()
             with self._errors():
-                return await health(self._redis(), self.config.redis.prefix, names)
+                return await health(self._redis(), self.config.redis.prefix, names, require_workers)
         except RedisUnavailableError:
             return {"healthy": False, "queues": dict.fromkeys(names, False)}
 
