@@ -18,7 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cortexflow.api.resolve import ConfigSource, load, open_endpoint
 from cortexflow.config.model import Config
-from cortexflow.engine.connection import connect, ping
+from cortexflow.engine.connection import connect, ping, unusable
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.options import AddOptions, bulk_options, job_options
 from cortexflow.engine.queue import QueueEngine, all_stats, health
@@ -86,7 +86,7 @@ class QueueManager:
         try:
             yield
         except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise RedisUnavailableError(redact_url(self._url), str(exc)) from None
+            raise unusable(self._url, exc) from None
 
     async def close(self) -> None:
         """Close the connection (and release the embedded server if this manager started it)."""
