@@ -93,7 +93,7 @@ def resolve_handler(ref: str, *, search_path: Path | None = None) -> Any:
             )
         _check_signature(
             f"{ref}.process",
-            obj.process,
+            obj.process,  # type: ignore[attr-defined]  # checked by hasattr above
             ("self", "job"),
             "process(self, job)",
             "a BaseWorker's method is `async def process(self, job)` (the data is `job.data`)",
