@@ -1,4 +1,4 @@
-"""Retry waits (DESIGN §3): fixed or exponential, capped, with jitter drawing below the cap."""
+"""Retry waits (docs/engine.md): fixed or exponential, capped, with jitter drawing below the cap."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Redis URL forms (DESIGN §7): Sentinel URLs parsed, redacted and used against real processes.
+"""Redis URL forms (docs/engine.md): Sentinel URLs parsed, redacted and used against real processes.
 
 The sentinel is the same valkey-server binary as the master, run with ``--sentinel``.
 """

@@ -1,4 +1,4 @@
-"""Queue operations through the engine against the real server (DESIGN §3)."""
+"""Queue operations through the engine against the real server."""
 
 from __future__ import annotations
 

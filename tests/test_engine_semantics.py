@@ -1,4 +1,4 @@
-"""Job semantics with a real worker (taskiq Receiver + engine) in this process (DESIGN §3)."""
+"""Job semantics with a real worker (taskiq Receiver + engine) in this process."""
 
 from __future__ import annotations
 

@@ -216,19 +216,6 @@ def test_track_events_are_aggregated_per_day(stack: Stack) -> None:
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["events"]["message_sent"]["count"] == 3
     assert stack.cli("analytics", "yesterday").returncode == 2
-    shell = run_cli_module(stack, "2024-05-01")
-    assert json.loads(shell)["events"]["message_sent"]["count"] == 3
-
-
-def run_cli_module(stack: Stack, day: str) -> str:
-    import subprocess
-
-    proc = subprocess.run(
-        [sys.executable, "-m", "cortexflow.queues.analytics", day,
-         "-f", str(stack.config), "--redis-url", stack.redis_url],
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
-    return proc.stdout
 
 
 def test_bad_signature_fails_once_without_retries(stack: Stack) -> None:

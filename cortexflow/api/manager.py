@@ -1,4 +1,4 @@
-"""QueueManager: the original service's producer and admin API, on the engine.
+"""QueueManager: the producer and admin API (the BullMQ service's, in snake_case), on the engine.
 
 One manager holds one Redis client (and, when no URL is configured, keeps the folder's
 embedded server up until ``close()``). Everything is async; ``SyncQueueManager`` wraps it
@@ -240,7 +240,7 @@ def _seconds(ms: object, what: str) -> float:
 def get_queue_manager(config: ConfigSource = None, redis_url: str | None = None) -> QueueManager:
     """A QueueManager for ``config`` (default ``$CORTEXFLOW_FILE`` or ``./queues.yaml``).
 
-    Unlike the original's singleton, each call returns a new manager: keep the one you need
+    Unlike the BullMQ service's singleton, each call returns a new manager: keep the one you need
     (e.g. for the life of your app) and ``await manager.close()`` at the end.
     """
     return QueueManager(config, redis_url)

@@ -29,7 +29,7 @@ class AddOptions(TypedDict, total=False):
     remove_on_fail: bool | int
 
 
-# Keys accepted in add_bulk's "opts" (the original README's JobOptions, plus snake_case twins).
+# Keys accepted in add_bulk's "opts" (BullMQ's JobOptions names, plus snake_case twins).
 _OPT_KEYS = {
     "priority": "priority",
     "delay": "delay",

@@ -1,7 +1,7 @@
 """cortexflow's taskiq broker: taskiq's Receiver runs handlers, the engine's scripts move jobs.
 
-Why a broker of our own (DESIGN §3): taskiq-redis's brokers are FIFO only, ignore delays, lose or
-re-run jobs on crashes. Why the extension points used here:
+Why a broker of our own (docs/engine.md): taskiq-redis's brokers are FIFO only, ignore delays,
+lose or re-run jobs on crashes. Why the extension points used here:
 - ``listen()`` leases as many jobs as the Receiver has free slots, in one script call, so the
   worker never holds jobs it cannot start; it blocks on the queue's wake-up list when idle.
 - The Receiver has no nack, so the outcome is recorded at ack time: a middleware keeps the

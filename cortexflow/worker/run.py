@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -37,6 +36,7 @@ from cortexflow.errors import (
     RedisUnavailableError,
     UsageError,
 )
+from cortexflow.pdeathsig import die_with_parent
 from cortexflow.redact import redact_url
 from cortexflow.worker.broker import CortexBroker
 from cortexflow.worker.env import ENV_LIFELINE_FD, ENV_PARENT_PID, ENV_READY_FD, int_from_env
@@ -278,12 +278,7 @@ async def _serve(
 def _die_with_parent() -> None:
     """Ask Linux to send SIGTERM when the supervisor dies; stop if it is already gone."""
     parent = int_from_env(ENV_PARENT_PID)
-    if not parent or not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:
+    if parent and not die_with_parent(parent):
         os.kill(os.getpid(), signal.SIGTERM)
 
 

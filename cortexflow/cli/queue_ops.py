@@ -7,9 +7,9 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cortexflow.cli._common import config_path
 from cortexflow.durations import DurationError, parse_duration
 from cortexflow.errors import CortexflowError, UsageError
 
@@ -32,7 +32,7 @@ def with_manager(fn: AsyncCommand) -> Callable[[argparse.Namespace], int]:
         from cortexflow.engine.connection import unusable
 
         async def main() -> int:
-            manager = QueueManager(Path(args.file), args.redis_url)
+            manager = QueueManager(config_path(args), args.redis_url)
             try:
                 return await fn(args, manager)
             except (RedisConnectionError, RedisTimeoutError) as exc:
