@@ -3,6 +3,7 @@ with "This event loop is already running")."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 from pathlib import Path
@@ -90,3 +91,31 @@ def test_close_stops_the_loop_thread_and_later_calls_say_so(project: Path, redis
     with pytest.raises(UsageError, match="closed"):
         manager.add_job("emails", "two", {})
     manager.close()  # twice is fine
+
+
+def test_a_forked_child_uses_the_parents_manager_with_its_own_loop_and_connections(
+    project: Path, redis_url: str
+) -> None:
+    """gunicorn --preload / uWSGI: the app (and its manager) is made, maybe used, then forked."""
+    manager = SyncQueueManager(project, redis_url)
+    manager.add_job("emails", "parent", {})
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running pytest's teardown
+        code = 1
+        try:
+            os.close(read)
+            ids = [manager.add_job("emails", "child", {"i": i}) for i in range(20)]
+            os.write(write, str(len(set(ids))).encode())
+            manager.close()
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        got = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and got == "20"
+    manager.add_job("emails", "parent-again", {})  # the parent's manager is intact
+    assert manager.get_queue_stats("emails")["waiting"] == 22
+    manager.close()

@@ -6,14 +6,18 @@ its result, so one manager can be shared by all the threads of a WSGI app: the c
 concurrently on the loop, over the pooled connections of the one Redis client the wrapped
 QueueManager holds (a connection per call in flight, reused afterwards; never a connect per
 call).
+
+After a fork (a pre-forking web server that imported the app first), the child starts its own
+loop thread and connections on first use.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import weakref
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
@@ -59,15 +63,24 @@ class SyncQueueManager:
     """
 
     def __init__(self, config: ConfigSource = None, redis_url: str | None = None) -> None:
+        self._args = (config, redis_url)
         self.manager = QueueManager(config, redis_url)
         self._lock = threading.Lock()
         self._loop: _LoopThread | None = None
+        self._pid = os.getpid()
         self._closed = False
 
     def _loop_thread(self) -> _LoopThread:
         with self._lock:
             if self._closed:
                 raise UsageError("this SyncQueueManager is closed")
+            if self._pid != os.getpid():
+                # A forked child (gunicorn --preload, uWSGI, multiprocessing): the loop thread
+                # did not survive the fork and the connections are the parent's. Start afresh;
+                # the parent's objects are left alone (closing them would close its sockets).
+                self._pid = os.getpid()
+                self._loop = None
+                self.manager = QueueManager(*self._args)
             if self._loop is None:
                 self._loop = _LoopThread()
                 weakref.finalize(self, _stop, self._loop)
@@ -76,26 +89,35 @@ class SyncQueueManager:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run one coroutine (e.g. of ``get_queue(...)``) on this manager's loop; blocks until
         it is done and returns its result (or raises its exception)."""
+        return self._call(lambda _: coro, coro)
+
+    def _call(
+        self,
+        make: Callable[[QueueManager], Coroutine[Any, Any, T]],
+        made: Coroutine[Any, Any, Any] | None = None,
+    ) -> T:
+        """``make(manager)`` run on the loop; the coroutine is made after the loop thread is
+        known, so after a fork it uses the child's manager, not the parent's."""
         try:
             lt = self._loop_thread()
+            if threading.current_thread() is lt.thread:
+                raise UsageError(
+                    "SyncQueueManager called from its own event loop (it would wait for "
+                    "itself); use the async QueueManager (`manager.manager`) there"
+                )
         except BaseException:
-            coro.close()
+            if made is not None:
+                made.close()
             raise
-        if threading.current_thread() is lt.thread:
-            coro.close()
-            raise UsageError(
-                "SyncQueueManager called from its own event loop (it would wait for itself); "
-                "use the async QueueManager (`manager.manager`) there"
-            )
-        return asyncio.run_coroutine_threadsafe(coro, lt.loop).result()
+        return asyncio.run_coroutine_threadsafe(make(self.manager), lt.loop).result()
 
     def get_queue(self, queue: str) -> QueueEngine:
         """The async engine of ``queue``; drive it with ``run()``: ``mgr.run(q.get_job(id))``."""
 
-        async def engine() -> QueueEngine:
-            return self.manager.get_queue(queue)
+        async def engine(manager: QueueManager) -> QueueEngine:
+            return manager.get_queue(queue)
 
-        return self.run(engine())
+        return self._call(engine)
 
     def add_job(
         self,
@@ -105,33 +127,33 @@ class SyncQueueManager:
         **options: Unpack[AddOptions],
     ) -> str:
         """Add one job; returns its id (options as QueueManager.add_job: ``delay`` in ms)."""
-        return self.run(self.manager.add_job(queue, name, data, **options))
+        return self._call(lambda m: m.add_job(queue, name, data, **options))
 
     def add_bulk(self, queue: str, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
-        return self.run(self.manager.add_bulk(queue, jobs))
+        return self._call(lambda m: m.add_bulk(queue, jobs))
 
     def get_queue_stats(self, queue: str) -> dict[str, Any]:
-        return self.run(self.manager.get_queue_stats(queue))
+        return self._call(lambda m: m.get_queue_stats(queue))
 
     def get_all_queue_stats(self, queues: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        return self.run(self.manager.get_all_queue_stats(queues))
+        return self._call(lambda m: m.get_all_queue_stats(queues))
 
     def health_check(self, require_workers: bool = False) -> dict[str, Any]:
-        return self.run(self.manager.health_check(require_workers=require_workers))
+        return self._call(lambda m: m.health_check(require_workers=require_workers))
 
     def pause_queue(self, queue: str) -> None:
-        self.run(self.manager.pause_queue(queue))
+        self._call(lambda m: m.pause_queue(queue))
 
     def resume_queue(self, queue: str) -> None:
-        self.run(self.manager.resume_queue(queue))
+        self._call(lambda m: m.resume_queue(queue))
 
     def clean_queue(
         self, queue: str, grace_ms: float = 3_600_000, limit: int = 100, state: str = "completed"
     ) -> list[str]:
-        return self.run(self.manager.clean_queue(queue, grace_ms, limit, state))
+        return self._call(lambda m: m.clean_queue(queue, grace_ms, limit, state))
 
     def drain_queue(self, queue: str, delayed: bool = False) -> int:
-        return self.run(self.manager.drain_queue(queue, delayed))
+        return self._call(lambda m: m.drain_queue(queue, delayed))
 
     def close(self) -> None:
         """Close the connections and stop the loop thread; later calls raise UsageError.
@@ -144,8 +166,8 @@ class SyncQueueManager:
                 return
             self._closed = True
             lt, self._loop = self._loop, None
-        if lt is None:
-            return
+        if lt is None or self._pid != os.getpid():
+            return  # never used here (in a forked child: the parent's, not ours to close)
         try:
             asyncio.run_coroutine_threadsafe(self.manager.close(), lt.loop).result(30)
         finally:
