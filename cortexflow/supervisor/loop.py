@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +32,13 @@ from cortexflow.supervisor.policy import ChildState, Verdict, decide_after_exit,
 from cortexflow.supervisor.reload import Loader, apply_queues, load_reloaded
 from cortexflow.supervisor.server import ServerWatch, check_server, endpoint
 from cortexflow.supervisor.status import StatusPublisher
-from cortexflow.worker.env import ENV_LIFELINE_FD, ENV_PARENT_PID, ENV_REDIS_URL, ENV_REPLICA
+from cortexflow.worker.env import (
+    ENV_LIFELINE_FD,
+    ENV_PARENT_PID,
+    ENV_REDIS_URL,
+    ENV_REPLICA,
+    host_name,
+)
 
 # Seconds a ready child runs before `status` shows it "stable". Display only: the restart
 # backoff resets after restart.stable_after (queues.yaml, 120 s by default), a separate setting.
@@ -376,7 +381,7 @@ class Supervisor:
             for c in self.retiring
         ]  # fmt: skip
         return {
-            "host": socket.gethostname(),
+            "host": host_name(),
             "pid": os.getpid(),
             "started_at": self.started_wall,
             "file": str(self.config.path),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -22,6 +21,7 @@ from cortexflow.engine import registry
 from cortexflow.engine.connection import connect
 from cortexflow.redact import redact_url
 from cortexflow.supervisor.logmux import LogSink
+from cortexflow.worker.env import host_name
 
 PUBLISH_EVERY = 2.0
 PUBLISH_TTL = 10.0
@@ -41,7 +41,7 @@ class StatusPublisher:
         sink: LogSink,
         every: float = PUBLISH_EVERY,
     ) -> None:
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.id = f"{host_name()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._snapshot = snapshot
         self._expected = expected
         self._prefix = prefix

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 import uuid
@@ -39,7 +38,13 @@ from cortexflow.errors import (
 from cortexflow.pdeathsig import die_with_parent
 from cortexflow.redact import redact_url
 from cortexflow.worker.broker import CortexBroker
-from cortexflow.worker.env import ENV_LIFELINE_FD, ENV_PARENT_PID, ENV_READY_FD, int_from_env
+from cortexflow.worker.env import (
+    ENV_LIFELINE_FD,
+    ENV_PARENT_PID,
+    ENV_READY_FD,
+    host_name,
+    int_from_env,
+)
 from cortexflow.worker.handlers import HandlerImportError, build_runner, load_handler
 
 log = logging.getLogger("cortexflow.worker")
@@ -65,7 +70,7 @@ class QueueWorker:
         self.queue = config.queue(queue)  # UsageError for an unknown queue
         self.redis_url = redis_url
         self.replica = replica
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.worker_id = f"{host_name()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.started_at = time.time()
         self.state = "starting"
         self._handler = handler
@@ -180,7 +185,7 @@ class QueueWorker:
     def info(self) -> dict[str, Any]:
         b = self.broker
         return {
-            "host": socket.gethostname(),
+            "host": host_name(),
             "pid": os.getpid(),
             "queue": self.queue.name,
             "replica": self.replica,
