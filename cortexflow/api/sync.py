@@ -112,7 +112,11 @@ class SyncQueueManager:
         return asyncio.run_coroutine_threadsafe(make(self.manager), lt.loop).result()
 
     def get_queue(self, queue: str) -> QueueEngine:
-        """The async engine of ``queue``; drive it with ``run()``: ``mgr.run(q.get_job(id))``."""
+        """The async engine of ``queue``; drive it with ``run()``: ``mgr.run(q.get_job(id))``.
+
+        Also callable inside a coroutine that ``run()`` runs (it then answers at once)."""
+        if threading.current_thread() is self._loop_thread().thread:
+            return self.manager.get_queue(queue)
 
         async def engine(manager: QueueManager) -> QueueEngine:
             return manager.get_queue(queue)

@@ -82,6 +82,18 @@ def test_stats_and_engine_calls_from_threads_while_adding(project: Path, redis_u
         assert manager.get_queue_stats("emails")["waiting"] == 100
 
 
+def test_get_queue_inside_a_coroutine_that_run_runs(project: Path, redis_url: str) -> None:
+    with SyncQueueManager(project, redis_url) as manager:
+        job_id = manager.add_job("emails", "one", {})
+
+        async def read() -> str:
+            job = await manager.get_queue("emails").get_job(job_id)
+            assert job is not None
+            return job.state
+
+        assert manager.run(read()) == "waiting"
+
+
 def test_close_stops_the_loop_thread_and_later_calls_say_so(project: Path, redis_url: str) -> None:
     before = set(threading.enumerate())
     manager = SyncQueueManager(project, redis_url)
