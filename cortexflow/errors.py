@@ -12,6 +12,9 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 69
+# sysexits' EX_NOPERM: the server answered but refused the credentials, the database number or
+# (ACL) the permission: retrying will not help, fixing the URL or the server's ACL will.
+EXIT_NOPERM = 77
 EXIT_CONFIG = 78
 
 
@@ -51,6 +54,22 @@ class RedisUnavailableError(CortexflowError):
             "embedded one), or point --redis-url / REDIS_URL / redis.url in queues.yaml at a "
             "reachable server."
         )
+
+
+class RedisAuthError(RedisUnavailableError):
+    """Redis/Valkey answered but refused us: authentication failed (wrong or missing password,
+    unknown user), the database does not exist, or the ACL denies a command or key.
+
+    A RedisUnavailableError too (the server cannot be used), so code that treats the server as
+    down keeps doing so; ``str()`` says what is wrong and how to fix it. ``url`` is redacted.
+    """
+
+    def __init__(self, url: str, reason: str, problem: str, fix: str) -> None:
+        self.problem = problem
+        self.fix = fix
+        CortexflowError.__init__(self, f"{problem} at {url}: {reason}. {fix}")
+        self.url = url
+        self.reason = reason
 
 
 class JobNotFoundError(CortexflowError):

@@ -21,7 +21,7 @@ from cortexflow.api.resolve import ConfigSource, load, open_endpoint
 from cortexflow.api.schedules import describe, make_schedule
 from cortexflow.config.model import Config
 from cortexflow.engine import schedules as schedule_store
-from cortexflow.engine.connection import connect, ping
+from cortexflow.engine.connection import connect, ping, unusable
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.options import AddOptions, bulk_options, job_options
 from cortexflow.engine.queue import QueueEngine, all_stats, health
@@ -89,7 +89,7 @@ class QueueManager:
         try:
             yield
         except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise RedisUnavailableError(redact_url(self._url), str(exc)) from None
+            raise unusable(self._url, exc) from None
 
     async def close(self) -> None:
         """Close the connection (and release the embedded server if this manager started it)."""
@@ -183,13 +183,18 @@ class QueueManager:
         with self._errors():
             return await all_stats(self._redis(), self.config.redis.prefix, names)
 
-    async def health_check(self) -> dict[str, Any]:
-        """``{healthy, queues: {name: bool}}``; never raises for an unreachable Redis."""
+    async def health_check(self, require_workers: bool = False) -> dict[str, Any]:
+        """``{healthy, queues: {name: bool}}``; never raises for an unreachable Redis.
+
+        A queue is unhealthy when a running ``cortexflow up`` expects workers for it and none
+        is alive; with ``require_workers=True`` also whenever it has no live worker at all
+        (nothing runs it: no supervisor, or one that stopped).
+        """
         names = self.queue_names
         try:
             await self.connect()
             with self._errors():
-                return await health(self._redis(), self.config.redis.prefix, names)
+                return await health(self._redis(), self.config.redis.prefix, names, require_workers)
         except RedisUnavailableError:
             return {"healthy": False, "queues": dict.fromkeys(names, False)}
 

@@ -63,6 +63,9 @@ def run_command(args: argparse.Namespace) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
+    except errors.RedisAuthError as exc:
+        err(f"error: {exc}")
+        return errors.EXIT_NOPERM
     except errors.RedisUnavailableError as exc:
         err(f"error: {exc}")
         return errors.EXIT_UNAVAILABLE

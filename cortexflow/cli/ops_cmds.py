@@ -73,11 +73,17 @@ def _register_monitoring(add: Add) -> None:
     )
     p.add_argument("day", nargs="?", metavar="DAY", help="YYYY-MM-DD, UTC (default: today)")
 
-    add(
+    p = add(
         "health",
         "Redis reachable and every queue `up` runs has a live worker (exit 1 if not)",
         with_manager(_health),
         queue=False,
+    )
+    p.add_argument(
+        "--require-workers",
+        action="store_true",
+        help="also unhealthy when a queue has no live worker at all, whoever should run it "
+        "(for an alert on a host where the workers must always run)",
     )
     p = add("jobs", "list jobs of QUEUE, newest finished first", with_manager(_jobs))
     p.add_argument("--state", choices=JOB_STATES, help="only jobs in this state (default: all)")
@@ -179,7 +185,7 @@ async def _stats(args: argparse.Namespace, manager: QueueManager) -> int:
 
 async def _health(args: argparse.Namespace, manager: QueueManager) -> int:
     await manager.connect()  # unreachable: exit 69 with the (redacted) URL, not just "unhealthy"
-    report = await manager.health_check()
+    report = await manager.health_check(require_workers=args.require_workers)
     print_json(report) if args.json else out(health_text(report))
     return EXIT_OK if report["healthy"] else EXIT_FAILURE
 

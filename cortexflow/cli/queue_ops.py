@@ -21,21 +21,22 @@ AsyncCommand = Callable[[argparse.Namespace, "QueueManager"], Awaitable[int]]
 
 def with_manager(fn: AsyncCommand) -> Callable[[argparse.Namespace], int]:
     """Run ``fn(args, manager)`` in an event loop with a QueueManager for -f / --redis-url,
-    closed afterwards. A connection lost mid-command becomes RedisUnavailableError (exit 69)."""
+    closed afterwards. A connection lost mid-command becomes RedisUnavailableError (exit 69);
+    refused credentials, RedisAuthError (exit 77)."""
 
     def command(args: argparse.Namespace) -> int:
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
         from cortexflow.api.manager import QueueManager
-        from cortexflow.errors import RedisUnavailableError
+        from cortexflow.engine.connection import unusable
 
         async def main() -> int:
             manager = QueueManager(config_path(args), args.redis_url)
             try:
                 return await fn(args, manager)
             except (RedisConnectionError, RedisTimeoutError) as exc:
-                raise RedisUnavailableError(manager.url, str(exc)) from None
+                raise unusable(manager.url, exc) from None
             finally:
                 await manager.close()
 

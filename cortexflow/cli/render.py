@@ -14,6 +14,9 @@ from typing import Any, TextIO
 from cortexflow.durations import format_duration
 
 WIDTH = 80
+# The ERROR column of `jobs` keeps this many characters even if the table gets wider than WIDTH:
+# cut shorter, no error is recognisable.
+MIN_ERROR = 40
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
@@ -73,8 +76,12 @@ def age(ts: float | None, now: float | None = None) -> str:
 
 
 def jobs_table(jobs: Sequence[Any], width: int = WIDTH) -> str:
-    """ID, STATE, NAME, TRIES (made/allowed), PRIO, AGE; NAME shrinks to keep within ``width``."""
+    """ID, STATE, NAME, TRIES (made/allowed), PRIO, AGE, and ERROR (the first line of the last
+    error) when any listed job has one; NAME and ERROR shrink to keep within ``width`` (ERROR
+    down to MIN_ERROR characters)."""
     now = time.time()
+    errors = [first_line(j.error) for j in jobs]
+    with_error = any(errors)
     rows = [
         [
             j.id,
@@ -83,15 +90,36 @@ def jobs_table(jobs: Sequence[Any], width: int = WIDTH) -> str:
             f"{j.attempts_made}/{j.attempts}",
             str(j.priority),
             age(j.created_at, now),
+            *([error or "-"] if with_error else []),
         ]
-        for j in jobs
+        for j, error in zip(jobs, errors, strict=True)
     ]
-    headers = ["ID", "STATE", "NAME", "TRIES", "PRIO", "AGE"]
-    others = sum(max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers) if i != 2)
-    room = max(8, width - others - 2 * (len(headers) - 1))
+    headers = ["ID", "STATE", "NAME", "TRIES", "PRIO", "AGE", *(["ERROR"] if with_error else [])]
+    elastic = (2, 6) if with_error else (2,)
+    fixed = sum(
+        max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers) if i not in elastic
+    )
+    room = max(8 * len(elastic), width - fixed - 2 * (len(headers) - 1))
+    natural = [max([len(headers[i]), *(len(r[i]) for r in rows)]) for i in elastic]
+    if sum(natural) <= room:
+        sizes = natural
+    elif with_error:  # the name gets up to a third, the error the rest but at least 40
+        name = min(natural[0], max(8, room // 3))
+        sizes = [name, min(natural[1], max(MIN_ERROR, room - name))]
+    else:
+        sizes = [room]
     for r in rows:
-        r[2] = fit(r[2], room)
+        for i, size in zip(elastic, sizes, strict=True):
+            r[i] = fit(r[i], size)
     return table(headers, rows, right=(3, 4))
+
+
+def first_line(text: str | None) -> str:
+    """The first non-empty line of an error text ("" for none)."""
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
 
 
 def compact(value: Any) -> str:

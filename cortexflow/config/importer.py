@@ -6,7 +6,9 @@
 - ``module-not-found``: no such module (a typo, a missing package, the wrong folder);
 - ``import-error``: the module exists but raised while importing (including SystemExit);
 - ``attribute``: the module has no such attribute;
-- ``not-callable``: the attribute is neither a function nor a BaseWorker-like class.
+- ``not-callable``: the attribute is neither a function nor a BaseWorker-like class;
+- ``signature``: it is, but cortexflow cannot call it as ``f(data)`` or ``f(data, job)``
+  (``process(self, job)`` for a class).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from typing import Any, Literal
 
 from cortexflow.errors import CortexflowError
 
-ImportKind = Literal["format", "module-not-found", "import-error", "attribute", "not-callable"]
+ImportKind = Literal[
+    "format", "module-not-found", "import-error", "attribute", "not-callable", "signature"
+]
 
 
 class ImportFromStringError(CortexflowError):
@@ -87,15 +91,77 @@ def resolve_handler(ref: str, *, search_path: Path | None = None) -> Any:
                 f"{ref} is a class without a process() method, not a BaseWorker",
                 "subclass cortexflow's BaseWorker and define `async def process(self, job)`",
             )
+        _check_signature(
+            f"{ref}.process",
+            obj.process,  # type: ignore[attr-defined]  # checked by hasattr above
+            ("self", "job"),
+            "process(self, job)",
+            "a BaseWorker's method is `async def process(self, job)` (the data is `job.data`)",
+        )
         return obj
     if not callable(obj):
         raise ImportFromStringError(
             "not-callable",
             ref,
-            f"{ref} is a {type(obj).__name__}, not a function",
+            f"{ref} is {article(type(obj).__name__)}, not a function",
             "point handler at a function f(data) or f(data, job), or a BaseWorker subclass",
         )
+    args = ("data", "job") if takes_job(obj) else ("data",)
+    _check_signature(
+        ref,
+        obj,
+        args,
+        "f(data) or f(data, job)",
+        "a handler takes the job's data, and optionally the job: `def handle(data)` or "
+        "`def handle(data, job)`, async or not",
+    )
     return obj
+
+
+def article(noun: str) -> str:
+    """``int`` -> ``an int``, ``str`` -> ``a str``."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def takes_job(func: Any) -> bool:
+    """Whether a handler is called as ``f(data, job)`` (two positional parameters or
+    ``*args``) rather than ``f(data)``."""
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
+
+
+def _check_signature(name: str, func: Any, args: tuple[str, ...], form: str, hint: str) -> None:
+    """ImportFromStringError("signature") unless ``func(*args)`` binds, the way the worker
+    calls it. Only code written in Python is checked: a builtin (``os:getcwd`` as a stand-in
+    handler in a test) or a callable whose signature cannot be read passes."""
+    if inspect.isbuiltin(func) or inspect.ismethoddescriptor(func):
+        return
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*args)
+    except TypeError as exc:
+        raise ImportFromStringError(
+            "signature",
+            name,
+            f"{name}{signature} cannot be called as {form}: {exc}",
+            hint + _defined_at(func),
+        ) from None
+
+
+def _defined_at(func: Any) -> str:
+    try:
+        file = inspect.getsourcefile(func)
+        line = inspect.getsourcelines(func)[1]
+    except (TypeError, OSError):
+        return ""
+    return f" (defined at {_short(file)}:{line})" if file else ""
 
 
 def _import_module(ref: str, name: str) -> Any:

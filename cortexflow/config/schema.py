@@ -417,12 +417,15 @@ def build_schema() -> dict[str, Any]:
                 "properties": {
                     "url": {
                         "description": (
-                            "redis://, rediss:// (TLS) or unix:// URL; default ${REDIS_URL}. Use "
-                            "${VAR} for secrets."
+                            "redis://, rediss:// (TLS), unix:// or redis+sentinel:// URL. Unset "
+                            "or null: $REDIS_URL, else the embedded server of this folder. "
+                            "Keep the password out of this file: `${REDIS_URL:-}` reads the "
+                            "environment (empty when unset). A password with @ : / % # ? in it "
+                            "must be percent-encoded (`p@ss` -> `p%40ss`)."
                         ),
                         "type": ["string", "null"],
                         "default": None,
-                        "examples": ["redis://localhost:6379/0", "${REDIS_URL}"],
+                        "examples": ["${REDIS_URL:-}", "redis://:s3cret@localhost:6379/0"],
                     },
                     "prefix": {
                         "description": "Prefix of every Redis key cortexflow writes.",

@@ -10,7 +10,7 @@ _STARTER = """\
 version: 1
 
 # redis:
-#   url: ${{REDIS_URL}}        # unset: `cortexflow up` runs an embedded server
+#   url: ${{REDIS_URL:-}}      # REDIS_URL unset or empty: the embedded server of this folder
 #   prefix: cortexflow
 
 defaults:                      # applies to every queue; a queue's own keys win

@@ -15,9 +15,16 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    ConnectionError,
+    NoPermissionError,
+    ResponseError,
+    TimeoutError,
+)
 
-from cortexflow.errors import RedisUnavailableError
+from cortexflow.errors import RedisAuthError, RedisUnavailableError
 from cortexflow.redact import redact_url
 
 # Blocking reads wait at most BLOCK_MAX seconds per call; the socket timeout is well above it
@@ -230,8 +237,65 @@ def _connect_sentinel(url: str, retries: int) -> aioredis.Redis:
 
 
 async def ping(client: aioredis.Redis, url: str) -> None:
-    """Raise RedisUnavailableError (URL redacted) unless the server answers."""
+    """Raise RedisUnavailableError (URL redacted) unless the server answers; RedisAuthError when
+    it answers but refuses the credentials, the database or the permission."""
     try:
         await client.ping()
     except (ConnectionError, TimeoutError, OSError) as exc:
-        raise RedisUnavailableError(redact_url(url), str(exc) or type(exc).__name__) from None
+        raise unusable(url, exc) from None
+    except ResponseError as exc:  # NOPERM, a wrong database: refused, not unreachable
+        error = unusable(url, exc)
+        if isinstance(error, RedisAuthError):
+            raise error from None
+        raise
+
+
+_PERCENT_ENCODE = (
+    "A password with characters such as @ : / % # ? must be percent-encoded in the URL "
+    "(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=\"\"))' "
+    "'PASSWORD'). Set the URL in REDIS_URL (or --redis-url, or redis.url in queues.yaml)."
+)
+
+
+def unusable(url: str, exc: BaseException) -> RedisUnavailableError:
+    """The error that says what ``exc``, raised by a call to ``url``, means for the user:
+    RedisAuthError when the server refused the credentials, the database or the permission,
+    else RedisUnavailableError."""
+    shown = redact_url(url)
+    reason = str(exc) or type(exc).__name__
+    user = _username(url)
+    who = f"user {user!r}" if user else "the default user (no user in the URL)"
+    if isinstance(exc, AuthenticationError) or "NOAUTH" in reason or "HELLO must be" in reason:
+        if "HELLO must be" in reason or "NOAUTH" in reason or "Authentication required" in reason:
+            problem = "authentication required: the server needs a password and the URL has none"
+            fix = "Put the user and password in the URL: redis://USER:PASSWORD@HOST:PORT/DB."
+        else:
+            problem = f"authentication failed for {who}"
+            fix = "Check the user and password in the URL (redis://USER:PASSWORD@HOST:PORT/DB)."
+        return RedisAuthError(shown, reason, problem, f"{fix} {_PERCENT_ENCODE}")
+    if isinstance(exc, NoPermissionError):
+        return RedisAuthError(
+            shown,
+            reason,
+            f"permission denied (NOPERM) for {who}",
+            "The server's ACL must let this user use cortexflow's keys (e.g. "
+            "`~{cortexflow:* ~{cortexflow}:*` for the default prefix) and the commands of "
+            "@read @write @scripting @list @sortedset @hash @string @connection.",
+        )
+    if isinstance(exc, ResponseError) and "DB index is out of range" in reason:
+        return RedisAuthError(
+            shown,
+            reason,
+            "no such database",
+            "The number after the port in the URL (redis://HOST:PORT/DB) must be below the "
+            "server's `databases` setting (16 by default).",
+        )
+    return RedisUnavailableError(shown, reason)
+
+
+def _username(url: str) -> str | None:
+    try:
+        user = urlsplit(url).username
+    except ValueError:
+        return None
+    return unquote(user) if user else None

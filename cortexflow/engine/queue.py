@@ -285,16 +285,19 @@ async def all_stats(
     return [_stats_from(q, r) for q, r in zip(queues, raw, strict=True)]
 
 
-async def health(client: aioredis.Redis, prefix: str, queues: Sequence[str]) -> dict[str, Any]:
+async def health(
+    client: aioredis.Redis, prefix: str, queues: Sequence[str], require_workers: bool = False
+) -> dict[str, Any]:
     """{healthy, queues: {name: bool}}: a queue is unhealthy when a supervisor expects workers
-    for it and none is alive; everything is unhealthy when Redis does not answer."""
+    for it and none is alive (with ``require_workers``: whenever none is alive); everything is
+    unhealthy when Redis does not answer."""
     try:
         await client.ping()
         expected = await registry.expected_counts(client, prefix, queues)
         live = await registry.live_worker_counts(client, prefix, queues)
     except (RedisConnectionError, RedisTimeoutError, OSError):
         return {"healthy": False, "queues": dict.fromkeys(queues, False)}
-    status = {q: not (expected[q] > 0 and live[q] == 0) for q in queues}
+    status = {q: live[q] > 0 or (expected[q] == 0 and not require_workers) for q in queues}
     return {"healthy": all(status.values()), "queues": status}
 
 

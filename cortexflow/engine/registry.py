@@ -119,3 +119,10 @@ async def expected_counts(
         return {}
     raw = await client.mget([QueueKeys(prefix, q).expect for q in queues])
     return {q: int(r) if r else 0 for q, r in zip(queues, raw, strict=True)}
+
+
+async def clear_expected(client: aioredis.Redis, prefix: str, queues: Sequence[str]) -> None:
+    """A supervisor that stops no longer expects workers (other supervisors say so again on
+    their next publication, within seconds)."""
+    if queues:
+        await client.delete(*[QueueKeys(prefix, q).expect for q in queues])

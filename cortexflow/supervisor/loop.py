@@ -443,7 +443,9 @@ def run_up(
     command: Command = worker_command,
 ) -> int:
     """Supervise the queues until stopped; returns the exit code (0 after a clean stop)."""
-    select_queues(config, options.queues)  # unknown names: UsageError before anything starts
+    wanted = select_queues(config, options.queues)  # unknown names: UsageError before anything
+    # The log's name column fits the children's names from the first line on.
+    sink.fit([f"{q}.{r}" for q, qc in wanted.items() for r in range(qc.processes)])
     with endpoint(config, redis_override) as (url, server):
         if server is not None:
             sink.event(f"embedded server (pid {server.pid}) on {url}, data in {server.folder.path}")

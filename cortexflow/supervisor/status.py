@@ -99,11 +99,17 @@ class StatusPublisher:
         await registry.publish_supervisor(client, prefix, self.id, self._snapshot(), PUBLISH_TTL)
 
     async def withdraw(self, url: str) -> None:
-        """Leave the listing at a clean stop (best effort: the TTL covers the rest)."""
+        """Leave the listing when `up` stops, and withdraw the expected worker counts, so
+        `health` right after a stop does not report queues as missing their workers (best
+        effort: the TTL covers the rest)."""
         client = connect(url, retries=1)
         try:
+            prefix = self._prefix()
             await asyncio.wait_for(
-                registry.remove_supervisor(client, self._prefix(), self.id), _CALL_TIMEOUT
+                registry.remove_supervisor(client, prefix, self.id), _CALL_TIMEOUT
+            )
+            await asyncio.wait_for(
+                registry.clear_expected(client, prefix, list(self._expected())), _CALL_TIMEOUT
             )
         except (RedisError, OSError, TimeoutError):
             pass
