@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -76,6 +77,10 @@ def run_command(args: argparse.Namespace) -> int:
         return errors.EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `cortexflow jobs ... | head`: the reader left, not an error
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more reaches the pipe
+        return errors.EXIT_OK
     except Exception as exc:
         # A command the server refused (an ACL without access to cortexflow's keys, a read-only
         # replica, OOM under noeviction) is the deployment's problem, not a bug: no traceback.
@@ -89,5 +94,3 @@ def run_command(args: argparse.Namespace) -> int:
             "of @read @write @scripting @list @sortedset @hash @string @connection."
         )
         return errors.EXIT_FAILURE
-    except BrokenPipeError:
-        return errors.EXIT_OK

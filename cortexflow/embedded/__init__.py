@@ -1,4 +1,4 @@
-"""The embedded Valkey/Redis server (DESIGN §7): its public names, importable from one place.
+"""The embedded Valkey/Redis server: its public names, importable from one place.
 
 The code lives in one module per concept:
 

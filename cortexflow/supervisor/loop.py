@@ -421,9 +421,12 @@ def run_up(
 ) -> int:
     """Supervise the queues until stopped; returns the exit code (0 after a clean stop)."""
     select_queues(config, options.queues)  # unknown names: UsageError before anything starts
-    with endpoint(config, redis_override) as (url, server):
+    with endpoint(config, redis_override, sink.event) as (url, server):
         if server is not None:
-            sink.event(f"embedded server (pid {server.pid}) on {url}, data in {server.folder.path}")
+            sink.event(
+                f"embedded server (pid {server.pid}) on {redact_url(url)}, "
+                f"data in {server.folder.path}"
+            )
 
         async def main() -> int:
             await check_server(url, sink, embedded=server is not None)

@@ -1,6 +1,6 @@
 """`up` and its embedded server: which URL the workers use, and restarting the server it runs.
 
-One concept: the embedded-server side of `up` (DESIGN §7). With no Redis URL configured, `up`
+One concept: the embedded-server side of `up` . With no Redis URL configured, `up`
 runs its folder's server (embedded_supervised) and stops it last; the reconcile loop asks
 ServerWatch every tick to restart it, with the workers' backoff, when it dies.
 """
@@ -18,13 +18,15 @@ from cortexflow.supervisor.policy import RestartHistory, Verdict, decide_after_e
 
 
 @contextlib.contextmanager
-def endpoint(config: Config, override: str | None) -> Iterator[tuple[str, SupervisedServer | None]]:
+def endpoint(
+    config: Config, override: str | None, log: Callable[[str], None] | None = None
+) -> Iterator[tuple[str, SupervisedServer | None]]:
     """The URL the workers use, and the embedded server when `up` runs one (stopped last)."""
     url = override or config.redis.url
     if url:
         yield url, None
         return
-    with supervised_server(data_dir_for(config)) as server:
+    with supervised_server(data_dir_for(config), log=log) as server:
         yield server.url, server
 
 
