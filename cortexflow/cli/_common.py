@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cortexflow import errors
+from cortexflow.termsafe import escape_controls
 
 DEFAULT_FILE = "queues.yaml"
 
@@ -47,11 +48,13 @@ def config_path(args: argparse.Namespace) -> Path:
 
 
 def out(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
+    """A line of data on stdout; control characters in it are shown, not obeyed."""
+    sys.stdout.write(escape_controls(text) + "\n")
 
 
 def err(text: str) -> None:
-    sys.stderr.write(text + "\n")
+    """A message on stderr; control characters in it are shown, not obeyed."""
+    sys.stderr.write(escape_controls(text) + "\n")
 
 
 def print_json(data: Any) -> None:
