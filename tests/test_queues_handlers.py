@@ -319,10 +319,18 @@ def test_smtp_login_and_a_wrong_password_is_permanent_and_never_shown(
 ) -> None:
     mailbox, port = auth_smtp
     msg = build_message({"to": "a@x.io", "subject": "s", "body": "b"}, "n@x.io", "j1")
-    assert send(SmtpSettings.from_url(f"smtp://bot:pw-1@127.0.0.1:{port}"), msg) == {}
+    assert (
+        send(SmtpSettings.from_url(f"smtp://bot:pw-1@127.0.0.1:{port}?auth_without_tls=1"), msg)
+        == {}
+    )
     assert len(mailbox.to("a@x.io")) == 1
     with pytest.raises(SmtpPermanentError) as refused:
-        send(SmtpSettings.from_url(f"smtp://bot:wrong-secret@127.0.0.1:{port}?timeout=5"), msg)
+        send(
+            SmtpSettings.from_url(
+                f"smtp://bot:wrong-secret@127.0.0.1:{port}?timeout=5&auth_without_tls=1"
+            ),
+            msg,
+        )
     assert "535" in str(refused.value) and "wrong-secret" not in str(refused.value)
 
 
