@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from cortexflow.errors import UnrecoverableError
 from cortexflow.queues import outbound
 from cortexflow.queues.common import data_prefix, job_id, write_once
+from cortexflow.queues.smtp import single_address
 from cortexflow.worker.context import JobContext
 
 INBOX_MAXLEN = 1000
@@ -43,6 +44,7 @@ async def by_email(data: dict[str, Any], job: JobContext) -> dict[str, Any]:
     address = data.get("email")
     if not address:
         raise UnrecoverableError(f"no email address for user {data['userId']!r}: give `email`")
+    single_address(address, "`email`")  # "a@b.c, d@e.f" would be two recipients
     title = data.get("title") or "Notification"
     email = {
         "to": address,
