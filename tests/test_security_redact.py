@@ -85,3 +85,11 @@ def test_the_cli_never_prints_the_password(tmp_path: Path, password: str) -> Non
             args,
             shown,
         )
+
+
+def test_a_password_in_argv_gets_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "queues.yaml").write_text("version: 1\nqueues:\n  a:\n    handler: h:f\n")
+    r = run_cli("stats", "--redis-url", "redis://:Zq9xWv7k@127.0.0.1:1/0", cwd=tmp_path)
+    assert r.returncode == 69
+    assert "`ps` shows to every user" in r.stderr and "REDIS_URL" in r.stderr
+    assert "Zq9xWv7k" not in r.stderr

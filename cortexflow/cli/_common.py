@@ -61,9 +61,21 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def _has_password(url: str | None) -> bool:
+    if not url:
+        return False
+    userinfo, at, _ = url.partition("://")[2].rpartition("@")
+    return bool(at and ":" in userinfo) or "password=" in url.lower()
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Call the command's function and map cortexflow's errors to messages and exit codes."""
     func: Callable[[argparse.Namespace], int] = args.func
+    if _has_password(getattr(args, "redis_url", None)) and not getattr(args, "quiet", False):
+        err(
+            "warning: --redis-url holds a password, which `ps` shows to every user of this "
+            "host; put the URL in REDIS_URL (or redis.url: ${REDIS_URL}) instead"
+        )
     try:
         return func(args)
     except errors.RedisUnavailableError as exc:
