@@ -253,3 +253,42 @@ def test_an_app_stays_connected_across_a_restart_of_up(tmp_path: Path, start_up)
     finally:
         loop.run_until_complete(manager.close())
         loop.close()
+
+
+def test_up_takes_over_the_server_of_an_app_that_started_first(tmp_path: Path, start_up) -> None:  # type: ignore[no-untyped-def]
+    """An app connected before `up` started (so it started the server itself) keeps working:
+    `up` waits a little, then takes the server over at the same socket."""
+    from cortexflow import QueueManager
+
+    write_project(
+        tmp_path,
+        """
+        version: 1
+        queues:
+          work:
+            handler: handlers:sleepy
+        """,
+    )
+    loop = asyncio.new_event_loop()
+    manager = QueueManager(tmp_path / "queues.yaml")
+    try:
+        first = loop.run_until_complete(manager.add_job("work", "j", {"seconds": 0}))
+        state = DataFolder(tmp_path / ".cortexflow").read_state()
+        assert state is not None and state.owner == "command"
+        up = start_up(tmp_path)
+        up.wait_for(r"work\.0 \(pid \d+\) ready", 90)
+        assert "taking over the embedded server" in up.log()
+        second = loop.run_until_complete(manager.add_job("work", "j", {"seconds": 0}))
+        deadline = time.monotonic() + 60
+        queue = manager.get_queue("work")
+        while True:
+            jobs = [loop.run_until_complete(queue.get_job(i)) for i in (first, second)]
+            if all(j is not None and j.state == "completed" for j in jobs):
+                break
+            assert time.monotonic() < deadline, f"jobs never completed: {jobs}"
+            time.sleep(0.1)
+        up.send(signal.SIGTERM)
+        assert up.wait_exit(60) == 0
+    finally:
+        loop.run_until_complete(manager.close())
+        loop.close()

@@ -92,15 +92,19 @@ class SupervisedServer:
 
 @contextmanager
 def supervised_server(
-    data_dir: Path, wait: float = 30.0, log: Callable[[str], None] | None = None
+    data_dir: Path, wait: float = 10.0, log: Callable[[str], None] | None = None
 ) -> Iterator[SupervisedServer]:
     """Start the folder's embedded server for `up`, which owns it until the block ends.
 
     Refuses (ServerError) when another `up` already runs this folder. A server a command started
-    is waited for (up to ``wait`` seconds) while the command uses it, then replaced.
+    is waited for (up to ``wait`` seconds) while the command uses it, then taken over: stopped
+    (it saves its data) and started again as `up`'s, at the same socket, where the processes
+    that used it (an app holding a QueueManager, say) reconnect by themselves.
     """
+    say = log or (lambda _text: None)
     folder = DataFolder(data_dir)
     deadline = time.monotonic() + wait
+    announced = False
     while True:
         with folder.locked():
             state = folder.live_state()
@@ -109,9 +113,25 @@ def supervised_server(
                     f"another `cortexflow up` (pid {state.owner_pid}) already runs the embedded "
                     f"server of {data_dir}; stop it first, or point this one at a Redis URL"
                 )
-            if state and not folder.has_users():
-                terminate_pid(state.pid)  # left behind by a command that was killed
-                state = None
+            if state:
+                busy = folder.has_users()
+                users = ", ".join(map(str, folder.user_pids())) or "?" if busy else ""
+                if busy and time.monotonic() > deadline:
+                    say(
+                        f"taking over the embedded server (pid {state.pid}) that another "
+                        f"command (pid {users}) started and still uses; it restarts at the "
+                        "same socket and its users reconnect"
+                    )
+                if not busy or time.monotonic() > deadline:
+                    terminate_pid(state.pid)  # saves its data; or a killed command's leftover
+                    state = None
+                elif not announced:
+                    announced = True
+                    say(
+                        f"the embedded server (pid {state.pid}) was started by another command "
+                        f"(pid {users}); waiting up to {wait:.0f}s for it to finish before "
+                        "taking the server over"
+                    )
             if state is None:
                 folder.clear_state()
                 server = folder.new_server()
@@ -119,11 +139,6 @@ def supervised_server(
                 handle = SupervisedServer(folder, server, folder.join())
                 handle._record()
                 break
-        if time.monotonic() > deadline:
-            raise ServerError(
-                f"the embedded server of {data_dir} stayed in use by another command "
-                f"(pid {state.owner_pid}) for {wait:.0f}s"
-            )
         time.sleep(0.2)
     try:
         yield handle
