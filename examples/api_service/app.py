@@ -174,11 +174,18 @@ async def enqueue(
     manager = request.app[MANAGER]
     window = request.app[SETTINGS]["replay_window"]
     try:
-        if ids and not await first_time(manager, channel, ids, window):
+        marked = await remember(manager, channel, ids, window)
+        if ids and not marked:
             return web.json_response({"success": True, "duplicate": True})
-        job_id = await manager.add_job(
-            QueueName.WEBHOOK_PROCESSING, f"process-{channel}-webhook", data
-        )
+        try:
+            job_id = await manager.add_job(
+                QueueName.WEBHOOK_PROCESSING, f"process-{channel}-webhook", data
+            )
+        except BaseException:
+            if marked:  # not queued after all: the provider's redelivery must get through
+                client = await manager.redis_client()
+                await client.delete(*marked)
+            raise
     except PayloadError as exc:
         problems = [{"pointer": p, "message": m} for p, m in exc.violations]
         return web.json_response({"error": "invalid webhook", "violations": problems}, status=422)
@@ -188,15 +195,15 @@ async def enqueue(
     return web.json_response({"success": True, "jobId": job_id})
 
 
-async def first_time(manager: QueueManager, channel: str, ids: list[str], window: int) -> bool:
-    """Remember the provider ids for ``window`` seconds; False if all were seen already."""
+async def remember(manager: QueueManager, channel: str, ids: list[str], window: int) -> list[str]:
+    """Remember the provider ids for ``window`` seconds; the keys of those not seen before."""
     client = await manager.redis_client()
     prefix = manager.config.redis.prefix
-    fresh = False
+    fresh = []
     for provider_id in ids:
-        digest = hashlib.sha256(provider_id.encode()).hexdigest()[:32]
-        if await client.set(f"{prefix}:seen:{channel}:{digest}", 1, nx=True, ex=window):
-            fresh = True
+        key = f"{prefix}:seen:{channel}:{hashlib.sha256(provider_id.encode()).hexdigest()[:32]}"
+        if await client.set(key, 1, nx=True, ex=window):
+            fresh.append(key)
     return fresh
 
 
