@@ -126,6 +126,8 @@ def _cut_userinfo(url: str) -> bool:
         return False
     first_key = parts.query.split("&")[0].split("=")[0]
     return "@" in parts.path or "@" in parts.fragment or "@" in first_key
+
+
 _TRUE = ("1", "true", "yes", "on")
 
 
