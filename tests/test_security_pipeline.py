@@ -10,6 +10,7 @@ import json
 import shutil
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -142,12 +143,22 @@ def test_a_replayed_delivery_is_not_queued_twice(app: App) -> None:
 
 def test_size_and_rate_caps(app: App) -> None:
     big = {"text": "x" * (300 * 1024)}
-    status, _, _ = post_json(
-        f"{app.url}/webhooks/webchat", big, {"Authorization": f"Bearer {TOKEN}"}
-    )
+    try:
+        status, _, _ = post_json(
+            f"{app.url}/webhooks/webchat", big, {"Authorization": f"Bearer {TOKEN}"}
+        )
+    except OSError:  # the app answered 413 and hung up while the rest was still being sent
+        status = 413
     assert status == 413
-    statuses = [post_json(f"{app.url}/webhooks/webchat", {"text": "hi"})[0] for _ in range(30)]
-    assert 429 in statuses and statuses[0] == 401
+    assert app.jobs() == []
+    # 30 at once (the app allows 5 a second per client): a burst no machine spreads over 6 s.
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        statuses = list(
+            pool.map(
+                lambda _: post_json(f"{app.url}/webhooks/webchat", {"text": "hi"})[0], range(30)
+            )
+        )
+    assert 429 in statuses and 401 in statuses
 
 
 def test_the_webchat_parser_takes_no_address_from_the_body() -> None:
