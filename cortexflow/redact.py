@@ -19,11 +19,12 @@ def redact_url(url: str) -> str:
     password holding ``/``, ``#``, ``?`` or ``@`` (which a URL parser would split elsewhere) is
     still hidden whole. Query options named ``*password`` (a Sentinel URL's
     ``sentinel_password``) are hidden too. Without ``://`` the text is not a URL we can read, so
-    nothing of it is echoed.
+    nothing of it is echoed (it may be the password alone, set where the URL should be).
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
-        return "<unparseable url>" if ("@" in url or ":" in url) else url
+        # Not a URL at all: perhaps the password itself, pasted where the URL goes.
+        return "<unparseable url>" if url else url
     userinfo, at, hostpart = rest.rpartition("@")
     if at:
         user = userinfo.split(":", 1)[0]

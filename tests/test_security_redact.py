@@ -93,3 +93,13 @@ def test_a_password_in_argv_gets_a_warning(tmp_path: Path) -> None:
     assert r.returncode == 69
     assert "`ps` shows to every user" in r.stderr and "REDIS_URL" in r.stderr
     assert "Zq9xWv7k" not in r.stderr
+
+
+def test_a_password_set_where_the_url_goes_is_not_echoed(tmp_path: Path) -> None:
+    (tmp_path / "queues.yaml").write_text(
+        "version: 1\nredis:\n  url: ${REDIS_URL}\nqueues:\n  a:\n    handler: h:f\n"
+    )
+    r = run_cli("stats", cwd=tmp_path, env={"REDIS_URL": "Zq9xWv7kPp3m"})
+    assert r.returncode == 69
+    assert "Zq9xWv7kPp3m" not in r.stdout + r.stderr
+    assert "<unparseable url>" in r.stderr
