@@ -187,7 +187,10 @@ def test_an_opened_port_asks_everyone_for_the_password_and_ps_never_shows_it(
         assert stat.S_IMODE((data_dir_for(config) / "auth.conf").stat().st_mode) == 0o600
 
 
-def test_sigterm_to_a_command_stops_the_server_it_started(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_to_a_command_stops_the_server_it_started(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
     (tmp_path / "queues.yaml").write_text("version: 1\nqueues:\n  a:\n    handler: h:f\n")
     folder = DataFolder(tmp_path / ".cortexflow")
     out = (tmp_path / "watch.out").open("wb")
@@ -202,7 +205,7 @@ def test_sigterm_to_a_command_stops_the_server_it_started(tmp_path: Path) -> Non
         wait_for(lambda: (tmp_path / "watch.out").read_text().count("QUEUE") >= 1, 60)
         state = folder.read_state()
         assert state is not None and state.owner == "command" and pid_alive(state.pid)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         assert proc.wait(30) != 0
         assert wait_gone([state.pid], 15) == [], "the command's server outlived it"
         assert folder.read_state() is None

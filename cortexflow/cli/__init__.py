@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _exit_on_sigterm(signum: int, _frame: object) -> None:
+def _exit_on_signal(signum: int, _frame: object) -> None:
     # Unwind like Ctrl-C does, so `with` blocks run: a command leaves the embedded server it
     # started for its own length stopped, not orphaned (`up` and `worker` install their own).
     raise SystemExit(128 + signum)
@@ -83,5 +83,6 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # kill, or the terminal closed
+        signal.signal(sig, _exit_on_signal)
     return run_command(args)
