@@ -6,6 +6,7 @@ worker, so it depends on nothing else in cortexflow.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, urlencode
 
 MASK = "***"
@@ -18,11 +19,12 @@ def redact_url(url: str) -> str:
     password holding ``/``, ``#``, ``?`` or ``@`` (which a URL parser would split elsewhere) is
     still hidden whole. Query options named ``*password`` (a Sentinel URL's
     ``sentinel_password``) are hidden too. Without ``://`` the text is not a URL we can read, so
-    nothing of it is echoed.
+    nothing of it is echoed (it may be the password alone, set where the URL should be).
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
-        return "<unparseable url>" if ("@" in url or ":" in url) else url
+        # Not a URL at all: perhaps the password itself, pasted where the URL goes.
+        return "<unparseable url>" if url else url
     userinfo, at, hostpart = rest.rpartition("@")
     if at:
         user = userinfo.split(":", 1)[0]
@@ -38,3 +40,53 @@ def redact_url(url: str) -> str:
             query_part = urlencode(hidden, safe="*")
         rest = f"{base}?{query_part}{hash_mark}{fragment}"
     return f"{scheme}://{rest}"
+
+
+def _secret_pieces(url: str) -> list[str]:
+    """The parts of ``url`` that may be secret: its userinfo, whole and in the pieces a URL
+    parser could cut it into, and the values of ``*password`` query options."""
+    from urllib.parse import unquote
+
+    _scheme, sep, rest = url.partition("://")
+    if not sep:
+        return [url] if url else []
+    pieces: list[str] = []
+    userinfo, at, _host = rest.rpartition("@")
+    if at and userinfo:
+        pieces += [userinfo, unquote(userinfo)]
+        user, colon, password = userinfo.partition(":")
+        if colon and password:
+            pieces += [password, unquote(password)]
+        for chunk in re.split(r"[:/?#@\[\]]", userinfo):
+            if len(chunk) >= 3 and chunk != user:
+                pieces += [chunk, unquote(chunk)]
+    _base, _q, query = rest.partition("?")
+    for name, value in parse_qsl(query.partition("#")[0], keep_blank_values=True):
+        if name.lower().endswith("password") and value:
+            pieces.append(value)
+    return sorted({p for p in pieces if p}, key=len, reverse=True)
+
+
+def scrub_secrets(text: str, url: str) -> str:
+    """``text`` (an error message about ``url``) with every secret part of ``url`` masked.
+
+    For messages written by code we do not control (redis-py's URL parser, smtplib), which
+    may quote a piece of the URL they failed to parse."""
+    for piece in _secret_pieces(url):
+        text = text.replace(piece, MASK)
+    return text
+
+
+def invalid_url_reason(url: str, exc: Exception) -> str:
+    """Why ``url`` could not be parsed, without any of its secrets.
+
+    With credentials in the URL the parser's own message is not repeated at all: it quotes
+    whatever piece it choked on, which may be a fragment of the password too short to mask."""
+    if "@" not in url.partition("://")[2]:
+        return f"invalid URL ({scrub_secrets(str(exc), url)})"
+    return (
+        "invalid URL (the parser's message is not shown: it may quote the password); a "
+        "password holding / # ? @ : or % must be percent-encoded (%2F %23 %3F %40 %3A %25), "
+        "e.g. python3 -c 'import urllib.parse, getpass; "
+        'print(urllib.parse.quote(getpass.getpass(), safe=""))\''
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -24,6 +25,29 @@ COMMAND_MODULES = (
 
 
 class _Parser(argparse.ArgumentParser):
+    """Options anywhere among the arguments (`enqueue q --priority 5 file.json`), with a
+    usage error that says where to look.
+
+    argparse alone fills positionals in one pass, so an option between two positionals ends
+    the first group and the rest become "unrecognized arguments"; a subcommand's parser
+    parses intermixed instead (the top parser cannot: it holds the subcommands).
+    """
+
+    _intermixing = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._intermixing or any(
+            isinstance(a, argparse._SubParsersAction) for a in self._actions
+        ):
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         sys.stderr.write(f"{self.prog}: error: {message}\n")
@@ -51,7 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    # Unwind like Ctrl-C does, so `with` blocks run: a command leaves the embedded server it
+    # started for its own length stopped, not orphaned (`up` and `worker` install their own).
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # kill, or the terminal closed
+        signal.signal(sig, _exit_on_signal)
     return run_command(args)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cortexflow import errors
+from cortexflow.termsafe import escape_controls
 
 
 def global_options() -> argparse.ArgumentParser:
@@ -47,20 +48,34 @@ def config_path(args: argparse.Namespace) -> Path:
 
 
 def out(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
+    """A line of data on stdout; control characters in it are shown, not obeyed."""
+    sys.stdout.write(escape_controls(text) + "\n")
 
 
 def err(text: str) -> None:
-    sys.stderr.write(text + "\n")
+    """A message on stderr; control characters in it are shown, not obeyed."""
+    sys.stderr.write(escape_controls(text) + "\n")
 
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def _has_password(url: str | None) -> bool:
+    if not url:
+        return False
+    userinfo, at, _ = url.partition("://")[2].rpartition("@")
+    return bool(at and ":" in userinfo) or "password=" in url.lower()
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Call the command's function and map cortexflow's errors to messages and exit codes."""
     func: Callable[[argparse.Namespace], int] = args.func
+    if _has_password(getattr(args, "redis_url", None)) and not getattr(args, "quiet", False):
+        err(
+            "warning: --redis-url holds a password, which `ps` shows to every user of this "
+            "host; put the URL in REDIS_URL (or redis.url: ${REDIS_URL}) instead"
+        )
     try:
         return func(args)
     except errors.RedisAuthError as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 import time
@@ -15,7 +14,15 @@ from cortexflow.cli._common import err, out, print_json
 from cortexflow.cli.queue_ops import duration, int_range, with_manager
 from cortexflow.cli.render import ProgressBar, compact
 from cortexflow.durations import format_duration
-from cortexflow.errors import EXIT_FAILURE, EXIT_OK, PayloadError, UsageError
+from cortexflow.engine.payload import encode_data, make_validator
+from cortexflow.errors import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    CortexflowError,
+    PayloadError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from cortexflow.api.bulk import BulkReport
@@ -48,10 +55,23 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "--timeout", type=duration, default=30.0, help="how long --wait waits (default 30s)"
     )
     p.add_argument(
-        "--jsonl", action="store_true", help="FILE holds one payload per line (JSON Lines)"
+        "--jsonl",
+        action="store_true",
+        help="FILE holds one payload per line (JSON Lines): every line is checked before the "
+        "first is written, and nothing is written if one is bad",
+    )
+    p.add_argument(
+        "--fresh-ids",
+        action="store_true",
+        help="with --jsonl: random job ids (by default each line's id derives from the input, "
+        "so running the same input again adds nothing that is still queued)",
     )
     p.add_argument("--batch-size", type=int_range(1, 100_000), default=1000, help=argparse.SUPPRESS)
     p.set_defaults(func=with_manager(_enqueue))
+
+
+class InputError(CortexflowError):
+    """The payload cannot be read as given (too large); nothing was written."""
 
 
 async def _enqueue(args: argparse.Namespace, manager: QueueManager) -> int:
@@ -66,9 +86,14 @@ async def _enqueue(args: argparse.Namespace, manager: QueueManager) -> int:
     name = args.name or engine.name
     if args.jsonl:
         return await _enqueue_jsonl(args, manager, engine, name, opts)
-    source, text = _read_payload(args.payload)
-    data = _parse_payload(source, text)
+    source, raw = _read_payload(args.payload)
+    data = _parse_payload(source, raw)
     if data is None:
+        return EXIT_FAILURE
+    try:
+        encode_data(engine.name, data, make_validator(engine.config))
+    except PayloadError as exc:  # refused before connecting: nothing was written
+        _report_violations(exc)
         return EXIT_FAILURE
     await manager.connect()
     try:
@@ -82,22 +107,29 @@ async def _enqueue(args: argparse.Namespace, manager: QueueManager) -> int:
     return await _wait(args, engine, job_id)
 
 
-def _read_payload(path: str | None) -> tuple[str, str]:
+def _read_payload(path: str | None) -> tuple[str, bytes]:
+    """The payload's bytes, read up to the payload size limit and no further."""
+    from cortexflow.api.jsoninput import JsonInputError, read_limited
+    from cortexflow.engine.payload import MAX_PAYLOAD_BYTES
+
     if path is None and sys.stdin.isatty():
         raise UsageError(
             "no payload: give a JSON FILE, pipe the JSON in, or pass - and type it "
             "(end with Ctrl-D)"
         )
-    if path is None or path == "-":
-        return "<stdin>", sys.stdin.read()
-    with _open(path, binary=False) as f:
-        return path, str(f.read())
+    source = "<stdin>" if path in (None, "-") else str(path)
+    with contextlib.ExitStack() as stack:
+        stream = sys.stdin.buffer if path in (None, "-") else stack.enter_context(_open(source))
+        try:
+            return source, read_limited(stream, MAX_PAYLOAD_BYTES)
+        except JsonInputError as exc:
+            raise InputError(f"{source}: payload is {exc.message}; nothing was enqueued") from None
 
 
 @contextlib.contextmanager
-def _open(path: str, *, binary: bool) -> Iterator[IO[Any]]:
+def _open(path: str) -> Iterator[IO[bytes]]:
     try:
-        f = open(path, "rb") if binary else open(path, encoding="utf-8")  # noqa: SIM115
+        f = open(path, "rb")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:
         raise UsageError(f"payload file {path!r} not found") from None
     except IsADirectoryError:
@@ -106,12 +138,14 @@ def _open(path: str, *, binary: bool) -> Iterator[IO[Any]]:
         yield f
 
 
-def _parse_payload(source: str, text: str) -> Any:
-    """The payload, or None after reporting where the JSON is broken."""
+def _parse_payload(source: str, raw: bytes) -> Any:
+    """The payload, or None after reporting, in one line, what is wrong and where."""
+    from cortexflow.api.jsoninput import JsonInputError, parse_json
+
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        err(f"error: {source}:{exc.lineno}:{exc.colno}: payload is not valid JSON: {exc.msg}")
+        return parse_json(raw)
+    except JsonInputError as exc:
+        err(f"error: {exc.where(source)}: payload is {exc.message}; nothing was enqueued")
         return None
 
 
@@ -159,7 +193,7 @@ async def _enqueue_jsonl(
         if path in (None, "-"):
             source, stream, total = "<stdin>", sys.stdin.buffer, None
         else:
-            source, stream = path, stack.enter_context(_open(path, binary=True))
+            source, stream = path, stack.enter_context(_open(path))
             total = os.fstat(stream.fileno()).st_size
         bar = ProgressBar(sys.stderr, total) if sys.stderr.isatty() and not args.quiet else None
         started = time.monotonic()
@@ -171,8 +205,9 @@ async def _enqueue_jsonl(
             opts=opts,
             batch_size=args.batch_size,
             progress=bar.update if bar else None,
+            fresh_ids=args.fresh_ids,
         )
-    if bar:
+    if bar and not report.failures and not report.server_error:
         bar.update(report.lines, total or 0, final=True)
     return _jsonl_summary(args, source, engine.name, report, time.monotonic() - started)
 
@@ -186,6 +221,8 @@ def _jsonl_summary(
                 "queue": queue,
                 "enqueued": len(report.ids),
                 "ids": report.ids,
+                "error": report.server_error,
+                "writtenThroughLine": report.written_through,
                 "failedBatches": [
                     {
                         "firstLine": f.first,
@@ -206,11 +243,25 @@ def _jsonl_summary(
     for failure in report.failures:
         for e in failure.errors:
             err(f"error: {e.where(source)}: {e.message}")
-        err(f"  lines {failure.first}-{failure.last} (one batch) were not enqueued")
-    if not args.quiet:
+        if report.more_errors:
+            err(f"  ... and {report.more_errors:,} more bad lines")
+        err(f"  nothing was enqueued: fix the lines above and run it again (checked {source})")
+    if report.server_error:
+        err(
+            f"error: the server failed after {len(report.ids):,} of {report.lines:,} jobs were "
+            f"written (through line {report.written_through} of {source}): "
+            f"{report.server_error}"
+        )
+        err(
+            "  the ids written are on stdout; run the same command on the same input again: "
+            "each line's job id derives from the input, so the written ones are not added twice"
+            if not args.fresh_ids
+            else "  the ids written are on stdout; with --fresh-ids a rerun adds them again"
+        )
+        return EXIT_UNAVAILABLE if report.unreachable else EXIT_FAILURE
+    if not args.quiet and not report.failures:
         rate = len(report.ids) / elapsed if elapsed > 0 else 0.0
         err(
             f"enqueued {len(report.ids):,} jobs on {queue!r} in {elapsed:.1f}s ({rate:,.0f} jobs/s)"
-            + (f"; {report.skipped:,} lines skipped" if report.failures else "")
         )
     return EXIT_FAILURE if report.failures else EXIT_OK

@@ -178,7 +178,9 @@ async def _stats(args: argparse.Namespace, manager: QueueManager) -> int:
         else:
             every = format_duration(args.interval)
             head = f"{timestamp(time.time())}  every {every}, Ctrl-C to stop"
-            out(("\x1b[H\x1b[2J" if clear else "") + head + "\n" + stats_table(stats) + "\n")
+            if clear:
+                sys.stdout.write("\x1b[H\x1b[2J")  # our own escape: home, clear
+            out(head + "\n" + stats_table(stats) + "\n")
         sys.stdout.flush()
         await asyncio.sleep(args.interval)
 

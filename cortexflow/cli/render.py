@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from cortexflow.durations import format_duration
+from cortexflow.termsafe import escape_controls
 
 WIDTH = 80
 # The ERROR column of `jobs` keeps this many characters even if the table gets wider than WIDTH:
@@ -20,7 +21,11 @@ MIN_ERROR = 40
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
-    """Columns padded to their widest cell, two spaces apart; ``right`` columns right-aligned."""
+    """Columns padded to their widest cell, two spaces apart; ``right`` columns right-aligned.
+
+    Control characters and newlines in a cell are escaped: a job id or name is data, and
+    must neither drive the terminal nor break the table's lines."""
+    rows = [[escape_controls(c, keep_newlines=False) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):

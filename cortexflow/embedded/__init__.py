@@ -1,4 +1,4 @@
-"""The embedded Valkey/Redis server (docs/supervisor.md): its public names, in one place.
+"""The embedded Valkey/Redis server: its public names, importable from one place.
 
 The code lives in one module per concept:
 

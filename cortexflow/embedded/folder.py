@@ -1,8 +1,9 @@
 """The data folder: one embedded server per `.cortexflow/`, shared by every command run there.
 
-One concept: sharing a folder's server (docs/supervisor.md) -- its lock and users lock files, the
-`server.json` state file, and `redis_endpoint`, which picks the URL a command uses and starts
-the folder's server for the command's length when nothing else serves it.
+One concept: sharing a folder's server -- its lock and users lock files, the `server.json`
+state file, and `redis_endpoint`, which picks the URL a command uses and starts the folder's
+server for the command's length when nothing else serves it. Who may reach that server (the
+folder's permissions, the unix socket, an opt-in TCP port) is `embedded.access`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from pathlib import Path
 from typing import Literal
 
 from cortexflow.config.model import Config
-from cortexflow.embedded.process import ServerError, ServerProcess, ping
+from cortexflow.embedded.access import (
+    exposure_from_env,
+    read_auth_file,
+    secure_folder,
+    socket_path,
+)
+from cortexflow.embedded.process import ServerError, ServerProcess, ping, server_url
 
 DATA_DIR_NAME = ".cortexflow"
 Owner = Literal["up", "command"]
@@ -31,13 +38,32 @@ class ServerState:
 
     pid: int
     host: str
-    port: int
+    port: int  # 0: no TCP port (the default), the unix socket only
     owner: Owner  # "up" supervises it; "command": started for the length of a command
     owner_pid: int
+    socket: str = ""  # the unix socket's path
+    auth: bool = False  # the server asks for the password of the folder's auth.conf
+
+    @property
+    def socket_path(self) -> Path | None:
+        return Path(self.socket) if self.socket else None
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        """The local URL, without the password (see DataFolder.client_url)."""
+        return server_url(self.host, self.port, self.socket_path, None)
+
+    @classmethod
+    def of(cls, server: ServerProcess, owner: Owner) -> ServerState:
+        return cls(
+            pid=int(server.pid or 0),
+            host=server.host,
+            port=server.port,
+            owner=owner,
+            owner_pid=os.getpid(),
+            socket=str(server.unix_socket or ""),
+            auth=bool(server.password),
+        )
 
 
 def data_dir_for(config: Config) -> Path:
@@ -90,11 +116,30 @@ class DataFolder:
         return self.path / "server.json"
 
     def _open(self, name: str) -> int:
-        self.path.mkdir(parents=True, exist_ok=True)
-        ignore = self.path / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("# cortexflow's embedded server data: not for version control\n*\n")
+        if not self.path.is_dir() or not (self.path / ".gitignore").exists():
+            secure_folder(self.path)
+            fd = os.open(self.path / ".gitignore", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write("# cortexflow's embedded server data: not for version control\n*\n")
         return os.open(self.path / name, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def new_server(self) -> ServerProcess:
+        """The folder's server, not started: its unix socket, and TCP only if the operator
+        opened it (``CORTEXFLOW_EMBEDDED_LISTEN``, with a password). Tightens the folder first."""
+        secure_folder(self.path)
+        exposure = exposure_from_env()
+        return ServerProcess(
+            self.path,
+            unix_socket=socket_path(self.path),
+            host=exposure.host if exposure else "127.0.0.1",
+            port=exposure.port if exposure else 0,
+            password=exposure.password if exposure else None,
+        )
+
+    def client_url(self, state: ServerState) -> str:
+        """The URL a command on this host uses for ``state``'s server (with its password)."""
+        password = read_auth_file(self.path / "auth.conf") if state.auth else None
+        return server_url(state.host, state.port, state.socket_path, password)
 
     @contextmanager
     def locked(self, timeout: float = 60.0) -> Iterator[None]:
@@ -125,13 +170,17 @@ class DataFolder:
                 port=int(raw["port"]),
                 owner="up" if raw["owner"] == "up" else "command",
                 owner_pid=int(raw["owner_pid"]),
+                socket=str(raw.get("socket", "")),
+                auth=bool(raw.get("auth", False)),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def write_state(self, state: ServerState) -> None:
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(state)))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(asdict(state)))
         tmp.replace(self.state_file)
 
     def clear_state(self) -> None:
@@ -140,7 +189,11 @@ class DataFolder:
     def live_state(self) -> ServerState | None:
         """The recorded server if it still runs and answers PING, else None."""
         state = self.read_state()
-        if state is not None and pid_alive(state.pid) and ping(state.host, state.port):
+        if (
+            state is not None
+            and pid_alive(state.pid)
+            and ping(state.host, state.port, state.socket_path)
+        ):
             return state
         return None
 
@@ -157,6 +210,23 @@ class DataFolder:
             return self._alone(fd)
         finally:
             os.close(fd)
+
+    def user_pids(self) -> list[int]:
+        """Pids holding the users lock (from /proc/locks; empty where there is none)."""
+        try:
+            inode = (self.path / "users").stat().st_ino
+            lines = Path("/proc/locks").read_text().splitlines()
+        except OSError:
+            return []
+        pids = set()
+        for line in lines:
+            fields = line.split()
+            if "->" in fields:  # a waiter, not a holder
+                continue
+            if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5].endswith(f":{inode}"):
+                pids.add(int(fields[4]))
+        pids.discard(os.getpid())
+        return sorted(pids)
 
     def has_users(self) -> bool:
         """Does any process use the server (under ``locked``, not joined yourself)?"""
@@ -202,15 +272,14 @@ def shared_server(data_dir: Path, timeout: float = 60.0) -> Iterator[str]:
         state = folder.live_state()
         if state is None:
             folder.clear_state()
-            started = ServerProcess(data_dir)
+            started = folder.new_server()
             started.start()  # its own session: a Ctrl-C meant for one command spares it
-            state = ServerState(
-                int(started.pid or 0), started.host, started.port, "command", os.getpid()
-            )
+            state = ServerState.of(started, "command")
             folder.write_state(state)
         users = folder.join()
+        url = folder.client_url(state)
     try:
-        yield state.url
+        yield url
     finally:
         with folder.locked(timeout):
             last = folder.leave(users)

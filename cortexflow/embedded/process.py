@@ -2,7 +2,11 @@
 
 One concept: the server process itself (binary lookup, argv, spawn, readiness PING, stop). Which
 server a folder shares lives in folder.py; `up`'s supervised one in supervised.py.
-Used by `cortexflow up` for the zero-setup default (docs/supervisor.md) and by the test suite.
+Used by `cortexflow up` for the zero-setup default and by the test suite.
+
+The embedded server listens on a unix socket (``unix_socket``) with ``unixsocketperm 700`` and no
+TCP port, so only its owner can reach it; a TCP port is opened only when asked for, and then only
+with a password. The process runs with umask 077, so every file it writes (AOF, log) is private.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from cortexflow import pdeathsig
 from cortexflow.errors import CortexflowError
@@ -62,17 +67,25 @@ class ServerProcess:
         host: str = "127.0.0.1",
         appendonly: bool = True,
         extra: dict[str, str] | None = None,
+        unix_socket: Path | None = None,
+        password: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
-        self.port = port or free_port(host)
+        self.unix_socket = Path(unix_socket) if unix_socket is not None else None
+        # With a unix socket, TCP stays closed (port 0) unless a port is asked for.
+        if port is None:
+            port = 0 if self.unix_socket is not None else free_port(host)
+        self.port = port
+        self.password = password
         self.appendonly = appendonly
         self.extra = dict(extra or {})
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        """The URL clients on this host use (the unix socket when there is one)."""
+        return server_url(self.host, self.port, self.unix_socket, self.password)
 
     def argv(self) -> list[str]:
         settings = {
@@ -88,8 +101,13 @@ class ServerProcess:
             "logfile": str(self.data_dir / "server.log"),
             "databases": "256",
         }
+        if self.unix_socket is not None:
+            settings["unixsocket"] = str(self.unix_socket)
+            settings["unixsocketperm"] = "700"
         settings.update(self.extra)
         argv = [find_server_binary()]
+        if self.password:  # in a 0600 file, not argv: `ps` shows argv to every user
+            argv.append(str(self.auth_file))
         for key, value in settings.items():
             argv += [f"--{key}", value]
         return argv
@@ -113,17 +131,31 @@ class ServerProcess:
         server keeps the wrapper's pid). Call it from the main thread: the signal is tied to the
         thread that forked.
         """
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         argv = self.argv()
         if die_with_parent:
             argv = with_parent_death_signal(argv)
+        if self.password:
+            self._write_auth_file(self.password)
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=new_session,
+            umask=0o077,  # the AOF, the log and the socket: the owner's alone
         )
+
+    @property
+    def auth_file(self) -> Path:
+        return self.data_dir / "auth.conf"
+
+    def _write_auth_file(self, secret: str) -> None:
+        """The server's ``requirepass``, as a config file only the owner can read."""
+        quoted = secret.replace("\\", "\\\\").replace('"', '\\"')
+        fd = os.open(self.auth_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f'requirepass "{quoted}"\n')
 
     @property
     def pid(self) -> int | None:
@@ -133,7 +165,7 @@ class ServerProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def answers(self) -> bool:
-        return ping(self.host, self.port)
+        return ping(self.host, self.port, self.unix_socket)
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -143,10 +175,11 @@ class ServerProcess:
                     f"valkey-server exited with code {self.proc.returncode}; "
                     f"see {self.data_dir / 'server.log'}"
                 )
-            if ping(self.host, self.port):
+            if self.answers():
                 return
             time.sleep(0.05)
-        raise ServerError(f"valkey-server did not answer within {timeout:.0f}s on port {self.port}")
+        where = self.unix_socket or f"port {self.port}"
+        raise ServerError(f"valkey-server did not answer within {timeout:.0f}s on {where}")
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (the server flushes its AOF and exits), then SIGKILL after ``timeout``."""
@@ -170,10 +203,28 @@ def with_parent_death_signal(argv: list[str]) -> list[str]:
     return [sys.executable, "-I", "-S", pdeathsig.__file__, str(os.getpid()), *argv]
 
 
-def ping(host: str, port: int) -> bool:
+def server_url(host: str, port: int, unix_socket: Path | None, password: str | None) -> str:
+    """``unix:///path?db=0`` for a socket, else ``redis://host:port/0``; with the password."""
+    auth = f":{quote(password, safe='')}@" if password else ""
+    if unix_socket is not None:
+        return f"unix://{auth}{quote(str(unix_socket))}?db=0"
+    return f"redis://{auth}{host}:{port}/0"
+
+
+def ping(host: str, port: int, unix_socket: Path | None = None) -> bool:
     """A raw RESP PING, so readiness needs no client library and no event loop."""
     try:
-        with socket.create_connection((host, port), timeout=0.5) as s:
+        if unix_socket is not None:
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.settimeout(0.5)
+            try:
+                conn.connect(str(unix_socket))
+            except BaseException:
+                conn.close()
+                raise
+        else:
+            conn = socket.create_connection((host, port), timeout=0.5)
+        with conn as s:
             s.sendall(b"PING\r\n")
             # A server that wants a password is up too: it answers -NOAUTH.
             return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))

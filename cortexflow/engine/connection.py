@@ -25,7 +25,7 @@ from redis.exceptions import (
 )
 
 from cortexflow.errors import RedisAuthError, RedisUnavailableError
-from cortexflow.redact import redact_url
+from cortexflow.redact import invalid_url_reason, redact_url, scrub_secrets
 
 # Blocking reads wait at most BLOCK_MAX seconds per call; the socket timeout is well above it
 # (redis-py 8's default of 5 s breaks longer blocking reads: taskiq-redis #127).
@@ -178,7 +178,7 @@ def connect(url: str, *, retries: int = 8) -> aioredis.Redis:
     try:
         cluster = _is_cluster_url(url)
     except ValueError as exc:
-        raise RedisUnavailableError(redact_url(url), f"invalid URL ({exc})") from None
+        raise RedisUnavailableError(redact_url(url), invalid_url_reason(url, exc)) from None
     if cluster:
         raise RedisUnavailableError(
             redact_url(url),
@@ -186,10 +186,13 @@ def connect(url: str, *, retries: int = 8) -> aioredis.Redis:
             "for several queues (several hash slots) in one call, which a cluster refuses; "
             "use a single server or Redis Sentinel (redis+sentinel://...)",
         )
+    options = _client_options(retries)
+    if scheme == "unix":
+        del options["socket_keepalive"]  # a unix socket has no keepalive (redis-py refuses it)
     try:
-        return aioredis.Redis.from_url(url, **_client_options(retries))
+        return aioredis.Redis.from_url(url, **options)
     except ValueError as exc:
-        raise RedisUnavailableError(redact_url(url), f"invalid URL ({exc})") from None
+        raise RedisUnavailableError(redact_url(url), invalid_url_reason(url, exc)) from None
 
 
 class SentinelMaster(aioredis.Redis):
@@ -208,8 +211,9 @@ def _connect_sentinel(url: str, retries: int) -> aioredis.Redis:
     try:
         parsed = parse_sentinel_url(url)
     except ValueError as exc:
+        reason = scrub_secrets(str(exc), url)
         raise RedisUnavailableError(
-            redact_url(url), f"invalid Sentinel URL: {exc}; expected {SENTINEL_FORM}"
+            redact_url(url), f"invalid Sentinel URL: {reason}; expected {SENTINEL_FORM}"
         ) from None
     opts = parsed.options
     sentinel_kwargs: dict[str, Any] = {
@@ -262,7 +266,7 @@ def unusable(url: str, exc: BaseException) -> RedisUnavailableError:
     RedisAuthError when the server refused the credentials, the database or the permission,
     else RedisUnavailableError."""
     shown = redact_url(url)
-    reason = str(exc) or type(exc).__name__
+    reason = scrub_secrets(str(exc), url) or type(exc).__name__
     user = _username(url)
     who = f"user {user!r}" if user else "the default user (no user in the URL)"
     if isinstance(exc, AuthenticationError) or "NOAUTH" in reason or "HELLO must be" in reason:

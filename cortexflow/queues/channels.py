@@ -8,9 +8,13 @@ stickers, ... are skipped).
 - ``whatsapp``: Meta's Cloud API shape, ``entry[].changes[].value.messages[]``; signed with
   ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body with the app secret>``.
 - ``telegram``: a Bot API ``Update``; the secret token given to ``setWebhook`` comes back in
-  ``X-Telegram-Bot-Api-Secret-Token``.
-- ``webchat``: your own site's widget, ``{sessionId or userId, text}``; it has no signature
-  (authenticate it in your API service).
+  ``X-Telegram-Bot-Api-Secret-Token``. That header is the secret itself, so an API service
+  should not store it in a job: it may pass ``X-Telegram-Bot-Api-Secret-Token-Sha256`` (the
+  hex SHA-256 of the header) instead, which is checked the same way.
+- ``webchat``: your own site's widget, ``{sessionId or userId, text}``; it has no signature:
+  authenticate it in your API service, which should set ``userId`` to the authenticated user.
+  Nothing else of the body reaches the message (an ``email`` in it is ignored: addresses come
+  from the API service's ``metadata``, never from a webhook body).
 """
 
 from __future__ import annotations
@@ -150,10 +154,24 @@ def _whatsapp_values(body: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
 # -- telegram ------------------------------------------------------------------------------------
 
 
+TELEGRAM_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
+TELEGRAM_DIGEST_HEADER = "X-Telegram-Bot-Api-Secret-Token-Sha256"
+
+
+def telegram_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 def verify_telegram(secret: str, headers: Mapping[str, str], raw_body: bytes) -> None:
-    given = header(headers, "X-Telegram-Bot-Api-Secret-Token") or ""
-    if not hmac.compare_digest(given.encode(), secret.encode()):
-        raise SignatureError("telegram: X-Telegram-Bot-Api-Secret-Token is missing or wrong")
+    digest = header(headers, TELEGRAM_DIGEST_HEADER)
+    if digest is not None:
+        if hmac.compare_digest(digest.encode(), telegram_digest(secret).encode()):
+            return
+    else:
+        given = header(headers, TELEGRAM_SECRET_HEADER) or ""
+        if hmac.compare_digest(given.encode(), secret.encode()):
+            return
+    raise SignatureError("telegram: X-Telegram-Bot-Api-Secret-Token is missing or wrong")
 
 
 def parse_telegram(body: Mapping[str, Any]) -> list[InboundMessage]:
@@ -203,7 +221,7 @@ def parse_webchat(body: Mapping[str, Any]) -> list[InboundMessage]:
             user_id=user,
             content=text,
             timestamp=stamp if isinstance(stamp, str) else datetime.now(UTC).isoformat(),
-            metadata=_compact(sessionId=body.get("sessionId"), email=body.get("email")),
+            metadata=_compact(sessionId=body.get("sessionId")),
         )
     ]
 

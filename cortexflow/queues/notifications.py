@@ -1,31 +1,32 @@
 """Handler of `notifications`: deliver a notification to a user, by its ``type``.
 
 - ``email``: an email-sending job to ``email`` (the user's address, required for this type);
-- ``webhook``: a JSON POST to ``url`` (timeout ``$NOTIFY_WEBHOOK_TIMEOUT`` seconds, default 10);
-  connection errors, timeouts, 5xx, 408 and 429 are retried, any other 4xx fails at once;
+- ``webhook``: a JSON POST to ``url`` (one deadline of ``$NOTIFY_WEBHOOK_TIMEOUT`` seconds,
+  default 10, for all of it); no connection, timeouts, 5xx, 408 and 429 are retried, a 3xx
+  (redirects are not followed) or any other 4xx fails at once. Internal addresses (loopback,
+  private, link-local, metadata) are refused unless the queue's ``settings.webhook_allow``
+  lists them (see ``cortexflow.queues.outbound``);
 - ``in-app``: appended to the user's inbox, a Redis stream ``{prefix}:inbox:{userId}`` capped at
   about 1,000 entries; read it with ``read_inbox(redis, user_id)``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import html
 import json
 import os
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from cortexflow.errors import UnrecoverableError
+from cortexflow.queues import outbound
 from cortexflow.queues.common import data_prefix, job_id, write_once
+from cortexflow.queues.smtp import single_address
 from cortexflow.worker.context import JobContext
 
 INBOX_MAXLEN = 1000
-RETRIED_4XX = (408, 429)
 
 
 async def handle(data: dict[str, Any], job: JobContext) -> dict[str, Any]:
@@ -43,6 +44,7 @@ async def by_email(data: dict[str, Any], job: JobContext) -> dict[str, Any]:
     address = data.get("email")
     if not address:
         raise UnrecoverableError(f"no email address for user {data['userId']!r}: give `email`")
+    single_address(address, "`email`")  # "a@b.c, d@e.f" would be two recipients
     title = data.get("title") or "Notification"
     email = {
         "to": address,
@@ -56,32 +58,14 @@ async def by_email(data: dict[str, Any], job: JobContext) -> dict[str, Any]:
 
 async def by_webhook(data: dict[str, Any], job: JobContext) -> dict[str, Any]:
     url = data.get("url") or ""
-    if not url.startswith(("http://", "https://")):
-        raise UnrecoverableError(f"a webhook notification needs an http(s) `url`, got {url!r}")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise UnrecoverableError("a webhook notification needs an http(s) `url`")
     body = {key: data.get(key) for key in ("userId", "type", "title", "message", "data")}
     body["notificationId"] = job.id
     timeout = float(os.environ.get("NOTIFY_WEBHOOK_TIMEOUT") or 10)
-    status = await asyncio.to_thread(post_json, url, body, timeout)
+    allow = outbound.Allowlist.from_settings(job.settings)
+    status = await outbound.post_json(url, body, timeout=timeout, allow=allow)
     return {"type": "webhook", "status": status}
-
-
-def post_json(url: str, body: dict[str, Any], timeout: float) -> int:
-    """POST ``body`` as JSON; the status, or an exception saying whether to retry."""
-    request = urllib.request.Request(  # noqa: S310 - the scheme is checked by the caller
-        url,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "User-Agent": "cortexflow-notifications"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        if 400 <= exc.code < 500 and exc.code not in RETRIED_4XX:
-            raise UnrecoverableError(f"POST {url} answered {exc.code} {exc.reason}") from None
-        raise ConnectionError(f"POST {url} answered {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise ConnectionError(f"POST {url} failed: {exc}") from None
 
 
 def inbox_key(user_id: str, prefix: str | None = None) -> str:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, TextIO
 
+from cortexflow.termsafe import escape_controls
+
 LogFormat = Literal["text", "json"]
 
 # A line longer than this is written in pieces of this size (memory stays bounded).
@@ -73,6 +75,7 @@ def iso_utc(ts: float) -> str:
 
 def format_text(ts: float, name: str, width: int, line: str, color: str | None = None) -> str:
     """``12:00:01 notifications.0 | line``, the name padded to ``width``."""
+    line = escape_controls(line, keep_newlines=False)  # a child's ESC never reaches the terminal
     prefix = f"{clock(ts)} {name.ljust(width)} |"
     if color:
         prefix = f"\x1b[{color}m{prefix}{_RESET}"

@@ -446,9 +446,12 @@ def run_up(
     wanted = select_queues(config, options.queues)  # unknown names: UsageError before anything
     # The log's name column fits the children's names from the first line on.
     sink.fit([f"{q}.{r}" for q, qc in wanted.items() for r in range(qc.processes)])
-    with endpoint(config, redis_override) as (url, server):
+    with endpoint(config, redis_override, sink.event) as (url, server):
         if server is not None:
-            sink.event(f"embedded server (pid {server.pid}) on {url}, data in {server.folder.path}")
+            sink.event(
+                f"embedded server (pid {server.pid}) on {redact_url(url)}, "
+                f"data in {server.folder.path}"
+            )
 
         async def main() -> int:
             await check_server(url, sink, embedded=server is not None)

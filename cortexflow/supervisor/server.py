@@ -24,13 +24,15 @@ from cortexflow.supervisor.policy import RestartHistory, Verdict, decide_after_e
 
 
 @contextlib.contextmanager
-def endpoint(config: Config, override: str | None) -> Iterator[tuple[str, SupervisedServer | None]]:
+def endpoint(
+    config: Config, override: str | None, log: Callable[[str], None] | None = None
+) -> Iterator[tuple[str, SupervisedServer | None]]:
     """The URL the workers use, and the embedded server when `up` runs one (stopped last)."""
     url = override or config.redis.url
     if url:
         yield url, None
         return
-    with supervised_server(data_dir_for(config)) as server:
+    with supervised_server(data_dir_for(config), log=log) as server:
         yield server.url, server
 
 

@@ -1,5 +1,5 @@
-"""`cortexflow enqueue --jsonl`: 100,000 jobs, a progress bar on a terminal, and a bad line
-that aborts only its own batch."""
+"""`cortexflow enqueue --jsonl`: 100,000 jobs, a progress bar on a terminal, and bad lines
+that stop the whole input (all or nothing)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_no_bar_without_a_terminal_and_ids_on_stdout(cf: Cli, project: Path) -> 
     assert "\r" not in r.stderr and "enqueued 5 jobs on 'analytics'" in r.stderr
 
 
-def test_a_bad_line_aborts_only_its_batch(cf: Cli, project: Path) -> None:
+def test_a_bad_line_stops_the_whole_input(cf: Cli, project: Path) -> None:
     rows = [json.dumps({"userId": f"u{i}", "type": "sms"}) for i in range(1, 3501)]
     rows[1499] = '{"userId": "u1500", "type" "sms"}'  # line 1500: not JSON
     rows[2199] = '{"userId": 2200, "type": "fax"}'  # line 2200: fails the schema
@@ -49,17 +49,15 @@ def test_a_bad_line_aborts_only_its_batch(cf: Cli, project: Path) -> None:
 
     r = cf("enqueue", "notifications", str(jsonl), "--jsonl")
     assert r.returncode == 1
-    # Batches of 1000 jobs: lines 1-1001 (with the blank), 1002-2001, 2002-3001, 3002-3501.
+    # Every bad line is named, and none of the 3,497 good ones is written.
     err = r.stderr
     assert "mixed.jsonl:1501:28: not valid JSON: Expecting ':' delimiter" in err
-    assert "lines 1002-2001 (one batch) were not enqueued" in err
     assert "mixed.jsonl:2201: /type: 'fax' is not one of ['email', 'sms', 'push']; " in err
     assert "/userId: 2200 is not of type 'string'" in err
     assert "mixed.jsonl:2501: /: a job's data must be a JSON object, got an array" in err
-    assert "lines 2002-3001 (one batch) were not enqueued" in err
-    assert len(r.stdout.split()) == 1500
-    assert "enqueued 1,500 jobs" in err and "2,000 lines skipped" in err
-    assert cf.stats("notifications")["waiting"] == 1500
+    assert "nothing was enqueued" in err
+    assert r.stdout == ""
+    assert cf.stats("notifications")["waiting"] == 0
 
     r = cf(
         "enqueue",
@@ -71,7 +69,7 @@ def test_a_bad_line_aborts_only_its_batch(cf: Cli, project: Path) -> None:
     )
     assert r.returncode == 1
     report = json.loads(r.stdout)
-    assert report["enqueued"] == 0
+    assert report["enqueued"] == 0 and report["error"] is None
     assert report["failedBatches"] == [
         {
             "firstLine": 1,

@@ -131,12 +131,13 @@ def test_api_service_readme(tmp_path: Path, runner: list[Runner]) -> None:
     up = r.start("cortexflow up")
     up.wait_for(r"\) ready$", timeout=60, count=5)
     port = str(free_port())
+    r.run("python examples/api_service/app.py add-user s-1 > token.txt")
     app = r.start("python examples/api_service/app.py --port 8080", **{"8080": port})
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: answers(url + "/health"), 30, message=lambda: f"the app answers\n{app.log()}")
 
     curl = r.run(
-        """curl -s -X POST localhost:8080/webhooks/webchat -H 'content-type: application/json' -d '{"sessionId": "s-1", "text": "hello"}'""",
+        """curl -s -X POST localhost:8080/webhooks/webchat -H 'content-type: application/json' -H "authorization: Bearer $(cat token.txt)" -d '{"text": "hello"}'""",
         **{"8080": port},
     )  # fmt: skip
     assert json.loads(curl.stdout)["success"] is True

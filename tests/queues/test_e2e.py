@@ -217,18 +217,24 @@ def test_bad_signature_fails_once_without_retries(stack: Stack) -> None:
         f"{stack.app_url}/webhooks/telegram", update,
         {"X-Telegram-Bot-Api-Secret-Token": "not-the-secret"},
     )  # fmt: skip
-    assert status == 200  # accepted at once; the worker checks it
-    job = stack.finished("webhook-processing", answer["jobId"])
+    assert status == 401  # refused at the edge: nothing queued
+    assert "missing or wrong" in answer["error"]
+    # A webhook queued some other way is checked again by the worker.
+    data = {"webhookId": "wh-forged", "channel": "telegram", "payload": update,
+            "headers": {"x-telegram-bot-api-secret-token": "not-the-secret"}}  # fmt: skip
+    queued = stack.cli("enqueue", "webhook-processing", "-", input=json.dumps(data))
+    assert queued.returncode == 0, queued.stderr
+    job = stack.finished("webhook-processing", queued.stdout.strip())
     assert job.state == "failed" and job.attempts_made == 1 and job.attempts == 3
 
     listed = stack.cli("jobs", "webhook-processing", "--state", "failed", "--json")
     assert listed.returncode == 0, listed.stderr
-    [failed] = [j for j in json.loads(listed.stdout) if j["id"] == answer["jobId"]]
+    [failed] = [j for j in json.loads(listed.stdout) if j["id"] == job.id]
     assert failed["attemptsMade"] == 1
     assert "X-Telegram-Bot-Api-Secret-Token is missing or wrong" in failed["error"]
     assert "SignatureError" in failed["stacktrace"]
     text = stack.cli("jobs", "webhook-processing", "--state", "failed")
-    assert answer["jobId"] in text.stdout
+    assert job.id in text.stdout
     assert stack.job("message-processing", "telegram-tg-777-20020") is None
 
 

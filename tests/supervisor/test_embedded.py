@@ -34,7 +34,7 @@ def test_up_with_no_redis_url_runs_and_keeps_jobs_enqueued_while_it_was_down(
     )
     (tmp_path / "payload.json").write_text('{"seconds": 0}')
     up = start_up(tmp_path)
-    up.wait_for(r"embedded server \(pid \d+\) on redis://127\.0\.0\.1:\d+/0", 30)
+    up.wait_for(r"embedded server \(pid \d+\) on unix:///\S+/valkey\.sock\?db=0", 30)
     up.wait_for(r"work\.0 \(pid \d+\) ready", 30)
     server = DataFolder(tmp_path / ".cortexflow").read_state()
     assert server is not None and server.owner == "up"
@@ -86,7 +86,7 @@ def test_the_embedded_server_is_restarted_when_it_dies(tmp_path: Path, start_up)
     os.kill(state.pid, signal.SIGKILL)
     up.wait_for(r"the embedded server restarted \(pid \d+\)", 10)
     new = DataFolder(tmp_path / ".cortexflow").read_state()
-    assert new is not None and new.pid != state.pid and new.port == state.port
+    assert new is not None and new.pid != state.pid and new.socket == state.socket
     jobs = Jobs(tmp_path / "queues.yaml", new.url)
     jobs.add("work", [{"seconds": 0}])
     jobs.wait_stats("work", lambda s: s["completed"] == 1, 30)  # the worker reconnected

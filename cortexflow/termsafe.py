@@ -1,0 +1,31 @@
+"""Text from outside (job ids, names, errors, log lines) made safe to show on a terminal.
+
+A job id or a handler's error may hold ESC, BEL or other control characters: written raw, they
+retitle the terminal (``ESC ] 0 ; ... BEL``), clear it (``ESC [ 2 J``) or hide what follows.
+``escape_controls`` spells every such character out (``\\x1b``), keeping newlines and tabs, so
+the text is shown instead of obeyed. Depends on nothing else in cortexflow.
+"""
+
+from __future__ import annotations
+
+import re
+
+# C0 controls but tab and newline, DEL, C1 controls, lone surrogates, and the bidirectional
+# overrides that can make text read backwards (Trojan Source).
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+
+
+def _spell(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str, *, keep_newlines: bool = True) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``, ``\\u202e``).
+
+    ``keep_newlines=False`` escapes ``\\n`` and ``\\r`` too (for one-line cells and log lines).
+    """
+    out = _UNSAFE.sub(_spell, text) if _UNSAFE.search(text) else text
+    if not keep_newlines:
+        out = out.replace("\n", "\\n").replace("\r", "\\r")
+    return out
