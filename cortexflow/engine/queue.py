@@ -84,7 +84,7 @@ class QueueEngine:
             args += [job_id, name, text, options, priority, delay_ms]
         if jobs:
             k = self.keys
-            await self.scripts.add(keys=[k.wait, k.delayed, k.meta, k.marker], args=args)
+            await self.scripts.add(keys=[k.wait, k.delayed, k.meta, k.marker, k.events], args=args)
         return ids
 
     # -- inspection ------------------------------------------------------------------------
@@ -148,10 +148,12 @@ class QueueEngine:
     # -- operations ------------------------------------------------------------------------
 
     async def pause(self) -> None:
-        await self.scripts.pause(keys=[self.keys.meta, self.keys.marker], args=["1"])
+        k = self.keys
+        await self.scripts.pause(keys=[k.meta, k.marker, k.events], args=["1"])
 
     async def resume(self) -> None:
-        await self.scripts.pause(keys=[self.keys.meta, self.keys.marker], args=["0"])
+        k = self.keys
+        await self.scripts.pause(keys=[k.meta, k.marker, k.events], args=["0"])
 
     async def clean(self, grace: float, limit: int = 0, state: str = "completed") -> list[str]:
         """Remove up to ``limit`` (0: all) jobs of ``state`` older than ``grace`` seconds.
@@ -166,7 +168,7 @@ class QueueEngine:
         while True:
             batch = 1000 if limit <= 0 else min(1000, limit - len(removed))
             ids = await self.scripts.clean(
-                keys=[self.keys.state_key(state)],
+                keys=[self.keys.state_key(state), self.keys.events],
                 args=[self.keys.job_prefix, round(grace * 1000), batch, state],
             )
             removed += [_text(i) for i in ids]
@@ -179,7 +181,7 @@ class QueueEngine:
         while True:
             n = int(
                 await self.scripts.drain(
-                    keys=[self.keys.wait, self.keys.delayed],
+                    keys=[self.keys.wait, self.keys.delayed, self.keys.events],
                     args=[self.keys.job_prefix, "1" if delayed else "0", 1000],
                 )
             )
@@ -201,6 +203,8 @@ class QueueEngine:
             k.limiter,
             k.marker,
             k.dlq_outbox,
+            k.events,
+            k.metrics_total,
         ]
         total = 0
         while True:
@@ -221,7 +225,7 @@ class QueueEngine:
     async def retry(self, job_ids: Sequence[str] | None = None) -> list[str]:
         """Move failed jobs (those ids, or all when None) back to waiting, attempts reset."""
         k = self.keys
-        keys = [k.failed, k.wait, k.marker]
+        keys = [k.failed, k.wait, k.marker, k.events]
         if job_ids is not None:
             moved = await self.scripts.retry(keys=keys, args=[k.job_prefix, "ids", *job_ids])
             return [_text(m) for m in moved]
@@ -236,7 +240,7 @@ class QueueEngine:
         """Make a delayed job waiting now; False if it is not delayed."""
         k = self.keys
         n = await self.scripts.promote(
-            keys=[k.delayed, k.wait, k.marker], args=[k.job_prefix, job_id]
+            keys=[k.delayed, k.wait, k.marker, k.events], args=[k.job_prefix, job_id]
         )
         return bool(n)
 
@@ -247,7 +251,7 @@ class QueueEngine:
         k = self.keys
         n = int(
             await self.scripts.remove(
-                keys=[k.wait, k.delayed, k.active, k.completed, k.failed],
+                keys=[k.wait, k.delayed, k.active, k.completed, k.failed, k.events],
                 args=[k.job_prefix, job_id],
             )
         )
