@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "cortexflow.cli.config_cmds",  # validate, schema, config, init
     "cortexflow.cli.run_cmds",  # up, worker, status
     "cortexflow.cli.ops_cmds",  # enqueue, stats, health, pause, resume, jobs, job, ...
+    "cortexflow.cli.monitor_cmds",  # events, dashboard
 )
 
 
