@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,5 +51,12 @@ def serve(
     config = uvicorn.Config(
         app, host=options.host, port=options.port, log_level="warning", lifespan="on"
     )
-    uvicorn.Server(config).run()
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then re-raises the signal under the handler
+    # that was installed before it ran: this one only records, so SIGTERM ends with exit 0.
+    stopped: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stopped.append(signum))
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
