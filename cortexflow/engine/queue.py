@@ -5,7 +5,6 @@ Used by the worker (fetch / heartbeat / finish), the CLI and the Python API (eve
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cortexflow.config.model import QueueConfig
-from cortexflow.engine import registry
+from cortexflow.engine import events, registry
 from cortexflow.engine.jobs import Job, JobOptions
 from cortexflow.engine.keys import STATES, QueueKeys
 from cortexflow.engine.payload import encode_data, make_validator, resolve_options
@@ -123,9 +122,12 @@ class QueueEngine:
         return [_text(x) for x in await self.client.lrange(self.keys.job(job_id) + ":logs", 0, -1)]
 
     async def wait_finished(self, job_id: str, timeout: float) -> Job | None:
-        """Block until the job is completed or failed for good (or timeout: returns None)."""
+        """Block until the job is completed or failed for good (or timeout: returns None).
+
+        Woken by the queue's event stream: each event re-reads the job's state (and at least
+        once a second, so a trimmed stream or a server restart costs a second at most)."""
         deadline = time.monotonic() + timeout
-        pause = 0.02
+        after = await events.last_id(self.client, self.prefix, self.name)
         seen = False
         while True:
             state = await self.client.hget(self.keys.job(job_id), "state")
@@ -140,10 +142,12 @@ class QueueEngine:
             seen = True
             if state in (b"completed", b"failed"):
                 return await self.get_job(job_id)
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return None
-            await asyncio.sleep(min(pause, max(deadline - time.monotonic(), 0)))
-            pause = min(pause * 2, 0.5)
+            got = await events.read(self.client, self.prefix, self.name, after, min(left, 1.0))
+            if got:
+                after = got[-1].id
 
     # -- operations ------------------------------------------------------------------------
 
