@@ -177,7 +177,7 @@ def build_config(workdir: Path, url: str) -> Config:
 
 def cf_worker_argv(workdir: Path, url: str, custom: str | None = None) -> list[str]:
     """`python -m cortexflow worker bench -f queues.yaml --redis-url URL` when the CLI has the
-    command; else a fresh interpreter calling cortexflow.worker.run_worker. ``custom``
+    command; else a fresh interpreter calling cortexflow.worker.run.run_worker. ``custom``
     (--cf-worker-cmd) replaces it, with {python}, {queue}, {file} and {url} filled in."""
     if custom:
         fill = {
@@ -221,7 +221,7 @@ def schema_queue() -> QueueConfig:
 
 def child_cf_worker(workdir: str, url: str) -> int:
     """Entry of the cortexflow worker process (a fresh interpreter, as the supervisor spawns)."""
-    from cortexflow.worker import run_worker
+    from cortexflow.worker.run import run_worker
 
     return run_worker(build_config(Path(workdir), url), QUEUE, redis_url=url, stop_timeout=5.0)
 

@@ -1,9 +1,21 @@
-"""Retry delay after a failed attempt (DESIGN §3), as a pure function."""
+"""Exponential backoff, as pure functions: the one formula behind every wait that grows.
+
+Used for a job's retries (queues.yaml ``backoff``), the supervisor's restarts of a crashing
+worker, and a worker's pauses while Redis is unreachable.
+"""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
+
+
+def exponential(base: float, n: int, cap: float) -> float:
+    """``min(cap, base * 2**(n-1))`` for the n-th wait in a row (n counts from 1)."""
+    if n < 1:
+        raise ValueError("n counts from 1")
+    # Bound the exponent: 2**1024 overflows a float long before any cap matters.
+    return min(cap, base * 2.0 ** min(n - 1, 64))
 
 
 def backoff_bounds(
@@ -17,13 +29,11 @@ def backoff_bounds(
     if failed_attempt < 1:
         raise ValueError("failed_attempt counts from 1")
     if kind == "fixed":
-        d = delay
+        d = min(delay, cap)
     elif kind == "exponential":
-        # Bound the exponent: 2**1024 overflows a float long before any cap matters.
-        d = delay * 2.0 ** min(failed_attempt - 1, 64)
+        d = exponential(delay, failed_attempt, cap)
     else:
         raise ValueError(f"unknown backoff type {kind!r}")
-    d = min(d, cap)
     return d * (1.0 - jitter), d
 
 

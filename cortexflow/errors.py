@@ -5,7 +5,7 @@ The core raises these; only the CLI turns them into messages and exit codes.
 
 from __future__ import annotations
 
-# Exit codes (DESIGN §6). EX_CONFIG is what a worker child exits with when its
+# Exit codes (docs/cli.md). EX_CONFIG is what a worker child exits with when its
 # handler cannot be imported or the config is invalid: the supervisor marks the
 # queue FATAL at once instead of restarting it.
 EXIT_OK = 0

@@ -1,4 +1,4 @@
-"""The original service's Python API: QueueManager, WorkerManager, BaseWorker, QueueName.
+"""The Python API: QueueManager, WorkerManager, BaseWorker, QueueName (BullMQ-style, snake_case).
 
 Import from ``cortexflow`` directly: ``from cortexflow import get_queue_manager, QueueName``.
 """

@@ -1,4 +1,4 @@
-"""BaseWorker: the original service's custom-worker API.
+"""BaseWorker: a handler written as a class (the BullMQ service's custom-worker API).
 
 A subclass named as a queue's ``handler`` in queues.yaml is instantiated with no arguments by
 the worker, which calls ``await instance.process(job)`` for each job; the return value is the
@@ -25,7 +25,7 @@ class BaseWorker(ABC):
             async def process(self, job):
                 return {"status": "completed"}
 
-    ``queue`` and ``concurrency`` are informational, as in the original; queues.yaml says
+    ``queue`` and ``concurrency`` are informational, as in the BullMQ service; queues.yaml says
     which queue runs which handler and how many jobs run at once.
     """
 

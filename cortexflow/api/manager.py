@@ -1,4 +1,4 @@
-"""QueueManager: the original service's producer and admin API, on the engine.
+"""QueueManager: the producer and admin API (the BullMQ service's, in snake_case), on the engine.
 
 One manager holds one Redis client (and, when no URL is configured, keeps the folder's
 embedded server up until ``close()``). Everything is async; ``SyncQueueManager`` wraps it
@@ -10,17 +10,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from cortexflow.api.options import bulk_options, job_options
 from cortexflow.api.resolve import ConfigSource, load, open_endpoint
-from cortexflow.config.model import Backoff, Config
+from cortexflow.config.model import Config
 from cortexflow.engine.connection import connect, ping
 from cortexflow.engine.jobs import JobOptions
+from cortexflow.engine.options import AddOptions, bulk_options, job_options
 from cortexflow.engine.queue import QueueEngine, all_stats, health
 from cortexflow.errors import RedisUnavailableError, UsageError
 from cortexflow.redact import redact_url
@@ -134,30 +134,14 @@ class QueueManager:
         queue: str,
         name: str,
         data: Any,
-        *,
-        priority: int | None = None,
-        delay: float | None = None,
-        attempts: int | None = None,
-        backoff: Backoff | Mapping[str, Any] | None = None,
-        job_id: str | None = None,
-        remove_on_complete: bool | int | None = None,
-        remove_on_fail: bool | int | None = None,
+        **options: Unpack[AddOptions],
     ) -> str:
         """Add one job; returns its id. ``delay`` and ``backoff["delay"]`` are milliseconds.
 
         PayloadError (nothing written) when ``data`` fails the queue's payload_schema.
         """
         engine = await self._engine(queue)
-        opts = job_options(
-            engine.config,
-            priority=priority,
-            delay=delay,
-            attempts=attempts,
-            backoff=backoff,
-            job_id=job_id,
-            remove_on_complete=remove_on_complete,
-            remove_on_fail=remove_on_fail,
-        )
+        opts = job_options(engine.config, **options)
         with self._errors():
             return await engine.add(name, data, opts)
 
@@ -251,7 +235,7 @@ def _seconds(ms: object, what: str) -> float:
 def get_queue_manager(config: ConfigSource = None, redis_url: str | None = None) -> QueueManager:
     """A QueueManager for ``config`` (default ``$CORTEXFLOW_FILE`` or ``./queues.yaml``).
 
-    Unlike the original's singleton, each call returns a new manager: keep the one you need
+    Unlike the BullMQ service's singleton, each call returns a new manager: keep the one you need
     (e.g. for the life of your app) and ``await manager.close()`` at the end.
     """
     return QueueManager(config, redis_url)

@@ -1,4 +1,4 @@
-"""The five queues the original service shipped, as constants."""
+"""The five shipped queues, as constants."""
 
 from __future__ import annotations
 

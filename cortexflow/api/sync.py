@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from cortexflow.api.manager import QueueManager
 from cortexflow.api.resolve import ConfigSource
-from cortexflow.config.model import Backoff
+from cortexflow.engine.options import AddOptions
 from cortexflow.engine.queue import QueueEngine
 
 
@@ -37,29 +37,10 @@ class SyncQueueManager:
         queue: str,
         name: str,
         data: Any,
-        *,
-        priority: int | None = None,
-        delay: float | None = None,
-        attempts: int | None = None,
-        backoff: Backoff | Mapping[str, Any] | None = None,
-        job_id: str | None = None,
-        remove_on_complete: bool | int | None = None,
-        remove_on_fail: bool | int | None = None,
+        **options: Unpack[AddOptions],
     ) -> str:
-        return self._runner.run(
-            self.manager.add_job(
-                queue,
-                name,
-                data,
-                priority=priority,
-                delay=delay,
-                attempts=attempts,
-                backoff=backoff,
-                job_id=job_id,
-                remove_on_complete=remove_on_complete,
-                remove_on_fail=remove_on_fail,
-            )
-        )
+        """Add one job; returns its id (options as QueueManager.add_job: ``delay`` in ms)."""
+        return self._runner.run(self.manager.add_job(queue, name, data, **options))
 
     def add_bulk(self, queue: str, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
         return self._runner.run(self.manager.add_bulk(queue, jobs))

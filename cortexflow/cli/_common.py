@@ -12,17 +12,15 @@ from typing import Any, TextIO
 
 from cortexflow import errors
 
-DEFAULT_FILE = "queues.yaml"
-
 
 def global_options() -> argparse.ArgumentParser:
-    """Options every subcommand takes (DESIGN §6)."""
+    """Options every subcommand takes (docs/cli.md)."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("global options")
     g.add_argument(
         "-f",
         "--file",
-        default=os.environ.get("CORTEXFLOW_FILE", DEFAULT_FILE),
+        default=None,
         help="queues.yaml to use (default: $CORTEXFLOW_FILE or ./queues.yaml)",
     )
     g.add_argument(
@@ -42,7 +40,10 @@ def use_color(args: argparse.Namespace, stream: TextIO = sys.stderr) -> bool:
 
 
 def config_path(args: argparse.Namespace) -> Path:
-    return Path(args.file)
+    """-f, else $CORTEXFLOW_FILE, else ./queues.yaml: the API's rule (api/resolve.py)."""
+    from cortexflow.api.resolve import config_file
+
+    return config_file(args.file)
 
 
 def out(text: str = "") -> None:
@@ -76,6 +77,8 @@ def run_command(args: argparse.Namespace) -> int:
         return errors.EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _stdout_closed()
     except Exception as exc:
         # A command the server refused (an ACL without access to cortexflow's keys, a read-only
         # replica, OOM under noeviction) is the deployment's problem, not a bug: no traceback.
@@ -89,5 +92,13 @@ def run_command(args: argparse.Namespace) -> int:
             "of @read @write @scripting @list @sortedset @hash @string @stream @connection."
         )
         return errors.EXIT_FAILURE
-    except BrokenPipeError:
-        return errors.EXIT_OK
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (``cortexflow jobs Q | head -1``): that is the reader's
+    choice, not an error, so exit 0 quietly. Point stdout at /dev/null first, or the flush at
+    interpreter exit raises BrokenPipeError again and prints a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return errors.EXIT_OK

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 from cortexflow.cli._common import err, out, print_json
-from cortexflow.cli.opsbase import duration, int_range, with_manager
+from cortexflow.cli.queue_ops import duration, int_range, with_manager
 from cortexflow.cli.render import ProgressBar, compact
 from cortexflow.durations import format_duration
 from cortexflow.errors import EXIT_FAILURE, EXIT_OK, PayloadError, UsageError

@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from cortexflow.cli._common import err, out
-from cortexflow.cli.opsbase import int_range, with_manager
+from cortexflow.cli.queue_ops import int_range, with_manager
 from cortexflow.cli.render import timestamp
 from cortexflow.errors import EXIT_OK
 

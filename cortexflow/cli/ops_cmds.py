@@ -13,11 +13,12 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cortexflow.cli import enqueue_cmd
 from cortexflow.cli._common import err, out, print_json
-from cortexflow.cli.opsbase import add_yes, confirm, duration, int_range, with_manager
+from cortexflow.cli.queue_ops import add_yes, confirm, duration, int_range, with_manager
 from cortexflow.cli.render import health_text, job_text, jobs_table, stats_table, timestamp
 from cortexflow.durations import format_duration
 from cortexflow.errors import EXIT_FAILURE, EXIT_OK, CortexflowError, JobNotFoundError, UsageError
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 # `jobs` without --state lists these, in this order.
 JOB_STATES = ("active", "waiting", "delayed", "failed", "completed")
 CLEAN_STATES = ("completed", "failed", "waiting", "delayed")
+
+
+Add = Callable[..., argparse.ArgumentParser]
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -42,6 +46,13 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         p.set_defaults(func=func)
         return p
 
+    _register_monitoring(add)
+    _register_control(add)
+    _register_removal(add)
+
+
+def _register_monitoring(add: Add) -> None:
+    """stats, analytics, health, jobs, job: commands that only read."""
     p = add(
         "stats",
         "job counts per queue: a table, or with --json a list of stats objects",
@@ -68,13 +79,6 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         with_manager(_health),
         queue=False,
     )
-    add(
-        "pause",
-        "no new job starts in QUEUE, on any host; running jobs finish",
-        with_manager(_pause),
-    )
-    add("resume", "let a paused QUEUE start jobs again", with_manager(_resume))
-
     p = add("jobs", "list jobs of QUEUE, newest finished first", with_manager(_jobs))
     p.add_argument("--state", choices=JOB_STATES, help="only jobs in this state (default: all)")
     p.add_argument("--limit", type=int_range(1), default=20, help="at most this many (default 20)")
@@ -86,6 +90,16 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("id", metavar="ID")
 
+
+def _register_control(add: Add) -> None:
+    """pause, resume, retry, promote: commands that change what runs, deleting nothing."""
+    add(
+        "pause",
+        "no new job starts in QUEUE, on any host; running jobs finish",
+        with_manager(_pause),
+    )
+    add("resume", "let a paused QUEUE start jobs again", with_manager(_resume))
+
     p = add("retry", "move failed jobs back to waiting, attempts reset", with_manager(_retry))
     p.add_argument("ids", metavar="ID", nargs="*")
     p.add_argument("--all", action="store_true", help="every failed job of QUEUE")
@@ -93,6 +107,9 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = add("promote", "run a delayed job now", with_manager(_promote))
     p.add_argument("id", metavar="ID")
 
+
+def _register_removal(add: Add) -> None:
+    """remove, clean, drain, obliterate: commands that delete jobs (they ask, or take --yes)."""
     p = add("remove", "remove one job that is not active", with_manager(_remove))
     p.add_argument("id", metavar="ID")
     add_yes(p)

@@ -160,3 +160,40 @@ class ProgressBar:
         if final:
             self.stream.write("\n")
         self.stream.flush()
+
+
+def uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def status_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """`cortexflow status`: one process per line, then why each FATAL queue gave up."""
+    header = ("HOST", "QUEUE", "REPLICA", "PID", "STATE", "RESTARTS", "UPTIME", "JOBS DONE")
+    cells = [
+        (
+            str(r["host"]),
+            str(r["queue"]),
+            str(r["replica"]),
+            str(r["pid"] or "-"),
+            str(r["state"]),
+            str(r["restarts"]),
+            uptime(r["uptime"]),
+            "-" if r["jobs_done"] is None else str(r["jobs_done"]),
+        )
+        for r in rows
+    ]
+    lines = [table(header, cells)]
+    fatal = [r for r in rows if r["state"] == "fatal" and r.get("reason")]
+    seen: set[str] = set()
+    for r in fatal:
+        if r["queue"] not in seen:
+            seen.add(r["queue"])
+            lines.append(f"queue {r['queue']} is FATAL: {r['reason']}")
+    return "\n".join(lines)

@@ -68,7 +68,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     path = config_path(args)
     # The one loader refuses an invalid file with validate's diagnostics before anything starts;
-    # handlers are imported by the children, never by the supervisor (DESIGN §5).
+    # handlers are imported by the children, never by the supervisor (docs/supervisor.md).
     config = load_config(path, check_imports=False)
     as_json = args.log_format == "json" or (args.log_format is None and args.json)
     fmt: LogFormat = "json" if as_json else "text"
@@ -124,9 +124,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import asyncio
 
+    from cortexflow.api.status import any_fatal, collect_status
+    from cortexflow.cli.render import status_table
     from cortexflow.config import load_config
     from cortexflow.embedded import redis_endpoint
-    from cortexflow.supervisor.status import any_fatal, collect_status, render_status
 
     config = load_config(config_path(args), check_imports=False)
     with redis_endpoint(config, args.redis_url) as url:
@@ -134,7 +135,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
     elif rows:
-        out(render_status(rows))
+        out(status_table(rows))
     else:
         err("no cortexflow supervisor is running against this Redis")
     return errors.EXIT_FAILURE if any_fatal(rows) else errors.EXIT_OK

@@ -72,7 +72,7 @@ class QueueConfig:
 
 @dataclass(frozen=True)
 class RedisConfig:
-    # None: no URL configured anywhere -> the embedded server (DESIGN §7).
+    # None: no URL configured anywhere -> the embedded server (docs/supervisor.md).
     url: str | None = None
     prefix: str = DEFAULT_PREFIX
 

@@ -1,4 +1,4 @@
-"""Checks a JSON Schema cannot express (DESIGN §8): durations, handlers, payload schemas,
+"""Checks a JSON Schema cannot express (docs/config.md): durations, handlers, payload schemas,
 dead letters, backoff bounds.
 
 They run on the raw data even when the schema found problems elsewhere, so one `validate`

@@ -1,11 +1,11 @@
-"""The embedded Valkey/Redis server (DESIGN §7): its public names, importable from one place.
+"""The embedded Valkey/Redis server (docs/supervisor.md): its public names, in one place.
 
 The code lives in one module per concept:
 
-- embedded_process: one server process (find the binary, start it, wait for PING, stop it);
-- embedded_folder: one server per `.cortexflow/` folder, shared by every command run there,
+- process: one server process (find the binary, start it, wait for PING, stop it);
+- folder: one server per `.cortexflow/` folder, shared by every command run there,
   and `redis_endpoint`, the URL a command uses;
-- embedded_supervised: the folder's server as `up`'s child.
+- supervised: the folder's server as `up`'s child.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The data folder: one embedded server per `.cortexflow/`, shared by every command run there.
 
-One concept: sharing a folder's server (DESIGN §7) -- its lock and users lock files, the
+One concept: sharing a folder's server (docs/supervisor.md) -- its lock and users lock files, the
 `server.json` state file, and `redis_endpoint`, which picks the URL a command uses and starts
 the folder's server for the command's length when nothing else serves it.
 """
@@ -181,7 +181,7 @@ def redis_endpoint(config: Config, override: str | None = None) -> Iterator[str]
     """The Redis URL a command should use, for the length of the ``with`` block.
 
     ``override`` (--redis-url) wins, then ``config.redis.url`` (queues.yaml or $REDIS_URL),
-    else the embedded server of this folder (DESIGN §7): the one running there (`up`'s or
+    else the embedded server of this folder (docs/supervisor.md): the one running there (`up`'s or
     another command's), or one started now and stopped when the last command using it ends.
     """
     if override:

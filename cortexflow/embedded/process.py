@@ -1,8 +1,8 @@
 """A private Valkey/Redis server process: find the binary, start it, wait for it, stop it.
 
 One concept: the server process itself (binary lookup, argv, spawn, readiness PING, stop). Which
-server a folder shares lives in embedded_folder; `up`'s supervised one in embedded_supervised.
-Used by `cortexflow up` for the zero-setup default (DESIGN §7) and by the test suite.
+server a folder shares lives in folder.py; `up`'s supervised one in supervised.py.
+Used by `cortexflow up` for the zero-setup default (docs/supervisor.md) and by the test suite.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from cortexflow import pdeathsig
 from cortexflow.errors import CortexflowError
 
 
@@ -164,23 +165,9 @@ class ServerProcess:
             self.proc.wait()
 
 
-# Runs in a fresh interpreter: set PR_SET_PDEATHSIG (1) to SIGTERM, make sure the parent did not
-# die before that, then become the server. prctl is Linux-only; elsewhere it is skipped.
-_PDEATHSIG_WRAPPER = """
-import ctypes, os, signal, sys
-try:
-    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
-except (AttributeError, OSError):
-    pass
-if os.getppid() != int(sys.argv[1]):
-    sys.exit(1)
-os.execv(sys.argv[2], sys.argv[2:])
-"""
-
-
 def with_parent_death_signal(argv: list[str]) -> list[str]:
-    """``argv`` run through the parent-death wrapper (see ServerProcess.spawn)."""
-    return [sys.executable, "-I", "-S", "-c", _PDEATHSIG_WRAPPER, str(os.getpid()), *argv]
+    """``argv`` exec'd through cortexflow/pdeathsig.py, so it gets SIGTERM when we die."""
+    return [sys.executable, "-I", "-S", pdeathsig.__file__, str(os.getpid()), *argv]
 
 
 def ping(host: str, port: int) -> bool:

@@ -1,7 +1,7 @@
 """The embedded server as `up`'s child: started for `up`, restarted when it dies, stopped last.
 
-One concept: `up` owning its folder's server (DESIGN §7). A server another `up` runs is refused;
-one a command started is waited for, then replaced.
+One concept: `up` owning its folder's server (docs/supervisor.md). A server another `up` runs
+is refused; one a command started is waited for, then replaced.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ MAX_PRIORITY = 1_000_000
 class JobOptions:
     """Per-job overrides of the queue's settings (None: the queue's value).
 
-    ``delay`` is in seconds here; the Python API takes milliseconds, as the original service did.
+    ``delay`` is in seconds here; the Python API takes milliseconds (BullMQ's unit).
     ``remove_on_complete`` / ``remove_on_fail``: True removes the job as soon as it finishes,
     an int N keeps only the newest N of that state, False/None follow the queue's retention.
     """

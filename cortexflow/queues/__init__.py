@@ -1,4 +1,4 @@
-"""The handlers of the five queues of the original service, and the helpers they share.
+"""The handlers of the shipped queues, and the helpers they share.
 
 webhook-processing -> message-processing -> notifications -> email-sending, and analytics:
 each handler is ``async def handle(data, job)``; follow-up jobs are added with ``job.add_job``

@@ -15,24 +15,18 @@ All of one event's writes are one MULTI/EXEC; every key of a day shares the hash
 (one Redis Cluster slot). Keys expire ``$CORTEXFLOW_ANALYTICS_TTL_DAYS`` (default 90) days
 after the day's last event.
 
-Read a day from Python with ``await read_daily(redis, "2024-05-01")``, or from the shell:
-
-    python -m cortexflow.queues.analytics 2024-05-01 [-f queues.yaml] [--redis-url URL]
+Read a day from Python with ``await read_daily(redis, "2024-05-01")``, or from the shell with
+``cortexflow analytics 2024-05-01``.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
 import math
 import os
-import sys
 from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from cortexflow.queues.common import data_prefix, write_once
 from cortexflow.worker.context import JobContext
@@ -129,38 +123,3 @@ async def read_daily(client: aioredis.Redis, day: str, prefix: str | None = None
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m cortexflow.queues.analytics DAY``: print one day's aggregates as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m cortexflow.queues.analytics")
-    parser.add_argument("day", nargs="?", help="YYYY-MM-DD (default: today, UTC)")
-    parser.add_argument("-f", "--file", default=None, help="queues.yaml (for its Redis)")
-    parser.add_argument("--redis-url", default=None)
-    args = parser.parse_args(argv)
-    day = args.day or datetime.now(UTC).date().isoformat()
-
-    from cortexflow.api.resolve import load
-    from cortexflow.embedded import redis_endpoint
-    from cortexflow.engine import connect
-    from cortexflow.errors import CortexflowError
-
-    async def read(url: str) -> dict[str, Any]:
-        client = connect(url, retries=2)
-        try:
-            return await read_daily(client, day)
-        finally:
-            await client.aclose()
-
-    try:
-        with redis_endpoint(load(args.file), args.redis_url) as url:
-            result = asyncio.run(read(url))
-    except (CortexflowError, RedisError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""dead-letters: where jobs that failed for good end up (the original's production note 6).
+"""dead-letters: where jobs that failed for good end up (a dead-letter queue).
 
 Each job's data is the envelope the engine writes: ``{queue, id, name, data, error, stacktrace,
 attemptsMade}``. This handler makes the failure loud (one warning line in `cortexflow up`'s

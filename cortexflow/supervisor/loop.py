@@ -1,10 +1,10 @@
-"""`cortexflow up`: the reconcile loop over one worker child per (queue, replica) (DESIGN §5).
+"""`cortexflow up`: the reconcile loop, one worker child per (queue, replica) (docs/supervisor.md).
 
 Every tick (100 ms, or at once when a signal arrives) the loop compares the processes that
-should run with the ones that do: it reaps exits, decides restarts (supervisor_policy), starts
+should run with the ones that do: it reaps exits, decides restarts (policy.py), starts
 what is missing, retires replaced children once their successors are ready, and SIGKILLs
 whatever outlived its stop deadline. Signal handlers only record the signal; the loop acts.
-SIGHUP reloading lives in supervisor_reload, the embedded server's side in supervisor_server.
+SIGHUP reloading lives in reload.py, the Redis server's side in server.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -31,11 +30,19 @@ from cortexflow.supervisor.logmux import LogSink
 from cortexflow.supervisor.plan import QueueRun, Slot, process_row, select_queues
 from cortexflow.supervisor.policy import ChildState, Verdict, decide_after_exit, describe_exit
 from cortexflow.supervisor.reload import Loader, apply_queues, load_reloaded
-from cortexflow.supervisor.server import ServerWatch, endpoint
-from cortexflow.supervisor.status import StatusPublisher, check_server
-from cortexflow.worker.env import ENV_LIFELINE_FD, ENV_PARENT_PID, ENV_REDIS_URL, ENV_REPLICA
+from cortexflow.supervisor.server import ServerWatch, check_server, endpoint
+from cortexflow.supervisor.status import StatusPublisher
+from cortexflow.worker.env import (
+    ENV_LIFELINE_FD,
+    ENV_PARENT_PID,
+    ENV_REDIS_URL,
+    ENV_REPLICA,
+    host_name,
+)
 
-STABLE_AFTER = 10.0  # seconds up (and ready) before a child counts as stable
+# Seconds a ready child runs before `status` shows it "stable". Display only: the restart
+# backoff resets after restart.stable_after (queues.yaml, 120 s by default), a separate setting.
+SHOWN_STABLE_AFTER = 10.0
 CLEAN_STOP_CODES = (0, -signal.SIGTERM)
 
 Command = Callable[[Config, str, int], list[str]]
@@ -306,7 +313,7 @@ class Supervisor:
                 if child.state is ChildState.STARTING and child.ready:
                     child.state = ChildState.READY
                     self._event(f"{child.name} (pid {child.pid}) ready")
-                if child.state is ChildState.READY and child.uptime(now) >= STABLE_AFTER:
+                if child.state is ChildState.READY and child.uptime(now) >= SHOWN_STABLE_AFTER:
                     child.state = ChildState.STABLE
                 if slot.previous is not None and child.state in (
                     ChildState.READY, ChildState.STABLE,
@@ -374,7 +381,7 @@ class Supervisor:
             for c in self.retiring
         ]  # fmt: skip
         return {
-            "host": socket.gethostname(),
+            "host": host_name(),
             "pid": os.getpid(),
             "started_at": self.started_wall,
             "file": str(self.config.path),

@@ -1,4 +1,4 @@
-"""When to restart a worker child, and when to give up on it (pure functions, DESIGN §5).
+"""When to restart a worker child, and when to give up on it (pure functions, docs/supervisor.md).
 
 The supervisor feeds these functions a child's exit and its restart history; they answer with
 a decision and a new history. No clock, no randomness of their own: both come in as arguments,
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from cortexflow.backoff import exponential
 from cortexflow.config.model import RestartPolicy
 from cortexflow.errors import EXIT_CONFIG
 
@@ -38,8 +39,7 @@ def restart_delay_bounds(consecutive: int, cap: float) -> tuple[float, float]:
     """
     if consecutive < 1:
         raise ValueError("consecutive counts from 1")
-    # Bound the exponent: 2**1024 overflows a float long before any cap matters.
-    d = min(cap, BACKOFF_BASE * 2.0 ** min(consecutive - 1, 64))
+    d = exponential(BACKOFF_BASE, consecutive, cap)
     return d * (1.0 - BACKOFF_JITTER), d * (1.0 + BACKOFF_JITTER)
 
 

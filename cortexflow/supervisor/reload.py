@@ -1,4 +1,4 @@
-"""SIGHUP: re-read queues.yaml and make the running queues match it (DESIGN §5).
+"""SIGHUP: re-read queues.yaml and make the running queues match it (docs/supervisor.md).
 
 One concept: reloading. A file that does not load leaves everything as it was; the redis
 settings never change under a running `up`. Removed queues retire their children, added ones

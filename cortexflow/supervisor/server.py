@@ -1,8 +1,9 @@
-"""`up` and its embedded server: which URL the workers use, and restarting the server it runs.
+"""`up` and its Redis server: which URL the workers use, restarting the embedded server it
+runs, and the start-up check of a configured one.
 
-One concept: the embedded-server side of `up` (DESIGN §7). With no Redis URL configured, `up`
-runs its folder's server (embedded_supervised) and stops it last; the reconcile loop asks
-ServerWatch every tick to restart it, with the workers' backoff, when it dies.
+With no Redis URL configured, `up` runs its folder's server (embedded/supervised.py) and stops it
+last; the reconcile loop asks ServerWatch every tick to restart it, with the workers' backoff,
+when it dies. With a URL, check_server makes sure it answers and warns when it may evict jobs.
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 
+from redis.exceptions import RedisError
+
 from cortexflow.config.model import Config, RestartPolicy
 from cortexflow.embedded.folder import data_dir_for
 from cortexflow.embedded.supervised import SupervisedServer, supervised_server
+from cortexflow.engine.connection import connect, ping
+from cortexflow.redact import redact_url
+from cortexflow.supervisor.logmux import LogSink
 from cortexflow.supervisor.policy import RestartHistory, Verdict, decide_after_exit, describe_exit
 
 
@@ -60,3 +66,25 @@ class ServerWatch:
             server.restart()
             event(f"the embedded server restarted (pid {server.pid})")
         return True
+
+
+async def check_server(url: str, sink: LogSink, embedded: bool) -> None:
+    """RedisUnavailableError unless the server answers; warn when it may evict jobs."""
+    client = connect(url, retries=3)
+    try:
+        await ping(client, url)
+        if embedded:
+            return
+        try:
+            info = await client.info("memory")
+        except RedisError:
+            return  # INFO refused (a restricted ACL): nothing to check
+        policy = str(info.get("maxmemory_policy", "noeviction"))
+        if policy != "noeviction":
+            sink.event(
+                f"warning: {redact_url(url)} has maxmemory-policy {policy}: under memory "
+                "pressure it may silently delete jobs. Set `maxmemory-policy noeviction` on "
+                "that server."
+            )
+    finally:
+        await client.aclose()

@@ -1,7 +1,7 @@
 """cortexflow's taskiq broker: taskiq's Receiver runs handlers, the engine's scripts move jobs.
 
-Why a broker of our own (DESIGN §3): taskiq-redis's brokers are FIFO only, ignore delays, lose or
-re-run jobs on crashes. Why the extension points used here:
+Why a broker of our own (docs/engine.md): taskiq-redis's brokers are FIFO only, ignore delays,
+lose or re-run jobs on crashes. Why the extension points used here:
 - ``listen()`` leases as many jobs as the Receiver has free slots, in one script call, so the
   worker never holds jobs it cannot start; it blocks on the queue's wake-up list when idle.
 - The Receiver has no nack, so the outcome is recorded at ack time: a middleware keeps the
@@ -32,6 +32,7 @@ from taskiq.message import BrokerMessage, TaskiqMessage
 from cortexflow.backoff import compute_backoff
 from cortexflow.engine.consumer import Outcome, QueueConsumer, dead_letter_envelope
 from cortexflow.engine.jobs import JobOptions
+from cortexflow.engine.options import AddOptions, job_options
 from cortexflow.engine.queue import Fetched, QueueEngine
 from cortexflow.errors import UnrecoverableError
 from cortexflow.worker.context import JobContext
@@ -277,13 +278,13 @@ class CortexBroker(AsyncBroker):
         )
         return AckableMessage.model_construct(data=message, ack=self._acker(job.id))
 
-    async def _add_job(self, queue: str, name: str, data: Any, opts: JobOptions) -> str:
+    async def _add_job(self, queue: str, name: str, data: Any, options: AddOptions) -> str:
         engine = self.engine if queue == self.engine.name else None
         if engine is None:
             if self._engine_for is None:
                 raise RuntimeError("no other queues are known to this worker")
             engine = self._engine_for(queue)
-        return await engine.add(name, data, opts)
+        return await engine.add(name, data, job_options(engine.config, **options))
 
     def _acker(self, job_id: str) -> Callable[[], Any]:
         def ack() -> None:

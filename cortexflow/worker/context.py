@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import redis.asyncio as aioredis
 
 from cortexflow.engine.events import EVENTS_MAXLEN
-from cortexflow.engine.jobs import JobOptions
+from cortexflow.engine.options import AddOptions
 
 # (queue, name, data, options) -> job id: how a handler adds follow-up jobs.
-Enqueue = Callable[[str, str, Any, JobOptions], Awaitable[str]]
+Enqueue = Callable[[str, str, Any, AddOptions], Awaitable[str]]
 
 MAX_LOG_LINES = 1000
 
@@ -93,23 +93,14 @@ class JobContext:
         queue: str,
         name: str,
         data: Any,
-        *,
-        priority: int | None = None,
-        delay: float | None = None,
-        attempts: int | None = None,
-        job_id: str | None = None,
+        **options: Unpack[AddOptions],
     ) -> str:
-        """Add a follow-up job to a queue of the same queues.yaml; ``delay`` in ms, as in the
-        Python API. The payload schema of that queue applies. Returns the job id."""
+        """Add a follow-up job to a queue of the same queues.yaml, with the options of
+        QueueManager.add_job (``delay`` in ms). The payload schema of that queue applies.
+        Returns the job id."""
         if self._enqueue is None:
             raise RuntimeError("this job context cannot add jobs")
-        opts = JobOptions(
-            priority=priority,
-            delay=None if delay is None else delay / 1000.0,
-            attempts=attempts,
-            job_id=job_id,
-        )
-        return await self._enqueue(queue, name, data, opts)
+        return await self._enqueue(queue, name, data, options)
 
     def __repr__(self) -> str:
         return f"<JobContext {self.queue}/{self.id} {self.name!r} attempt {self.attempt}>"

@@ -7,6 +7,7 @@ the worker reads them (worker/run.py, cli/run_cmds.py). Both sides import the na
 from __future__ import annotations
 
 import os
+import socket
 
 # stop if the parent changes (and the parent-death signal)
 ENV_PARENT_PID = "CORTEXFLOW_PARENT_PID"
@@ -17,6 +18,9 @@ ENV_READY_FD = "CORTEXFLOW_READY_FD"
 ENV_REPLICA = "CORTEXFLOW_REPLICA"
 # the resolved Redis URL (in the environment, not argv: `ps` shows argv)
 ENV_REDIS_URL = "CORTEXFLOW_REDIS_URL"
+# set by the user: the host name `status` shows (default: the machine's). Containers that share
+# a host name, or several `up` in one machine standing for several hosts, set it apart.
+ENV_HOST = "CORTEXFLOW_HOST"
 
 
 def int_from_env(name: str) -> int:
@@ -27,3 +31,8 @@ def int_from_env(name: str) -> int:
 def supervised() -> bool:
     """True when this process was started by `cortexflow up`."""
     return bool(os.environ.get(ENV_PARENT_PID))
+
+
+def host_name() -> str:
+    """``$CORTEXFLOW_HOST``, else the machine's host name."""
+    return os.environ.get(ENV_HOST) or socket.gethostname()

@@ -1,7 +1,7 @@
 """Turn a queue's ``handler`` import path into one async callable ``run(data, job)``.
 
 A handler is ``f(data)`` or ``f(data, job)``, async or sync (sync ones run in a thread pool), or
-a class with an async ``process(self, job)`` (the original service's BaseWorker subclasses).
+a class with an async ``process(self, job)`` (BaseWorker subclasses, docs/api.md).
 """
 
 from __future__ import annotations

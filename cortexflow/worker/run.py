@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 import uuid
@@ -37,9 +35,16 @@ from cortexflow.errors import (
     RedisUnavailableError,
     UsageError,
 )
+from cortexflow.pdeathsig import die_with_parent
 from cortexflow.redact import redact_url
 from cortexflow.worker.broker import CortexBroker
-from cortexflow.worker.env import ENV_LIFELINE_FD, ENV_PARENT_PID, ENV_READY_FD, int_from_env
+from cortexflow.worker.env import (
+    ENV_LIFELINE_FD,
+    ENV_PARENT_PID,
+    ENV_READY_FD,
+    host_name,
+    int_from_env,
+)
 from cortexflow.worker.handlers import HandlerImportError, build_runner, load_handler
 
 log = logging.getLogger("cortexflow.worker")
@@ -65,7 +70,7 @@ class QueueWorker:
         self.queue = config.queue(queue)  # UsageError for an unknown queue
         self.redis_url = redis_url
         self.replica = replica
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.worker_id = f"{host_name()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.started_at = time.time()
         self.state = "starting"
         self._handler = handler
@@ -180,7 +185,7 @@ class QueueWorker:
     def info(self) -> dict[str, Any]:
         b = self.broker
         return {
-            "host": socket.gethostname(),
+            "host": host_name(),
             "pid": os.getpid(),
             "queue": self.queue.name,
             "replica": self.replica,
@@ -278,12 +283,7 @@ async def _serve(
 def _die_with_parent() -> None:
     """Ask Linux to send SIGTERM when the supervisor dies; stop if it is already gone."""
     parent = int_from_env(ENV_PARENT_PID)
-    if not parent or not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:
+    if parent and not die_with_parent(parent):
         os.kill(os.getpid(), signal.SIGTERM)
 
 

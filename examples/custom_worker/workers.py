@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from cortexflow import BaseWorker
-from cortexflow.context import JobContext
+from cortexflow.worker.context import JobContext
 
 WORDS = {
     "es": {"hello": "hola", "world": "mundo", "good": "buenos", "morning": "días",

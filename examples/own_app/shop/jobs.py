@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from cortexflow import UnrecoverableError
-from cortexflow.context import JobContext
+from cortexflow.worker.context import JobContext
 
 log = logging.getLogger("shop")
 
