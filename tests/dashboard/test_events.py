@@ -246,3 +246,31 @@ def test_recent_and_last_id(project: Path, redis_url: str) -> None:
             assert await stream.last_id(client, "cortexflow", "work") == recent[0].id
 
     asyncio.run(main())
+
+
+def test_stalled_then_failed_by_the_stall_limit(redis_url: str) -> None:
+    from cortexflow.config.model import QueueConfig
+    from cortexflow.engine.consumer import QueueConsumer
+    from tests.helpers.jobs import engine_for
+
+    queue = QueueConfig(name="s", handler="x:y", lease=0.2, max_stalls=2)
+
+    async def main() -> list[tuple[str, dict[str, str]]]:
+        async with engine_for(redis_url, queue) as engine:
+            jid = await engine.add("lost", {})
+            consumer = QueueConsumer(engine, "dead-worker", engine.client)
+            deadline = time.monotonic() + 20
+            seen: list[Event] = []
+            # Lease it twice and never finish: the first expiry stalls it (back to waiting),
+            # the second fails it (max_stalls 2).
+            while not any(e.event == "failed" for e in seen):
+                assert time.monotonic() < deadline, [e.event for e in seen]
+                await consumer.fetch(1)
+                await asyncio.sleep(0.05)
+                seen = await stream.read(engine.client, "cortexflow", "s", "0")
+            assert all(e.job_id == jid for e in seen)
+            return [(e.event, dict(e.fields)) for e in seen]
+
+    got = asyncio.run(main())
+    assert [name for name, _ in got] == ["added", "active", "stalled", "active", "failed"]
+    assert got[-1][1] == {"error": "stalled"}
