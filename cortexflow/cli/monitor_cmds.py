@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -72,8 +73,9 @@ def _dashboard(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from cortexflow.dashboard.serve import ServeOptions, serve
+    from cortexflow.worker.env import ENV_REDIS_URL
 
-    options = ServeOptions(
-        Path(args.file), args.redis_url, args.host, args.port, args.metrics_public
-    )
+    # Under `up` (dashboard: in queues.yaml) the supervisor passes the URL it resolved.
+    url = args.redis_url or os.environ.get(ENV_REDIS_URL) or None
+    options = ServeOptions(Path(args.file), url, args.host, args.port, args.metrics_public)
     return serve(options, say=err)

@@ -13,6 +13,7 @@ from typing import Any
 from cortexflow.config.model import (
     Backoff,
     Config,
+    DashboardConfig,
     QueueConfig,
     RateLimit,
     RedisConfig,
@@ -54,6 +55,7 @@ def build_config(
         version=int(data.get("version", 1)),
         **_seconds_of(data, ("stop_timeout",)),
         restart=_restart(data.get("restart") or {}),
+        dashboard=None if data.get("dashboard") is None else _dashboard(data["dashboard"]),
     )
 
 
@@ -67,6 +69,10 @@ def _redis(raw: Mapping[str, Any], env: Mapping[str, str]) -> RedisConfig:
     if raw.get("prefix") is not None:
         kwargs["prefix"] = raw["prefix"]
     return RedisConfig(**kwargs)
+
+
+def _dashboard(raw: Mapping[str, Any]) -> DashboardConfig:
+    return DashboardConfig(**{k: raw[k] for k in ("host", "port", "metrics_public") if k in raw})
 
 
 def _restart(raw: Mapping[str, Any]) -> RestartPolicy:

@@ -86,6 +86,15 @@ class RestartPolicy:
 
 
 @dataclass(frozen=True)
+class DashboardConfig:
+    """`dashboard:` in queues.yaml: `cortexflow up` also runs `cortexflow dashboard`."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    metrics_public: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     queues: Mapping[str, QueueConfig]
@@ -93,6 +102,7 @@ class Config:
     version: int = 1
     stop_timeout: float = 30.0
     restart: RestartPolicy = RestartPolicy()
+    dashboard: DashboardConfig | None = None  # None: `up` runs no dashboard
 
     @property
     def base_dir(self) -> Path:

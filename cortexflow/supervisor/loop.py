@@ -31,6 +31,7 @@ from cortexflow.supervisor.plan import QueueRun, Slot, process_row, select_queue
 from cortexflow.supervisor.policy import ChildState, Verdict, decide_after_exit, describe_exit
 from cortexflow.supervisor.reload import Loader, apply_queues, load_reloaded
 from cortexflow.supervisor.server import ServerWatch, check_server, endpoint
+from cortexflow.supervisor.sidecar import kill_all, sidecars, stop_all, tend_all
 from cortexflow.supervisor.status import StatusPublisher
 from cortexflow.worker.env import (
     ENV_LIFELINE_FD,
@@ -98,6 +99,7 @@ class Supervisor:
             self.snapshot, self.expected, lambda: self.config.redis.prefix, sink
         )
         self._apply_queues(select_queues(config, options.queues))
+        self.sidecars = sidecars(config, redis_url, sink)  # the dashboard, if queues.yaml asks
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -115,7 +117,8 @@ class Supervisor:
                 now = time.monotonic()
                 self._handle_signals(now)
                 self.tick(now)
-                if self.stopping and not any(True for _ in self.children()):
+                cars_up = tend_all(self.sidecars, self.stopping)
+                if self.stopping and not cars_up and not any(True for _ in self.children()):
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.opts.tick)
@@ -337,9 +340,11 @@ class Supervisor:
         deadline = now + self.config.stop_timeout
         for child in self.children():
             child.request_stop(deadline)
+        stop_all(self.sidecars, deadline)
 
     def _emergency_stop(self) -> None:
         """Leave no child behind if the loop ends by an exception (it should not)."""
+        kill_all(self.sidecars)
         live = [c for c in self.children() if c.poll() is None]
         if not live:
             return
