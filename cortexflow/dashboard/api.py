@@ -16,6 +16,7 @@ from cortexflow.dashboard.sse import events_route
 from cortexflow.engine import history
 from cortexflow.engine.keys import STATES
 from cortexflow.engine.payload import encode_data, make_validator
+from cortexflow.engine.queue import QueueEngine
 from cortexflow.errors import PayloadError
 
 MAX_LIMIT = 200
@@ -104,7 +105,7 @@ async def add_jobs(request: Request) -> Response:
     return JSONResponse({"ids": ids, "queue": engine.name}, status_code=201)
 
 
-def _every_violation(engine: Any, specs: list[Mapping[str, Any]]) -> PayloadError | None:
+def _every_violation(engine: QueueEngine, specs: list[Mapping[str, Any]]) -> PayloadError | None:
     """A bulk add stops at its first bad payload; report every one of them instead."""
     validator = make_validator(engine.config)
     found: list[tuple[str, str]] = []
@@ -126,7 +127,7 @@ async def get_job(request: Request) -> Response:
     return JSONResponse({**job.to_dict(), "logs": await engine.get_logs(job_id)})
 
 
-async def _not_in_state(engine: Any, job_id: str, wanted: str) -> HTTPError:
+async def _not_in_state(engine: QueueEngine, job_id: str, wanted: str) -> HTTPError:
     job = await engine.get_job(job_id)
     if job is None:
         return HTTPError(404, f"no job {job_id!r} in queue {engine.name!r}")

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
 
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -31,9 +32,7 @@ async def healthz(request: Request) -> Response:
     try:
         await manager.connect()
         await (await manager.redis_client()).ping()
-    except (RedisUnavailableError, OSError) as exc:
-        return JSONResponse({"ok": False, "error": str(exc)}, status_code=503)
-    except Exception as exc:  # redis-py's errors after the first connection
+    except (RedisUnavailableError, RedisError, OSError) as exc:
         return JSONResponse({"ok": False, "error": str(exc)}, status_code=503)
     return JSONResponse({"ok": True})
 
@@ -43,10 +42,12 @@ async def metrics_route(request: Request) -> Response:
     if not settings.metrics_public and identify(request.app.state.auth, request) is None:
         return error(401, "a token is required for /metrics (or start with --metrics-public)")
     manager: QueueManager = request.app.state.manager
-    await manager.connect()
-    body = await metrics.render(
-        await manager.redis_client(), manager.config.redis.prefix, manager.queue_names
-    )
+    try:
+        await manager.connect()
+        client = await manager.redis_client()
+        body = await metrics.render(client, manager.config.redis.prefix, manager.queue_names)
+    except (RedisUnavailableError, RedisError, OSError) as exc:
+        return error(503, f"Redis does not answer: {exc}")
     return Response(body, media_type=metrics.CONTENT_TYPE)
 
 

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -64,8 +66,8 @@ def _map(exc: Exception) -> JSONResponse:
         return error(404, str(exc))
     if isinstance(exc, UsageError):
         return error(422, str(exc))
-    if isinstance(exc, RedisUnavailableError):
-        return error(503, str(exc))
+    if isinstance(exc, RedisUnavailableError | RedisConnectionError | RedisTimeoutError):
+        return error(503, f"Redis does not answer: {exc}")
     if isinstance(exc, CortexflowError):
         return error(409, str(exc))
     raise exc

@@ -8,11 +8,14 @@ Buttons and forms call the JSON API with the page's CSRF token.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -90,7 +93,7 @@ def _login_redirect(request: Request, role: str) -> Response:
     return response
 
 
-async def _page(request: Request, fn: Any) -> Response:
+async def _page(request: Request, fn: Callable[[Principal], Awaitable[Response]]) -> Response:
     """Log in from ``?token=``, show the login form without a session, else render ``fn``."""
     token = request.query_params.get("token")
     if token is not None:
@@ -102,11 +105,10 @@ async def _page(request: Request, fn: Any) -> Response:
     if who is None:
         return login_form(request)
     try:
-        result: Response = await fn(who)
-        return result
+        return await fn(who)
     except HTTPError as exc:
         return render(request, "error.html", status=exc.status, who=who, message=str(exc))
-    except RedisUnavailableError as exc:
+    except (RedisUnavailableError, RedisConnectionError, RedisTimeoutError) as exc:
         return render(request, "error.html", status=503, who=who, message=str(exc))
 
 
@@ -199,7 +201,6 @@ async def _queue_ctx(request: Request) -> dict[str, Any]:
     if name_filter:
         jobs = [j for j in jobs if name_filter.lower() in j.name.lower()]
     stats = await engine.stats()
-    total = {"waiting": "waiting", "delayed": "delayed", "active": "active"}.get(st, st)
     workers = await state.workers(request, [engine.name])
     return {
         "queue": engine.name,
@@ -209,7 +210,7 @@ async def _queue_ctx(request: Request) -> dict[str, Any]:
         "states": STATES,
         "start": start,
         "page_size": PAGE_SIZE,
-        "total": stats[total],
+        "total": stats[st],
         "jobs": jobs,
         "name_filter": name_filter,
         "workers": workers,

@@ -87,7 +87,9 @@ def test_healthz_is_503_when_redis_does_not_answer(project: Path) -> None:
 
     with serve_dashboard(project, f"redis://127.0.0.1:{free_port()}/0") as url:
         r = httpx.get(url + "/healthz", timeout=30)
-    assert r.status_code == 503 and r.json()["ok"] is False
+        assert r.status_code == 503 and r.json()["ok"] is False
+        assert httpx.get(url + "/api/queues", headers=ADMIN, timeout=30).status_code == 503
+        assert httpx.get(url + "/metrics", headers=ADMIN, timeout=30).status_code == 503
 
 
 @pytest.mark.parametrize("path", GET_ROUTES)
