@@ -4,6 +4,7 @@ host name): work is shared, the rate limit holds across all of them on the serve
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import textwrap
@@ -15,10 +16,8 @@ from pathlib import Path
 import pytest
 
 from cortexflow.api.sync import SyncQueueManager
-from tests.conftest import wait_for
-from tests.test_supervisor_support import Up, start_up, status_json, wait_gone
-
-__all__ = ["start_up"]  # the fixture, imported for the tests below
+from tests.helpers.poll import wait_for
+from tests.helpers.procs import Proc, run_cli, wait_gone
 
 HANDLERS = textwrap.dedent(
     """
@@ -53,8 +52,8 @@ def _project(folder: Path, rate: int) -> Path:
 
 
 def _hosts(
-    tmp_path: Path, start_up: Callable[..., Up], redis_url: str, rate: int, names: list[str]
-) -> tuple[Path, dict[str, Up]]:
+    tmp_path: Path, start_up: Callable[..., Proc], redis_url: str, rate: int, names: list[str]
+) -> tuple[Path, dict[str, Proc]]:
     ups = {}
     config = None
     for name in names:
@@ -64,6 +63,11 @@ def _hosts(
         up.wait_for(r"work\.0 \(pid \d+\) ready", 60)
     assert config is not None
     return config, ups
+
+
+def _status(config: Path, redis_url: str) -> tuple[int, list[dict]]:
+    result = run_cli("status", "--json", "-f", str(config), "--redis-url", redis_url)
+    return result.returncode, json.loads(result.stdout or "null") or []
 
 
 def _finished(manager: SyncQueueManager, ids: list[str]) -> list[dict]:
@@ -76,7 +80,7 @@ def _finished(manager: SyncQueueManager, ids: list[str]) -> list[dict]:
 
 
 def test_two_hosts_share_the_work_under_one_rate_limit(
-    tmp_path: Path, start_up: Callable[..., Up], redis_url: str
+    tmp_path: Path, start_up: Callable[..., Proc], redis_url: str
 ) -> None:
     config, _ = _hosts(tmp_path, start_up, redis_url, rate=10, names=["host-a", "host-b"])
     with SyncQueueManager(config, redis_url) as manager:
@@ -99,13 +103,13 @@ def test_two_hosts_share_the_work_under_one_rate_limit(
     # 50 jobs at 10/s cannot finish in much under 4 s, whatever the hosts' concurrency
     assert starts[-1] - starts[0] >= 4000
 
-    code, rows = status_json(config, redis_url)
+    code, rows = _status(config, redis_url)
     assert code == 0
     assert {r["host"] for r in rows} == {"host-a", "host-b"}, rows
 
 
 def test_a_host_killed_with_sigkill_has_its_jobs_finished_by_the_other(
-    tmp_path: Path, start_up: Callable[..., Up], redis_url: str
+    tmp_path: Path, start_up: Callable[..., Proc], redis_url: str
 ) -> None:
     config, ups = _hosts(tmp_path, start_up, redis_url, rate=1000, names=["host-a", "host-b"])
     with SyncQueueManager(config, redis_url) as manager:
@@ -129,13 +133,13 @@ def test_a_host_killed_with_sigkill_has_its_jobs_finished_by_the_other(
 
 @pytest.mark.parametrize("hosts", [3])
 def test_status_lists_every_host(
-    tmp_path: Path, start_up: Callable[..., Up], redis_url: str, hosts: int
+    tmp_path: Path, start_up: Callable[..., Proc], redis_url: str, hosts: int
 ) -> None:
     names = [f"node-{i}" for i in range(hosts)]
     config, _ = _hosts(tmp_path, start_up, redis_url, rate=100, names=names)
 
     def every_host() -> list[dict] | None:
-        code, rows = status_json(config, redis_url)
+        code, rows = _status(config, redis_url)
         return rows if code == 0 and {r["host"] for r in rows} == set(names) else None
 
     rows = wait_for(every_host, timeout=20)

@@ -14,11 +14,9 @@ import pytest
 import redis
 
 from cortexflow.api.sync import SyncQueueManager
-from tests.conftest import wait_for
-from tests.test_supervisor_support import Up, start_up
-from tests.topology import SentinelGroup
-
-__all__ = ["start_up"]
+from tests.helpers.poll import wait_for
+from tests.helpers.procs import Proc
+from tests.helpers.topology import SentinelGroup
 
 pytestmark = pytest.mark.slow
 BEFORE = 2000  # jobs added before the kill: several seconds of work, so the kill lands mid-way
@@ -68,7 +66,7 @@ def _replication(primary_port: int) -> tuple[int, list[int]]:
 
 
 def test_workers_ride_out_a_sentinel_failover(
-    tmp_path: Path, sentinels: SentinelGroup, start_up: Callable[..., Up]
+    tmp_path: Path, sentinels: SentinelGroup, start_up: Callable[..., Proc]
 ) -> None:
     project = tmp_path / "app"
     project.mkdir()
