@@ -24,10 +24,13 @@ from cortexflow.dashboard import charts, state
 from cortexflow.dashboard.auth import COOKIE, Auth
 from cortexflow.dashboard.guard import HTTPError, Principal, identify
 from cortexflow.engine import events, history
+from cortexflow.engine.jobs import Job
 from cortexflow.engine.keys import STATES
+from cortexflow.engine.queue import QueueEngine
 from cortexflow.errors import RedisUnavailableError
 
 PAGE_SIZE = 25
+NAME_SCAN = 5000  # jobs a search by name looks at, from the page shown
 SESSION_DAYS = 30
 
 _env = Environment(
@@ -197,9 +200,11 @@ async def _queue_ctx(request: Request) -> dict[str, Any]:
     engine = await state.engine(request)
     st, start = _window(request)
     name_filter = (request.query_params.get("name") or "").strip()
-    jobs = await engine.list_jobs(st, start, PAGE_SIZE)
+    scanned = 0
     if name_filter:
-        jobs = [j for j in jobs if name_filter.lower() in j.name.lower()]
+        jobs, scanned = await _find_by_name(engine, st, start, name_filter.lower())
+    else:
+        jobs = await engine.list_jobs(st, start, PAGE_SIZE)
     stats = await engine.stats()
     workers = await state.workers(request, [engine.name])
     return {
@@ -213,10 +218,28 @@ async def _queue_ctx(request: Request) -> dict[str, Any]:
         "total": stats[st],
         "jobs": jobs,
         "name_filter": name_filter,
+        "scanned": scanned,
         "workers": workers,
         "sources": state.dead_letter_sources(request).get(engine.name, []),
         "recent": await events.recent(engine.client, engine.prefix, engine.name, 15),
     }
+
+
+async def _find_by_name(
+    engine: QueueEngine, state: str, start: int, needle: str
+) -> tuple[list[Job], int]:
+    """Up to PAGE_SIZE jobs of ``state`` whose name contains ``needle``, looking at no more
+    than NAME_SCAN jobs from ``start`` (windows of 500: bounded with a million jobs too).
+    Returns the matches and how many jobs were looked at."""
+    found: list[Job] = []
+    scanned = 0
+    while scanned < NAME_SCAN and len(found) < PAGE_SIZE:
+        batch = await engine.list_jobs(state, start + scanned, 500)
+        if not batch:
+            break
+        scanned += len(batch)
+        found += [j for j in batch if needle in j.name.lower()]
+    return found[:PAGE_SIZE], scanned
 
 
 async def queue_page(request: Request) -> Response:

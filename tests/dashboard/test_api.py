@@ -471,3 +471,14 @@ def test_pages_render(http: httpx.Client, base: str) -> None:
         assert browser.get("/queues/nope").status_code == 404
         assert browser.get("/queues/work/jobs/nope").status_code == 404
         assert browser.get("/static/dashboard.js").status_code == 200
+
+
+def test_queue_page_finds_jobs_by_name_beyond_the_page(http: httpx.Client, base: str) -> None:
+    jobs = [{"name": "bulk", "data": {}}] * 120 + [{"name": "needle-job", "data": {}}]
+    assert add(http, "work", jobs).status_code == 201
+    with httpx.Client(base_url=base, timeout=20) as browser:
+        browser.get("/?token=" + ADMIN_TOKEN)
+        page = browser.get("/queues/work?state=waiting&name=NEEDLE").text
+        assert page.count(">needle-job</td>") == 1
+        assert "1 found among 121 waiting jobs" in page
+        assert ">bulk</td>" not in browser.get("/fragments/queues/work?name=needle").text
