@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from cortexflow.api.base_worker import BaseWorker
+    from cortexflow.api.events import QueueEvents
     from cortexflow.api.manager import QueueManager, get_queue_manager
     from cortexflow.api.names import QueueName
     from cortexflow.api.sync import SyncQueueManager
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "BaseWorker": "cortexflow.api.base_worker",
+    "QueueEvents": "cortexflow.api.events",
     "QueueManager": "cortexflow.api.manager",
     "QueueName": "cortexflow.api.names",
     "SyncQueueManager": "cortexflow.api.sync",
@@ -31,6 +33,7 @@ _LAZY = {
 
 __all__ = [
     "BaseWorker",
+    "QueueEvents",
     "QueueManager",
     "QueueName",
     "SyncQueueManager",

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "cortexflow.cli.run_cmds",  # up, worker, status
     "cortexflow.cli.ops_cmds",  # enqueue, stats, health, pause, resume, jobs, job, ...
     "cortexflow.cli.schedule_cmds",  # schedules [trigger NAME]
+    "cortexflow.cli.monitor_cmds",  # events, dashboard
 )
 
 

@@ -107,7 +107,7 @@ def run_command(args: argparse.Namespace) -> int:
         err(
             f"error: Redis refused the command: {exc}. If the server uses ACLs, the user needs "
             "the keys of this prefix (e.g. `~{cortexflow:* ~{cortexflow}:*`) and the commands "
-            "of @read @write @scripting @list @sortedset @hash @string @connection."
+            "of @read @write @scripting @list @sortedset @hash @string @stream @connection."
         )
         return errors.EXIT_FAILURE
 

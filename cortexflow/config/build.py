@@ -13,6 +13,7 @@ from typing import Any
 from cortexflow.config.model import (
     Backoff,
     Config,
+    DashboardConfig,
     QueueConfig,
     RateLimit,
     RedisConfig,
@@ -67,6 +68,7 @@ def build_config(
         schedules={
             name: build_schedule(name, raw) for name, raw in (data.get("schedules") or {}).items()
         },
+        dashboard=None if data.get("dashboard") is None else _dashboard(data["dashboard"]),
     )
 
 
@@ -103,6 +105,10 @@ def _redis(raw: Mapping[str, Any], env: Mapping[str, str]) -> RedisConfig:
     if raw.get("prefix") is not None:
         kwargs["prefix"] = raw["prefix"]
     return RedisConfig(**kwargs)
+
+
+def _dashboard(raw: Mapping[str, Any]) -> DashboardConfig:
+    return DashboardConfig(**{k: raw[k] for k in ("host", "port", "metrics_public") if k in raw})
 
 
 def _restart(raw: Mapping[str, Any]) -> RestartPolicy:

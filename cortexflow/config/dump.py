@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -28,6 +29,7 @@ def config_to_dict(config: Config, *, redact: bool = True) -> dict[str, Any]:
             "backoff_max": format_duration(r.backoff_max),
             "stable_after": format_duration(r.stable_after),
         },
+        **({"dashboard": dataclasses.asdict(config.dashboard)} if config.dashboard else {}),
         "queues": {name: _queue(q, config) for name, q in config.queues.items()},
         "schedules": {name: schedule_to_dict(s) for name, s in config.schedules.items()},
     }

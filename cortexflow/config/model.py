@@ -115,6 +115,15 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class DashboardConfig:
+    """`dashboard:` in queues.yaml: `cortexflow up` also runs `cortexflow dashboard`."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    metrics_public: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     queues: Mapping[str, QueueConfig]
@@ -123,6 +132,7 @@ class Config:
     stop_timeout: float = 30.0
     restart: RestartPolicy = RestartPolicy()
     schedules: Mapping[str, ScheduleConfig] = field(default_factory=dict, hash=False)
+    dashboard: DashboardConfig | None = None  # None: `up` runs no dashboard
 
     @property
     def base_dir(self) -> Path:

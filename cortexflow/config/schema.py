@@ -475,6 +475,34 @@ def build_schema() -> dict[str, Any]:
                 "30s",
                 ["30s", "2m"],
             ),
+            "dashboard": {
+                "description": (
+                    "`cortexflow up` also runs `cortexflow dashboard` (web UI, JSON API, "
+                    "/metrics) with these settings, restarting it if it exits. Tokens: "
+                    "$CORTEXFLOW_TOKEN / $CORTEXFLOW_READ_TOKEN, else one generated into "
+                    ".cortexflow/token."
+                ),
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "host": {
+                        "description": "Address to bind (a non-loopback one needs a token).",
+                        "type": "string",
+                        "minLength": 1,
+                        "default": "127.0.0.1",
+                        "examples": ["127.0.0.1", "0.0.0.0"],
+                    },
+                    "port": _int("TCP port.", 8000, [8000], 1, 65535),
+                    "metrics_public": {
+                        "description": "Serve /metrics without a token.",
+                        "type": "boolean",
+                        "default": False,
+                        "examples": [False],
+                    },
+                },
+                "default": None,
+                "examples": [{"host": "127.0.0.1", "port": 8000}],
+            },
             "restart": {
                 "description": "How the supervisor restarts a worker process that exits.",
                 "type": "object",

@@ -55,6 +55,7 @@ class QueueConsumer:
             k.marker,
             k.failed,
             k.dlq_outbox,
+            k.events,
         ]
         self._finish_keys = [
             k.active,
@@ -65,6 +66,8 @@ class QueueConsumer:
             k.meta,
             k.marker,
             k.dlq_outbox,
+            k.events,
+            k.metrics,
         ]
         rate = q.rate_limit
         self._fetch_args_tail: list[Any] = [

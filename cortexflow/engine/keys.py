@@ -78,6 +78,23 @@ class QueueKeys:
     def schedule(self, name: str) -> str:  # HASH a schedule's last tick, last run, last job
         return self.k(f"sched:{name}")
 
+    @property
+    def events(self) -> str:  # STREAM of state changes, capped (engine/events.py decodes it)
+        return self.k("events")
+
+    @property
+    def metrics(self) -> str:
+        """Metrics hashes are ``<metrics>:<minute>`` (epoch minute, kept 25 h) and
+        ``<metrics>:total`` (all time); engine/history.py reads them."""
+        return self.k("metrics")
+
+    def metrics_minute(self, minute: int) -> str:
+        return f"{self.metrics}:{minute}"
+
+    @property
+    def metrics_total(self) -> str:
+        return f"{self.metrics}:total"
+
     def state_key(self, state: str) -> str:
         return {
             "waiting": self.wait,

@@ -5,7 +5,6 @@ Used by the worker (fetch / heartbeat / finish), the CLI and the Python API (eve
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cortexflow.config.model import QueueConfig
-from cortexflow.engine import registry
+from cortexflow.engine import events, registry
 from cortexflow.engine.jobs import Job, JobOptions
 from cortexflow.engine.keys import STATES, QueueKeys
 from cortexflow.engine.payload import encode_data, make_validator, resolve_options
@@ -84,7 +83,7 @@ class QueueEngine:
             args += [job_id, name, text, options, priority, delay_ms]
         if jobs:
             k = self.keys
-            await self.scripts.add(keys=[k.wait, k.delayed, k.meta, k.marker], args=args)
+            await self.scripts.add(keys=[k.wait, k.delayed, k.meta, k.marker, k.events], args=args)
         return ids
 
     # -- inspection ------------------------------------------------------------------------
@@ -123,9 +122,12 @@ class QueueEngine:
         return [_text(x) for x in await self.client.lrange(self.keys.job(job_id) + ":logs", 0, -1)]
 
     async def wait_finished(self, job_id: str, timeout: float) -> Job | None:
-        """Block until the job is completed or failed for good (or timeout: returns None)."""
+        """Block until the job is completed or failed for good (or timeout: returns None).
+
+        Woken by the queue's event stream: each event re-reads the job's state (and at least
+        once a second, so a trimmed stream or a server restart costs a second at most)."""
         deadline = time.monotonic() + timeout
-        pause = 0.02
+        after = await events.last_id(self.client, self.prefix, self.name)
         seen = False
         while True:
             state = await self.client.hget(self.keys.job(job_id), "state")
@@ -140,18 +142,22 @@ class QueueEngine:
             seen = True
             if state in (b"completed", b"failed"):
                 return await self.get_job(job_id)
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return None
-            await asyncio.sleep(min(pause, max(deadline - time.monotonic(), 0)))
-            pause = min(pause * 2, 0.5)
+            got = await events.read(self.client, self.prefix, self.name, after, min(left, 1.0))
+            if got:
+                after = got[-1].id
 
     # -- operations ------------------------------------------------------------------------
 
     async def pause(self) -> None:
-        await self.scripts.pause(keys=[self.keys.meta, self.keys.marker], args=["1"])
+        k = self.keys
+        await self.scripts.pause(keys=[k.meta, k.marker, k.events], args=["1"])
 
     async def resume(self) -> None:
-        await self.scripts.pause(keys=[self.keys.meta, self.keys.marker], args=["0"])
+        k = self.keys
+        await self.scripts.pause(keys=[k.meta, k.marker, k.events], args=["0"])
 
     async def clean(self, grace: float, limit: int = 0, state: str = "completed") -> list[str]:
         """Remove up to ``limit`` (0: all) jobs of ``state`` older than ``grace`` seconds.
@@ -166,7 +172,7 @@ class QueueEngine:
         while True:
             batch = 1000 if limit <= 0 else min(1000, limit - len(removed))
             ids = await self.scripts.clean(
-                keys=[self.keys.state_key(state)],
+                keys=[self.keys.state_key(state), self.keys.events],
                 args=[self.keys.job_prefix, round(grace * 1000), batch, state],
             )
             removed += [_text(i) for i in ids]
@@ -179,7 +185,7 @@ class QueueEngine:
         while True:
             n = int(
                 await self.scripts.drain(
-                    keys=[self.keys.wait, self.keys.delayed],
+                    keys=[self.keys.wait, self.keys.delayed, self.keys.events],
                     args=[self.keys.job_prefix, "1" if delayed else "0", 1000],
                 )
             )
@@ -201,6 +207,8 @@ class QueueEngine:
             k.limiter,
             k.marker,
             k.dlq_outbox,
+            k.events,
+            k.metrics_total,
         ]
         total = 0
         while True:
@@ -221,7 +229,7 @@ class QueueEngine:
     async def retry(self, job_ids: Sequence[str] | None = None) -> list[str]:
         """Move failed jobs (those ids, or all when None) back to waiting, attempts reset."""
         k = self.keys
-        keys = [k.failed, k.wait, k.marker]
+        keys = [k.failed, k.wait, k.marker, k.events]
         if job_ids is not None:
             moved = await self.scripts.retry(keys=keys, args=[k.job_prefix, "ids", *job_ids])
             return [_text(m) for m in moved]
@@ -236,7 +244,7 @@ class QueueEngine:
         """Make a delayed job waiting now; False if it is not delayed."""
         k = self.keys
         n = await self.scripts.promote(
-            keys=[k.delayed, k.wait, k.marker], args=[k.job_prefix, job_id]
+            keys=[k.delayed, k.wait, k.marker, k.events], args=[k.job_prefix, job_id]
         )
         return bool(n)
 
@@ -247,7 +255,7 @@ class QueueEngine:
         k = self.keys
         n = int(
             await self.scripts.remove(
-                keys=[k.wait, k.delayed, k.active, k.completed, k.failed],
+                keys=[k.wait, k.delayed, k.active, k.completed, k.failed, k.events],
                 args=[k.job_prefix, job_id],
             )
         )

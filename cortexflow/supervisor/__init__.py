@@ -1,5 +1,6 @@
 """`cortexflow up`: the supervisor that runs every queue's worker processes.
 
+- up: the whole command (queues, server, then the loop);
 - loop: the reconcile loop (desired children vs live ones, every tick), stop and reload;
 - child: one worker process (spawn, lifeline, signals, its output);
 - plan: which children a config asks for, and what a reload changes;

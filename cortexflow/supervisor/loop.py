@@ -31,7 +31,8 @@ from cortexflow.supervisor.plan import QueueRun, Slot, process_row, select_queue
 from cortexflow.supervisor.policy import ChildState, Verdict, decide_after_exit, describe_exit
 from cortexflow.supervisor.reload import Loader, apply_queues, load_reloaded
 from cortexflow.supervisor.scheduler import Scheduler
-from cortexflow.supervisor.server import ServerWatch, check_server, endpoint
+from cortexflow.supervisor.server import ServerWatch
+from cortexflow.supervisor.sidecar import kill_all, sidecars, stop_all, tend_all
 from cortexflow.supervisor.status import StatusPublisher
 from cortexflow.worker.env import (
     ENV_LIFELINE_FD,
@@ -100,6 +101,7 @@ class Supervisor:
         )
         self._apply_queues(select_queues(config, options.queues))
         self.scheduler = Scheduler(lambda: self.config, sink.event)
+        self.sidecars = sidecars(config, redis_url, sink)  # the dashboard, if queues.yaml asks
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -118,7 +120,8 @@ class Supervisor:
                 now = time.monotonic()
                 self._handle_signals(now)
                 self.tick(now)
-                if self.stopping and not any(True for _ in self.children()):
+                cars_up = tend_all(self.sidecars, self.stopping)
+                if self.stopping and not cars_up and not any(True for _ in self.children()):
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.opts.tick)
@@ -342,9 +345,11 @@ class Supervisor:
         deadline = now + self.config.stop_timeout
         for child in self.children():
             child.request_stop(deadline)
+        stop_all(self.sidecars, deadline)
 
     def _emergency_stop(self) -> None:
         """Leave no child behind if the loop ends by an exception (it should not)."""
+        kill_all(self.sidecars)
         live = [c for c in self.children() if c.poll() is None]
         if not live:
             return
@@ -428,36 +433,3 @@ async def _finish(task: asyncio.Task[None], sink: LogSink) -> None:
         task.cancel()
     except Exception as exc:
         sink.event(f"{task.get_name()} failed: {exc!r}")
-
-
-# -- the whole command -----------------------------------------------------------------------
-
-
-def run_up(
-    config: Config,
-    sink: LogSink,
-    *,
-    options: UpOptions,
-    loader: Loader,
-    redis_override: str | None = None,
-    command: Command = worker_command,
-) -> int:
-    """Supervise the queues until stopped; returns the exit code (0 after a clean stop)."""
-    wanted = select_queues(config, options.queues)  # unknown names: UsageError before anything
-    # The log's name column fits the children's names from the first line on.
-    sink.fit([f"{q}.{r}" for q, qc in wanted.items() for r in range(qc.processes)])
-    with endpoint(config, redis_override, sink.event) as (url, server):
-        if server is not None:
-            sink.event(
-                f"embedded server (pid {server.pid}) on {redact_url(url)}, "
-                f"data in {server.folder.path}"
-            )
-
-        async def main() -> int:
-            await check_server(url, sink, embedded=server is not None)
-            supervisor = Supervisor(
-                config, url, sink, options=options, loader=loader, command=command, server=server
-            )
-            return await supervisor.run()
-
-        return asyncio.run(main())

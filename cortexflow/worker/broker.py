@@ -266,6 +266,7 @@ class CortexBroker(AsyncBroker):
             data=job.data,
             enqueue=self._add_job,
             settings=self.config.settings,
+            events_key=self.engine.keys.events,
         )
         message = TaskiqMessage.model_construct(
             task_id=job.id,

@@ -8,6 +8,7 @@ from typing import Any, Unpack
 
 import redis.asyncio as aioredis
 
+from cortexflow.engine.events import EVENTS_MAXLEN
 from cortexflow.engine.options import AddOptions
 
 # (queue, name, data, options) -> job id: how a handler adds follow-up jobs.
@@ -22,6 +23,7 @@ class JobContext:
     __slots__ = (
         "_client",
         "_enqueue",
+        "_events",
         "_key",
         "attempt",
         "created_at",
@@ -47,8 +49,10 @@ class JobContext:
         data: Any,
         enqueue: Enqueue | None = None,
         settings: Mapping[str, Any] | None = None,
+        events_key: str | None = None,
     ) -> None:
         self._client = client
+        self._events = events_key
         self._enqueue = enqueue
         self._key = job_key
         self.id = id
@@ -62,8 +66,15 @@ class JobContext:
         self.settings: Mapping[str, Any] = settings if settings is not None else {}
 
     async def update_progress(self, progress: Any) -> None:
-        """Store a JSON-serialisable progress value (a number, or an object) on the job."""
-        await self._client.hset(self._key, "progress", json.dumps(progress))
+        """Store a JSON-serialisable progress value (a number, or an object) on the job, and
+        append a ``progress`` event to the queue's stream in the same transaction."""
+        text = json.dumps(progress)
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key, "progress", text)
+            if self._events:
+                entry = {"e": "progress", "id": self.id, "data": text}
+                pipe.xadd(self._events, entry, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
+            await pipe.execute()
 
     async def log(self, line: str) -> None:
         """Append a line to the job's log (the newest MAX_LOG_LINES are kept)."""

@@ -30,10 +30,12 @@ ALLOWED = {
     "queues": {"config", "engine", "worker"},
     "supervisor": {"config", "engine", "embedded", "worker"},
     "api": {"config", "engine", "embedded", "worker"},
-    "cli": {"config", "engine", "embedded", "worker", "supervisor", "api", "queues"},
+    "dashboard": {"config", "engine", "embedded", "api"},
+    "cli": {"config", "engine", "embedded", "worker", "supervisor", "api", "queues", "dashboard"},
 }
 LEAVES = {
-    "errors", "durations", "backoff", "redact", "pdeathsig", "ticks", "__init__", "__main__",
+    "errors", "durations", "backoff", "redact", "pdeathsig", "ticks", "termsafe",
+    "__init__", "__main__",
 }  # fmt: skip
 
 

@@ -3,6 +3,7 @@ KEYS[1] wait      ZSET id -> (1e6 - priority) * 2^32 + seq
 KEYS[2] delayed   ZSET id -> due time (ms)
 KEYS[3] meta      HASH (seq counter)
 KEYS[4] marker    LIST wake-up tokens for idle workers
+KEYS[5] events    STREAM of state changes (an 'added' entry per job added)
 ARGV[1] job key prefix ("{p:q}:j:")
 ARGV[2] number of jobs N
 ARGV[3 + 6i ..] per job: id, name, data (JSON), opts (JSON), priority, delay (ms)
@@ -32,6 +33,7 @@ for i = 0, n - 1 do
     redis.call('HSET', jkey, 'id', id, 'name', ARGV[b + 1], 'data', ARGV[b + 2],
       'opts', ARGV[b + 3], 'priority', priority, 'delay', delay, 'state', state,
       'attempts_made', 0, 'stalls', 0, 'deliveries', 0, 'created_at', now, 'score', score)
+    redis.call('XADD', KEYS[5], 'MAXLEN', '~', 5000, '*', 'e', 'added', 'id', id, 'name', ARGV[b + 1], 'state', state)
     added = added + 1
   end
 end

@@ -1,5 +1,5 @@
 --[[ clean: remove jobs of one state older than a grace period.
-KEYS[1] the state's ZSET (completed, failed, delayed or wait)
+KEYS[1] the state's ZSET (completed, failed, delayed or wait)  KEYS[2] events (STREAM)
 ARGV[1] job key prefix  ARGV[2] grace (ms)  ARGV[3] limit  ARGV[4] state name
 Age is measured from finished_at for finished jobs, from created_at otherwise.
 Returns the removed ids. ]]
@@ -25,5 +25,8 @@ for _, id in ipairs(candidates) do
   redis.call('DEL', ARGV[1] .. id, ARGV[1] .. id .. ':logs')
   redis.call('ZREM', KEYS[1], id)
   removed[#removed + 1] = id
+end
+if #removed > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 5000, '*', 'e', 'cleaned', 'count', #removed, 'state', ARGV[4])
 end
 return removed

@@ -1,5 +1,5 @@
 --[[ drain: remove waiting jobs (and delayed ones if asked), a batch per call.
-KEYS[1] wait  KEYS[2] delayed
+KEYS[1] wait  KEYS[2] delayed  KEYS[3] events (STREAM)
 ARGV[1] job key prefix  ARGV[2] '1' to include delayed  ARGV[3] batch size
 Returns the number removed by this call (call again until 0). ]]
 local removed = 0
@@ -13,4 +13,5 @@ for _, k in ipairs(keys) do
     removed = removed + #ids
   end
 end
+if removed > 0 then redis.call('XADD', KEYS[3], 'MAXLEN', '~', 5000, '*', 'e', 'drained', 'count', removed) end
 return removed

@@ -1,6 +1,6 @@
 --[[ fetch: promote due delayed jobs, recover stalled ones, then lease up to N waiting jobs.
 KEYS[1] wait   KEYS[2] delayed   KEYS[3] active   KEYS[4] meta   KEYS[5] limiter
-KEYS[6] marker KEYS[7] failed    KEYS[8] dead-letter outbox
+KEYS[6] marker KEYS[7] failed    KEYS[8] dead-letter outbox   KEYS[9] events (STREAM)
 ARGV[1] job key prefix      ARGV[2] N (free slots)     ARGV[3] worker id
 ARGV[4] lease (ms)          ARGV[5] max_stalls         ARGV[6] rate max (0: no limit)
 ARGV[7] rate window (ms)    ARGV[8] 1 if the queue has a dead_letter queue
@@ -48,9 +48,11 @@ for _, id in ipairs(expired) do
         redis.call('RPUSH', KEYS[8], cjson.encode({id = id, stalled = true}))
       end
       stalled_failed = stalled_failed + 1
+      redis.call('XADD', KEYS[9], 'MAXLEN', '~', 5000, '*', 'e', 'failed', 'id', id, 'error', 'stalled')
     else
       redis.call('ZADD', KEYS[1], redis.call('HGET', jkey, 'score'), id)
       redis.call('HSET', jkey, 'state', 'waiting', 'token', '')
+      redis.call('XADD', KEYS[9], 'MAXLEN', '~', 5000, '*', 'e', 'stalled', 'id', id)
     end
   end
 end
@@ -114,6 +116,7 @@ for i = 1, #popped, 2 do
     local token = ARGV[3] .. ':' .. deliveries
     redis.call('HSET', jkey, 'state', 'active', 'processed_at', now, 'token', token)
     redis.call('ZADD', KEYS[3], deadline, id)
+    redis.call('XADD', KEYS[9], 'MAXLEN', '~', 5000, '*', 'e', 'active', 'id', id, 'attempt', f[5] + 1)
     if rate_max > 0 then
       redis.call('ZADD', KEYS[5], now, id .. ':' .. deliveries)
       redis.call('PEXPIRE', KEYS[5], rate_window + 1000)

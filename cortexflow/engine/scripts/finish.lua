@@ -1,6 +1,11 @@
 --[[ finish: record the outcome of runs a worker finished (a batch, one round trip).
 KEYS[1] active  KEYS[2] wait  KEYS[3] delayed  KEYS[4] completed  KEYS[5] failed
 KEYS[6] meta    KEYS[7] marker  KEYS[8] dead-letter outbox
+KEYS[9] events (STREAM: completed / retried / failed entries)
+KEYS[10] metrics: HASHes <KEYS[10]>:<epoch minute> (expire after 25 h) and <KEYS[10]>:total
+  with fields c, r, f (runs completed / retried / failed for good), and per d (run duration)
+  and w (wait: enqueue or due time -> start, ms): <x>s sum, <x>1..<x>15 bucket counts
+  (bounds in engine/history.py)
 ARGV[1] job key prefix
 ARGV[2] completed retention: age (ms, -1 none)   ARGV[3] count (-1 none)
 ARGV[4] failed retention: age (ms, -1 none)      ARGV[5] count (-1 none)
@@ -49,6 +54,24 @@ local function finished(id, set, keep, age, count)
   trim(set, age, count)
 end
 
+-- Metrics of this batch, written once after the loop.
+local BOUNDS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000}
+local m = {}
+local function observe(jkey, kind)
+  m[kind] = (m[kind] or 0) + 1
+  local f = redis.call('HMGET', jkey, 'processed_at', 'created_at', 'delay')
+  local start = tonumber(f[1])
+  if not start then return end
+  local spans = {d = now - start, w = math.max(start - tonumber(f[2]) - tonumber(f[3]), 0)}
+  for x, ms in pairs(spans) do
+    local b = #BOUNDS + 1
+    for i, bound in ipairs(BOUNDS) do if ms <= bound then b = i break end end
+    m[x .. b] = (m[x .. b] or 0) + 1
+    m[x .. 's'] = (m[x .. 's'] or 0) + ms
+  end
+end
+
+local EVENT = {c = 'completed', r = 'retried', f = 'failed'}
 local done, lost, dead, wake = 0, 0, 0, false
 for i = 6, #ARGV do
   local run = cjson.decode(ARGV[i])
@@ -60,6 +83,8 @@ for i = 6, #ARGV do
     redis.call('ZREM', KEYS[1], id)
     redis.call('HINCRBY', jkey, 'attempts_made', 1)
     done = done + 1
+    observe(jkey, kind)
+    redis.call('XADD', KEYS[9], 'MAXLEN', '~', 5000, '*', 'e', EVENT[kind], 'id', id)
     if kind == 'c' then
       redis.call('HINCRBY', KEYS[6], 'completed_total', 1)
       redis.call('HSET', jkey, 'state', 'completed', 'finished_at', now, 'token', '',
@@ -92,6 +117,14 @@ for i = 6, #ARGV do
       end
     end
   end
+end
+if next(m) then
+  local minute = KEYS[10] .. ':' .. math.floor(now / 60000)
+  for field, v in pairs(m) do
+    redis.call('HINCRBY', minute, field, v)
+    redis.call('HINCRBY', KEYS[10] .. ':total', field, v)
+  end
+  redis.call('PEXPIRE', minute, 90000000)
 end
 if wake and redis.call('LLEN', KEYS[7]) == 0 then
   redis.call('RPUSH', KEYS[7], '1')

@@ -1,5 +1,5 @@
 --[[ retry: move failed jobs back to waiting with their attempts reset.
-KEYS[1] failed  KEYS[2] wait  KEYS[3] marker
+KEYS[1] failed  KEYS[2] wait  KEYS[3] marker  KEYS[4] events (STREAM)
 ARGV[1] job key prefix  ARGV[2] 'all' (up to ARGV[3] of them) or 'ids'  ARGV[3..] ids / limit
 Returns the ids moved. ]]
 local ids
@@ -17,6 +17,7 @@ for _, id in ipairs(ids) do
     redis.call('HSET', jkey, 'state', 'waiting', 'attempts_made', 0, 'stalls', 0)
     redis.call('HDEL', jkey, 'finished_at', 'error', 'stacktrace', 'result')
     moved[#moved + 1] = id
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', 5000, '*', 'e', 'retried', 'id', id, 'by', 'retry')
   end
 end
 if #moved > 0 and redis.call('LLEN', KEYS[3]) == 0 then redis.call('RPUSH', KEYS[3], '1') end

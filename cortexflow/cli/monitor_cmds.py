@@ -1,0 +1,81 @@
+"""Monitoring commands: `events` (follow a queue's state changes) and `dashboard` (web UI,
+JSON API, /metrics)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from cortexflow.cli._common import err, out
+from cortexflow.cli.queue_ops import int_range, with_manager
+from cortexflow.cli.render import timestamp
+from cortexflow.errors import EXIT_OK
+
+if TYPE_CHECKING:
+    from cortexflow.api.manager import QueueManager
+    from cortexflow.engine.events import Event
+
+
+def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    help = "follow QUEUE's events (added, active, progress, completed, failed, ...) like tail -f"
+    p = sub.add_parser("events", parents=parents, help=help, description=help)
+    p.add_argument("queue", metavar="QUEUE")
+    p.add_argument(
+        "--from",
+        dest="start",
+        default="$",
+        metavar="ID",
+        help='resume after this event id ("0": every event kept; default: only new ones)',
+    )
+    p.add_argument("--count", type=int_range(1), default=None, help="stop after this many events")
+    p.set_defaults(func=_events_cmd)
+
+    help = "serve the web dashboard, the JSON API and /metrics"
+    p = sub.add_parser("dashboard", parents=parents, help=help, description=help)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int_range(0, 65535), default=8000, help="default 8000")
+    p.add_argument("--metrics-public", action="store_true", help="serve /metrics without a token")
+    p.set_defaults(func=_dashboard)
+
+
+def _line(event: Event) -> str:
+    extra = " ".join(f"{k}={v}" for k, v in event.fields.items())
+    return "  ".join(
+        x for x in (timestamp(event.timestamp), event.event, event.job_id or "", extra) if x
+    )
+
+
+def _events_cmd(args: argparse.Namespace) -> int:
+    try:
+        return with_manager(_events)(args)
+    except KeyboardInterrupt:  # the way to stop following
+        return EXIT_OK
+
+
+async def _events(args: argparse.Namespace, manager: QueueManager) -> int:
+    from cortexflow.api.events import QueueEvents
+
+    manager.get_queue(args.queue)  # an unknown queue is a usage error, at once
+    seen = 0
+    async for event in QueueEvents(args.queue, last_event_id=args.start, manager=manager):
+        out(json.dumps(event.to_dict()) if args.json else _line(event))
+        sys.stdout.flush()
+        seen += 1
+        if args.count is not None and seen >= args.count:
+            break
+    return EXIT_OK
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cortexflow.dashboard.serve import ServeOptions, serve
+    from cortexflow.worker.env import ENV_REDIS_URL
+
+    # Under `up` (dashboard: in queues.yaml) the supervisor passes the URL it resolved.
+    url = args.redis_url or os.environ.get(ENV_REDIS_URL) or None
+    options = ServeOptions(Path(args.file), url, args.host, args.port, args.metrics_public)
+    return serve(options, say=err)

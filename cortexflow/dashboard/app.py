@@ -1,0 +1,76 @@
+"""The dashboard's ASGI application (Starlette): routes, templates, static files, lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib import resources
+
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from cortexflow.api.manager import QueueManager
+from cortexflow.dashboard import api, metrics, pages
+from cortexflow.dashboard.auth import Auth
+from cortexflow.dashboard.guard import error, identify
+from cortexflow.errors import RedisUnavailableError
+
+
+@dataclass(frozen=True)
+class Settings:
+    metrics_public: bool = False
+
+
+async def healthz(request: Request) -> Response:
+    """200 when Redis answers, 503 otherwise; no token needed."""
+    manager: QueueManager = request.app.state.manager
+    try:
+        await manager.connect()
+        await (await manager.redis_client()).ping()
+    except (RedisUnavailableError, RedisError, OSError) as exc:
+        return JSONResponse({"ok": False, "error": str(exc)}, status_code=503)
+    return JSONResponse({"ok": True})
+
+
+async def metrics_route(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    if not settings.metrics_public and identify(request.app.state.auth, request) is None:
+        return error(401, "a token is required for /metrics (or start with --metrics-public)")
+    manager: QueueManager = request.app.state.manager
+    try:
+        await manager.connect()
+        client = await manager.redis_client()
+        body = await metrics.render(client, manager.config.redis.prefix, manager.queue_names)
+    except (RedisUnavailableError, RedisError, OSError) as exc:
+        return error(503, f"Redis does not answer: {exc}")
+    return Response(body, media_type=metrics.CONTENT_TYPE)
+
+
+def create_app(manager: QueueManager, auth: Auth, settings: Settings | None = None) -> Starlette:
+    """The app over ``manager`` (closed when the app shuts down)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await manager.close()
+
+    static = str(resources.files("cortexflow.dashboard") / "static")
+    routes = [
+        Route("/healthz", healthz),
+        Route("/metrics", metrics_route),
+        *api.routes,
+        *pages.routes,
+        Mount("/static", StaticFiles(directory=static), name="static"),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.manager = manager
+    app.state.auth = auth
+    app.state.settings = settings or Settings()
+    return app

@@ -1,0 +1,97 @@
+"""Route guards: who is asking (token or session cookie), may they, and errors -> HTTP.
+
+Every API handler is wrapped by ``api(write=...)``: 401 without valid credentials, 403 for a
+read-only token on a write or a cookie write without its CSRF token, then cortexflow's errors
+mapped to statuses (404 unknown queue/job, 422 invalid input, 409 a refused state change,
+503 Redis unreachable).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from cortexflow.dashboard.auth import ADMIN, COOKIE, CSRF_HEADER, Auth
+from cortexflow.errors import (
+    CortexflowError,
+    JobNotFoundError,
+    PayloadError,
+    RedisUnavailableError,
+    UsageError,
+)
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.extra = extra
+
+
+@dataclass(frozen=True)
+class Principal:
+    role: str
+    via: str  # "bearer" or "cookie"
+
+
+def identify(auth: Auth, request: Request) -> Principal | None:
+    role = auth.role_for_bearer(request.headers.get("authorization"))
+    if role:
+        return Principal(role, "bearer")
+    role = auth.role_for_session(request.cookies.get(COOKIE))
+    return Principal(role, "cookie") if role else None
+
+
+def error(status: int, message: str, **extra: Any) -> JSONResponse:
+    headers = {"WWW-Authenticate": 'Bearer realm="cortexflow"'} if status == 401 else None
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+
+
+def _map(exc: Exception) -> JSONResponse:
+    if isinstance(exc, HTTPError):
+        return error(exc.status, str(exc), **exc.extra)
+    if isinstance(exc, PayloadError):
+        violations = [{"pointer": p, "message": m} for p, m in exc.violations]
+        return error(422, str(exc), violations=violations)
+    if isinstance(exc, JobNotFoundError):
+        return error(404, str(exc))
+    if isinstance(exc, UsageError):
+        return error(422, str(exc))
+    if isinstance(exc, RedisUnavailableError | RedisConnectionError | RedisTimeoutError):
+        return error(503, f"Redis does not answer: {exc}")
+    if isinstance(exc, CortexflowError):
+        return error(409, str(exc))
+    raise exc
+
+
+def api(*, write: bool) -> Callable[[Handler], Handler]:
+    def wrap(fn: Handler) -> Handler:
+        @functools.wraps(fn)
+        async def handler(request: Request) -> Response:
+            auth: Auth = request.app.state.auth
+            who = identify(auth, request)
+            if who is None:
+                return error(401, "a token is required: Authorization: Bearer <token>")
+            if write and who.role != ADMIN:
+                return error(403, "this token is read-only")
+            csrf = request.headers.get(CSRF_HEADER)
+            if write and who.via == "cookie" and not auth.csrf_ok(who.role, csrf):
+                return error(403, "missing or wrong CSRF token (X-CSRF-Token)")
+            request.state.principal = who
+            try:
+                return await fn(request)
+            except Exception as exc:
+                return _map(exc)
+
+        return handler
+
+    return wrap

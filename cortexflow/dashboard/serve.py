@@ -1,0 +1,62 @@
+"""`cortexflow dashboard`: resolve the tokens, build the app, serve it with uvicorn."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cortexflow.api.manager import QueueManager
+from cortexflow.dashboard.auth import Auth, Tokens, check_bind, load_tokens
+from cortexflow.embedded.folder import data_dir_for
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    config: Path
+    redis_url: str | None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    metrics_public: bool = False
+
+
+def login_url(host: str, port: int, tokens: Tokens) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{port}/"
+    return f"{base}?token={tokens.admin}" if tokens.file is not None else base
+
+
+def serve(
+    options: ServeOptions,
+    env: Mapping[str, str] | None = None,
+    say: Callable[[str], None] = print,
+) -> int:
+    """Run the dashboard until interrupted (SIGINT/SIGTERM: uvicorn's graceful shutdown)."""
+    import uvicorn
+
+    from cortexflow.dashboard.app import Settings, create_app
+
+    env = os.environ if env is None else env
+    check_bind(options.host, env)
+    manager = QueueManager(options.config, options.redis_url)
+    tokens = load_tokens(env, data_dir_for(manager.config))
+    app = create_app(manager, Auth(tokens), Settings(metrics_public=options.metrics_public))
+    url = login_url(options.host, options.port, tokens)
+    if tokens.file is not None:
+        say(f"dashboard: open {url} (token kept in {tokens.file})")
+    else:
+        say(f"dashboard: open {url} and log in with $CORTEXFLOW_TOKEN")
+    config = uvicorn.Config(
+        app, host=options.host, port=options.port, log_level="warning", lifespan="on"
+    )
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then re-raises the signal under the handler
+    # that was installed before it ran: this one only records, so SIGTERM ends with exit 0.
+    stopped: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stopped.append(signum))
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0

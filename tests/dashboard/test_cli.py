@@ -1,0 +1,159 @@
+"""`cortexflow dashboard` as a real process: the generated token (file 0600, login URL printed
+once), tokens from the environment, the bind refusal, a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers.dashboard import free_port, wait_until, write_project
+
+CMD = [sys.executable, "-m", "cortexflow", "dashboard", "-f"]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return write_project(tmp_path / "proj")
+
+
+def env_without_tokens(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CORTEXFLOW_")}
+    env.pop("REDIS_URL", None)
+    env["NO_COLOR"] = "1"
+    env.update(extra)
+    return env
+
+
+class Dashboard:
+    def __init__(self, project: Path, redis_url: str, env: dict[str, str], *args: str) -> None:
+        self.port = free_port()
+        self.stderr_path = project.parent / f"dashboard-{self.port}.err"
+        self.stderr = self.stderr_path.open("w")
+        self.proc = subprocess.Popen(
+            [*CMD, str(project), "--redis-url", redis_url, "--port", str(self.port), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=self.stderr,
+            env=env,
+            start_new_session=True,
+        )
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def up(self) -> bool:
+        try:
+            return httpx.get(self.base + "/healthz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def output(self) -> str:
+        return self.stderr_path.read_text()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        finally:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+            self.stderr.close()
+
+
+@pytest.fixture
+def started(project: Path, redis_url: str) -> Iterator[list[Dashboard]]:
+    running: list[Dashboard] = []
+    yield running
+    for d in running:
+        if d.proc.poll() is None:
+            d.stop()
+
+
+def test_generated_token_file_and_login_url(
+    project: Path, redis_url: str, started: list[Dashboard]
+) -> None:
+    d = Dashboard(project, redis_url, env_without_tokens())
+    started.append(d)
+    wait_until(d.up, timeout=60, what="dashboard answering /healthz")
+    token_file = project.parent / ".cortexflow" / "token"
+    token = token_file.read_text().strip()
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    lines = [line for line in d.output().splitlines() if "dashboard: open" in line]
+    assert lines == [f"dashboard: open {d.base}/?token={token} (token kept in {token_file})"]
+    headers = {"Authorization": f"Bearer {token}"}
+    r = httpx.get(d.base + "/api/queues", headers=headers, timeout=20)
+    assert r.status_code == 200 and [q["queueName"] for q in r.json()] == ["work", "mail", "dead"]
+    assert httpx.get(d.base + "/api/queues", timeout=20).status_code == 401
+    assert d.stop() == 0
+    assert "Traceback" not in d.output()
+    # A second start keeps the same token.
+    again = Dashboard(project, redis_url, env_without_tokens())
+    started.append(again)
+    wait_until(again.up, timeout=60, what="second dashboard")
+    assert token_file.read_text().strip() == token
+    assert f"?token={token}" in again.output()
+
+
+def test_tokens_from_the_environment(
+    project: Path, redis_url: str, started: list[Dashboard]
+) -> None:
+    env = env_without_tokens(CORTEXFLOW_TOKEN="env-admin", CORTEXFLOW_READ_TOKEN="env-read")
+    d = Dashboard(project, redis_url, env)
+    started.append(d)
+    wait_until(d.up, timeout=60, what="dashboard answering /healthz")
+    assert not (project.parent / ".cortexflow" / "token").exists()
+    assert f"dashboard: open {d.base}/ and log in with $CORTEXFLOW_TOKEN" in d.output()
+    assert "env-admin" not in d.output()
+
+    def post(token: str) -> int:
+        return httpx.post(
+            d.base + "/api/queues/work/pause",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=20,
+        ).status_code
+
+    assert post("env-read") == 403
+    assert post("env-admin") == 200
+
+
+def test_refuses_a_public_bind_without_a_token(project: Path, redis_url: str) -> None:
+    r = subprocess.run(
+        [*CMD, str(project), "--redis-url", redis_url, "--host", "0.0.0.0", "--port", "8000"],
+        env=env_without_tokens(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 2
+    assert "refusing to listen on 0.0.0.0" in r.stderr and "CORTEXFLOW_TOKEN" in r.stderr
+    assert not (project.parent / ".cortexflow" / "token").exists()
+
+
+def test_a_read_token_alone_is_refused(project: Path, redis_url: str) -> None:
+    started = time.monotonic()
+    r = subprocess.run(
+        [*CMD, str(project), "--redis-url", redis_url, "--port", str(free_port())],
+        env=env_without_tokens(CORTEXFLOW_READ_TOKEN="only-read"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 2 and "set an admin token too" in r.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_loopback_checks() -> None:
+    from cortexflow.dashboard.auth import is_loopback
+
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.9.9.9", "::1", "[::1]", "localhost"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "10.0.0.1", "::", "example.com"))
