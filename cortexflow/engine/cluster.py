@@ -20,7 +20,16 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import AskError, ConnectionError, MovedError, TimeoutError, TryAgainError
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ConnectionError,
+    MovedError,
+    TimeoutError,
+    TryAgainError,
+)
 
 from cortexflow.engine.connection import _client_options, _host_port
 from cortexflow.errors import RedisUnavailableError
@@ -40,6 +49,15 @@ CERT_REQS = ("none", "optional", "required")
 # migration; ConnectionError/TimeoutError: the node died (a failover moves its slots).
 REDIRECTS = (MovedError, AskError, TryAgainError)
 NODE_FAILURES = (ConnectionError, TimeoutError, OSError)
+# redis-py's async cluster retries these (reloading the topology each time) but without any
+# pause, so its attempts are spent in well under a second, before a failover (node timeout +
+# election: 3-5 s with a 2 s node timeout) has promoted a replica. A few quick attempts each
+# time, and the backoff of connection.py between them.
+CLUSTER_ERRORS = (ConnectionError, TimeoutError, ClusterDownError)
+INNER_RETRIES = 2
+# After a node failed, how long to keep reloading the topology for another owner of its slots
+# before the one retry (a restarting node without replicas keeps its slots: retried anyway).
+FAILOVER_WAIT = 5.0
 
 
 @dataclass(frozen=True)
@@ -103,10 +121,18 @@ class ClusterClient(RedisCluster):
     Closing it closes those too. Build it with connect_cluster().
     """
 
-    def __init__(self, *, node_kwargs: dict[str, Any], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *, node_kwargs: dict[str, Any], retries: int, **kwargs: Any) -> None:
+        super().__init__(retry=Retry(ExponentialBackoff(), INNER_RETRIES), **kwargs)
         self.node_kwargs = node_kwargs
         self.node_clients: dict[str, aioredis.Redis] = {}
+        self.backoff = Retry(ExponentialBackoff(cap=1.0, base=0.01), retries, CLUSTER_ERRORS)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        """redis-py's routing and redirects, retried with backoff (see CLUSTER_ERRORS)."""
+        call = super().execute_command
+        return await self.backoff.call_with_retry(
+            lambda: call(*args, **kwargs), lambda _error: asyncio.sleep(0)
+        )
 
     def client_for(self, name: str) -> aioredis.Redis:
         """The plain (non-cluster) client of the node ``host:port``, made on first use."""
@@ -144,11 +170,14 @@ def connect_cluster(url: str, *, retries: int = 8) -> ClusterClient:
     common: dict[str, Any] = {"username": parsed.username, "password": parsed.password}
     if parsed.ssl:
         common.update(ssl=True, **parsed.options)
-    node_kwargs = {**_client_options(retries), **common}
+    options = _client_options(retries)
+    node_kwargs = {**options, **common}
+    del options["retry"]  # the cluster's own: ClusterClient
     return ClusterClient(
         startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],
         node_kwargs=node_kwargs,
-        **_client_options(retries),
+        retries=retries,
+        **options,
         **common,
     )
 
@@ -277,9 +306,7 @@ async def run_pinned(
     groups = await group_by_node(cluster, keys)
     await _gather(batch(node, indices) for node, indices in groups.items())
     if again:
-        await cluster.nodes_manager.initialize(
-            last_failed_node_name=failed_nodes[0] if failed_nodes else None
-        )
+        await _reload(cluster, failed_nodes, [keys[i] for i in again])
         again.sort()
         redo = await run_pinned(
             cluster, [stack[i] for i in again], scripts, [keys[i] for i in again], retry=False
@@ -291,6 +318,21 @@ async def run_pinned(
         for i, reply in zip(indices, got, strict=True):
             replies[i] = reply
     return replies
+
+
+async def _reload(cluster: ClusterClient, failed: list[str], keys: Sequence[str]) -> None:
+    """Reload the slot map; after a node failure, until its keys have another owner (a
+    replica promoted) or FAILOVER_WAIT passes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + FAILOVER_WAIT
+    pause = 0.01
+    while True:
+        await cluster.nodes_manager.initialize(last_failed_node_name=failed[0] if failed else None)
+        owners = {await owner(cluster, key) for key in keys}
+        if not owners & set(failed) or loop.time() >= deadline:
+            return
+        await asyncio.sleep(min(pause, max(deadline - loop.time(), 0)))
+        pause = min(pause * 2, 0.5)
 
 
 async def _execute(
