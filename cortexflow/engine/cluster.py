@@ -198,6 +198,15 @@ async def group_by_node(cluster: ClusterClient, keys: Sequence[str]) -> dict[str
     return groups
 
 
+async def node_client(cluster: ClusterClient, key: str) -> aioredis.Redis:
+    """The plain client of the node serving ``key``'s slot, for what a cluster pipeline gets
+    wrong: WATCH/MULTI/EXEC on one slot (redis-py 8's async ClusterPipeline never sends the
+    WATCH and returns the pipeline itself from the read after it). No redirect is followed:
+    a MovedError or ConnectionError reaches the caller, as a WatchError would.
+    """
+    return cluster.client_for(await owner(cluster, key))
+
+
 class NodePipeline(Pipeline):
     """A plain pipeline for commands on ONE slot (one queue's keys), sent to the node that
     serves it. ``execute()`` follows a moved slot or a failed-over node once (see run_pinned).
