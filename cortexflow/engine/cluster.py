@@ -155,11 +155,12 @@ class ClusterClient(RedisCluster):
 def connect_cluster(url: str, *, retries: int = 8) -> ClusterClient:
     """A cluster client for ``url`` with connection.py's timeouts and retries.
 
-    redis-py follows MOVED/ASK (updating its slot map) and, on a connection error or
-    CLUSTERDOWN, reloads the topology and tries again, ``retries`` times. Raises
-    RedisUnavailableError (URL redacted, expected form named) for a malformed URL.
-    Connections are made lazily: the first command (or ``await client.initialize()``) reads
-    the topology.
+    redis-py follows MOVED/ASK (updating its slot map) and, on a connection error, timeout or
+    CLUSTERDOWN, reloads the topology and tries again (INNER_RETRIES times, at once); around
+    that, ``retries`` more rounds with connection.py's backoff (10 ms doubling to 1 s), which
+    spans a replica's promotion. Raises RedisUnavailableError (URL redacted, expected form
+    named) for a malformed URL. Nothing connects until the first command (or ``await
+    client.initialize()``) reads the topology from the first startup node that answers.
     """
     try:
         parsed = parse_cluster_url(url)

@@ -313,3 +313,47 @@ async def _pinned(client: ClusterClient, incr: Any, key: str) -> tuple[float, An
     await incr(keys=[key], args=[1], client=pipe)
     reply = await pipe.execute()
     return time.monotonic(), reply
+
+
+@pytest.mark.slow
+def test_a_dead_primary_without_replica_fails_calls_in_bounded_time(tmp_path: Path) -> None:
+    """No replica to promote: the calls on its slots raise ConnectionError after their retries
+    (they do not hang); once the others mark it failed, the whole cluster answers CLUSTERDOWN
+    (cluster-require-full-coverage, on by default), also within the retries."""
+    topology = Cluster(tmp_path / "cluster", 3, 0)
+    try:
+        topology.start()
+        routed, pinned, down = run(_kill_without_replica(topology))
+    finally:
+        topology.stop()
+    print(f"\nno replica: routed call failed after {routed:.2f}s, pinned pipeline after "
+          f"{pinned:.2f}s, a call on another primary after {down:.2f}s")  # fmt: skip
+    assert routed < 30 and pinned < 30 and down < 30
+
+
+async def _kill_without_replica(topology: Cluster) -> tuple[float, float, float]:
+    client = connect_cluster(topology.url())
+    try:
+        incr = client.register_script(INCR)
+        a, b = queue_key("da", "n"), queue_key("db", "n")
+        while await owner(client, b) == await owner(client, a):
+            b = queue_key(f"db{time.monotonic_ns()}", "n")
+        await incr(keys=[a], args=[1])
+        victim = await owner(client, a)
+        next(n for n in topology.nodes if f"127.0.0.1:{n.port}" == victim).kill()
+        start = time.monotonic()
+        with pytest.raises(redis.ConnectionError):
+            await incr(keys=[a], args=[1])
+        routed = time.monotonic() - start
+        start = time.monotonic()
+        pipe = await node_pipeline(client, a)
+        await incr(keys=[a], args=[1], client=pipe)
+        with pytest.raises(redis.ConnectionError):
+            await pipe.execute()
+        pinned = time.monotonic() - start
+        start = time.monotonic()
+        with pytest.raises(redis.exceptions.ClusterDownError):
+            await incr(keys=[b], args=[1])
+        return routed, pinned, time.monotonic() - start
+    finally:
+        await client.aclose()
