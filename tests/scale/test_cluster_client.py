@@ -17,6 +17,7 @@ from cortexflow.engine.cluster import (
     ClusterClient,
     connect_cluster,
     group_by_node,
+    is_cluster_url,
     node_client,
     node_pipeline,
     owner,
@@ -60,6 +61,32 @@ def test_parse_nodes_credentials_and_tls() -> None:
     assert parsed.options == {"ssl_ca_certs": "/ca.pem", "ssl_cert_reqs": "none"}
     plain = parse_cluster_url("redis+cluster://h:1")
     assert (plain.nodes, plain.password, plain.ssl, plain.options) == ([("h", 1)], None, False, {})
+
+
+def test_only_cluster_schemes_are_cluster_urls() -> None:
+    assert is_cluster_url("redis+cluster://h:1") and is_cluster_url("REDISS+CLUSTER://h:1")
+    assert not is_cluster_url("redis://h:1") and not is_cluster_url("redis+sentinel://h/m")
+
+
+def test_client_settings_follow_the_url_and_connection_py() -> None:
+    async def go() -> tuple[dict[str, Any], dict[str, Any], int]:
+        client = connect_cluster(
+            "rediss+cluster://u:pw@a:7000,b:7001?ssl_ca_certs=/ca.pem&ssl_cert_reqs=none",
+            retries=3,
+        )
+        try:
+            return client.connection_kwargs, client.node_kwargs, client.backoff.get_retries()
+        finally:
+            await client.aclose()
+
+    cluster_kwargs, node_kwargs, retries = run(go())
+    for kwargs in (cluster_kwargs, node_kwargs):
+        assert kwargs["username"] == "u" and kwargs["password"] == "pw"
+        assert kwargs["ssl_ca_certs"] == "/ca.pem" and kwargs["ssl_cert_reqs"] == "none"
+        assert kwargs["socket_timeout"] == 30.0 and kwargs["socket_connect_timeout"] == 5.0
+    assert cluster_kwargs["connection_class"] is redis.asyncio.SSLConnection
+    assert node_kwargs["ssl"] is True
+    assert retries == 3
 
 
 @pytest.mark.parametrize(
