@@ -120,23 +120,25 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     )
 
 
-def _host_port(item: str) -> tuple[str, int]:
-    """``host``, ``host:port`` or ``[v6addr]:port``; the port defaults to 26379."""
+def _host_port(
+    item: str, default_port: int = SENTINEL_PORT, role: str = "sentinel"
+) -> tuple[str, int]:
+    """``host``, ``host:port`` or ``[v6addr]:port`` of a ``role`` (sentinel, cluster node)."""
     if not item:
-        raise ValueError("empty sentinel address (two commas, or a trailing comma)")
+        raise ValueError(f"empty {role} address (two commas, or a trailing comma)")
     if item.startswith("["):
         host, bracket, rest = item[1:].partition("]")
         if not bracket or (rest and not rest.startswith(":")):
-            raise ValueError(f"bad sentinel address {item!r}")
+            raise ValueError(f"bad {role} address {item!r}")
         port_text = rest[1:] if rest else ""
     else:
         host, _, port_text = item.partition(":")
     if not host:
-        raise ValueError(f"sentinel address {item!r} has no host")
+        raise ValueError(f"{role} address {item!r} has no host")
     if not port_text:
-        return host, SENTINEL_PORT
+        return host, default_port
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"sentinel address {item!r} has a bad port")
+        raise ValueError(f"{role} address {item!r} has a bad port")
     return host, int(port_text)
 
 

@@ -1,0 +1,367 @@
+"""Redis Cluster: ``redis+cluster://`` URLs, the client, and pipelines pinned to one node.
+
+Every key of a queue shares the hash tag ``{prefix:queue}``, so a queue lives in one slot, and
+one node owns it. Single commands and single script calls go through the cluster client, which
+routes them by key and follows MOVED/ASK and failovers itself. redis-py's cluster pipeline
+refuses EVALSHA, so batches use a plain (non-cluster) pipeline on the node that owns the
+keys' slot instead: ``node_pipeline`` for one queue, ``run_by_node`` for several queues (one
+pipeline per node, never a cross-slot command). docs/cluster.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ConnectionError,
+    MovedError,
+    TimeoutError,
+    TryAgainError,
+)
+
+from cortexflow.engine.connection import _client_options, _host_port
+from cortexflow.errors import RedisUnavailableError
+from cortexflow.redact import redact_url
+
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
+CLUSTER_FORM = (
+    "redis+cluster://[user:password@]host:port[,host:port...][/0] "
+    "(rediss+cluster:// for TLS; a cluster has database 0 only)"
+)
+CLUSTER_PORT = 6379
+# TLS options, as for rediss:// (and the master of a rediss+sentinel:// URL).
+CLUSTER_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs")
+CERT_REQS = ("none", "optional", "required")
+# What a pinned node's pipeline answers when the slot is no longer (or not yet) served there:
+# refresh the topology and run the batch once more. TryAgain: a multi-key call during a slot
+# migration; ConnectionError/TimeoutError: the node died (a failover moves its slots).
+REDIRECTS = (MovedError, AskError, TryAgainError)
+NODE_FAILURES = (ConnectionError, TimeoutError, OSError)
+# redis-py's async cluster retries these (reloading the topology each time) but without any
+# pause, so its attempts are spent in well under a second, before a failover (node timeout +
+# election: 3-5 s with a 2 s node timeout) has promoted a replica. A few quick attempts each
+# time, and the backoff of connection.py between them.
+CLUSTER_ERRORS = (ConnectionError, TimeoutError, ClusterDownError)
+INNER_RETRIES = 2
+# After a node failed, how long to keep reloading the topology for another owner of its slots
+# before the one retry (a restarting node without replicas keeps its slots: retried anyway).
+FAILOVER_WAIT = 5.0
+
+
+@dataclass(frozen=True)
+class ClusterURL:
+    """A parsed ``redis+cluster://`` URL: the startup nodes and the credentials of all nodes."""
+
+    nodes: list[tuple[str, int]]
+    username: str | None = None
+    password: str | None = None
+    ssl: bool = False
+    options: dict[str, str] = field(default_factory=dict)
+
+
+def parse_cluster_url(url: str) -> ClusterURL:
+    """Parse ``redis+cluster://[user:password@]host:port[,host:port...][/0][?ssl_*=...]``.
+
+    Raises ValueError saying what is wrong, never quoting the password (the caller adds the
+    expected form). The userinfo ends at the URL's last ``@``, as redact_url reads it, so a
+    password holding ``/``, ``?`` or ``#`` cannot spill into the host list or the path.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in CLUSTER_SCHEMES:
+        raise ValueError(f"scheme {scheme!r} is not redis+cluster or rediss+cluster")
+    tls = CLUSTER_SCHEMES[scheme.lower()]
+    userinfo, at, hostpart = rest.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    parts = urlsplit(f"{scheme}://{hostpart}")
+    if parts.fragment:
+        raise ValueError("a fragment (#...) is not allowed")
+    if not parts.netloc:
+        raise ValueError("no node host:port given")
+    nodes = [_host_port(item, CLUSTER_PORT, "node") for item in parts.netloc.split(",")]
+    path = parts.path.strip("/")
+    if path and path != "0":
+        raise ValueError(f"database {path!r}: a cluster has database 0 only (use /0 or nothing)")
+    options: dict[str, str] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in CLUSTER_OPTIONS:
+            raise ValueError(f"unknown option {name!r} (known: {', '.join(CLUSTER_OPTIONS)})")
+        options[name] = value
+    if options and not tls:
+        raise ValueError(f"{', '.join(options)}: TLS options need rediss+cluster://")
+    reqs = options.get("ssl_cert_reqs")
+    if reqs is not None and reqs.lower() not in CERT_REQS:
+        raise ValueError(f"ssl_cert_reqs={reqs!r} is not one of {', '.join(CERT_REQS)}")
+    return ClusterURL(nodes, username, password, tls, options)
+
+
+def is_cluster_url(url: str) -> bool:
+    """Whether ``url`` names a Cluster by its scheme (what connect() should hand to here)."""
+    return url.partition("://")[0].lower() in CLUSTER_SCHEMES
+
+
+class ClusterClient(RedisCluster):
+    """A RedisCluster that also keeps one plain client per node for pinned pipelines.
+
+    Closing it closes those too. Build it with connect_cluster().
+    """
+
+    def __init__(self, *, node_kwargs: dict[str, Any], retries: int, **kwargs: Any) -> None:
+        super().__init__(retry=Retry(ExponentialBackoff(), INNER_RETRIES), **kwargs)
+        self.node_kwargs = node_kwargs
+        self.node_clients: dict[str, aioredis.Redis] = {}
+        self.backoff = Retry(ExponentialBackoff(cap=1.0, base=0.01), retries, CLUSTER_ERRORS)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        """redis-py's routing and redirects, retried with backoff (see CLUSTER_ERRORS)."""
+        call = super().execute_command
+        return await self.backoff.call_with_retry(
+            lambda: call(*args, **kwargs), lambda _error: asyncio.sleep(0)
+        )
+
+    def client_for(self, name: str) -> aioredis.Redis:
+        """The plain (non-cluster) client of the node ``host:port``, made on first use."""
+        client = self.node_clients.get(name)
+        if client is None:
+            host, _, port = name.rpartition(":")
+            client = aioredis.Redis(host=host, port=int(port), **self.node_kwargs)
+            self.node_clients[name] = client
+        return client
+
+    async def aclose(self) -> None:
+        clients, self.node_clients = list(self.node_clients.values()), {}
+        try:
+            await super().aclose()
+        finally:
+            for client in clients:
+                await client.aclose()
+
+
+def connect_cluster(url: str, *, retries: int = 8) -> ClusterClient:
+    """A cluster client for ``url`` with connection.py's timeouts and retries.
+
+    redis-py follows MOVED/ASK (updating its slot map) and, on a connection error, timeout or
+    CLUSTERDOWN, reloads the topology and tries again (INNER_RETRIES times, at once); around
+    that, ``retries`` more rounds with connection.py's backoff (10 ms doubling to 1 s), which
+    spans a replica's promotion. Raises RedisUnavailableError (URL redacted, expected form
+    named) for a malformed URL. Nothing connects until the first command (or ``await
+    client.initialize()``) reads the topology from the first startup node that answers.
+    """
+    try:
+        parsed = parse_cluster_url(url)
+    except ValueError as exc:
+        raise RedisUnavailableError(
+            redact_url(url), f"invalid Cluster URL: {exc}; expected {CLUSTER_FORM}"
+        ) from None
+    common: dict[str, Any] = {"username": parsed.username, "password": parsed.password}
+    if parsed.ssl:
+        common.update(ssl=True, **parsed.options)
+    options = _client_options(retries)
+    node_kwargs = {**options, **common}
+    del options["retry"]  # the cluster's own: ClusterClient
+    return ClusterClient(
+        startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],
+        node_kwargs=node_kwargs,
+        retries=retries,
+        **options,
+        **common,
+    )
+
+
+async def owner(cluster: ClusterClient, key: str) -> str:
+    """``host:port`` of the primary that serves ``key``'s slot (the client's slot map)."""
+    await cluster.initialize()
+    node = cluster.get_node_from_key(key)
+    assert node is not None  # the primary; get_node_from_key raises when the slot is uncovered
+    return str(node.name)
+
+
+async def group_by_node(cluster: ClusterClient, keys: Sequence[str]) -> dict[str, list[int]]:
+    """The positions in ``keys`` grouped by the node (``host:port``) serving each key's slot."""
+    groups: dict[str, list[int]] = {}
+    for index, key in enumerate(keys):
+        groups.setdefault(await owner(cluster, key), []).append(index)
+    return groups
+
+
+async def node_client(cluster: ClusterClient, key: str) -> aioredis.Redis:
+    """The plain client of the node serving ``key``'s slot, for what a cluster pipeline gets
+    wrong: WATCH/MULTI/EXEC on one slot (redis-py 8's async ClusterPipeline never sends the
+    WATCH and returns the pipeline itself from the read after it). No redirect is followed:
+    a MovedError or ConnectionError reaches the caller, as a WatchError would.
+    """
+    return cluster.client_for(await owner(cluster, key))
+
+
+class NodePipeline(Pipeline):
+    """A plain pipeline for commands on ONE slot (one queue's keys), sent to the node that
+    serves it. ``execute()`` follows a moved slot or a failed-over node once (see run_pinned).
+    """
+
+    def __init__(self, cluster: ClusterClient, key: str, client: aioredis.Redis) -> None:
+        super().__init__(
+            client.connection_pool, client.response_callbacks, transaction=False, shard_hint=None
+        )
+        self.cluster_client = cluster
+        self.key = key
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        stack, scripts = self.command_stack, self.scripts
+        self.command_stack, self.scripts = [], set()  # no connection to release: none is taken
+        if not stack:
+            return []
+        replies = await run_pinned(self.cluster_client, stack, scripts, [self.key] * len(stack))
+        if raise_on_error:
+            self.raise_first_error(stack, replies)
+        return replies
+
+
+async def node_pipeline(cluster: ClusterClient, key: str) -> NodePipeline:
+    """A non-cluster pipeline on the node serving ``key``'s slot, so several EVALSHA calls on
+    one queue's keys (one slot) still go in one round trip. Every command must touch that slot.
+    """
+    return NodePipeline(cluster, key, cluster.client_for(await owner(cluster, key)))
+
+
+async def run_by_node(
+    cluster: ClusterClient,
+    keys: Sequence[str],
+    add: Callable[[Pipeline, int], Awaitable[Any] | Any],
+    *,
+    raise_on_error: bool = True,
+) -> list[Any]:
+    """One command per key, one pipeline per node, all nodes at once; replies in key order.
+
+    ``add(pipe, i)`` queues exactly one command on ``pipe`` that touches only ``keys[i]``'s slot
+    (e.g. ``await script(keys=[...], client=pipe)``); it may be async. With
+    ``raise_on_error=False`` a failed command's exception is its reply.
+    """
+    if not keys:
+        return []
+    recorder = cluster.client_for(await owner(cluster, keys[0])).pipeline(transaction=False)
+    for index in range(len(keys)):
+        before = len(recorder.command_stack)
+        queued = add(recorder, index)
+        if inspect.isawaitable(queued):
+            await queued
+        if len(recorder.command_stack) != before + 1:
+            raise ValueError(
+                f"add() queued {len(recorder.command_stack) - before} commands for "
+                f"key {index}; it must queue exactly one"
+            )
+    stack, scripts = recorder.command_stack, recorder.scripts
+    recorder.command_stack, recorder.scripts = [], set()
+    replies = await run_pinned(cluster, stack, scripts, keys)
+    if raise_on_error:
+        recorder.raise_first_error(stack, replies)
+    return replies
+
+
+Command = tuple[Any, Any]  # (args, options) as a redis-py pipeline records it
+
+
+async def run_pinned(
+    cluster: ClusterClient,
+    stack: Sequence[Command],
+    scripts: set[Any],
+    keys: Sequence[str],
+    *,
+    retry: bool = True,
+) -> list[Any]:
+    """Run ``stack[i]`` (touching ``keys[i]``'s slot) with one plain pipeline per serving node.
+
+    A command answered MOVED or TRYAGAIN, or a node that fails (connection error or timeout,
+    after its client's own retries), makes the client reload the topology; the affected
+    commands then run once more on their new nodes. An ASK goes to the node named, after
+    ASKING (a slot being migrated). Replies in ``stack`` order; errors are replies.
+    """
+    replies: list[Any] = [None] * len(stack)
+    again: list[int] = []
+    asked: dict[str, list[int]] = {}
+    failed_nodes: list[str] = []
+
+    async def batch(node: str, indices: list[int]) -> None:
+        try:
+            got = await _execute(cluster, node, [stack[i] for i in indices], scripts, False)
+        except NODE_FAILURES as exc:
+            if not retry:
+                raise
+            failed_nodes.append(node)
+            again.extend(indices)
+            got = [exc] * len(indices)
+        for i, reply in zip(indices, got, strict=True):
+            replies[i] = reply
+            if not retry or i in again:
+                continue
+            if isinstance(reply, MovedError | TryAgainError):
+                again.append(i)
+            elif isinstance(reply, AskError):
+                asked.setdefault(f"{reply.host}:{reply.port}", []).append(i)
+
+    groups = await group_by_node(cluster, keys)
+    await _gather(batch(node, indices) for node, indices in groups.items())
+    if again:
+        await _reload(cluster, failed_nodes, [keys[i] for i in again])
+        again.sort()
+        redo = await run_pinned(
+            cluster, [stack[i] for i in again], scripts, [keys[i] for i in again], retry=False
+        )
+        for i, reply in zip(again, redo, strict=True):
+            replies[i] = reply
+    for node, indices in asked.items():
+        got = await _execute(cluster, node, [stack[i] for i in indices], scripts, True)
+        for i, reply in zip(indices, got, strict=True):
+            replies[i] = reply
+    return replies
+
+
+async def _reload(cluster: ClusterClient, failed: list[str], keys: Sequence[str]) -> None:
+    """Reload the slot map; after a node failure, until its keys have another owner (a
+    replica promoted) or FAILOVER_WAIT passes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + FAILOVER_WAIT
+    pause = 0.01
+    while True:
+        await cluster.nodes_manager.initialize(last_failed_node_name=failed[0] if failed else None)
+        owners = {await owner(cluster, key) for key in keys}
+        if not owners & set(failed) or loop.time() >= deadline:
+            return
+        await asyncio.sleep(min(pause, max(deadline - loop.time(), 0)))
+        pause = min(pause * 2, 0.5)
+
+
+async def _execute(
+    cluster: ClusterClient, node: str, stack: Sequence[Command], scripts: set[Any], asking: bool
+) -> list[Any]:
+    """One pipeline on one node (ASKING before each command when ``asking``)."""
+    pipe = cluster.client_for(node).pipeline(transaction=False)
+    for args, options in stack:
+        if asking:
+            pipe.command_stack.append((("ASKING",), {}))
+        pipe.command_stack.append((args, options))
+    pipe.scripts = set(scripts)
+    got: list[Any] = await pipe.execute(raise_on_error=False)
+    return got[1::2] if asking else got
+
+
+async def _gather(calls: Any) -> None:
+    """Await every call, then raise the first failure (none is left running unobserved)."""
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
