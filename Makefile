@@ -34,6 +34,6 @@ bench-peers-deps:
 		cd bench/peers/bullmq && npm install --no-audit --no-fund --loglevel=error; fi
 
 # the shipped queues under `cortexflow up`, webhook -> message -> email on a local SMTP server
+E2E_JOBS ?= 2000
 bench-e2e:
 	$(PY) -m bench.e2e --jobs $(E2E_JOBS) $(ARGS)
-E2E_JOBS ?= 2000
