@@ -8,7 +8,7 @@ from dramatiq.brokers.redis import RedisBroker
 from bench.peers.tally import Tally
 
 TALLY = Tally.from_env()
-broker = RedisBroker(url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+broker = RedisBroker(url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))  # type: ignore[no-untyped-call]
 dramatiq.set_broker(broker)
 
 
