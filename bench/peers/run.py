@@ -15,7 +15,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -61,10 +61,11 @@ def available(names: Sequence[str]) -> list[str]:
     return ready
 
 
-def run_all(args: argparse.Namespace, names: list[str], setup: measure.Setup) -> list[Any]:
+def run_all(
+    args: argparse.Namespace, names: list[str], setup: measure.Setup
+) -> Iterator[measure.PeerResult]:
     """``args.runs`` rounds; each round starts one system later, so none always goes first."""
     deadline = time.monotonic() + args.max_seconds
-    results = []
     with redis.Redis.from_url(setup.url, decode_responses=True, socket_timeout=30) as admin:
         for run in range(args.runs):
             shift = run % len(names)
@@ -72,14 +73,16 @@ def run_all(args: argparse.Namespace, names: list[str], setup: measure.Setup) ->
                 if time.monotonic() > deadline:
                     raise BenchError("out of time (--max-seconds)")
                 res = measure.run_pass(setup, load(name), admin, run)
-                results.append(res)
                 print(report.per_pass_line(res), file=sys.stderr, flush=True)
+                yield res
         admin.flushall()
-    return results
 
 
 def render(
-    args: argparse.Namespace, names: list[str], results: list[Any], info: dict[str, Any]
+    args: argparse.Namespace,
+    names: list[str],
+    results: list[measure.PeerResult],
+    info: dict[str, Any],
 ) -> str:
     labels = {name: load(name).label() for name in names}
     head = (
@@ -101,12 +104,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = engine_report.machine(DISTS)
     workdir = Path(tempfile.mkdtemp(prefix="cortexflow-peers-"))
     children = Children()
-    results: list[Any] = []
+    results: list[measure.PeerResult] = []
     code = 1
     try:
         with private_server(workdir / "valkey", appendonly=False) as server:
             setup = measure.Setup(server.url, workdir, args.jobs, children, args.pass_seconds)
-            results = run_all(args, names, setup)
+            for res in run_all(args, names, setup):  # kept as they come, if interrupted too
+                results.append(res)
         code = 0
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
