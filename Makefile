@@ -13,14 +13,12 @@ lint:
 check: lint test
 
 # cortexflow vs taskiq-redis (bench/engine.py); JOBS=2000 or ARGS=--quick for a shorter run
-JOBS ?= 20000
 bench:
-	$(PY) bench/engine.py --jobs $(JOBS) $(ARGS)
+	$(PY) bench/engine.py $(if $(JOBS),--jobs $(JOBS)) $(ARGS)
 
 # the peer benchmark: every installed system, one server, interleaved runs (bench/peers/)
-RUNS ?= 3
 bench-peers: bench-peers-deps
-	$(PY) -m bench.peers --jobs $(JOBS) --runs $(RUNS) $(ARGS)
+	$(PY) -m bench.peers $(if $(JOBS),--jobs $(JOBS)) $(if $(RUNS),--runs $(RUNS)) $(ARGS)
 
 # the peers' packages: the `bench` extra; arq in its own venv (it pins redis-py < 6);
 # BullMQ with npm into bench/peers/bullmq/node_modules when node and npm are there
@@ -34,6 +32,5 @@ bench-peers-deps:
 		cd bench/peers/bullmq && npm install --no-audit --no-fund --loglevel=error; fi
 
 # the shipped queues under `cortexflow up`, webhook -> message -> email on a local SMTP server
-E2E_JOBS ?= 2000
 bench-e2e:
-	$(PY) -m bench.e2e --jobs $(E2E_JOBS) $(ARGS)
+	$(PY) -m bench.e2e $(ARGS)
