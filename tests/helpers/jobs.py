@@ -1,20 +1,23 @@
 """Jobs through the engine: configs built in code, an engine on a URL, workers in this process
-(on the test's loop, or on their own loop in a thread), and sync wrappers for tests that drive
-real processes."""
+(on the test's loop, or on their own loop in a thread), sync wrappers for tests that drive
+real processes, and one handler run on a real JobContext."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from cortexflow.config import load_config
 from cortexflow.config.model import Config, QueueConfig
 from cortexflow.engine import connect
+from cortexflow.engine.options import AddOptions
 from cortexflow.engine.queue import QueueEngine
+from cortexflow.worker.context import JobContext
 from cortexflow.worker.run import QueueWorker
 from tests.helpers.poll import wait_for
 
@@ -139,3 +142,34 @@ class Jobs:
             matched, timeout, message=lambda: f"stats of {queue} never matched: {last}"
         )
         return result
+
+
+def run_handler(
+    redis_url: str,
+    handler: Callable[[Any, JobContext], Awaitable[Any]],
+    data: Any,
+    *,
+    queue: str,
+    name: str,
+    job_id: str,
+    settings: dict[str, Any] | None = None,
+) -> Any:
+    """Run ``handler(data, ctx)`` once, as job ``job_id`` of ``queue`` (with the queue's
+    ``settings``) on a real JobContext on ``redis_url``; a job it adds fails the test."""
+
+    async def go() -> Any:
+        client = connect(redis_url)
+
+        async def enqueue(to: str, job_name: str, payload: Any, opts: AddOptions) -> str:
+            raise AssertionError(f"{queue}'s handler added a job to {to}: none expected")
+
+        ctx = JobContext(
+            client, f"{{test}}:j:{job_id}", id=job_id, name=name, queue=queue, attempt=1,
+            priority=0, created_at=time.time(), data=data, enqueue=enqueue, settings=settings,
+        )  # fmt: skip
+        try:
+            return await handler(data, ctx)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())

@@ -1,18 +1,19 @@
-"""Loopback HTTP servers for the outbound-webhook tests: they record what reaches them."""
+"""Loopback HTTP servers for the outbound-webhook tests: they record what reaches them, and
+answer as told (204, a redirect, a trickle, a huge body). The ``hook_server`` fixture of
+tests/queues/conftest.py starts them and closes them after the test."""
 
 from __future__ import annotations
 
 import http.server
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 
-
-class _Server:
-    """A loopback HTTP server that records requests; ``mode`` says how it answers."""
+class HookServer:
+    """A loopback HTTP server that records the paths POSTed to it; ``mode`` says how it answers:
+    "ok" (204), "redirect" (302 to ``location``), "trickle" (a byte every 0.1 s), "huge" (200 MiB).
+    """
 
     def __init__(self, mode: str = "ok", location: str = "") -> None:
         self.hits: list[str] = []
@@ -63,17 +64,3 @@ class _Server:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-@pytest.fixture
-def servers() -> Iterator[list[_Server]]:
-    made: list[_Server] = []
-    yield made
-    for s in made:
-        s.close()
-
-
-def _server(servers: list[_Server], mode: str = "ok", location: str = "") -> _Server:
-    s = _Server(mode, location)
-    servers.append(s)
-    return s

@@ -8,8 +8,6 @@ password.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,13 +17,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from cortexflow.embedded import free_port
-from cortexflow.engine import connect
-from cortexflow.engine.jobs import JobOptions
 from cortexflow.errors import UnrecoverableError
 from cortexflow.queues.smtp import SmtpSettings, build_message, send
-from cortexflow.worker.context import JobContext
-from tests.conftest import run_cli
-from tests.test_queues_support import Mailbox, smtp_server
+from tests.helpers.jobs import run_handler
+from tests.helpers.procs import run_cli
+from tests.helpers.services import Mailbox, smtp_server
 
 SECRET = "Zq9xWv7kPp3m"
 
@@ -121,31 +117,11 @@ def _run_handler(
 ) -> dict[str, Any]:
     from cortexflow.queues import email_sending
 
-    async def go() -> dict[str, Any]:
-        client = connect(redis_url)
-
-        async def enqueue(queue: str, name: str, payload: Any, opts: JobOptions) -> str:
-            raise AssertionError("email-sending adds no jobs")
-
-        ctx = JobContext(
-            client,
-            "{test}:j:j1",
-            id="j1",
-            name="send-email",
-            queue="email-sending",
-            attempt=1,
-            priority=0,
-            created_at=time.time(),
-            data=data,
-            enqueue=enqueue,
-            settings=settings,
-        )
-        try:
-            return await email_sending.handle(data, ctx)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(go())
+    result: dict[str, Any] = run_handler(
+        redis_url, email_sending.handle, data,
+        queue="email-sending", name="send-email", job_id="j1", settings=settings,
+    )  # fmt: skip
+    return result
 
 
 def test_allowed_senders_are_enforced(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,9 +13,8 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,10 +23,9 @@ import redis
 from cortexflow.config.model import Config, RedisConfig
 from cortexflow.embedded import DataFolder, ServerError, data_dir_for, pid_alive, redis_endpoint
 from cortexflow.embedded.process import free_port
-from tests.conftest import wait_for
-from tests.test_supervisor_support import clean_env, start_up, wait_gone, write_project
-
-__all__ = ["start_up"]
+from tests.helpers.poll import wait_for
+from tests.helpers.procs import Proc, clean_env, cortexflow_argv, wait_gone
+from tests.helpers.project import SUPERVISED, write_project
 
 ENV_LISTEN = "CORTEXFLOW_EMBEDDED_LISTEN"
 ENV_PASSWORD = "CORTEXFLOW_EMBEDDED_PASSWORD"
@@ -174,7 +172,7 @@ def test_an_opened_port_asks_everyone_for_the_password_and_ps_never_shows_it(
         env.pop(ENV_LISTEN, None)
         env.pop(ENV_PASSWORD, None)
         result = subprocess.run(
-            [sys.executable, "-m", "cortexflow", "status", "--json"],
+            cortexflow_argv("status", "--json"),
             cwd=tmp_path,
             env=env,
             capture_output=True,
@@ -195,7 +193,7 @@ def test_a_signal_to_a_command_stops_the_server_it_started(
     folder = DataFolder(tmp_path / ".cortexflow")
     out = (tmp_path / "watch.out").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cortexflow", "stats", "--watch", "--interval", "200ms"],
+        cortexflow_argv("stats", "--watch", "--interval", "200ms"),
         cwd=tmp_path,
         env=clean_env(),
         stdout=out,
@@ -215,7 +213,9 @@ def test_a_signal_to_a_command_stops_the_server_it_started(
         out.close()
 
 
-def test_an_app_stays_connected_across_a_restart_of_up(tmp_path: Path, start_up) -> None:  # type: ignore[no-untyped-def]
+def test_an_app_stays_connected_across_a_restart_of_up(
+    tmp_path: Path, start_up: Callable[..., Proc]
+) -> None:
     """The socket is the same for every start of the folder's server: a QueueManager that was
     connected before `up` restarted succeeds on its next call, without reconnecting by hand."""
     from cortexflow import QueueManager
@@ -228,6 +228,7 @@ def test_an_app_stays_connected_across_a_restart_of_up(tmp_path: Path, start_up)
           work:
             handler: handlers:sleepy
         """,
+        SUPERVISED,
     )
     up = start_up(tmp_path)
     up.wait_for(r"work\.0 \(pid \d+\) ready", 60)
@@ -258,7 +259,9 @@ def test_an_app_stays_connected_across_a_restart_of_up(tmp_path: Path, start_up)
         loop.close()
 
 
-def test_up_takes_over_the_server_of_an_app_that_started_first(tmp_path: Path, start_up) -> None:  # type: ignore[no-untyped-def]
+def test_up_takes_over_the_server_of_an_app_that_started_first(
+    tmp_path: Path, start_up: Callable[..., Proc]
+) -> None:
     """An app connected before `up` started (so it started the server itself) keeps working:
     `up` waits a little, then takes the server over at the same socket."""
     from cortexflow import QueueManager
@@ -271,6 +274,7 @@ def test_up_takes_over_the_server_of_an_app_that_started_first(tmp_path: Path, s
           work:
             handler: handlers:sleepy
         """,
+        SUPERVISED,
     )
     loop = asyncio.new_event_loop()
     manager = QueueManager(tmp_path / "queues.yaml")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -15,9 +16,7 @@ from cortexflow.embedded import free_port
 from cortexflow.errors import UnrecoverableError
 from cortexflow.queues import outbound
 from cortexflow.queues.outbound import Allowlist, DeliveryError, PolicyError
-from tests.security_http import _Server, _server, servers
-
-__all__ = ["servers"]
+from tests.helpers.http_servers import HookServer
 
 LOCAL = Allowlist.from_settings({"webhook_allow": ["127.0.0.1"]})
 
@@ -50,9 +49,9 @@ def test_internal_addresses_are_refused_by_default(host: str) -> None:
 
 
 def test_a_refusal_never_probes_open_and_closed_ports_look_the_same(
-    servers: list[_Server],
+    hook_server: Callable[..., HookServer],
 ) -> None:
-    open_server = _server(servers)
+    open_server = hook_server()
     messages = []
     for url in (f"{open_server.url}/x", f"http://127.0.0.1:{free_port()}/x"):
         with pytest.raises(PolicyError) as refused:
@@ -62,7 +61,7 @@ def test_a_refusal_never_probes_open_and_closed_ports_look_the_same(
     assert messages[0] == messages[1]
 
 
-def test_when_allowed_failures_do_not_tell_closed_from_silent(servers: list[_Server]) -> None:
+def test_when_allowed_failures_do_not_tell_closed_from_silent() -> None:
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(1)  # accepts, never answers
@@ -80,8 +79,10 @@ def test_when_allowed_failures_do_not_tell_closed_from_silent(servers: list[_Ser
         silent.close()
 
 
-def test_the_allowlist_lets_in_what_it_names_and_only_that(servers: list[_Server]) -> None:
-    s = _server(servers)
+def test_the_allowlist_lets_in_what_it_names_and_only_that(
+    hook_server: Callable[..., HookServer],
+) -> None:
+    s = hook_server()
     assert post(f"{s.url}/a", LOCAL) == 204
     by_name = Allowlist.from_settings({"webhook_allow": ["localhost"]})
     assert post(f"http://localhost:{s.port}/b", by_name) == 204
@@ -93,16 +94,16 @@ def test_the_allowlist_lets_in_what_it_names_and_only_that(servers: list[_Server
     assert s.hits == ["/a", "/b", "/c"]
 
 
-def test_redirects_are_not_followed(servers: list[_Server]) -> None:
-    inside = _server(servers)
-    bouncer = _server(servers, "redirect", f"{inside.url}/admin")
+def test_redirects_are_not_followed(hook_server: Callable[..., HookServer]) -> None:
+    inside = hook_server()
+    bouncer = hook_server("redirect", f"{inside.url}/admin")
     with pytest.raises(UnrecoverableError, match="redirects are not followed"):
         post(f"{bouncer.url}/hook", LOCAL)
     assert bouncer.hits == ["/hook"] and inside.hits == []
 
 
-def test_one_deadline_covers_a_server_that_trickles(servers: list[_Server]) -> None:
-    s = _server(servers, "trickle")
+def test_one_deadline_covers_a_server_that_trickles(hook_server: Callable[..., HookServer]) -> None:
+    s = hook_server("trickle")
     started = time.monotonic()
     with pytest.raises(DeliveryError, match="no answer within 1s"):
         asyncio.run(
@@ -113,8 +114,8 @@ def test_one_deadline_covers_a_server_that_trickles(servers: list[_Server]) -> N
     assert time.monotonic() - started < 20  # 100,000 bytes at 10/s would take hours
 
 
-def test_at_most_the_cap_of_a_huge_answer_is_read(servers: list[_Server]) -> None:
-    s = _server(servers, "huge")
+def test_at_most_the_cap_of_a_huge_answer_is_read(hook_server: Callable[..., HookServer]) -> None:
+    s = hook_server("huge")
     assert post(f"{s.url}/big", LOCAL, timeout=30) == 200
     assert s.write_failed.wait(30)  # we hung up long before the 200 MiB were sent
 

@@ -15,17 +15,7 @@ import pytest
 import redis
 
 from cortexflow.embedded import ServerProcess
-from tests.test_cli_ops import Cli, stats_of, write_project
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path / "proj")
-
-
-@pytest.fixture
-def cf(project: Path, redis_url: str) -> Cli:
-    return Cli(project, redis_url)
+from tests.helpers.procs import Cli
 
 
 def _one_error_line(stderr: str) -> str:
@@ -131,7 +121,7 @@ def test_jsonl_rerun_adds_nothing_twice(cf: Cli, project: Path) -> None:
     again = cf("enqueue", "analytics", str(batch), "--jsonl")
     assert first.returncode == again.returncode == 0
     assert first.stdout == again.stdout and len(set(first.stdout.split())) == 30
-    assert stats_of(cf, "analytics")["waiting"] == 30
+    assert cf.stats("analytics")["waiting"] == 30
 
 
 def test_jsonl_server_failure_half_way_reports_what_was_written_and_a_rerun_completes(
@@ -159,7 +149,7 @@ def test_jsonl_server_failure_half_way_reports_what_was_written_and_a_rerun_comp
         again = cf("enqueue", "analytics", "-", "--jsonl", "--batch-size", "500", input=lines)
         assert again.returncode == 0, again.stderr
         assert again.stdout.split()[: len(written)] == written
-        assert stats_of(cf, "analytics")["waiting"] == 4000
+        assert cf.stats("analytics")["waiting"] == 4000
         admin.close()
     finally:
         server.stop()

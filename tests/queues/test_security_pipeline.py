@@ -18,10 +18,13 @@ import pytest
 
 from cortexflow.embedded import free_port
 from cortexflow.errors import UnrecoverableError
+from cortexflow.queues import notifications
 from cortexflow.queues.channels import parse_webchat
-from tests.conftest import REPO, run_cli
-from tests.test_queues_support import Proc, child_env, http, poll, post_json, telegram_update
-from tests.test_security_webhooks_handler import _run
+from tests.helpers.jobs import run_handler
+from tests.helpers.poll import wait_for
+from tests.helpers.procs import Proc, run_cli
+from tests.helpers.project import REPO
+from tests.helpers.services import http, post_json, telegram_update
 
 TG_SECRET = "tg-secret-Zq9xWv7k"
 TOKEN = "tok-Zq9xWv7kPp3mAb"
@@ -49,19 +52,19 @@ class App:
 
 
 @pytest.fixture
-def app(tmp_path: Path, redis_url: str) -> Iterator[App]:
+def app(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
     shutil.copy(REPO / "queues.yaml", tmp_path / "queues.yaml")
     shutil.copytree(REPO / "schemas", tmp_path / "schemas")
     (tmp_path / "users.json").write_text(
         json.dumps({TOKEN: {"userId": "u1", "email": "u1@example.com"}})
     )
     port = free_port()
-    env = child_env({"TELEGRAM_WEBHOOK_SECRET": TG_SECRET, "REDIS_URL": redis_url})
-    env.pop("WHATSAPP_APP_SECRET", None)
+    monkeypatch.delenv("WHATSAPP_APP_SECRET", raising=False)  # the app gets it unset
+    env = {"PYTHONUNBUFFERED": "1", "TELEGRAM_WEBHOOK_SECRET": TG_SECRET, "REDIS_URL": redis_url}
     proc = Proc(
         [sys.executable, str(REPO / "examples" / "api_service" / "app.py"),
          "--port", str(port), "-f", "queues.yaml", "--rate", "5"],
-        tmp_path, env, "app",
+        cwd=tmp_path, env=env, name="app",
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
 
@@ -72,7 +75,7 @@ def app(tmp_path: Path, redis_url: str) -> Iterator[App]:
             return False
 
     try:
-        poll(answers, 30, f"the app answers\n{proc.log()}")
+        wait_for(answers, 30, message=lambda: f"the app answers\n{proc.log()}")
         yield App(tmp_path, redis_url, proc, url)
     finally:
         proc.stop()
@@ -169,4 +172,7 @@ def test_the_webchat_parser_takes_no_address_from_the_body() -> None:
 def test_an_email_notification_goes_to_one_address_only(redis_url: str) -> None:
     note = {"userId": "u", "type": "email", "message": "m", "email": "a@b.c, d@e.f"}
     with pytest.raises(UnrecoverableError, match="one email address"):
-        _run(redis_url, note)
+        run_handler(
+            redis_url, notifications.handle, note,
+            queue="notifications", name="send-notification", job_id="n1",
+        )  # fmt: skip

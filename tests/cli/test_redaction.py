@@ -14,7 +14,7 @@ import pytest
 from cortexflow.engine.connection import connect
 from cortexflow.errors import RedisUnavailableError
 from cortexflow.redact import redact_url
-from tests.conftest import run_cli
+from tests.helpers.procs import run_cli
 
 PASSWORDS = ["s3cr/et", "s3cr#et", "s3cr?et", "s3cr@et", "s3:cr:et", "s3cr%2Fet", "sécr€t", "p"]
 
