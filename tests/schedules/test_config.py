@@ -14,7 +14,7 @@ import yaml
 from cortexflow.config import check_config, load_config
 from cortexflow.config.dump import config_to_dict
 from cortexflow.config.model import ScheduleOpts
-from tests.conftest import run_cli
+from tests.helpers.procs import run_cli
 
 HEAD = """\
 version: 1

@@ -23,7 +23,7 @@ from cortexflow.engine.scripts import Scripts
 from cortexflow.errors import PayloadError, UsageError
 from cortexflow.supervisor.scheduler import Scheduler
 from cortexflow.ticks import MISSED_SLACK_MS
-from tests.conftest import CliResult, run_cli
+from tests.helpers.procs import CliResult, run_cli
 
 PREFIX = "cortexflow"
 
