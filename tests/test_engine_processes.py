@@ -380,7 +380,7 @@ def test_stalled_too_often_fails_and_is_dead_lettered(redis_url: str) -> None:
     from cortexflow.engine.consumer import QueueConsumer
 
     async def main() -> None:
-        q = QueueConfig(name="fragile", handler="x:y", lease=0.2, max_stalls=2, dead_letter="dlq")
+        q = QueueConfig(name="fragile", handler="x:y", lease=0.2, max_stalls=1, dead_letter="dlq")
         dlq = QueueConfig(name="dlq", handler="x:y")
         async with engine_for(redis_url, q) as e, engine_for(redis_url, dlq) as d:
             await e.add("n", {"v": 1}, JobOptions(job_id="f"))
@@ -390,7 +390,7 @@ def test_stalled_too_often_fails_and_is_dead_lettered(redis_url: str) -> None:
             again = await c1.fetch(1)  # lease expired: stall 1 -> waiting -> leased again
             assert [f.job.stalls for f in again.jobs] == [1]
             await asyncio.sleep(0.3)
-            assert (await c1.fetch(1)).jobs == []  # stall 2 = max_stalls -> failed
+            assert (await c1.fetch(1)).jobs == []  # stall 2 > max_stalls 1 -> failed
             job = await e.get_job("f")
             assert (
                 job is not None and job.state == "failed" and "stalled 2 times" in (job.error or "")

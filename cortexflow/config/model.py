@@ -65,7 +65,7 @@ class QueueConfig:
     payload_schema_doc: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
     dead_letter: str | None = None
     lease: float = 30.0
-    max_stalls: int = 2
+    max_stalls: int = 1  # BullMQ's maxStalledCount: recoveries before a stall fails the job
     # Free-form settings for the handler (`job.settings`); the schema default is {}.
     settings: Mapping[str, Any] = field(default_factory=dict, hash=False)
 

@@ -225,7 +225,12 @@ def queue_settings() -> dict[str, Any]:
             ["30s", "1m"],
         ),
         "max_stalls": _int(
-            "Stalls after which a job fails instead of being run again.", 2, [2, 0], 0
+            "How many times a stalled job (its worker stopped renewing the lease) is recovered "
+            "before the next stall fails it (BullMQ's maxStalledCount; 0 fails it at the first "
+            "stall).",
+            1,
+            [1, 0],
+            0,
         ),
         "settings": {
             "description": (

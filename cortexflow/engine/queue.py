@@ -6,6 +6,7 @@ Used by the worker (fetch / heartbeat / finish), the CLI and the Python API (eve
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,9 +20,19 @@ from cortexflow.config.model import QueueConfig
 from cortexflow.engine import registry
 from cortexflow.engine.jobs import Job, JobOptions
 from cortexflow.engine.keys import STATES, QueueKeys
-from cortexflow.engine.payload import encode_data, make_validator, resolve_options
+from cortexflow.engine.payload import check_name, encode_data, make_validator, resolve_options
 from cortexflow.engine.scripts import Scripts
-from cortexflow.errors import CortexflowError, JobNotFoundError, PayloadError, UsageError
+from cortexflow.engine.text import MAX_LOG_LINE_BYTES, bounded, replace_surrogates
+from cortexflow.errors import (
+    CortexflowError,
+    JobNotFoundError,
+    LeaseLostError,
+    PayloadError,
+    UsageError,
+)
+
+MAX_LOG_LINES = 1000  # a job's log keeps its newest lines
+CLEAN_SCAN = 1000  # jobs a clean call looks at (waiting/delayed), or removes (finished)
 
 
 @dataclass(frozen=True)
@@ -77,8 +88,7 @@ class QueueEngine:
                 if len(jobs) > 1:
                     exc.violations = [(f"/{index}{p}", m) for p, m in exc.violations]
                 raise
-            if not isinstance(name, str) or not name:
-                raise UsageError(f"job name must be a non-empty string, got {name!r}")
+            check_name(name)
             job_id, priority, delay_ms, options = resolve_options(self.config, opts)
             ids.append(job_id)
             args += [job_id, name, text, options, priority, delay_ms]
@@ -92,9 +102,7 @@ class QueueEngine:
     async def stats(self) -> dict[str, Any]:
         """{queueName, waiting, active, completed, failed, delayed, paused}: one atomic read."""
         k = self.keys
-        raw = await self.scripts.stats(
-            keys=[k.wait, k.active, k.completed, k.failed, k.delayed, k.meta]
-        )
+        raw = await self.scripts.stats(keys=_stats_keys(k))
         return _stats_from(self.name, raw)
 
     async def get_job(self, job_id: str) -> Job | None:
@@ -120,7 +128,40 @@ class QueueEngine:
         return [Job.from_hash(self.name, h) for h in hashes if h]
 
     async def get_logs(self, job_id: str) -> list[str]:
-        return [_text(x) for x in await self.client.lrange(self.keys.job(job_id) + ":logs", 0, -1)]
+        return [_text(x) for x in await self.client.lrange(self.keys.logs(job_id), 0, -1)]
+
+    # -- a running job's own writes (the handler's job.update_progress() / job.log()) -------
+
+    async def update_progress(self, job_id: str, token: str, progress: Any) -> None:
+        """Store a JSON-serialisable progress value on a job this run (``token``) holds.
+
+        Raises LeaseLostError (nothing written) when the run no longer owns the job."""
+        text = json.dumps(progress, allow_nan=False, ensure_ascii=False)
+        if len(text) * 4 > MAX_LOG_LINE_BYTES and len(text.encode("utf-8", "replace")) > (
+            MAX_LOG_LINE_BYTES
+        ):
+            raise UsageError(
+                f"progress is at most {MAX_LOG_LINE_BYTES:,} bytes of JSON; use the job's result "
+                "or your own storage for more"
+            )
+        await self._own_write(job_id, token, "progress", replace_surrogates(text))
+
+    async def log(self, job_id: str, token: str, line: str) -> None:
+        """Append a line to a job's log (the newest MAX_LOG_LINES are kept; a line is cut to
+        MAX_LOG_LINE_BYTES with a marker). Raises LeaseLostError like update_progress."""
+        await self._own_write(job_id, token, "log", bounded(str(line), MAX_LOG_LINE_BYTES))
+
+    async def _own_write(self, job_id: str, token: str, kind: str, value: str) -> None:
+        k = self.keys
+        ok = await self.scripts.progress(
+            keys=[k.active, k.job(job_id), k.logs(job_id)],
+            args=[job_id, token, kind, value, MAX_LOG_LINES],
+        )
+        if not ok:
+            raise LeaseLostError(
+                f"job {job_id!r} of queue {self.name!r} is no longer held by this run (its "
+                f"lease was lost, or the job was removed): its {kind} was not written"
+            )
 
     async def wait_finished(self, job_id: str, timeout: float) -> Job | None:
         """Block until the job is completed or failed for good (or timeout: returns None)."""
@@ -156,22 +197,35 @@ class QueueEngine:
     async def clean(self, grace: float, limit: int = 0, state: str = "completed") -> list[str]:
         """Remove up to ``limit`` (0: all) jobs of ``state`` older than ``grace`` seconds.
 
-        state: completed, failed, waiting or delayed. Returns the removed ids.
+        state: completed, failed, waiting or delayed. Returns the removed ids. Each script call
+        looks at CLEAN_SCAN jobs at most, so the server is never blocked for long; waiting and
+        delayed jobs are walked with a cursor (jobs added or leased meanwhile may be missed or
+        looked at twice, never removed twice).
         """
         if state not in ("completed", "failed", "waiting", "delayed"):
             raise UsageError(
                 f"clean takes state completed, failed, waiting or delayed, not {state!r}"
             )
         removed: list[str] = []
+        cursor, score = "", "0"
         while True:
-            batch = 1000 if limit <= 0 else min(1000, limit - len(removed))
-            ids = await self.scripts.clean(
+            want = CLEAN_SCAN if limit <= 0 else min(CLEAN_SCAN, limit - len(removed))
+            raw = await self.scripts.clean(
                 keys=[self.keys.state_key(state)],
-                args=[self.keys.job_prefix, round(grace * 1000), batch, state],
+                args=[
+                    self.keys.job_prefix,
+                    round(grace * 1000),
+                    want,
+                    state,
+                    cursor,
+                    score,
+                    CLEAN_SCAN,
+                ],
             )
-            removed += [_text(i) for i in ids]
-            if len(ids) < batch or (limit > 0 and len(removed) >= limit):
+            removed += [_text(i) for i in raw[3:]]
+            if not int(raw[0]) or (limit > 0 and len(removed) >= limit):
                 return removed
+            cursor, score = _text(raw[1]), _text(raw[2])
 
     async def drain(self, delayed: bool = False) -> int:
         """Remove every waiting job (and delayed ones too if asked); returns how many."""
@@ -201,6 +255,7 @@ class QueueEngine:
             k.limiter,
             k.marker,
             k.dlq_outbox,
+            k.dlq_failed,
         ]
         total = 0
         while True:
@@ -263,11 +318,18 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _stats_keys(k: QueueKeys) -> list[str]:
+    return [k.wait, k.active, k.completed, k.failed, k.delayed, k.meta, k.dlq_failed]
+
+
 def _stats_from(name: str, raw: Sequence[int]) -> dict[str, Any]:
     counts = dict(
         zip(("waiting", "active", "completed", "failed", "delayed"), map(int, raw[:5]), strict=True)
     )
-    return stats_dict(name, counts, bool(int(raw[5])))
+    stats = stats_dict(name, counts, bool(int(raw[5])))
+    if int(raw[6]):  # only when there are some: the usual stats keep their seven keys
+        stats["deadLettersNotCopied"] = int(raw[6])
+    return stats
 
 
 async def all_stats(
@@ -278,24 +340,32 @@ async def all_stats(
     async with client.pipeline(transaction=False) as pipe:
         for q in queues:
             k = QueueKeys(prefix, q)
-            await script(
-                keys=[k.wait, k.active, k.completed, k.failed, k.delayed, k.meta], client=pipe
-            )
+            await script(keys=_stats_keys(k), client=pipe)
         raw = await pipe.execute()
     return [_stats_from(q, r) for q, r in zip(queues, raw, strict=True)]
 
 
 async def health(client: aioredis.Redis, prefix: str, queues: Sequence[str]) -> dict[str, Any]:
     """{healthy, queues: {name: bool}}: a queue is unhealthy when a supervisor expects workers
-    for it and none is alive; everything is unhealthy when Redis does not answer."""
+    for it and none is alive; everything is unhealthy when Redis does not answer.
+
+    Queues with dead letters that could not be copied (set aside) are listed under
+    ``deadLettersNotCopied: {name: count}``, present only when there are some."""
     try:
         await client.ping()
         expected = await registry.expected_counts(client, prefix, queues)
         live = await registry.live_worker_counts(client, prefix, queues)
+        async with client.pipeline(transaction=False) as pipe:
+            for q in queues:
+                pipe.llen(QueueKeys(prefix, q).dlq_failed)
+            stuck = dict(zip(queues, map(int, await pipe.execute()), strict=True))
     except (RedisConnectionError, RedisTimeoutError, OSError):
         return {"healthy": False, "queues": dict.fromkeys(queues, False)}
     status = {q: not (expected[q] > 0 and live[q] == 0) for q in queues}
-    return {"healthy": all(status.values()), "queues": status}
+    report: dict[str, Any] = {"healthy": all(status.values()), "queues": status}
+    if any(stuck.values()):
+        report["deadLettersNotCopied"] = {q: n for q, n in stuck.items() if n}
+    return report
 
 
 def stats_dict(name: str, counts: Mapping[str, int], paused: bool) -> dict[str, Any]:
