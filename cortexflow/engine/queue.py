@@ -32,7 +32,11 @@ from cortexflow.errors import (
 )
 
 MAX_LOG_LINES = 1000  # a job's log keeps its newest lines
-CLEAN_SCAN = 1000  # jobs a clean call looks at (waiting/delayed), or removes (finished)
+# Jobs one script call looks at (clean walking waiting/delayed jobs) or removes (clean, drain,
+# obliterate, retry all): bounded so that no call holds the server long (docs/engine.md has the
+# SLOWLOG numbers at a million jobs).
+SCAN_BATCH = 500
+REMOVE_BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -198,7 +202,8 @@ class QueueEngine:
         """Remove up to ``limit`` (0: all) jobs of ``state`` older than ``grace`` seconds.
 
         state: completed, failed, waiting or delayed. Returns the removed ids. Each script call
-        looks at CLEAN_SCAN jobs at most, so the server is never blocked for long; waiting and
+        looks at SCAN_BATCH jobs and removes REMOVE_BATCH at most, so the server is never
+        blocked for long; waiting and
         delayed jobs are walked with a cursor (jobs added or leased meanwhile may be missed or
         looked at twice, never removed twice).
         """
@@ -209,7 +214,7 @@ class QueueEngine:
         removed: list[str] = []
         cursor, score = "", "0"
         while True:
-            want = CLEAN_SCAN if limit <= 0 else min(CLEAN_SCAN, limit - len(removed))
+            want = REMOVE_BATCH if limit <= 0 else min(REMOVE_BATCH, limit - len(removed))
             raw = await self.scripts.clean(
                 keys=[self.keys.state_key(state)],
                 args=[
@@ -219,7 +224,7 @@ class QueueEngine:
                     state,
                     cursor,
                     score,
-                    CLEAN_SCAN,
+                    SCAN_BATCH,
                 ],
             )
             removed += [_text(i) for i in raw[3:]]
@@ -234,7 +239,7 @@ class QueueEngine:
             n = int(
                 await self.scripts.drain(
                     keys=[self.keys.wait, self.keys.delayed],
-                    args=[self.keys.job_prefix, "1" if delayed else "0", 1000],
+                    args=[self.keys.job_prefix, "1" if delayed else "0", REMOVE_BATCH],
                 )
             )
             total += n
@@ -261,7 +266,7 @@ class QueueEngine:
         while True:
             n = int(
                 await self.scripts.obliterate(
-                    keys=keys, args=[k.job_prefix, "1" if force else "0", 1000]
+                    keys=keys, args=[k.job_prefix, "1" if force else "0", REMOVE_BATCH]
                 )
             )
             if n < 0:
@@ -282,9 +287,9 @@ class QueueEngine:
             return [_text(m) for m in moved]
         out: list[str] = []
         while True:
-            moved = await self.scripts.retry(keys=keys, args=[k.job_prefix, "all", 1000])
+            moved = await self.scripts.retry(keys=keys, args=[k.job_prefix, "all", REMOVE_BATCH])
             out += [_text(m) for m in moved]
-            if len(moved) < 1000:
+            if len(moved) < REMOVE_BATCH:
                 return out
 
     async def promote(self, job_id: str) -> bool:

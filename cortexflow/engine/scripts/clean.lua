@@ -20,14 +20,17 @@ local cutoff = now - grace
 local prefix = ARGV[1]
 local out = {0, '', '0'}
 if ARGV[4] == 'completed' or ARGV[4] == 'failed' then
-  local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff, 'LIMIT', 0, math.min(limit, chunk))
+  local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff, 'LIMIT', 0, limit)
+  local keys = {}
   for _, id in ipairs(ids) do
-    redis.call('DEL', prefix .. id, prefix .. id .. ':logs')
+    keys[#keys + 1] = prefix .. id
+    keys[#keys + 1] = prefix .. id .. ':logs'
     out[#out + 1] = id
   end
   if #ids > 0 then
+    redis.call('DEL', unpack(keys))
     redis.call('ZREM', KEYS[1], unpack(ids))
-    if #ids == math.min(limit, chunk) then out[1] = 1 end
+    if #ids == limit then out[1] = 1 end
   end
   return out
 end
@@ -53,11 +56,16 @@ for i = 1, #looked, 2 do
   end
   if #removed >= limit then break end
 end
+local keys = {}
 for _, id in ipairs(removed) do
-  redis.call('DEL', prefix .. id, prefix .. id .. ':logs')
+  keys[#keys + 1] = prefix .. id
+  keys[#keys + 1] = prefix .. id .. ':logs'
   out[#out + 1] = id
 end
-if #removed > 0 then redis.call('ZREM', KEYS[1], unpack(removed)) end
+if #removed > 0 then
+  redis.call('DEL', unpack(keys))
+  redis.call('ZREM', KEYS[1], unpack(removed))
+end
 if #looked == chunk * 2 or #removed >= limit then out[1] = 1 end
 -- Resume after the last job kept; if none was kept, where this call started.
 out[2], out[3] = ARGV[5], ARGV[6]

@@ -30,7 +30,7 @@ end
 local now = now_ms()
 
 -- 1. Delayed jobs whose time has come become waiting, at their priority.
-local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 500)
 for _, id in ipairs(due) do
   local jkey = prefix .. id
   if redis.call('EXISTS', jkey) == 1 then
@@ -44,7 +44,7 @@ end
 -- 2. Active jobs whose lease ran out (their worker died) go back to waiting, or fail
 --    once they have been recovered max_stalls times.
 local stalled_failed = 0
-local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 500)
 for _, id in ipairs(expired) do
   local jkey = prefix .. id
   local f = redis.call('HMGET', jkey, 'stalls', 'opts', 'attempts_made', 'state')
