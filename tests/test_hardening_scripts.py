@@ -300,3 +300,29 @@ def test_results_and_log_lines_are_bounded_with_a_marker(redis_url: str, tmp_pat
             assert len(line.encode()) <= 16 * 1024 and "[cut: 100,000 bytes" in line
 
     asyncio.run(main())
+
+
+def test_a_refused_finish_does_not_orphan_the_jobs_its_pipelined_fetch_leased(
+    redis_url: str,
+) -> None:
+    """The worker records outcomes and leases more jobs in one round trip. When the finish part
+    is refused, the jobs the fetch part leased go straight back to waiting (no stall counted)
+    instead of staying active under a lease nobody renews."""
+    from cortexflow.engine.outcomes import Outcome, OutcomeKind
+
+    async def main() -> None:
+        q = QueueConfig(name="orphans", handler="x:y", lease=30.0)
+        async with engine_for(redis_url, q) as e:
+            await e.add_bulk([("n", {}, JobOptions(job_id=f"j{i}")) for i in range(4)])
+            c = QueueConsumer(e, "w", e.client)
+            (first,) = (await c.fetch(1)).jobs
+            bad = Outcome(OutcomeKind.RETRY, first.job.id, first.token, delay_ms="soon")  # type: ignore[arg-type]
+            with pytest.raises(redis.ResponseError, match="not an outcome"):
+                await c.finish_and_fetch([bad], 3)
+            s = await _stats(e)
+            assert (s["active"], s["waiting"]) == (1, 3)  # only the first job is still held
+            for i in (1, 2, 3):
+                job = await e.get_job(f"j{i}")
+                assert job is not None and job.state == "waiting" and job.stalls == 0
+
+    asyncio.run(main())

@@ -106,20 +106,34 @@ class QueueConsumer:
             pipe.evalsha(s.finish.sha, len(self._finish_keys), *finish_argv)
             pipe.evalsha(s.fetch.sha, len(self._fetch_keys), *self._fetch_argv(n))
             finished, fetched = await pipe.execute(raise_on_error=False)
-        if isinstance(finished, NoScriptError):
-            done = await self.finish(outcomes)
-        elif isinstance(finished, BaseException):
-            raise finished
-        else:
-            done = (int(finished[0]), int(finished[1]), int(finished[2]))
-            if done[2]:
-                self._dead_letters_added()
+        # Parse the leases first: whatever happens to the outcomes, jobs this round trip leased
+        # must not be dropped (they would stall, be recovered to the head of the queue, leased
+        # again by the next retry and dropped again: failed "stalled N times", 0 attempts).
+        leased: FetchResult | None = None
+        if not isinstance(fetched, BaseException):
+            leased = await self._fetched(fetched)
+        try:
+            if isinstance(finished, NoScriptError):
+                done = await self.finish(outcomes)
+            elif isinstance(finished, BaseException):
+                raise finished
+            else:
+                done = (int(finished[0]), int(finished[1]), int(finished[2]))
+                if done[2]:
+                    self._dead_letters_added()
+        except BaseException:
+            if leased is not None and leased.jobs:
+                # The caller retries the outcomes; the jobs go back to waiting at once, no
+                # attempt or stall counted.
+                with contextlib.suppress(Exception):
+                    await self.release([(f.job.id, f.token) for f in leased.jobs])
+            raise
         if isinstance(fetched, NoScriptError):
             return done, await self.fetch(n)
         if isinstance(fetched, BaseException):
             # The outcomes are written; the jobs are leased by the next plain fetch instead.
             return done, None
-        return done, await self._fetched(fetched)
+        return done, leased
 
     def _dead_letters_added(self) -> None:
         if self.on_dead_letters is not None:
