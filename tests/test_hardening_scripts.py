@@ -326,3 +326,31 @@ def test_a_refused_finish_does_not_orphan_the_jobs_its_pipelined_fetch_leased(
                 assert job is not None and job.state == "waiting" and job.stalls == 0
 
     asyncio.run(main())
+
+
+def test_jobs_leased_while_the_worker_waits_for_work_wake_it_at_once(redis_url: str) -> None:
+    """Jobs the finish round trip leases while listen() waits for work must start now, not when
+    the wait times out (up to a lease later): parked there, they stalled again whenever their
+    worker was killed, and recovered stalled jobs are the next ones leased."""
+
+    async def main() -> None:
+        q = QueueConfig(name="parked", handler="x:y", lease=30.0)
+        async with engine_for(redis_url, q) as e:
+            await e.add_bulk([("n", {}, JobOptions(job_id=f"j{i}")) for i in range(2)])
+            c = QueueConsumer(e, "w", e.client)
+            (first,) = (await c.fetch(1)).jobs
+            await e.client.delete(e.keys.marker)  # no wake-up token left over from the add
+            waiting = asyncio.ensure_future(c.wait_for_work(8.0))
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+            from cortexflow.engine.outcomes import Outcome, OutcomeKind
+
+            done = Outcome(OutcomeKind.COMPLETED, first.job.id, first.token, result="1")
+            t0 = asyncio.get_running_loop().time()
+            _, fetched = await c.finish_and_fetch([done], 1)
+            assert fetched is not None and [f.job.id for f in fetched.jobs] == ["j1"]
+            assert await asyncio.wait_for(waiting, 3.0) is True
+            assert asyncio.get_running_loop().time() - t0 < 3.0
+            await c.close()
+
+    asyncio.run(main())

@@ -37,6 +37,8 @@ class QueueConsumer:
         self._pending: asyncio.Task[Any] | None = None
         self._waiting = False
         self._handoffs: set[asyncio.Future[Any]] = set()
+        # Set when finish_and_fetch leased jobs: ends a wait_for_work at once (see there).
+        self._leased = asyncio.Event()
         # Called when a fetch or finish put jobs in the dead-letter outbox (wakes the copier).
         self.on_dead_letters: Callable[[], None] | None = None
         q = engine.config
@@ -133,6 +135,8 @@ class QueueConsumer:
         if isinstance(fetched, BaseException):
             # The outcomes are written; the jobs are leased by the next plain fetch instead.
             return done, None
+        if leased is not None and leased.jobs:
+            self._leased.set()
         return done, leased
 
     def _dead_letters_added(self) -> None:
@@ -212,27 +216,39 @@ class QueueConsumer:
         )
 
     async def wait_for_work(self, timeout: float | None) -> bool:
-        """Wait until a wake-up token arrives or ``timeout`` seconds pass; True if woken.
+        """Wait until a wake-up token arrives, ``finish_and_fetch`` leases jobs, or ``timeout``
+        seconds pass; True if woken.
 
         One BLPOP is kept outstanding and never cancelled (cancelling a blocked call can lose
         the token it was being handed). The timeout is kept here, not by the server: servers
         expire blocking calls on their cron tick (100 ms at the default hz 10), too coarse for a
         delayed job's due time. A token that arrives after this worker stopped waiting is
         passed on to the next idle worker.
+
+        Jobs leased by ``finish_and_fetch`` while the caller waits here must start now: left
+        waiting until the timeout (up to a lease), they are held without running, and a
+        worker killed meanwhile stalls them again. Stalled jobs go back to the head of the
+        queue, so the same jobs were parked and stalled over and over until they failed
+        "stalled N times" with 0 attempts made.
         """
         if self._pending is None:
             self._pending = asyncio.create_task(self._blpop())
             self._pending.add_done_callback(self._on_token)
         pending = self._pending
         self._waiting = True
+        self._leased.clear()  # no await since the caller looked at what it holds
+        leased = asyncio.ensure_future(self._leased.wait())
         try:
             done, _ = await asyncio.wait(
-                {pending}, timeout=None if timeout is None else max(timeout, 0.001)
+                {pending, leased},
+                timeout=None if timeout is None else max(timeout, 0.001),
+                return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
             self._waiting = False
-        if not done:
-            return False
+            leased.cancel()
+        if pending not in done:
+            return bool(done)
         self._pending = None
         return pending.result() is not None
 
