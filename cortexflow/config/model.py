@@ -75,6 +75,8 @@ class RedisConfig:
     # None: no URL configured anywhere -> the embedded server (DESIGN §7).
     url: str | None = None
     prefix: str = DEFAULT_PREFIX
+    # An add returns only once the server has written it to its append-only file (WAITAOF).
+    durable_adds: bool = False
 
 
 @dataclass(frozen=True)

@@ -308,8 +308,19 @@ def build_schema() -> dict[str, Any]:
                         "default": "cortexflow",
                         "examples": ["cortexflow", "myapp"],
                     },
+                    "durable_adds": {
+                        "description": (
+                            "true: an add returns only once the server has written it to its "
+                            "append-only file (WAITAOF; Valkey >= 8 or Redis >= 7.2 with "
+                            "appendonly yes), so a server crash cannot lose an acknowledged add. "
+                            "Costs a wait for the server's next fsync per add call."
+                        ),
+                        "type": "boolean",
+                        "default": False,
+                        "examples": [False, True],
+                    },
                 },
-                "default": {"url": None, "prefix": "cortexflow"},
+                "default": {"url": None, "prefix": "cortexflow", "durable_adds": False},
                 "examples": [{"url": "redis://localhost:6379/0", "prefix": "cortexflow"}],
             },
             "defaults": {

@@ -14,6 +14,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cortexflow.config.model import QueueConfig
@@ -37,6 +38,7 @@ MAX_LOG_LINES = 1000  # a job's log keeps its newest lines
 # SLOWLOG numbers at a million jobs).
 SCAN_BATCH = 500
 REMOVE_BATCH = 200
+DURABLE_TIMEOUT_MS = 5000  # redis.durable_adds: longest wait for the server's fsync
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,16 @@ class FetchResult:
 class QueueEngine:
     """One queue's operations. Cheap to build; holds no connection of its own."""
 
-    def __init__(self, client: aioredis.Redis, queue: QueueConfig, prefix: str) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        queue: QueueConfig,
+        prefix: str,
+        *,
+        durable_adds: bool = False,
+    ) -> None:
         self.client = client
+        self.durable_adds = durable_adds
         self.config = queue
         self.name = queue.name
         self.prefix = prefix
@@ -96,9 +106,21 @@ class QueueEngine:
             job_id, priority, delay_ms, options = resolve_options(self.config, opts)
             ids.append(job_id)
             args += [job_id, name, text, options, priority, delay_ms]
-        if jobs:
-            k = self.keys
-            await self.scripts.add(keys=[k.wait, k.delayed, k.meta, k.marker], args=args)
+        if not jobs:
+            return ids
+        k = self.keys
+        add_keys = [k.wait, k.delayed, k.meta, k.marker]
+        if not self.durable_adds:
+            await self.scripts.add(keys=add_keys, args=args)
+            return ids
+        # WAITAOF waits for the writes of its own connection: one pipeline, one connection.
+        async with self.client.pipeline(transaction=False) as pipe:
+            await self.scripts.add(keys=add_keys, args=args, client=pipe)
+            pipe.execute_command("WAITAOF", 1, 0, DURABLE_TIMEOUT_MS)
+            added, fsynced = await pipe.execute(raise_on_error=False)
+        if isinstance(added, BaseException):
+            raise added
+        _check_fsynced(fsynced)
         return ids
 
     # -- inspection ------------------------------------------------------------------------
@@ -317,6 +339,23 @@ class QueueEngine:
                 "remove it once it has finished"
             )
         return n == 1
+
+
+def _check_fsynced(reply: Any) -> None:
+    """redis.durable_adds: the add was made; say so if the server did not fsync it (the caller
+    may add it again: with its job id, that adds nothing twice)."""
+    if isinstance(reply, ResponseError):
+        raise CortexflowError(
+            "redis.durable_adds needs WAITAOF (Valkey >= 8, Redis >= 7.2) with appendonly yes; "
+            f"the server said: {reply}. The job was added, but not confirmed on disk."
+        )
+    if isinstance(reply, BaseException):
+        raise reply
+    if int(reply[0]) < 1:
+        raise CortexflowError(
+            "the server did not write the add to its append-only file within "
+            f"{DURABLE_TIMEOUT_MS / 1000:g}s; the job was added but may not survive a crash"
+        )
 
 
 def _text(value: Any) -> str:
