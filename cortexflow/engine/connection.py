@@ -1,6 +1,6 @@
 """Redis connections with timeouts and retries that fit a long-running worker.
 
-URL forms (DESIGN §7): ``redis://``, ``rediss://`` (TLS), ``unix://``, and Redis Sentinel:
+URL forms (docs/engine.md): ``redis://``, ``rediss://`` (TLS), ``unix://``, and Redis Sentinel:
 ``redis+sentinel://[user:password@]host:port[,host:port...]/service_name[/db]``
 (``rediss+sentinel://`` for TLS to the master).
 """
