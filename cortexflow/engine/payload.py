@@ -1,4 +1,4 @@
-"""Payloads and job options are checked here, before anything is written (DESIGN §3, §9)."""
+"""Payloads and job options are checked here, before anything is written (docs/engine.md)."""
 
 from __future__ import annotations
 
