@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from cortexflow.errors import UnrecoverableError
+from cortexflow.errors import LeaseLostError, UnrecoverableError
 
 __version__ = "0.1.0"
 
@@ -33,6 +33,7 @@ _LAZY = {
 
 __all__ = [
     "BaseWorker",
+    "LeaseLostError",
     "QueueEvents",
     "QueueManager",
     "QueueName",

@@ -76,6 +76,12 @@ class JobNotFoundError(CortexflowError):
     """No job with that id exists in that queue."""
 
 
+class LeaseLostError(CortexflowError):
+    """A run wrote progress or a log line to a job it no longer owns: its lease was lost (the
+    job stalled and another run has it) or the job was removed. Nothing was written; a handler
+    may catch and ignore it (its outcome will not be recorded either)."""
+
+
 class ConfigError(CortexflowError):
     """queues.yaml is missing or invalid. ``str()`` is the rendered diagnostics.
 

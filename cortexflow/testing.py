@@ -58,10 +58,11 @@ class FakeJob(JobContext):
     """A JobContext that needs no Redis: ``log()`` lines, ``update_progress()`` values and
     ``add_job()`` calls are recorded in ``logs``, ``progress`` and ``added``."""
 
-    __slots__ = ("added", "logs", "progress")
+    __slots__ = ("_redis_client", "added", "logs", "progress")
 
     def __init__(self, client: Any = None, **fields: Any) -> None:
-        super().__init__(cast(Any, client), "", **fields)
+        super().__init__(cast(Any, None), "", **fields)  # no engine: nothing is written
+        self._redis_client = client
         self.logs: list[str] = []
         self.progress: list[Any] = []
         self.added: list[AddedJob] = []
@@ -80,12 +81,12 @@ class FakeJob(JobContext):
 
     @property
     def redis(self) -> Any:
-        if self._client is None:
+        if self._redis_client is None:
             raise RuntimeError(
                 "this job has no Redis client: pass one, make_job(..., redis=client), or test "
                 "the handler with the `cortexflow` fixture"
             )
-        return self._client
+        return self._redis_client
 
 
 def make_job(

@@ -123,7 +123,10 @@ class QueueManager:
         UsageError naming the declared queues when ``queue`` is not one of them.
         """
         cfg = self.config.queue(str(queue))
-        return QueueEngine(self._redis(), cfg, self.config.redis.prefix)
+        redis_cfg = self.config.redis
+        return QueueEngine(
+            self._redis(), cfg, redis_cfg.prefix, durable_adds=redis_cfg.durable_adds
+        )
 
     async def _engine(self, queue: str) -> QueueEngine:
         engine = self.get_queue(queue)

@@ -104,6 +104,8 @@ def _redis(raw: Mapping[str, Any], env: Mapping[str, str]) -> RedisConfig:
     kwargs: dict[str, Any] = {"url": url}
     if raw.get("prefix") is not None:
         kwargs["prefix"] = raw["prefix"]
+    if raw.get("durable_adds") is not None:
+        kwargs["durable_adds"] = bool(raw["durable_adds"])
     return RedisConfig(**kwargs)
 
 

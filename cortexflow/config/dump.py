@@ -21,7 +21,11 @@ def config_to_dict(config: Config, *, redact: bool = True) -> dict[str, Any]:
     r = config.restart
     return {
         "version": config.version,
-        "redis": {"url": url, "prefix": config.redis.prefix},
+        "redis": {
+            "url": url,
+            "prefix": config.redis.prefix,
+            "durable_adds": config.redis.durable_adds,
+        },
         "stop_timeout": format_duration(config.stop_timeout),
         "restart": {
             "limit": r.limit,

@@ -65,7 +65,7 @@ class QueueConfig:
     payload_schema_doc: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
     dead_letter: str | None = None
     lease: float = 30.0
-    max_stalls: int = 2
+    max_stalls: int = 1  # BullMQ's maxStalledCount: recoveries before a stall fails the job
     # At most this many jobs of the queue run at once across all workers (None: no cap).
     global_concurrency: int | None = None
     # Free-form settings for the handler (`job.settings`); the schema default is {}.
@@ -77,6 +77,8 @@ class RedisConfig:
     # None: no URL configured anywhere -> the embedded server (docs/supervisor.md).
     url: str | None = None
     prefix: str = DEFAULT_PREFIX
+    # An add returns only once the server has written it to its append-only file (WAITAOF).
+    durable_adds: bool = False
 
 
 @dataclass(frozen=True)

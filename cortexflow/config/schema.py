@@ -227,7 +227,12 @@ def queue_settings() -> dict[str, Any]:
             ["30s", "1m"],
         ),
         "max_stalls": _int(
-            "Stalls after which a job fails instead of being run again.", 2, [2, 0], 0
+            "How many times a stalled job (its worker stopped renewing the lease) is recovered "
+            "before the next stall fails it (BullMQ's maxStalledCount; 0 fails it at the first "
+            "stall).",
+            1,
+            [1, 0],
+            0,
         ),
         "global_concurrency": _int(
             "At most this many jobs of this queue run at once across all workers of all hosts "
@@ -434,8 +439,19 @@ def build_schema() -> dict[str, Any]:
                         "default": "cortexflow",
                         "examples": ["cortexflow", "myapp"],
                     },
+                    "durable_adds": {
+                        "description": (
+                            "true: an add returns only once the server has written it to its "
+                            "append-only file (WAITAOF; Valkey >= 8 or Redis >= 7.2 with "
+                            "appendonly yes), so a server crash cannot lose an acknowledged add. "
+                            "Costs a wait for the server's next fsync per add call."
+                        ),
+                        "type": "boolean",
+                        "default": False,
+                        "examples": [False, True],
+                    },
                 },
-                "default": {"url": None, "prefix": "cortexflow"},
+                "default": {"url": None, "prefix": "cortexflow", "durable_adds": False},
                 "examples": [{"url": "redis://localhost:6379/0", "prefix": "cortexflow"}],
             },
             "defaults": {

@@ -5,33 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from cortexflow.engine.connection import BLOCK_MAX
-from cortexflow.engine.jobs import Job, JobOptions
+from cortexflow.engine.deadletters import DeadLetterCopier
+from cortexflow.engine.jobs import Job
+from cortexflow.engine.outcomes import (
+    Outcome,
+    OutcomeKind,
+    encode_outcome,
+    keep_rule,
+)
 from cortexflow.engine.queue import Fetched, FetchResult, QueueEngine
+from cortexflow.engine.text import valid_utf8
 
-
-@dataclass(frozen=True)
-class Outcome:
-    """How one run ended, as finish.lua takes it.
-
-    kind: 'c' completed, 'r' failed and retried after ``extra`` ms, 'f' failed for good.
-    payload: result JSON ('c') or error JSON {message, stacktrace}.
-    extra: for 'c'/'f' the keep rule ('1' keep, '0' remove now, 'N' keep newest N), for 'f'
-    optionally followed by '|' and the dead-letter envelope JSON.
-    """
-
-    kind: str
-    job_id: str
-    token: str
-    payload: str
-    extra: str
+log = logging.getLogger("cortexflow.worker")
 
 
 class QueueConsumer:
@@ -44,6 +37,10 @@ class QueueConsumer:
         self._pending: asyncio.Task[Any] | None = None
         self._waiting = False
         self._handoffs: set[asyncio.Future[Any]] = set()
+        # Set when finish_and_fetch leased jobs: ends a wait_for_work at once (see there).
+        self._leased = asyncio.Event()
+        # Called when a fetch or finish put jobs in the dead-letter outbox (wakes the copier).
+        self.on_dead_letters: Callable[[], None] | None = None
         q = engine.config
         k = engine.keys
         self._fetch_keys = [
@@ -77,19 +74,16 @@ class QueueConsumer:
             rate.max if rate else 0,
             round(rate.duration * 1000) if rate else 0,
             "1" if q.dead_letter else "0",
+            *_rule(q.retention.failed),
+            "1" if q.retention.failed.keep else "0",
             q.global_concurrency or 0,
         ]
         ret = q.retention
-
-        def rule(r: Any) -> list[int]:
-            if not r.keep:
-                return [-1, -1]
-            return [
-                -1 if r.age is None else round(r.age * 1000),
-                -1 if r.count is None else r.count,
-            ]
-
-        self._finish_args_head: list[Any] = [k.job_prefix, *rule(ret.completed), *rule(ret.failed)]
+        self._finish_args_head: list[Any] = [
+            k.job_prefix,
+            *_rule(ret.completed),
+            *_rule(ret.failed),
+        ]
 
     def _fetch_argv(self, n: int) -> list[Any]:
         return [*self._fetch_keys, self.engine.keys.job_prefix, n, *self._fetch_args_tail]
@@ -100,7 +94,7 @@ class QueueConsumer:
             keys=self._fetch_keys,
             args=[self.engine.keys.job_prefix, n, *self._fetch_args_tail],
         )
-        return self._parse_fetch(raw)
+        return await self._fetched(raw)
 
     async def finish_and_fetch(
         self, outcomes: Sequence[Outcome], n: int
@@ -118,70 +112,147 @@ class QueueConsumer:
             pipe.evalsha(s.finish.sha, len(self._finish_keys), *finish_argv)
             pipe.evalsha(s.fetch.sha, len(self._fetch_keys), *self._fetch_argv(n))
             finished, fetched = await pipe.execute(raise_on_error=False)
-        if isinstance(finished, NoScriptError):
-            done = await self.finish(outcomes)
-        elif isinstance(finished, BaseException):
-            raise finished
-        else:
-            done = (int(finished[0]), int(finished[1]), int(finished[2]))
+        # Parse the leases first: whatever happens to the outcomes, jobs this round trip leased
+        # must not be dropped (they would stall, be recovered to the head of the queue, leased
+        # again by the next retry and dropped again: failed "stalled N times", 0 attempts).
+        leased: FetchResult | None = None
+        if not isinstance(fetched, BaseException):
+            leased = await self._fetched(fetched)
+        try:
+            if isinstance(finished, NoScriptError):
+                done = await self.finish(outcomes)
+            elif isinstance(finished, BaseException):
+                raise finished
+            else:
+                done = (int(finished[0]), int(finished[1]), int(finished[2]))
+                if done[2]:
+                    self._dead_letters_added()
+        except BaseException:
+            if leased is not None and leased.jobs:
+                # The caller retries the outcomes; the jobs go back to waiting at once, no
+                # attempt or stall counted.
+                with contextlib.suppress(Exception):
+                    await self.release([(f.job.id, f.token) for f in leased.jobs])
+            raise
         if isinstance(fetched, NoScriptError):
             return done, await self.fetch(n)
         if isinstance(fetched, BaseException):
             # The outcomes are written; the jobs are leased by the next plain fetch instead.
             return done, None
-        return done, self._parse_fetch(fetched)
+        if leased is not None and leased.jobs:
+            self._leased.set()
+        return done, leased
 
-    def _parse_fetch(self, raw: Any) -> FetchResult:
+    def _dead_letters_added(self) -> None:
+        if self.on_dead_letters is not None:
+            self.on_dead_letters()
+
+    async def _fetched(self, raw: Any) -> FetchResult:
+        """Parse a fetch reply; jobs whose hash was malformed are failed for good at once."""
+        result, malformed = self._parse_fetch(raw)
+        if int(raw[1]) > 0:
+            self._dead_letters_added()  # jobs failed by stalling: dead letters too
+        if malformed:
+            await self.finish(malformed)
+        return result
+
+    def _parse_fetch(self, raw: Any) -> tuple[FetchResult, list[Outcome]]:
         wait_ms = int(raw[0])
         jobs: list[Fetched] = []
+        malformed: list[Outcome] = []
         q = self.engine.name
         for text in raw[2:]:
-            (jid, token, name, data, opts, prio, made, created, delay, stalls) = json.loads(text)
-            jobs.append(
-                Fetched(
-                    job=Job(
-                        id=jid,
-                        queue=q,
-                        name=name,
-                        data=data,
-                        state="active",
-                        priority=prio,
-                        delay=delay / 1000.0,
-                        attempts=opts["attempts"],
-                        attempts_made=made,
-                        stalls=stalls,
-                        created_at=created / 1000.0,
-                        processed_at=None,
-                        finished_at=None,
-                        opts=opts,
-                    ),
-                    token=token,
+            try:
+                (jid, token, name, data, opts, prio, made, created, delay, stalls) = json.loads(
+                    text
                 )
-            )
-        return FetchResult(jobs=jobs, wait=None if wait_ms < 0 else wait_ms / 1000.0)
+                job = Job(
+                    id=jid,
+                    queue=q,
+                    name=name,
+                    data=data,
+                    state="active",
+                    priority=prio,
+                    delay=delay / 1000.0,
+                    attempts=opts["attempts"],
+                    attempts_made=made,
+                    stalls=stalls,
+                    created_at=created / 1000.0,
+                    processed_at=None,
+                    finished_at=None,
+                    opts=opts,
+                )
+                _check_shape(job)
+            except Exception as exc:  # any malformed job fails alone
+                bad = self._malformed(text, exc)
+                if bad is not None:
+                    malformed.append(bad)
+                continue
+            jobs.append(Fetched(job=job, token=token))
+        return FetchResult(jobs=jobs, wait=None if wait_ms < 0 else wait_ms / 1000.0), malformed
+
+    def _malformed(self, text: Any, exc: Exception) -> Outcome | None:
+        """The failure of a leased job whose stored fields cannot be read (another client
+        wrote its hash): its id and token lead the reply element, written by the script."""
+        raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+        try:
+            decoder = json.JSONDecoder()
+            jid, end = decoder.raw_decode(raw, 1)
+            token, _ = decoder.raw_decode(raw, end + 1)
+        except ValueError:
+            log.error("fetch returned an unreadable job (%r); skipping it", raw[:200])
+            return None
+        if not isinstance(jid, str) or not isinstance(token, str):
+            return None
+        message = valid_utf8(
+            f"MalformedJobError: the stored job cannot be read ({type(exc).__name__}: {exc}); "
+            "was its hash written by another client?"
+        )
+        log.error("job %s of queue %s failed: %s", jid, self.engine.name, message)
+        failed = self.engine.config.retention.failed
+        return Outcome(
+            OutcomeKind.FAILED,
+            jid,
+            token,
+            error=message,
+            keep=keep_rule(None, failed.keep),
+            dead_letter=self.engine.config.dead_letter is not None,
+        )
 
     async def wait_for_work(self, timeout: float | None) -> bool:
-        """Wait until a wake-up token arrives or ``timeout`` seconds pass; True if woken.
+        """Wait until a wake-up token arrives, ``finish_and_fetch`` leases jobs, or ``timeout``
+        seconds pass; True if woken.
 
         One BLPOP is kept outstanding and never cancelled (cancelling a blocked call can lose
         the token it was being handed). The timeout is kept here, not by the server: servers
         expire blocking calls on their cron tick (100 ms at the default hz 10), too coarse for a
         delayed job's due time. A token that arrives after this worker stopped waiting is
         passed on to the next idle worker.
+
+        Jobs leased by ``finish_and_fetch`` while the caller waits here must start now: left
+        waiting until the timeout (up to a lease), they are held without running, and a
+        worker killed meanwhile stalls them again. Stalled jobs go back to the head of the
+        queue, so the same jobs were parked and stalled over and over until they failed
+        "stalled N times" with 0 attempts made.
         """
         if self._pending is None:
             self._pending = asyncio.create_task(self._blpop())
             self._pending.add_done_callback(self._on_token)
         pending = self._pending
         self._waiting = True
+        self._leased.clear()  # no await since the caller looked at what it holds
+        leased = asyncio.ensure_future(self._leased.wait())
         try:
             done, _ = await asyncio.wait(
-                {pending}, timeout=None if timeout is None else max(timeout, 0.001)
+                {pending, leased},
+                timeout=None if timeout is None else max(timeout, 0.001),
+                return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
             self._waiting = False
-        if not done:
-            return False
+            leased.cancel()
+        if pending not in done:
+            return bool(done)
         self._pending = None
         return pending.result() is not None
 
@@ -219,18 +290,16 @@ class QueueConsumer:
         return [x.decode() for x in lost]
 
     def _finish_argv(self, outcomes: Sequence[Outcome]) -> list[Any]:
-        # One argument per run: packing 5 short strings each cost more than one json.dumps.
-        dumps = json.dumps
-        return [
-            *self._finish_args_head,
-            *(dumps((o.kind, o.job_id, o.token, o.payload, o.extra)) for o in outcomes),
-        ]
+        # One argument per run: packing 9 short values each cost more than one json.dumps.
+        return [*self._finish_args_head, *map(encode_outcome, outcomes)]
 
     async def finish(self, outcomes: Sequence[Outcome]) -> tuple[int, int, int]:
         """Record outcomes in one script call; returns (recorded, lost lease, dead-lettered)."""
         done, lost, dead = await self.engine.scripts.finish(
             keys=self._finish_keys, args=self._finish_argv(outcomes)
         )
+        if int(dead):
+            self._dead_letters_added()
         return int(done), int(lost), int(dead)
 
     async def release(self, leases: Sequence[tuple[str, str]]) -> int:
@@ -244,51 +313,22 @@ class QueueConsumer:
         return int(await self.engine.scripts.release(keys=[k.active, k.wait, k.marker], args=args))
 
     async def copy_dead_letters(self, target: QueueEngine, batch: int = 100) -> int:
-        """Copy jobs that failed for good to the dead-letter queue, then drop them from the
-        outbox. The copy keeps the job id, so doing it twice (a crash in between) adds nothing."""
-        outbox = self.engine.keys.dlq_outbox
-        client = self.engine.client
-        copied = 0
-        while True:
-            entries: list[Any] = await client.lrange(outbox, 0, batch - 1)
-            if not entries:
-                return copied
-            for raw in entries:
-                envelope = json.loads(raw)
-                if envelope.get("stalled"):
-                    envelope = await self._stalled_envelope(envelope["id"])
-                await target.add_bulk(
-                    [(envelope["name"], envelope, JobOptions(job_id=envelope["id"]))],
-                    validate=False,
-                )
-                await client.lrem(outbox, 1, raw)
-                copied += 1
-
-    async def _stalled_envelope(self, job_id: str) -> dict[str, Any]:
-        job = await self.engine.get_job(job_id)
-        if job is None:
-            return dead_letter_envelope(self.engine.name, job_id, "unknown", None, "stalled", "", 0)
-        return dead_letter_envelope(
-            job.queue, job.id, job.name, job.data, job.error or "stalled", "", job.attempts_made
-        )
+        """Copy jobs that failed for good to the dead-letter queue (see DeadLetterCopier)."""
+        return await DeadLetterCopier(self.engine, target).copy(batch)
 
 
-def dead_letter_envelope(
-    queue: str,
-    job_id: str,
-    name: str,
-    data: Any,
-    error: str,
-    stacktrace: str,
-    attempts_made: int,
-) -> dict[str, Any]:
-    """The payload of a job copied to a dead-letter queue: where it came from and why it failed."""
-    return {
-        "queue": queue,
-        "id": job_id,
-        "name": name,
-        "data": data,
-        "error": error,
-        "stacktrace": stacktrace,
-        "attemptsMade": attempts_made,
-    }
+def _rule(r: Any) -> list[int]:
+    """A retention rule as the scripts take it: [age ms, count], -1 for no limit."""
+    if not r.keep:
+        return [-1, -1]
+    return [-1 if r.age is None else round(r.age * 1000), -1 if r.count is None else r.count]
+
+
+def _check_shape(job: Job) -> None:
+    if not isinstance(job.id, str) or not isinstance(job.name, str):
+        raise TypeError("id and name must be strings")
+    if not isinstance(job.data, dict) or not isinstance(job.opts, dict):
+        raise TypeError("data and opts must be JSON objects")
+    for value in (job.priority, job.attempts, job.attempts_made, job.stalls):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError("priority, attempts and counters must be integers")

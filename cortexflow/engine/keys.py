@@ -64,6 +64,13 @@ class QueueKeys:
         return self.k("dlq")
 
     @property
+    def dlq_failed(self) -> str:  # LIST of outbox entries that could not be copied (set aside)
+        return self.k("dlq:failed")
+
+    def logs(self, job_id: str) -> str:  # LIST of a job's log lines
+        return self.job(job_id) + ":logs"
+
+    @property
     def workers(self) -> str:  # ZSET worker id -> heartbeat deadline (ms)
         return self.k("workers")
 

@@ -9,6 +9,7 @@ place that converts, and ``AddOptions`` is the one list of keyword options every
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any, TypedDict, Unpack
 
@@ -49,7 +50,7 @@ def _is_number(value: object) -> bool:
 
 
 def _ms(value: object, what: str) -> float:
-    if not _is_number(value) or float(value) < 0:  # type: ignore[arg-type]
+    if not _is_number(value) or not 0 <= float(value) < math.inf:  # type: ignore[arg-type]
         raise UsageError(f"{what} is a number of milliseconds >= 0 (BullMQ's unit); got {value!r}")
     return float(value) / 1000.0  # type: ignore[arg-type]
 

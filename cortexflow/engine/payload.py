@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import uuid
 from collections.abc import Mapping
@@ -13,10 +14,11 @@ import jsonschema
 
 from cortexflow.config.model import Backoff, QueueConfig
 from cortexflow.engine.jobs import MAX_PRIORITY, JobOptions
+from cortexflow.engine.text import MAX_NAME_BYTES
 from cortexflow.errors import PayloadError, UsageError
 
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
-_JOB_ID = re.compile(r"^[^\s:]{1,256}$")
+_JOB_ID = re.compile(r"[^\s:]{1,256}")  # fullmatch: no trailing newline slips through
 
 
 def make_validator(queue: QueueConfig) -> jsonschema.protocols.Validator | None:
@@ -37,15 +39,46 @@ def encode_data(queue: str, data: Any, validator: jsonschema.protocols.Validator
         raise PayloadError(queue, [("", f"not JSON-serialisable: {exc}")]) from None
     except RecursionError:
         raise PayloadError(queue, [("", "nested too deeply to serialise")]) from None
-    if len(text) > MAX_PAYLOAD_BYTES:
-        raise PayloadError(
-            queue, [("", f"{len(text)} bytes is over the {MAX_PAYLOAD_BYTES} byte limit")]
-        )
+    # The limit is in bytes of UTF-8; short text cannot reach it, so it is not encoded twice.
+    if len(text) * 4 > MAX_PAYLOAD_BYTES or not text.isascii():
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            where = text[max(exc.start - 20, 0) : exc.start].encode("utf-8", "replace")
+            raise PayloadError(
+                queue,
+                [
+                    (
+                        "",
+                        "a string holds a lone surrogate (text decoded with surrogateescape?), "
+                        f"which is not valid Unicode; after {where.decode()!r}",
+                    )
+                ],
+            ) from None
+        if size > MAX_PAYLOAD_BYTES:
+            raise PayloadError(
+                queue, [("", f"{size:,} bytes is over the {MAX_PAYLOAD_BYTES:,} byte limit")]
+            )
     if validator is not None:
         errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
         if errors:
             raise PayloadError(queue, [(_pointer(e.absolute_path), e.message) for e in errors])
     return text
+
+
+def check_name(name: Any) -> None:
+    """A job name is a non-empty string of valid Unicode, at most MAX_NAME_BYTES."""
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"job name must be a non-empty string, got {name!r}")
+    if len(name) * 4 > MAX_NAME_BYTES or not name.isascii():
+        try:
+            size = len(name.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise UsageError(
+                f"job name {name!r} holds a lone surrogate, which is not valid Unicode"
+            ) from None
+        if size > MAX_NAME_BYTES:
+            raise UsageError(f"job name is {size:,} bytes; the limit is {MAX_NAME_BYTES:,}")
 
 
 def _pointer(path: Any) -> str:
@@ -66,7 +99,7 @@ def resolve_options(queue: QueueConfig, opts: JobOptions | None) -> tuple[str, i
         return uuid.uuid4().hex, q.priority, 0, options
     o = opts
     job_id = o.job_id if o.job_id is not None else uuid.uuid4().hex
-    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+    if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
         raise UsageError(
             f"job id {job_id!r} is not valid: use 1-256 characters without spaces or ':'"
         )
@@ -88,7 +121,12 @@ def resolve_options(queue: QueueConfig, opts: JobOptions | None) -> tuple[str, i
     if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
         raise UsageError(f"attempts must be an integer >= 1, got {attempts!r}")
     timeout = queue.timeout if o.timeout is None else o.timeout
-    if not isinstance(timeout, int | float) or timeout <= 0:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
         raise UsageError(f"timeout must be a positive duration, got {timeout!r}")
     backoff = o.backoff or queue.backoff
     for name, value in (

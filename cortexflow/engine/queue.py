@@ -5,6 +5,7 @@ Used by the worker (fetch / heartbeat / finish), the CLI and the Python API (eve
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -12,15 +13,31 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cortexflow.config.model import QueueConfig
 from cortexflow.engine import events, registry
 from cortexflow.engine.jobs import Job, JobOptions
 from cortexflow.engine.keys import STATES, QueueKeys
-from cortexflow.engine.payload import encode_data, make_validator, resolve_options
+from cortexflow.engine.payload import check_name, encode_data, make_validator, resolve_options
 from cortexflow.engine.scripts import Scripts
-from cortexflow.errors import CortexflowError, JobNotFoundError, PayloadError, UsageError
+from cortexflow.engine.text import MAX_LOG_LINE_BYTES, bounded, replace_surrogates
+from cortexflow.errors import (
+    CortexflowError,
+    JobNotFoundError,
+    LeaseLostError,
+    PayloadError,
+    UsageError,
+)
+
+MAX_LOG_LINES = 1000  # a job's log keeps its newest lines
+# Jobs one script call looks at (clean walking waiting/delayed jobs) or removes (clean, drain,
+# obliterate, retry all): bounded so that no call holds the server long (docs/engine.md has the
+# SLOWLOG numbers at a million jobs).
+SCAN_BATCH = 500
+REMOVE_BATCH = 200
+DURABLE_TIMEOUT_MS = 5000  # redis.durable_adds: longest wait for the server's fsync
 
 
 @dataclass(frozen=True)
@@ -42,8 +59,16 @@ class FetchResult:
 class QueueEngine:
     """One queue's operations. Cheap to build; holds no connection of its own."""
 
-    def __init__(self, client: aioredis.Redis, queue: QueueConfig, prefix: str) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        queue: QueueConfig,
+        prefix: str,
+        *,
+        durable_adds: bool = False,
+    ) -> None:
         self.client = client
+        self.durable_adds = durable_adds
         self.config = queue
         self.name = queue.name
         self.prefix = prefix
@@ -76,14 +101,25 @@ class QueueEngine:
                 if len(jobs) > 1:
                     exc.violations = [(f"/{index}{p}", m) for p, m in exc.violations]
                 raise
-            if not isinstance(name, str) or not name:
-                raise UsageError(f"job name must be a non-empty string, got {name!r}")
+            check_name(name)
             job_id, priority, delay_ms, options = resolve_options(self.config, opts)
             ids.append(job_id)
             args += [job_id, name, text, options, priority, delay_ms]
-        if jobs:
-            k = self.keys
-            await self.scripts.add(keys=[k.wait, k.delayed, k.meta, k.marker, k.events], args=args)
+        if not jobs:
+            return ids
+        k = self.keys
+        add_keys = [k.wait, k.delayed, k.meta, k.marker, k.events]
+        if not self.durable_adds:
+            await self.scripts.add(keys=add_keys, args=args)
+            return ids
+        # WAITAOF waits for the writes of its own connection: one pipeline, one connection.
+        async with self.client.pipeline(transaction=False) as pipe:
+            await self.scripts.add(keys=add_keys, args=args, client=pipe)
+            pipe.execute_command("WAITAOF", 1, 0, DURABLE_TIMEOUT_MS)
+            added, fsynced = await pipe.execute(raise_on_error=False)
+        if isinstance(added, BaseException):
+            raise added
+        _check_fsynced(fsynced)
         return ids
 
     # -- inspection ------------------------------------------------------------------------
@@ -91,9 +127,7 @@ class QueueEngine:
     async def stats(self) -> dict[str, Any]:
         """{queueName, waiting, active, completed, failed, delayed, paused}: one atomic read."""
         k = self.keys
-        raw = await self.scripts.stats(
-            keys=[k.wait, k.active, k.completed, k.failed, k.delayed, k.meta]
-        )
+        raw = await self.scripts.stats(keys=_stats_keys(k))
         return _stats_from(self.name, raw)
 
     async def get_job(self, job_id: str) -> Job | None:
@@ -119,7 +153,40 @@ class QueueEngine:
         return [Job.from_hash(self.name, h) for h in hashes if h]
 
     async def get_logs(self, job_id: str) -> list[str]:
-        return [_text(x) for x in await self.client.lrange(self.keys.job(job_id) + ":logs", 0, -1)]
+        return [_text(x) for x in await self.client.lrange(self.keys.logs(job_id), 0, -1)]
+
+    # -- a running job's own writes (the handler's job.update_progress() / job.log()) -------
+
+    async def update_progress(self, job_id: str, token: str, progress: Any) -> None:
+        """Store a JSON-serialisable progress value on a job this run (``token``) holds.
+
+        Raises LeaseLostError (nothing written) when the run no longer owns the job."""
+        text = json.dumps(progress, allow_nan=False, ensure_ascii=False)
+        if len(text) * 4 > MAX_LOG_LINE_BYTES and len(text.encode("utf-8", "replace")) > (
+            MAX_LOG_LINE_BYTES
+        ):
+            raise UsageError(
+                f"progress is at most {MAX_LOG_LINE_BYTES:,} bytes of JSON; use the job's result "
+                "or your own storage for more"
+            )
+        await self._own_write(job_id, token, "progress", replace_surrogates(text))
+
+    async def log(self, job_id: str, token: str, line: str) -> None:
+        """Append a line to a job's log (the newest MAX_LOG_LINES are kept; a line is cut to
+        MAX_LOG_LINE_BYTES with a marker). Raises LeaseLostError like update_progress."""
+        await self._own_write(job_id, token, "log", bounded(str(line), MAX_LOG_LINE_BYTES))
+
+    async def _own_write(self, job_id: str, token: str, kind: str, value: str) -> None:
+        k = self.keys
+        ok = await self.scripts.progress(
+            keys=[k.active, k.job(job_id), k.logs(job_id), k.events],
+            args=[job_id, token, kind, value, MAX_LOG_LINES],
+        )
+        if not ok:
+            raise LeaseLostError(
+                f"job {job_id!r} of queue {self.name!r} is no longer held by this run (its "
+                f"lease was lost, or the job was removed): its {kind} was not written"
+            )
 
     async def wait_finished(self, job_id: str, timeout: float) -> Job | None:
         """Block until the job is completed or failed for good (or timeout: returns None).
@@ -162,22 +229,36 @@ class QueueEngine:
     async def clean(self, grace: float, limit: int = 0, state: str = "completed") -> list[str]:
         """Remove up to ``limit`` (0: all) jobs of ``state`` older than ``grace`` seconds.
 
-        state: completed, failed, waiting or delayed. Returns the removed ids.
+        state: completed, failed, waiting or delayed. Returns the removed ids. Each script call
+        looks at SCAN_BATCH jobs and removes REMOVE_BATCH at most, so the server is never
+        blocked for long; waiting and
+        delayed jobs are walked with a cursor (jobs added or leased meanwhile may be missed or
+        looked at twice, never removed twice).
         """
         if state not in ("completed", "failed", "waiting", "delayed"):
             raise UsageError(
                 f"clean takes state completed, failed, waiting or delayed, not {state!r}"
             )
         removed: list[str] = []
+        cursor, score = "", "0"
         while True:
-            batch = 1000 if limit <= 0 else min(1000, limit - len(removed))
-            ids = await self.scripts.clean(
+            want = REMOVE_BATCH if limit <= 0 else min(REMOVE_BATCH, limit - len(removed))
+            raw = await self.scripts.clean(
                 keys=[self.keys.state_key(state), self.keys.events],
-                args=[self.keys.job_prefix, round(grace * 1000), batch, state],
+                args=[
+                    self.keys.job_prefix,
+                    round(grace * 1000),
+                    want,
+                    state,
+                    cursor,
+                    score,
+                    SCAN_BATCH,
+                ],
             )
-            removed += [_text(i) for i in ids]
-            if len(ids) < batch or (limit > 0 and len(removed) >= limit):
+            removed += [_text(i) for i in raw[3:]]
+            if not int(raw[0]) or (limit > 0 and len(removed) >= limit):
                 return removed
+            cursor, score = _text(raw[1]), _text(raw[2])
 
     async def drain(self, delayed: bool = False) -> int:
         """Remove every waiting job (and delayed ones too if asked); returns how many."""
@@ -186,7 +267,7 @@ class QueueEngine:
             n = int(
                 await self.scripts.drain(
                     keys=[self.keys.wait, self.keys.delayed, self.keys.events],
-                    args=[self.keys.job_prefix, "1" if delayed else "0", 1000],
+                    args=[self.keys.job_prefix, "1" if delayed else "0", REMOVE_BATCH],
                 )
             )
             total += n
@@ -209,12 +290,13 @@ class QueueEngine:
             k.dlq_outbox,
             k.events,
             k.metrics_total,
+            k.dlq_failed,
         ]
         total = 0
         while True:
             n = int(
                 await self.scripts.obliterate(
-                    keys=keys, args=[k.job_prefix, "1" if force else "0", 1000]
+                    keys=keys, args=[k.job_prefix, "1" if force else "0", REMOVE_BATCH]
                 )
             )
             if n < 0:
@@ -235,9 +317,9 @@ class QueueEngine:
             return [_text(m) for m in moved]
         out: list[str] = []
         while True:
-            moved = await self.scripts.retry(keys=keys, args=[k.job_prefix, "all", 1000])
+            moved = await self.scripts.retry(keys=keys, args=[k.job_prefix, "all", REMOVE_BATCH])
             out += [_text(m) for m in moved]
-            if len(moved) < 1000:
+            if len(moved) < REMOVE_BATCH:
                 return out
 
     async def promote(self, job_id: str) -> bool:
@@ -267,15 +349,39 @@ class QueueEngine:
         return n == 1
 
 
+def _check_fsynced(reply: Any) -> None:
+    """redis.durable_adds: the add was made; say so if the server did not fsync it (the caller
+    may add it again: with its job id, that adds nothing twice)."""
+    if isinstance(reply, ResponseError):
+        raise CortexflowError(
+            "redis.durable_adds needs WAITAOF (Valkey >= 8, Redis >= 7.2) with appendonly yes; "
+            f"the server said: {reply}. The job was added, but not confirmed on disk."
+        )
+    if isinstance(reply, BaseException):
+        raise reply
+    if int(reply[0]) < 1:
+        raise CortexflowError(
+            "the server did not write the add to its append-only file within "
+            f"{DURABLE_TIMEOUT_MS / 1000:g}s; the job was added but may not survive a crash"
+        )
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _stats_keys(k: QueueKeys) -> list[str]:
+    return [k.wait, k.active, k.completed, k.failed, k.delayed, k.meta, k.dlq_failed]
 
 
 def _stats_from(name: str, raw: Sequence[int]) -> dict[str, Any]:
     counts = dict(
         zip(("waiting", "active", "completed", "failed", "delayed"), map(int, raw[:5]), strict=True)
     )
-    return stats_dict(name, counts, bool(int(raw[5])))
+    stats = stats_dict(name, counts, bool(int(raw[5])))
+    if int(raw[6]):  # only when there are some: the usual stats keep their seven keys
+        stats["deadLettersNotCopied"] = int(raw[6])
+    return stats
 
 
 async def all_stats(
@@ -286,9 +392,7 @@ async def all_stats(
     async with client.pipeline(transaction=False) as pipe:
         for q in queues:
             k = QueueKeys(prefix, q)
-            await script(
-                keys=[k.wait, k.active, k.completed, k.failed, k.delayed, k.meta], client=pipe
-            )
+            await script(keys=_stats_keys(k), client=pipe)
         raw = await pipe.execute()
     return [_stats_from(q, r) for q, r in zip(queues, raw, strict=True)]
 
@@ -298,15 +402,25 @@ async def health(
 ) -> dict[str, Any]:
     """{healthy, queues: {name: bool}}: a queue is unhealthy when a supervisor expects workers
     for it and none is alive (with ``require_workers``: whenever none is alive); everything is
-    unhealthy when Redis does not answer."""
+    unhealthy when Redis does not answer.
+
+    Queues with dead letters that could not be copied (set aside) are listed under
+    ``deadLettersNotCopied: {name: count}``, present only when there are some."""
     try:
         await client.ping()
         expected = await registry.expected_counts(client, prefix, queues)
         live = await registry.live_worker_counts(client, prefix, queues)
+        async with client.pipeline(transaction=False) as pipe:
+            for q in queues:
+                pipe.llen(QueueKeys(prefix, q).dlq_failed)
+            stuck = dict(zip(queues, map(int, await pipe.execute()), strict=True))
     except (RedisConnectionError, RedisTimeoutError, OSError):
         return {"healthy": False, "queues": dict.fromkeys(queues, False)}
     status = {q: live[q] > 0 or (expected[q] == 0 and not require_workers) for q in queues}
-    return {"healthy": all(status.values()), "queues": status}
+    report: dict[str, Any] = {"healthy": all(status.values()), "queues": status}
+    if any(stuck.values()):
+        report["deadLettersNotCopied"] = {q: n for q, n in stuck.items() if n}
+    return report
 
 
 def stats_dict(name: str, counts: Mapping[str, int], paused: bool) -> dict[str, Any]:

@@ -1,43 +1,40 @@
 """Who is running: worker heartbeats, supervisor heartbeats, expected worker counts.
 
 Entries expire by deadline (ZSET score, ms), so a process killed with SIGKILL drops out of
-every listing after its TTL without anyone cleaning up after it.
+every listing after its TTL without anyone cleaning up after it. Deadlines are set and compared
+on the server's clock (TIME), so a host whose clock is behind does not look dead.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from cortexflow.engine.keys import QueueKeys, supervisor_info_key, supervisors_key
+from cortexflow.engine.scripts import Scripts
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+async def server_now_ms(client: aioredis.Redis) -> int:
+    """The server's clock in ms (TIME)."""
+    seconds, micros = await client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 async def _publish(
     client: aioredis.Redis, zkey: str, hkey: str, member: str, info: dict[str, Any], ttl: float
 ) -> None:
-    now = _now_ms()
-    async with client.pipeline(transaction=True) as pipe:
-        pipe.zadd(zkey, {member: now + int(ttl * 1000)})
-        pipe.hset(hkey, member, json.dumps(info))
-        # Forget entries that expired (their processes died without saying goodbye).
-        pipe.zrangebyscore(zkey, "-inf", now)
-        pipe.zremrangebyscore(zkey, "-inf", now)
-        res = await pipe.execute()
-    dead = res[2]
-    if dead:
-        await client.hdel(hkey, *dead)
+    # Also forgets entries that expired (their processes died without saying goodbye).
+    await Scripts(client).register(
+        keys=[zkey, hkey], args=[member, json.dumps(info), int(ttl * 1000)]
+    )
 
 
 async def _live(client: aioredis.Redis, zkey: str, hkey: str) -> list[dict[str, Any]]:
-    ids: list[Any] = await client.zrangebyscore(zkey, _now_ms(), "+inf")
+    now = await server_now_ms(client)
+    ids: list[Any] = await client.zrangebyscore(zkey, now, "+inf")
     if not ids:
         return []
     raw = await client.hmget(hkey, ids)
@@ -72,7 +69,7 @@ async def live_workers(client: aioredis.Redis, prefix: str, queue: str) -> list[
 async def live_worker_counts(
     client: aioredis.Redis, prefix: str, queues: Sequence[str]
 ) -> dict[str, int]:
-    now = _now_ms()
+    now = await server_now_ms(client)
     async with client.pipeline(transaction=False) as pipe:
         for q in queues:
             pipe.zcount(QueueKeys(prefix, q).workers, now, "+inf")

@@ -1,6 +1,8 @@
 """The Lua scripts, each loaded once per client and called by SHA (EVALSHA).
 
 redis-py's Script objects reload a script by itself after a server restart (NOSCRIPT).
+A line ``--@include NAME`` in a script is replaced by ``scripts/include/NAME.lua`` (functions
+several scripts share), so the server sees one self-contained script.
 """
 
 from __future__ import annotations
@@ -26,12 +28,21 @@ NAMES = (
     "drain",
     "obliterate",
     "schedule",
+    "progress",
+    "register",
 )
 
 
 @cache
 def source(name: str) -> str:
-    return (resources.files("cortexflow.engine") / "scripts" / f"{name}.lua").read_text()
+    folder = resources.files("cortexflow.engine") / "scripts"
+    lines = []
+    for line in (folder / f"{name}.lua").read_text().splitlines():
+        if line.startswith("--@include "):
+            lines.append((folder / "include" / f"{line.split()[1]}.lua").read_text().rstrip("\n"))
+        else:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 class Scripts:
@@ -55,3 +66,5 @@ class Scripts:
     drain: AsyncScript
     obliterate: AsyncScript
     schedule: AsyncScript
+    progress: AsyncScript
+    register: AsyncScript

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import traceback
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
@@ -29,10 +30,18 @@ from taskiq import AckableMessage, AsyncBroker, AsyncResultBackend, TaskiqMiddle
 from taskiq.abc.formatter import TaskiqFormatter
 from taskiq.message import BrokerMessage, TaskiqMessage
 
-from cortexflow.backoff import compute_backoff
-from cortexflow.engine.consumer import Outcome, QueueConsumer, dead_letter_envelope
-from cortexflow.engine.jobs import JobOptions
+from cortexflow.engine.consumer import QueueConsumer
+from cortexflow.engine.jobs import Job, JobOptions
 from cortexflow.engine.options import AddOptions, job_options
+from cortexflow.engine.outcomes import (
+    Decision,
+    Outcome,
+    OutcomeKind,
+    completed,
+    decide,
+    failed,
+    result_json,
+)
 from cortexflow.engine.queue import Fetched, QueueEngine
 from cortexflow.errors import UnrecoverableError
 from cortexflow.worker.context import JobContext
@@ -140,6 +149,7 @@ class CortexBroker(AsyncBroker):
         self._tasks: list[asyncio.Task[Any]] = []
         self._fetching: asyncio.Task[float | None] | None = None
         self._dlq_pending = asyncio.Event()
+        consumer.on_dead_letters = self._dlq_pending.set  # failed and stalled jobs alike
         self._closing = False
         self.register_task(runner, task_name=TASK_NAME)
 
@@ -255,8 +265,8 @@ class CortexBroker(AsyncBroker):
         self.leases[job.id] = Lease(fetched)
         self.running += 1
         ctx = JobContext(
-            self.engine.client,
-            self.engine.keys.job(job.id),
+            self.engine,
+            fetched.token,
             id=job.id,
             name=job.name,
             queue=job.queue,
@@ -266,7 +276,6 @@ class CortexBroker(AsyncBroker):
             data=job.data,
             enqueue=self._add_job,
             settings=self.config.settings,
-            events_key=self.engine.keys.events,
         )
         message = TaskiqMessage.model_construct(
             task_id=job.id,
@@ -302,61 +311,47 @@ class CortexBroker(AsyncBroker):
         return ack
 
     def _outcome(self, lease: Lease) -> Outcome:
+        """The run's outcome: its result, or its error and what happens next (``decide``)."""
         job = lease.fetched.job
         token = lease.fetched.token
         result = lease.result
-        opts = job.opts
+        error: BaseException | None = None
         if result is not None and not result.is_err:
             try:
-                payload = json.dumps(result.return_value, allow_nan=False)
+                payload = result_json(result.return_value)
             except (TypeError, ValueError) as exc:
-                error: BaseException = UnrecoverableError(
+                error = UnrecoverableError(
                     f"the handler returned a value that is not JSON-serialisable: {exc}"
                 )
             else:
+                decision = decide(job, None, self.config, random.random)
                 self.jobs_done += 1
-                return Outcome(
-                    "c",
-                    job.id,
-                    token,
-                    payload,
-                    _keep(opts.get("remove_on_complete"), self.config.retention.completed.keep),
-                )
+                return completed(job.id, token, payload, decision)
         else:
-            error = (
-                result.error if result is not None and result.error else RuntimeError("no result")
-            )
+            error = result.error if result is not None and result.error else None
+            error = error or RuntimeError("no result")
+        decision = decide(job, error, self.config, random.random)
         message = _error_message(error, job.opts.get("timeout"))
         stack = "".join(traceback.format_exception(error))
-        err = json.dumps({"message": message, "stacktrace": stack})
-        made = job.attempts_made + 1
-        if made < job.attempts and not isinstance(error, UnrecoverableError):
-            b = opts.get("backoff") or {}
-            delay = compute_backoff(
-                b.get("type", "exponential"),
-                b.get("delay", 1.0),
-                b.get("max", 600.0),
-                b.get("jitter", 0.0),
-                made,
-            )
+        outcome = failed(job.id, token, message, stack, decision)
+        self._log_failure(job, decision, outcome.error)  # the cleaned, bounded text
+        return outcome
+
+    def _log_failure(self, job: Job, decision: Decision, message: str) -> None:
+        if decision.kind is OutcomeKind.RETRY:
             log.warning(
                 "job %s failed (run %d of %d): %s; retrying in %.3gs",
                 job.id,
-                made,
+                decision.run,
                 job.attempts,
                 message,
-                delay,
+                decision.delay,
             )
-            return Outcome("r", job.id, token, err, str(round(delay * 1000)))
-        log.warning(
-            "job %s failed for good (run %d of %d): %s", job.id, made, job.attempts, message
-        )
+            return
         self.jobs_failed += 1
-        keep = _keep(opts.get("remove_on_fail"), self.config.retention.failed.keep)
-        if self.dead_letter is not None:
-            env = dead_letter_envelope(job.queue, job.id, job.name, job.data, message, stack, made)
-            keep += "|" + json.dumps(env)
-        return Outcome("f", job.id, token, err, keep)
+        log.warning(
+            "job %s failed for good (run %d of %d): %s", job.id, decision.run, job.attempts, message
+        )
 
     async def _finisher(self) -> None:
         """Write outcomes in batches: whatever piled up while the previous call ran."""
@@ -423,18 +418,12 @@ class CortexBroker(AsyncBroker):
                 n = await self.consumer.copy_dead_letters(self.dead_letter)
                 if n:
                     log.info("copied %d job(s) to dead-letter queue %s", n, self.dead_letter.name)
-            except RedisError as exc:
-                log.warning("copying dead letters failed (%s); will retry", exc)
+            except Exception as exc:  # the copier must outlive any error
+                # Entries that cannot be copied are set aside by the copier; what reaches here
+                # is Redis being away (or a bug): log it and try again.
+                log.warning("copying dead letters failed (%r); will retry", exc)
                 await asyncio.sleep(1)
                 self._dlq_pending.set()
-
-
-def _keep(option: Any, keep_by_queue: bool) -> str:
-    if not keep_by_queue or option is True:
-        return "0"
-    if isinstance(option, int) and not isinstance(option, bool):
-        return str(option)
-    return "1"
 
 
 def _error_message(error: BaseException, timeout: Any) -> str:

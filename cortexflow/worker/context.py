@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Unpack
 
 import redis.asyncio as aioredis
 
-from cortexflow.engine.events import EVENTS_MAXLEN
 from cortexflow.engine.options import AddOptions
+from cortexflow.engine.queue import MAX_LOG_LINES, QueueEngine
 
 # (queue, name, data, options) -> job id: how a handler adds follow-up jobs.
 Enqueue = Callable[[str, str, Any, AddOptions], Awaitable[str]]
 
-MAX_LOG_LINES = 1000
+__all__ = ["MAX_LOG_LINES", "Enqueue", "JobContext"]
 
 
 class JobContext:
     """The running job: ids and counters, plus progress and log lines stored with the job."""
 
     __slots__ = (
-        "_client",
+        "_engine",
         "_enqueue",
-        "_events",
-        "_key",
+        "_token",
         "attempt",
         "created_at",
         "data",
@@ -37,8 +35,8 @@ class JobContext:
 
     def __init__(
         self,
-        client: aioredis.Redis,
-        job_key: str,
+        engine: QueueEngine,
+        token: str,
         *,
         id: str,
         name: str,
@@ -49,12 +47,10 @@ class JobContext:
         data: Any,
         enqueue: Enqueue | None = None,
         settings: Mapping[str, Any] | None = None,
-        events_key: str | None = None,
     ) -> None:
-        self._client = client
-        self._events = events_key
+        self._engine = engine
         self._enqueue = enqueue
-        self._key = job_key
+        self._token = token  # this run's lease: progress and logs are written only while held
         self.id = id
         self.name = name
         self.queue = queue
@@ -66,27 +62,21 @@ class JobContext:
         self.settings: Mapping[str, Any] = settings if settings is not None else {}
 
     async def update_progress(self, progress: Any) -> None:
-        """Store a JSON-serialisable progress value (a number, or an object) on the job, and
-        append a ``progress`` event to the queue's stream in the same transaction."""
-        text = json.dumps(progress)
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.hset(self._key, "progress", text)
-            if self._events:
-                entry = {"e": "progress", "id": self.id, "data": text}
-                pipe.xadd(self._events, entry, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
-            await pipe.execute()
+        """Store a JSON-serialisable progress value (a number, or an object) on the job.
+
+        Raises cortexflow.LeaseLostError, writing nothing, when this run no longer owns the job
+        (its lease was lost, or the job was removed); a handler may catch and ignore it."""
+        await self._engine.update_progress(self.id, self._token, progress)
 
     async def log(self, line: str) -> None:
-        """Append a line to the job's log (the newest MAX_LOG_LINES are kept)."""
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.rpush(self._key + ":logs", str(line))
-            pipe.ltrim(self._key + ":logs", -MAX_LOG_LINES, -1)
-            await pipe.execute()
+        """Append a line to the job's log (the newest MAX_LOG_LINES are kept; a line over
+        16 KiB is cut, with a marker). Raises cortexflow.LeaseLostError like update_progress."""
+        await self._engine.log(self.id, self._token, line)
 
     @property
     def redis(self) -> aioredis.Redis:
         """The worker's Redis client, for handlers that keep data of their own in Redis."""
-        return self._client
+        return self._engine.client
 
     async def add_job(
         self,

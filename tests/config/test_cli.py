@@ -86,7 +86,11 @@ def test_config_resolved_yaml_and_json_with_secret_redacted(cli: Cli, tmp_path: 
     assert result.returncode == 0, result.stderr
     assert "hunter2" not in result.stdout + result.stderr
     data = yaml.safe_load(result.stdout)
-    assert data["redis"] == {"url": "redis://app:***@db:6379/0", "prefix": "cortexflow"}
+    assert data["redis"] == {
+        "url": "redis://app:***@db:6379/0",
+        "prefix": "cortexflow",
+        "durable_adds": False,
+    }
     assert data["queues"]["a"]["concurrency"] == 4
     assert data["queues"]["a"]["timeout"] == "5m"
     assert data["queues"]["a"]["backoff"] == {

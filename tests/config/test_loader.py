@@ -65,7 +65,7 @@ def test_minimal_file_gets_every_default(tmp_path: Path) -> None:
     config = load_config(path, env={})
     assert config == Config(path=path, queues={"a": QueueConfig(name="a", handler=HANDLER)})
     q = config.queues["a"]
-    assert (q.concurrency, q.processes, q.priority, q.attempts, q.max_stalls) == (10, 1, 0, 3, 2)
+    assert (q.concurrency, q.processes, q.priority, q.attempts, q.max_stalls) == (10, 1, 0, 3, 1)
     assert (q.timeout, q.lease, q.rate_limit, q.dead_letter) == (300.0, 30.0, None, None)
     assert q.backoff == Backoff("exponential", 1.0, 600.0, 0.0)
     assert q.retention == Retention(RetentionRule(3600.0, 1000), RetentionRule(604800.0, 10000))

@@ -383,7 +383,7 @@ def test_stalled_too_often_fails_and_is_dead_lettered(redis_url: str) -> None:
     from cortexflow.engine.consumer import QueueConsumer
 
     async def main() -> None:
-        q = QueueConfig(name="fragile", handler="x:y", lease=0.2, max_stalls=2, dead_letter="dlq")
+        q = QueueConfig(name="fragile", handler="x:y", lease=0.2, max_stalls=1, dead_letter="dlq")
         dlq = QueueConfig(name="dlq", handler="x:y")
         async with engine_for(redis_url, q) as e, engine_for(redis_url, dlq) as d:
             await e.add("n", {"v": 1}, JobOptions(job_id="f"))
@@ -398,7 +398,7 @@ def test_stalled_too_often_fails_and_is_dead_lettered(redis_url: str) -> None:
             assert [f.job.stalls for f in again] == [1]
 
             async def failed() -> bool:
-                # Stall 2 = max_stalls: once this lease expires the job fails, never leased again.
+                # Stall 2 > max_stalls 1: once this lease expires the job fails, never leased again.
                 assert (await c1.fetch(1)).jobs == []
                 failed = await e.get_job("f")
                 return failed is not None and failed.state == "failed"

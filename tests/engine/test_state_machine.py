@@ -5,7 +5,6 @@ is in exactly one state, that its hash agrees, and that stats add up."""
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import pytest
@@ -16,8 +15,9 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invar
 
 from cortexflow.config.model import Backoff, QueueConfig, Retention, RetentionRule
 from cortexflow.engine import connect
-from cortexflow.engine.consumer import Outcome, QueueConsumer
+from cortexflow.engine.consumer import QueueConsumer
 from cortexflow.engine.jobs import JobOptions
+from cortexflow.engine.outcomes import Outcome, OutcomeKind
 from cortexflow.engine.queue import QueueEngine
 
 KEEP_ALL = Retention(RetentionRule(None, None), RetentionRule(None, None))
@@ -36,7 +36,7 @@ class JobLifecycle(RuleBasedStateMachine):
         self.sync.flushdb()
         self.client = connect(self.url)
         queue = QueueConfig(
-            name="sm", handler="x:y", attempts=2, lease=30.0, max_stalls=2,
+            name="sm", handler="x:y", attempts=2, lease=30.0, max_stalls=1,
             backoff=Backoff(type="fixed", delay=0.0), retention=KEEP_ALL,
         )  # fmt: skip
         self.engine = QueueEngine(self.client, queue, "cortexflow")
@@ -88,11 +88,8 @@ class JobLifecycle(RuleBasedStateMachine):
             return
         job_id = data.draw(st.sampled_from(sorted(self.leases)))
         token = self.leases.pop(job_id)
-        payload = '"ok"' if kind == "c" else json.dumps({"message": "x", "stacktrace": ""})
-        extra = "1" if kind != "r" else "0"
-        done, lost, _ = self.run(
-            self.consumer.finish([Outcome(kind, job_id, token, payload, extra)])
-        )
+        outcome = Outcome(OutcomeKind(kind), job_id, token, result='"ok"', error="x")
+        done, lost, _ = self.run(self.consumer.finish([outcome]))
         assert (done, lost) == (1, 0)
         state = self.state_of(job_id)
         assert state == {"c": "completed", "r": "waiting", "f": "failed"}[kind]
@@ -102,7 +99,7 @@ class JobLifecycle(RuleBasedStateMachine):
         if not self.leases:
             return
         job_id = data.draw(st.sampled_from(sorted(self.leases)))
-        outcome = Outcome("c", job_id, "w0:999", '"x"', "1")
+        outcome = Outcome(OutcomeKind.COMPLETED, job_id, "w0:999", result='"x"')
         assert self.run(self.consumer.finish([outcome])) == (0, 1, 0)
         assert self.state_of(job_id) == "active"
 

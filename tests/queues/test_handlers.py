@@ -18,9 +18,13 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from cortexflow.config.model import QueueConfig
 from cortexflow.embedded import free_port
 from cortexflow.engine import connect
+from cortexflow.engine.consumer import QueueConsumer
+from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.options import AddOptions
+from cortexflow.engine.queue import QueueEngine
 from cortexflow.errors import UnrecoverableError
 from cortexflow.queues import (
     analytics,
@@ -83,8 +87,13 @@ class Harness:
                 self.added.append(Added(queue, name, payload, opts.get("job_id")))
                 return opts.get("job_id") or f"id-{len(self.added)}"
 
+            # A real leased job, so the handler's progress and log writes are accepted.
+            engine = QueueEngine(client, QueueConfig(name="q", handler="x:y"), "test")
+            await engine.obliterate(force=True)  # the job of a previous run in this test
+            await engine.add("t", {}, JobOptions(job_id=job_id))
+            (leased,) = (await QueueConsumer(engine, "w", client).fetch(1)).jobs
             ctx = JobContext(
-                client, f"{{test}}:j:{job_id}", id=job_id, name="t", queue="q", attempt=1,
+                engine, leased.token, id=job_id, name="t", queue="q", attempt=1,
                 priority=0, created_at=time.time(), data=data, enqueue=enqueue,
                 settings=settings,
             )  # fmt: skip
@@ -104,6 +113,10 @@ class Harness:
                 await client.aclose()
 
         return asyncio.run(go())
+
+
+async def _logs(client: Any, job_id: str) -> list[str]:
+    return await QueueEngine(client, QueueConfig(name="q", handler="x:y"), "test").get_logs(job_id)
 
 
 @pytest.fixture
@@ -197,7 +210,7 @@ def test_without_a_secret_webhooks_pass_unverified_and_the_job_says_so(
         webhook_processing.handle, _webhook("telegram", telegram_update(2, "x", 6))
     )
     assert result["verified"] is False
-    assert b"not verified" in redis_client.lrange("{test}:j:job-1:logs", 0, -1)[0]
+    assert "not verified" in harness.read(_logs, "job-1")[0]
 
 
 # -- orchestrator and message-processing --------------------------------------------------------

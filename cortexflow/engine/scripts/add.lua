@@ -8,11 +8,19 @@ ARGV[1] job key prefix ("{p:q}:j:")
 ARGV[2] number of jobs N
 ARGV[3 + 6i ..] per job: id, name, data (JSON), opts (JSON), priority, delay (ms)
 Returns the number of jobs added: a job whose id still exists is left as it is.
-The caller validated every argument first, so nothing below can fail half-way. ]]
+Every argument is checked before the first write (the caller validated them too), so a bulk
+add is all or none. ]]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix = ARGV[1]
 local n = tonumber(ARGV[2])
+if not n or #ARGV ~= 2 + n * 6 then return redis.error_reply('ERR add: bad argument count') end
+for i = 0, n - 1 do
+  local b = 3 + i * 6
+  if ARGV[b] == '' or not tonumber(ARGV[b + 4]) or not tonumber(ARGV[b + 5]) then
+    return redis.error_reply('ERR add: job ' .. (i + 1) .. ' has an empty id or a bad number')
+  end
+end
 local added = 0
 for i = 0, n - 1 do
   local b = 3 + i * 6

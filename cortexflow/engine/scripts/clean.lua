@@ -1,32 +1,75 @@
---[[ clean: remove jobs of one state older than a grace period.
+--[[ clean: remove jobs of one state older than a grace period, one bounded chunk per call.
 KEYS[1] the state's ZSET (completed, failed, delayed or wait)  KEYS[2] events (STREAM)
-ARGV[1] job key prefix  ARGV[2] grace (ms)  ARGV[3] limit  ARGV[4] state name
-Age is measured from finished_at for finished jobs, from created_at otherwise.
-Returns the removed ids. ]]
+ARGV[1] job key prefix  ARGV[2] grace (ms)  ARGV[3] limit (most ids removed by this call)
+ARGV[4] state name      ARGV[5] cursor: the last job looked at and kept ('' to start)
+ARGV[6] the cursor job's score  ARGV[7] chunk: most jobs looked at by this call
+Finished jobs (score = finish time) are taken oldest first. Waiting and delayed jobs are not
+ordered by age (their score is a priority or a due time), so the set is walked in score order,
+ARGV[7] jobs per call, comparing created_at: the caller passes back the cursor this call
+returns until it is ''. A cursor job that left the set meanwhile is resumed from by score.
+Returns {more (1: call again with the cursor), cursor, cursor score, removed id, ...}. ]]
+local grace = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+local chunk = tonumber(ARGV[7])
+if not grace or not limit or limit < 1 or not chunk or chunk < 1 then
+  return redis.error_reply('ERR clean: bad arguments')
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local cutoff = now - tonumber(ARGV[2])
-local limit = tonumber(ARGV[3])
-local removed = {}
-local candidates
+local cutoff = now - grace
+local prefix = ARGV[1]
+local out = {0, '', '0'}
 if ARGV[4] == 'completed' or ARGV[4] == 'failed' then
-  candidates = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff, 'LIMIT', 0, limit)
-else
-  candidates = {}
-  for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-    local created = tonumber(redis.call('HGET', ARGV[1] .. id, 'created_at') or '0')
-    if created <= cutoff then
-      candidates[#candidates + 1] = id
-      if #candidates >= limit then break end
-    end
+  local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff, 'LIMIT', 0, limit)
+  local keys = {}
+  for _, id in ipairs(ids) do
+    keys[#keys + 1] = prefix .. id
+    keys[#keys + 1] = prefix .. id .. ':logs'
+    out[#out + 1] = id
+  end
+  if #ids > 0 then
+    redis.call('DEL', unpack(keys))
+    redis.call('ZREM', KEYS[1], unpack(ids))
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', 5000, '*', 'e', 'cleaned', 'count', #ids, 'state', ARGV[4])
+    if #ids == limit then out[1] = 1 end
+  end
+  return out
+end
+local start = 0
+if ARGV[5] ~= '' then
+  local rank = redis.call('ZRANK', KEYS[1], ARGV[5])
+  if rank then
+    start = rank + 1
+  else
+    start = redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. ARGV[6])
   end
 end
-for _, id in ipairs(candidates) do
-  redis.call('DEL', ARGV[1] .. id, ARGV[1] .. id .. ':logs')
-  redis.call('ZREM', KEYS[1], id)
-  removed[#removed + 1] = id
+local looked = redis.call('ZRANGE', KEYS[1], start, start + chunk - 1, 'WITHSCORES')
+local removed = {}
+local last, last_score = nil, nil
+for i = 1, #looked, 2 do
+  local id = looked[i]
+  local created = tonumber(redis.call('HGET', prefix .. id, 'created_at')) or 0
+  if created <= cutoff and #removed < limit then
+    removed[#removed + 1] = id
+  else
+    last, last_score = id, looked[i + 1]
+  end
+  if #removed >= limit then break end
+end
+local keys = {}
+for _, id in ipairs(removed) do
+  keys[#keys + 1] = prefix .. id
+  keys[#keys + 1] = prefix .. id .. ':logs'
+  out[#out + 1] = id
 end
 if #removed > 0 then
+  redis.call('DEL', unpack(keys))
+  redis.call('ZREM', KEYS[1], unpack(removed))
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', 5000, '*', 'e', 'cleaned', 'count', #removed, 'state', ARGV[4])
 end
-return removed
+if #looked == chunk * 2 or #removed >= limit then out[1] = 1 end
+-- Resume after the last job kept; if none was kept, where this call started.
+out[2], out[3] = ARGV[5], ARGV[6]
+if last then out[2], out[3] = last, last_score end
+return out

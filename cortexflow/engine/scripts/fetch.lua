@@ -4,56 +4,90 @@ KEYS[6] marker KEYS[7] failed    KEYS[8] dead-letter outbox   KEYS[9] events (ST
 ARGV[1] job key prefix      ARGV[2] N (free slots)     ARGV[3] worker id
 ARGV[4] lease (ms)          ARGV[5] max_stalls         ARGV[6] rate max (0: no limit)
 ARGV[7] rate window (ms)    ARGV[8] 1 if the queue has a dead_letter queue
-ARGV[9] global concurrency: most jobs of the queue active at once on all hosts (0: no cap)
+ARGV[9] failed retention: age (ms, -1 none)  ARGV[10] count (-1 none)
+ARGV[11] 1 if the queue keeps failed jobs at all (retention.failed), else 0
+ARGV[12] global concurrency: most jobs of the queue active at once on all hosts (0: no cap)
+Stalls: a job whose lease ran out is recovered to waiting max_stalls times (BullMQ's
+maxStalledCount); the stall after that fails it (max_stalls 0: the first stall fails it).
+Each job is read before it is written, and values another client may have broken (a score, a
+counter) are checked, so no call errors after its first write.
 Returns {wait_ms, stalled_failed, job, job, ...}: wait_ms is how long until there may be work
 (-1: only an enqueue or a resume can bring some); each job is one JSON array text
 [id, token, name, data, opts, priority, attempts_made, created_at, delay, stalls] with data and
 opts inlined as the JSON they are stored as (one reply element and one parse per job). ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+--@include common
 local prefix = ARGV[1]
 local n = tonumber(ARGV[2])
 local lease = tonumber(ARGV[4])
 local max_stalls = tonumber(ARGV[5])
 local rate_max = tonumber(ARGV[6])
 local rate_window = tonumber(ARGV[7])
+local failed_age = tonumber(ARGV[9])
+local failed_count = tonumber(ARGV[10])
+if not (n and lease and max_stalls and rate_max and rate_window and failed_age and failed_count)
+    or ARGV[3] == nil or ARGV[3] == '' then
+  return redis.error_reply('ERR fetch: bad arguments')
+end
+local now = now_ms()
 
 -- 1. Delayed jobs whose time has come become waiting, at their priority.
-local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 500)
 for _, id in ipairs(due) do
-  local score = redis.call('HGET', prefix .. id, 'score')
-  if score then
+  local jkey = prefix .. id
+  if redis.call('EXISTS', jkey) == 1 then
+    local score = score_of(jkey)
     redis.call('ZADD', KEYS[1], score, id)
-    redis.call('HSET', prefix .. id, 'state', 'waiting')
+    redis.call('HSET', jkey, 'state', 'waiting')
   end
   redis.call('ZREM', KEYS[2], id)
 end
 
 -- 2. Active jobs whose lease ran out (their worker died) go back to waiting, or fail
---    once they have stalled max_stalls times.
+--    once they have been recovered max_stalls times.
 local stalled_failed = 0
-local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 500)
 for _, id in ipairs(expired) do
   local jkey = prefix .. id
-  redis.call('ZREM', KEYS[3], id)
-  if redis.call('EXISTS', jkey) == 1 then
-    local stalls = redis.call('HINCRBY', jkey, 'stalls', 1)
-    if stalls >= max_stalls then
-      redis.call('HSET', jkey, 'state', 'failed', 'finished_at', now, 'token', '',
-        'error', 'job stalled ' .. stalls .. ' times (max_stalls ' .. max_stalls ..
-        '): its worker stopped renewing the lease (killed, out of memory or blocked)')
-      redis.call('ZADD', KEYS[7], now, id)
-      redis.call('HINCRBY', KEYS[4], 'failed_total', 1)
-      if ARGV[8] == '1' then
-        redis.call('RPUSH', KEYS[8], cjson.encode({id = id, stalled = true}))
+  local f = redis.call('HMGET', jkey, 'stalls', 'opts', 'attempts_made', 'state')
+  if f[4] or f[2] then
+    local stalls = (tonumber(f[1]) or 0) + 1
+    if stalls > max_stalls then
+      local err = 'job stalled ' .. stalls .. ' times (max_stalls ' .. max_stalls ..
+        '): its worker stopped renewing the lease (killed, out of memory or blocked)'
+      local keep = -1
+      if ARGV[11] ~= '1' then
+        keep = 0
+      else
+        local ok, opts = pcall(cjson.decode, f[2] or '')
+        if ok and type(opts) == 'table' then
+          local r = opts.remove_on_fail
+          if r == true then keep = 0 elseif type(r) == 'number' and r >= 0 then keep = r end
+        end
       end
+      local entry, letter
+      if ARGV[8] == '1' then
+        entry, letter = dead_letter_entry(jkey, id, err, '', tonumber(f[3]) or 0)
+      end
+      redis.call('ZREM', KEYS[3], id)
+      redis.call('HSET', jkey, 'state', 'failed', 'finished_at', now, 'token', '',
+        'stalls', stalls, 'error', err, 'stacktrace', '')
+      redis.call('HINCRBY', KEYS[4], 'failed_total', 1)
+      if entry then
+        redis.call('HSET', jkey, 'dead_letters', letter)
+        redis.call('RPUSH', KEYS[8], entry)
+      end
+      finished(prefix, id, KEYS[7], keep, failed_age, failed_count, now)
       stalled_failed = stalled_failed + 1
       redis.call('XADD', KEYS[9], 'MAXLEN', '~', 5000, '*', 'e', 'failed', 'id', id, 'error', 'stalled')
     else
-      redis.call('ZADD', KEYS[1], redis.call('HGET', jkey, 'score'), id)
-      redis.call('HSET', jkey, 'state', 'waiting', 'token', '')
+      local score = score_of(jkey)
+      redis.call('ZREM', KEYS[3], id)
+      redis.call('ZADD', KEYS[1], score, id)
+      redis.call('HSET', jkey, 'state', 'waiting', 'token', '', 'stalls', stalls)
       redis.call('XADD', KEYS[9], 'MAXLEN', '~', 5000, '*', 'e', 'stalled', 'id', id)
     end
+  else
+    redis.call('ZREM', KEYS[3], id)  -- the job is gone: nothing to recover
   end
 end
 
@@ -77,7 +111,7 @@ end
 
 -- 3b. Global concurrency: lease at most cap - active. A capped worker looks again within 1 s;
 --     the worker whose job finished leases at once (finish and fetch share a round trip).
-local cap = tonumber(ARGV[9] or '0')
+local cap = tonumber(ARGV[12] or '0')
 if cap > 0 then
   local room = cap - redis.call('ZCARD', KEYS[3])
   if room <= 0 then
@@ -103,6 +137,8 @@ if rate_max > 0 then
 end
 
 -- 5. Lease the best N waiting jobs: highest priority first, FIFO within a priority.
+--    A job whose hash is malformed (written by another client) is leased all the same: the
+--    worker fails it with a clear error instead of this script erroring half-way.
 local popped = redis.call('ZPOPMIN', KEYS[1], n)
 local out = {0, stalled_failed}
 local deadline = now + lease
@@ -110,20 +146,23 @@ for i = 1, #popped, 2 do
   local id = popped[i]
   local jkey = prefix .. id
   local f = redis.call('HMGET', jkey, 'name', 'data', 'opts', 'priority', 'attempts_made',
-    'created_at', 'delay', 'stalls')
-  if f[1] then
-    local deliveries = redis.call('HINCRBY', jkey, 'deliveries', 1)
-    local token = ARGV[3] .. ':' .. deliveries
-    redis.call('HSET', jkey, 'state', 'active', 'processed_at', now, 'token', token)
+    'created_at', 'delay', 'stalls', 'deliveries', 'state')
+  if f[10] or f[1] or f[2] then
+    local deliveries = (tonumber(f[9]) or 0) + 1
+    -- The server time makes the token unique even if an AOF rollback rewound the counter.
+    local token = ARGV[3] .. ':' .. deliveries .. '.' .. now
+    redis.call('HSET', jkey, 'state', 'active', 'processed_at', now, 'token', token,
+      'deliveries', deliveries)
     redis.call('ZADD', KEYS[3], deadline, id)
-    redis.call('XADD', KEYS[9], 'MAXLEN', '~', 5000, '*', 'e', 'active', 'id', id, 'attempt', f[5] + 1)
+    redis.call('XADD', KEYS[9], 'MAXLEN', '~', 5000, '*', 'e', 'active', 'id', id, 'attempt', (tonumber(f[5]) or 0) + 1)
     if rate_max > 0 then
       redis.call('ZADD', KEYS[5], now, id .. ':' .. deliveries)
       redis.call('PEXPIRE', KEYS[5], rate_window + 1000)
     end
     out[#out + 1] = '[' .. cjson.encode(id) .. ',' .. cjson.encode(token) .. ',' ..
-      cjson.encode(f[1]) .. ',' .. f[2] .. ',' .. f[3] .. ',' .. f[4] .. ',' .. f[5] .. ',' ..
-      f[6] .. ',' .. f[7] .. ',' .. f[8] .. ']'
+      cjson.encode(f[1] or '') .. ',' .. (f[2] or 'null') .. ',' .. (f[3] or 'null') .. ',' ..
+      (f[4] or 'null') .. ',' .. (f[5] or 'null') .. ',' .. (f[6] or 'null') .. ',' ..
+      (f[7] or 'null') .. ',' .. (f[8] or 'null') .. ']'
   end
 end
 

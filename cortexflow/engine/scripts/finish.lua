@@ -9,52 +9,42 @@ KEYS[10] metrics: HASHes <KEYS[10]>:<epoch minute> (expire after 25 h) and <KEYS
 ARGV[1] job key prefix
 ARGV[2] completed retention: age (ms, -1 none)   ARGV[3] count (-1 none)
 ARGV[4] failed retention: age (ms, -1 none)      ARGV[5] count (-1 none)
-ARGV[6 ..] one per run, a JSON array text [kind, id, token, payload, extra]:
-  kind 'c' completed: payload = result JSON; extra = keep: '1' keep, '0' remove now, or a
-         count N to trim completed jobs to
-  kind 'r' failed, retried: payload = error JSON {message, stacktrace}; extra = delay (ms)
-  kind 'f' failed for good: payload = error JSON; extra = keep as for 'c', or for dead
-         letters a JSON envelope after a '|' ("keep|envelope")
+ARGV[6 ..] one per run, a JSON array (cortexflow/engine/outcomes.py encode_outcome):
+  [kind, id, token, result, error, stacktrace, delay_ms, keep, dead_letter]
+  kind 'c' completed (result: JSON text), 'r' failed and retried after delay_ms, 'f' failed for
+  good; keep (c, f): -1 queue retention, 0 remove now, N keep the newest N; dead_letter (f): 1
+  to put the job in the dead-letter outbox.
+Every argument is checked and every job read before the first write, so a bad argument or a
+malformed job hash fails the call with nothing written.
 Returns {done, lost, dead}: runs recorded, runs whose lease this worker had lost (nothing
 written for those: another worker owns the job now), jobs pushed to the dead-letter outbox. ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+--@include common
 local prefix = ARGV[1]
-
-local function remove_job(id)
-  redis.call('DEL', prefix .. id, prefix .. id .. ':logs')
+local ret = {}
+for i = 2, 5 do
+  ret[i] = tonumber(ARGV[i])
+  if not ret[i] then return redis.error_reply('ERR finish: retention argument ' .. i .. ' is not a number') end
 end
 
-local function trim(key, age, count)
-  if count >= 0 then
-    local excess = redis.call('ZCARD', key) - count
-    if excess > 0 then
-      local old = redis.call('ZRANGE', key, 0, math.min(excess, 1000) - 1)
-      for _, id in ipairs(old) do remove_job(id) end
-      redis.call('ZREM', key, unpack(old))
-    end
+-- 1. Check every argument.
+local runs = {}
+for i = 6, #ARGV do
+  local ok, run = pcall(cjson.decode, ARGV[i])
+  if not ok or type(run) ~= 'table' or (run[1] ~= 'c' and run[1] ~= 'r' and run[1] ~= 'f')
+      or type(run[2]) ~= 'string' or type(run[3]) ~= 'string' or type(run[4]) ~= 'string'
+      or type(run[5]) ~= 'string' or type(run[6]) ~= 'string' or type(run[7]) ~= 'number'
+      or type(run[8]) ~= 'number' or type(run[9]) ~= 'number' then
+    return redis.error_reply('ERR finish: argument ' .. i .. ' is not an outcome ' ..
+      '[kind, id, token, result, error, stacktrace, delay_ms, keep, dead_letter]')
   end
-  if age >= 0 then
-    local old = redis.call('ZRANGEBYSCORE', key, '-inf', now - age, 'LIMIT', 0, 1000)
-    if #old > 0 then
-      for _, id in ipairs(old) do remove_job(id) end
-      redis.call('ZREM', key, unpack(old))
-    end
-  end
+  runs[#runs + 1] = run
 end
 
--- keep: '1' keep (queue retention applies), '0' remove now, 'N' keep the newest N.
-local function finished(id, set, keep, age, count)
-  if keep == '0' then
-    remove_job(id)
-    return
-  end
-  redis.call('ZADD', set, now, id)
-  if keep ~= '1' then count = tonumber(keep) end
-  trim(set, age, count)
-end
+-- 2. Read: which runs still own their job, and what each write needs.
+local now = now_ms()
 
--- Metrics of this batch, written once after the loop.
+-- Metrics of this batch (engine/history.py reads them), written once after the loop. The
+-- reads tolerate a broken hash: a missing time counts no span, it never errors mid-write.
 local BOUNDS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000}
 local m = {}
 local function observe(jkey, kind)
@@ -62,7 +52,8 @@ local function observe(jkey, kind)
   local f = redis.call('HMGET', jkey, 'processed_at', 'created_at', 'delay')
   local start = tonumber(f[1])
   if not start then return end
-  local spans = {d = now - start, w = math.max(start - tonumber(f[2]) - tonumber(f[3]), 0)}
+  local spans = {d = now - start,
+    w = math.max(start - (tonumber(f[2]) or start) - (tonumber(f[3]) or 0), 0)}
   for x, ms in pairs(spans) do
     local b = #BOUNDS + 1
     for i, bound in ipairs(BOUNDS) do if ms <= bound then b = i break end end
@@ -70,51 +61,64 @@ local function observe(jkey, kind)
     m[x .. 's'] = (m[x .. 's'] or 0) + ms
   end
 end
-
 local EVENT = {c = 'completed', r = 'retried', f = 'failed'}
-local done, lost, dead, wake = 0, 0, 0, false
-for i = 6, #ARGV do
-  local run = cjson.decode(ARGV[i])
-  local kind, id, token, payload, extra = run[1], run[2], run[3], run[4], run[5]
+local plan = {}
+for _, run in ipairs(runs) do
+  local id, token = run[2], run[3]
   local jkey = prefix .. id
-  if redis.call('HGET', jkey, 'token') ~= token or not redis.call('ZSCORE', KEYS[1], id) then
+  local f = redis.call('HMGET', jkey, 'token', 'attempts_made')
+  local p = {run = run, jkey = jkey}
+  if f[1] == token and redis.call('ZSCORE', KEYS[1], id) then
+    p.made = (tonumber(f[2]) or 0) + 1
+    if run[1] == 'r' and run[7] <= 0 then p.score = score_of(jkey) end
+    if run[1] == 'f' and run[9] == 1 then
+      p.entry, p.letter = dead_letter_entry(jkey, id, run[5], run[6], p.made)
+    end
+  end
+  plan[#plan + 1] = p
+end
+
+-- 3. Write.
+local done, lost, dead, wake = 0, 0, 0, false
+local owned = {}
+for _, p in ipairs(plan) do
+  local run, jkey = p.run, p.jkey
+  local kind, id = run[1], run[2]
+  -- The same job twice in one batch (two deliveries): only the first owner writes.
+  if not p.made or owned[id] then
     lost = lost + 1
   else
+    owned[id] = true
     redis.call('ZREM', KEYS[1], id)
-    redis.call('HINCRBY', jkey, 'attempts_made', 1)
     done = done + 1
     observe(jkey, kind)
     redis.call('XADD', KEYS[9], 'MAXLEN', '~', 5000, '*', 'e', EVENT[kind], 'id', id)
     if kind == 'c' then
       redis.call('HINCRBY', KEYS[6], 'completed_total', 1)
       redis.call('HSET', jkey, 'state', 'completed', 'finished_at', now, 'token', '',
-        'result', payload)
-      finished(id, KEYS[4], extra, tonumber(ARGV[2]), tonumber(ARGV[3]))
-    else
-      local err = cjson.decode(payload)
-      redis.call('HSET', jkey, 'error', err.message, 'stacktrace', err.stacktrace or '',
-        'token', '')
-      if kind == 'r' then
-        local delay = tonumber(extra)
-        if delay > 0 then
-          redis.call('HSET', jkey, 'state', 'delayed')
-          redis.call('ZADD', KEYS[3], string.format('%.0f', now + delay), id)
-        else
-          redis.call('HSET', jkey, 'state', 'waiting')
-          redis.call('ZADD', KEYS[2], redis.call('HGET', jkey, 'score'), id)
-        end
-        wake = true
+        'attempts_made', p.made, 'result', run[4])
+      finished(prefix, id, KEYS[4], run[8], ret[2], ret[3], now)
+    elseif kind == 'r' then
+      redis.call('HSET', jkey, 'error', run[5], 'stacktrace', run[6], 'token', '',
+        'attempts_made', p.made)
+      if run[7] > 0 then
+        redis.call('HSET', jkey, 'state', 'delayed')
+        redis.call('ZADD', KEYS[3], string.format('%.0f', now + run[7]), id)
       else
-        redis.call('HINCRBY', KEYS[6], 'failed_total', 1)
-        redis.call('HSET', jkey, 'state', 'failed', 'finished_at', now)
-        local keep, envelope = string.match(extra, '^([^|]*)|(.*)$')
-        if not keep then keep = extra end
-        if envelope and envelope ~= '' then
-          redis.call('RPUSH', KEYS[8], envelope)
-          dead = dead + 1
-        end
-        finished(id, KEYS[5], keep, tonumber(ARGV[4]), tonumber(ARGV[5]))
+        redis.call('HSET', jkey, 'state', 'waiting')
+        redis.call('ZADD', KEYS[2], p.score, id)
       end
+      wake = true
+    else
+      redis.call('HINCRBY', KEYS[6], 'failed_total', 1)
+      redis.call('HSET', jkey, 'state', 'failed', 'finished_at', now, 'error', run[5],
+        'stacktrace', run[6], 'token', '', 'attempts_made', p.made)
+      if p.entry then
+        redis.call('HSET', jkey, 'dead_letters', p.letter)
+        redis.call('RPUSH', KEYS[8], p.entry)
+        dead = dead + 1
+      end
+      finished(prefix, id, KEYS[5], run[8], ret[4], ret[5], now)
     end
   end
 end

@@ -4,6 +4,9 @@ KEYS[7..] other keys of the queue (limiter, marker, outbox, ...), deleted at the
 ARGV[1] job key prefix  ARGV[2] '1' force  ARGV[3] batch size
 Returns -1 refused (jobs are active and not forced), else the number of jobs removed by this
 call; 0 means the queue is gone. The queue is paused while it is being removed. ]]
+if not tonumber(ARGV[3]) or tonumber(ARGV[3]) < 1 then
+  return redis.error_reply('ERR obliterate: bad batch size')
+end
 if ARGV[2] ~= '1' and redis.call('ZCARD', KEYS[3]) > 0 then return -1 end
 redis.call('HSET', KEYS[6], 'paused', '1')
 local batch = tonumber(ARGV[3])
@@ -11,7 +14,12 @@ local removed = 0
 for k = 1, 5 do
   local ids = redis.call('ZRANGE', KEYS[k], 0, batch - 1)
   if #ids > 0 then
-    for _, id in ipairs(ids) do redis.call('DEL', ARGV[1] .. id, ARGV[1] .. id .. ':logs') end
+    local doomed = {}
+    for _, id in ipairs(ids) do
+      doomed[#doomed + 1] = ARGV[1] .. id
+      doomed[#doomed + 1] = ARGV[1] .. id .. ':logs'
+    end
+    redis.call('DEL', unpack(doomed))
     redis.call('ZREM', KEYS[k], unpack(ids))
     removed = removed + #ids
     batch = batch - #ids

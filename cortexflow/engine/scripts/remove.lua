@@ -3,6 +3,7 @@ KEYS[1] wait  KEYS[2] delayed  KEYS[3] active  KEYS[4] completed  KEYS[5] failed
 KEYS[6] events (STREAM)
 ARGV[1] job key prefix  ARGV[2] job id
 Returns 1 removed, 0 no such job, -1 refused: the job is active (a worker holds it). ]]
+if ARGV[2] == nil or ARGV[2] == '' then return 0 end  -- no such job
 local id = ARGV[2]
 if redis.call('ZSCORE', KEYS[3], id) then return -1 end
 local jkey = ARGV[1] .. id

@@ -1,23 +1,38 @@
 --[[ retry: move failed jobs back to waiting with their attempts reset.
 KEYS[1] failed  KEYS[2] wait  KEYS[3] marker  KEYS[4] events (STREAM)
 ARGV[1] job key prefix  ARGV[2] 'all' (up to ARGV[3] of them) or 'ids'  ARGV[3..] ids / limit
+Every argument is checked and every job read before the first write. An id in the failed set
+whose job is gone is dropped from the set, not moved.
 Returns the ids moved. ]]
+--@include common
 local ids
 if ARGV[2] == 'all' then
-  ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
-else
+  local limit = tonumber(ARGV[3])
+  if not limit or limit < 1 then return redis.error_reply('ERR retry: bad limit') end
+  ids = redis.call('ZRANGE', KEYS[1], 0, limit - 1)
+elseif ARGV[2] == 'ids' then
   ids = {}
   for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
+else
+  return redis.error_reply("ERR retry: ARGV[2] is 'all' or 'ids'")
 end
-local moved = {}
+local plan = {}
 for _, id in ipairs(ids) do
   local jkey = ARGV[1] .. id
-  if redis.call('ZREM', KEYS[1], id) == 1 then
-    redis.call('ZADD', KEYS[2], redis.call('HGET', jkey, 'score'), id)
-    redis.call('HSET', jkey, 'state', 'waiting', 'attempts_made', 0, 'stalls', 0)
-    redis.call('HDEL', jkey, 'finished_at', 'error', 'stacktrace', 'result')
-    moved[#moved + 1] = id
-    redis.call('XADD', KEYS[4], 'MAXLEN', '~', 5000, '*', 'e', 'retried', 'id', id, 'by', 'retry')
+  if redis.call('ZSCORE', KEYS[1], id) then
+    local p = {id = id, jkey = jkey}
+    if redis.call('EXISTS', jkey) == 1 then p.score = score_of(jkey) end
+    plan[#plan + 1] = p
+  end
+end
+local moved = {}
+for _, p in ipairs(plan) do
+  if redis.call('ZREM', KEYS[1], p.id) == 1 and p.score then
+    redis.call('ZADD', KEYS[2], p.score, p.id)
+    redis.call('HSET', p.jkey, 'state', 'waiting', 'attempts_made', 0, 'stalls', 0)
+    redis.call('HDEL', p.jkey, 'finished_at', 'error', 'stacktrace', 'result')
+    moved[#moved + 1] = p.id
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', 5000, '*', 'e', 'retried', 'id', p.id, 'by', 'retry')
   end
 end
 if #moved > 0 and redis.call('LLEN', KEYS[3]) == 0 then redis.call('RPUSH', KEYS[3], '1') end
