@@ -253,7 +253,7 @@ def test_stalled_then_failed_by_the_stall_limit(redis_url: str) -> None:
     from cortexflow.engine.consumer import QueueConsumer
     from tests.helpers.jobs import engine_for
 
-    queue = QueueConfig(name="s", handler="x:y", lease=0.2, max_stalls=2)
+    queue = QueueConfig(name="s", handler="x:y", lease=0.2, max_stalls=1)
 
     async def main() -> list[tuple[str, dict[str, str]]]:
         async with engine_for(redis_url, queue) as engine:
@@ -262,7 +262,7 @@ def test_stalled_then_failed_by_the_stall_limit(redis_url: str) -> None:
             deadline = time.monotonic() + 20
             seen: list[Event] = []
             # Lease it twice and never finish: the first expiry stalls it (back to waiting),
-            # the second fails it (max_stalls 2).
+            # the second fails it (max_stalls 1: one recovery, as BullMQ's maxStalledCount).
             while not any(e.event == "failed" for e in seen):
                 assert time.monotonic() < deadline, [e.event for e in seen]
                 await consumer.fetch(1)
