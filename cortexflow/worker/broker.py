@@ -9,6 +9,8 @@ re-run jobs on crashes. Why the extension points used here:
   sent in batches through one finish script call.
 - Messages are built in-process from the leased job (``model_construct``): nothing is serialised
   twice and the handler gets its JobContext object directly.
+- Leases are keyed by delivery token (a job leased twice by this worker is two leases) and renewed
+  by the worker's lease thread (worker/leases.py), not by this event loop.
 """
 
 from __future__ import annotations
@@ -37,10 +39,17 @@ from cortexflow.engine.queue import Fetched, QueueEngine
 from cortexflow.errors import UnrecoverableError
 from cortexflow.worker.context import JobContext
 from cortexflow.worker.handlers import Runner
+from cortexflow.worker.leases import LeaseKeeper
 
 log = logging.getLogger("cortexflow.worker")
 
 TASK_NAME = "cortexflow.run"
+
+
+TOKEN_LABEL = "cortexflow_token"  # noqa: S105 - a label name, not a secret
+
+# One delivery of a job: (job id, lease token). A token is unique per job, not across jobs.
+Delivery = tuple[str, str]
 
 
 @dataclass
@@ -48,8 +57,12 @@ class Lease:
     fetched: Fetched
     result: TaskiqResult[Any] | None = None
     # Acked: the run is over and its outcome queued for the finish script. The job still holds
-    # its lease (renewed by heartbeats) until that write lands.
+    # its lease (renewed by the lease thread) until that write lands.
     acked: bool = False
+
+    @property
+    def key(self) -> Delivery:
+        return (self.fetched.job.id, self.fetched.token)
 
 
 class _Formatter(TaskiqFormatter):
@@ -75,7 +88,7 @@ class _KeepResult(TaskiqMiddleware):
         self._broker = broker
 
     def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
-        lease = self._broker.leases.get(message.task_id)
+        lease = self._broker.leases.get((message.task_id, message.labels.get(TOKEN_LABEL, "")))
         if lease is not None:
             lease.result = result
 
@@ -115,6 +128,7 @@ class CortexBroker(AsyncBroker):
         consumer: QueueConsumer,
         runner: Runner,
         *,
+        keeper: LeaseKeeper,
         dead_letter: QueueEngine | None = None,
         engine_for: Callable[[str], QueueEngine] | None = None,
     ) -> None:
@@ -123,11 +137,12 @@ class CortexBroker(AsyncBroker):
         self.consumer = consumer
         self.config = engine.config
         self.dead_letter = dead_letter
+        self.keeper = keeper
         self._engine_for = engine_for
         self.result_backend = _JobResultBackend(engine)
         self.formatter = _Formatter()
         self.add_middlewares(_KeepResult(self))
-        self.leases: dict[str, Lease] = {}
+        self.leases: dict[Delivery, Lease] = {}
         self.buffer: deque[Fetched] = deque()
         self.jobs_done = 0
         self.jobs_failed = 0
@@ -141,6 +156,9 @@ class CortexBroker(AsyncBroker):
         self._fetching: asyncio.Task[float | None] | None = None
         self._dlq_pending = asyncio.Event()
         self._closing = False
+        # A call failed: before the next fetch, wait until the lease thread renewed this
+        # worker's leases, so the fetch cannot recover its own live jobs as stalled.
+        self._outage = False
         self.register_task(runner, task_name=TASK_NAME)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -148,10 +166,7 @@ class CortexBroker(AsyncBroker):
     async def startup(self) -> None:
         await super().startup()
         if self.is_worker_process:
-            self._tasks = [
-                asyncio.create_task(self._finisher(), name="cortexflow-finisher"),
-                asyncio.create_task(self._heartbeats(), name="cortexflow-heartbeat"),
-            ]
+            self._tasks = [asyncio.create_task(self._finisher(), name="cortexflow-finisher")]
             if self.dead_letter is not None:
                 self._dlq_pending.set()
                 self._tasks.append(asyncio.create_task(self._dead_letters(), name="cortexflow-dlq"))
@@ -162,14 +177,15 @@ class CortexBroker(AsyncBroker):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._fetching), 5)
         # Acked runs are not given back: their outcome is queued and flush() writes it.
-        held = [(jid, ls.fetched.token) for jid, ls in self.leases.items() if not ls.acked]
+        held = [key for key, ls in self.leases.items() if not ls.acked]
         held += [(f.job.id, f.token) for f in self.buffer]
         self.buffer.clear()
         if not held:
             return 0
         n = await self.consumer.release(held)
-        for jid, _ in held:
-            if (lease := self.leases.pop(jid, None)) is not None and not lease.acked:
+        for key in held:
+            self.keeper.drop(key)
+            if (lease := self.leases.pop(key, None)) is not None and not lease.acked:
                 self.running -= 1
         return n
 
@@ -223,12 +239,15 @@ class CortexBroker(AsyncBroker):
                 # Outcomes are being written together with a fetch for the freed slots.
                 await self._finisher_idle.wait()
                 continue
+            if self._outage:
+                await self._after_outage()
             free = self.config.concurrency - self.running
             self._fetching = asyncio.create_task(self._fetch(max(free, 1)))
             try:
                 wait = await asyncio.shield(self._fetching)
                 failures = 0
             except RedisError as exc:
+                self._outage = True
                 failures += 1
                 pause = min(0.1 * 2 ** min(failures, 5), 2.0)
                 log.warning("fetch failed (%s); retrying in %.1fs", exc, pause)
@@ -245,14 +264,34 @@ class CortexBroker(AsyncBroker):
                     log.warning("waiting for work failed (%s); retrying", exc)
                     await asyncio.sleep(0.5)
 
+    async def _after_outage(self) -> None:
+        """Renew before fetching: wait for the lease thread's next successful renewal."""
+        if not self.keeper.held():
+            self._outage = False
+            return
+        if await self.keeper.renewed(timeout=self.config.lease):
+            self._outage = False
+        else:
+            log.warning("leases not renewed within %gs; fetching anyway", self.config.lease)
+            self._outage = False
+
     async def _fetch(self, n: int) -> float | None:
         result = await self.consumer.fetch(n)
-        self.buffer.extend(result.jobs)
+        self._buffer(result.jobs)
         return result.wait
+
+    def _buffer(self, jobs: list[Fetched]) -> None:
+        for f in jobs:
+            self.keeper.hold((f.job.id, f.token))
+        self.buffer.extend(jobs)
 
     def _deliver(self, fetched: Fetched) -> AckableMessage:
         job = fetched.job
-        self.leases[job.id] = Lease(fetched)
+        token = fetched.token
+        timeout = job.opts.get("timeout", self.config.timeout)
+        key = (job.id, token)
+        self.leases[key] = Lease(fetched)
+        self.keeper.hold(key, timeout)
         self.running += 1
         ctx = JobContext(
             self.engine.client,
@@ -270,12 +309,12 @@ class CortexBroker(AsyncBroker):
         message = TaskiqMessage.model_construct(
             task_id=job.id,
             task_name=TASK_NAME,
-            labels={"timeout": job.opts.get("timeout", self.config.timeout)},
+            labels={"timeout": timeout, TOKEN_LABEL: token},
             labels_types=None,
             args=[job.data, ctx],
             kwargs={},
         )
-        return AckableMessage.model_construct(data=message, ack=self._acker(job.id))
+        return AckableMessage.model_construct(data=message, ack=self._acker(key))
 
     async def _add_job(self, queue: str, name: str, data: Any, options: AddOptions) -> str:
         engine = self.engine if queue == self.engine.name else None
@@ -285,13 +324,13 @@ class CortexBroker(AsyncBroker):
             engine = self._engine_for(queue)
         return await engine.add(name, data, job_options(engine.config, **options))
 
-    def _acker(self, job_id: str) -> Callable[[], Any]:
+    def _acker(self, key: Delivery) -> Callable[[], Any]:
         def ack() -> None:
             """Queue the outcome and free the slot at once: the Receiver starts the next job
             while the finisher writes this one (with others) in one script call. A crash before
             that write leaves the job active; its lease expires and it runs again, as for a
             crash during the run itself."""
-            lease = self.leases.get(job_id)
+            lease = self.leases.get(key)
             if lease is None or lease.acked:  # released while running (stop): nothing to record
                 return
             lease.acked = True
@@ -373,12 +412,13 @@ class CortexBroker(AsyncBroker):
                 # listen() is fetching already or the worker is stopping.
                 fetching = self._fetching is not None and not self._fetching.done()
                 n = 0
-                if self.fetch_enabled and not fetching:
+                if self.fetch_enabled and not fetching and not self._outage:
                     n = self.config.concurrency - self.running - len(self.buffer)
                 try:
                     (_, lost, dead), fetched = await self.consumer.finish_and_fetch(batch, n)
                     break
                 except RedisError as exc:  # never drop an outcome: retry until Redis is back
+                    self._outage = True
                     failures += 1
                     pause = min(0.1 * 2 ** min(failures, 5), 2.0)
                     log.warning("recording %d outcomes failed (%s); retrying", len(batch), exc)
@@ -390,26 +430,14 @@ class CortexBroker(AsyncBroker):
             if dead:
                 self._dlq_pending.set()
             if fetched is not None:
-                self.buffer.extend(fetched.jobs)
+                self._buffer(fetched.jobs)
             for outcome in batch:
-                self.leases.pop(outcome.job_id, None)
+                key = (outcome.job_id, outcome.token)
+                self.leases.pop(key, None)
+                self.keeper.drop(key)
                 self._finish_queue.task_done()
             if self._finish_queue.empty():
                 self._finisher_idle.set()
-
-    async def _heartbeats(self) -> None:
-        interval = max(self.config.lease / 3.0, 0.1)
-        while not self._closing:
-            await asyncio.sleep(interval)
-            held = [(jid, lease.fetched.token) for jid, lease in self.leases.items()]
-            held += [(f.job.id, f.token) for f in self.buffer]
-            try:
-                lost = await self.consumer.heartbeat(held)
-            except RedisError as exc:
-                log.warning("lease renewal failed (%s)", exc)
-                continue
-            for jid in lost:
-                log.warning("lease of job %s lost: it ran past its lease without renewal", jid)
 
     async def _dead_letters(self) -> None:
         assert self.dead_letter is not None

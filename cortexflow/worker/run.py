@@ -29,6 +29,7 @@ from cortexflow.engine import registry
 from cortexflow.engine.connection import connect, ping
 from cortexflow.engine.consumer import QueueConsumer
 from cortexflow.engine.queue import QueueEngine
+from cortexflow.engine.renewal import SyncRenewer
 from cortexflow.errors import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -41,6 +42,7 @@ from cortexflow.redact import redact_url
 from cortexflow.worker.broker import CortexBroker
 from cortexflow.worker.env import ENV_LIFELINE_FD, ENV_PARENT_PID, ENV_READY_FD, int_from_env
 from cortexflow.worker.handlers import HandlerImportError, build_runner, load_handler
+from cortexflow.worker.leases import EXIT_LOOP_BLOCKED, LeaseKeeper, call_timeout
 
 log = logging.getLogger("cortexflow.worker")
 
@@ -60,6 +62,7 @@ class QueueWorker:
         *,
         replica: int = 0,
         handler: Any = None,
+        exit_on_hang: bool = False,
     ) -> None:
         self.config = config
         self.queue = config.queue(queue)  # UsageError for an unknown queue
@@ -69,6 +72,10 @@ class QueueWorker:
         self.started_at = time.time()
         self.state = "starting"
         self._handler = handler
+        # A worker process gives up when its event loop is blocked past a job's timeout; a
+        # worker embedded in an application (WorkerManager) only lets those jobs' leases go.
+        self._exit_on_hang = exit_on_hang
+        self.keeper: LeaseKeeper | None = None
         self._finish = asyncio.Event()
         self._listen: asyncio.Task[None] | None = None
         self._beat: asyncio.Task[None] | None = None
@@ -100,7 +107,14 @@ class QueueWorker:
                 engines[name] = QueueEngine(self.client, self.config.queue(name), prefix)
             return engines[name]
 
-        broker = CortexBroker(engine, consumer, runner, dead_letter=dlq, engine_for=engine_for)
+        renewer = SyncRenewer(self.redis_url, prefix, q.name, q.lease, call_timeout(q.lease))
+        self.keeper = LeaseKeeper(
+            renewer, q.lease, on_hang=self._on_hang, name=f"cf-{q.name}-leases"
+        )
+        self.keeper.start(asyncio.get_running_loop())
+        broker = CortexBroker(
+            engine, consumer, runner, keeper=self.keeper, dead_letter=dlq, engine_for=engine_for
+        )
         broker.is_worker_process = True
         self.broker = broker
         await broker.startup()
@@ -123,6 +137,33 @@ class QueueWorker:
         if self._listen in done:
             ready.cancel()
             self._listen.result()  # raises what stopped it
+
+    def _on_hang(self, job_ids: list[str], blocked: float) -> None:
+        """Called from the lease thread: the event loop has been blocked past the timeout of
+        ``job_ids``, which can therefore never fire."""
+        ids = ", ".join(job_ids)
+        if self._exit_on_hang:
+            log.error(
+                "the event loop has been blocked for %.1fs, past the timeout of job(s) %s: "
+                "exiting so they are run again elsewhere (after their lease) and a new worker "
+                "takes this one's place",
+                blocked,
+                ids,
+            )
+            sys.stderr.flush()
+            os._exit(EXIT_LOOP_BLOCKED)
+        log.error(
+            "the event loop has been blocked for %.1fs, past the timeout of job(s) %s: their "
+            "leases are no longer renewed, so they are run again elsewhere",
+            blocked,
+            ids,
+        )
+        assert self.broker is not None
+        keeper = self.keeper
+        if keeper is not None:
+            for key in list(self.broker.leases):
+                if key[0] in job_ids:
+                    keeper.drop(key)
 
     async def stop(self, timeout: float | None = None) -> None:
         """Stop fetching now; let running jobs finish within ``timeout`` (default: the config's
@@ -172,6 +213,8 @@ class QueueWorker:
                 self.client, self.config.redis.prefix, self.queue.name, self.worker_id
             )
         await self.broker.shutdown()
+        if self.keeper is not None:
+            self.keeper.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
         await self.client.aclose()
         await self.block_client.aclose()
@@ -244,7 +287,7 @@ async def _serve(
         loop.add_signal_handler(sig, signals.put_nowait, sig)
     _watch_lifeline(loop, signals)
     try:
-        worker = QueueWorker(config, queue, redis_url, replica=replica)
+        worker = QueueWorker(config, queue, redis_url, replica=replica, exit_on_hang=True)
         await worker.start()
     except (HandlerImportError, UsageError) as exc:
         sys.stderr.write(f"error: {exc}\n")
