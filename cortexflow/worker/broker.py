@@ -20,9 +20,10 @@ import contextlib
 import json
 import logging
 import traceback
+from asyncio import CancelledError
 from collections import deque
-from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -38,7 +39,7 @@ from cortexflow.engine.options import AddOptions, job_options
 from cortexflow.engine.queue import Fetched, QueueEngine
 from cortexflow.errors import UnrecoverableError
 from cortexflow.worker.context import JobContext
-from cortexflow.worker.handlers import Runner
+from cortexflow.worker.handlers import Run, Runner
 from cortexflow.worker.leases import LeaseKeeper
 
 log = logging.getLogger("cortexflow.worker")
@@ -59,6 +60,9 @@ class Lease:
     # Acked: the run is over and its outcome queued for the finish script. The job still holds
     # its lease (renewed by the lease thread) until that write lands.
     acked: bool = False
+    run: Run = field(default_factory=Run)
+    task: asyncio.Task[Any] | None = None  # the Receiver's task running it, once started
+    cancelled: bool = False  # cancelled by a stop: the job goes back to waiting, no attempt
 
     @property
     def key(self) -> Delivery:
@@ -159,7 +163,7 @@ class CortexBroker(AsyncBroker):
         # A call failed: before the next fetch, wait until the lease thread renewed this
         # worker's leases, so the fetch cannot recover its own live jobs as stalled.
         self._outage = False
-        self.register_task(runner, task_name=TASK_NAME)
+        self.register_task(_task(runner), task_name=TASK_NAME)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -171,13 +175,48 @@ class CortexBroker(AsyncBroker):
                 self._dlq_pending.set()
                 self._tasks.append(asyncio.create_task(self._dead_letters(), name="cortexflow-dlq"))
 
+    async def stop_runs(self, wait: float = 1.0) -> None:
+        """Cancel the runs that can be stopped (async handlers, and sync ones whose thread has
+        not started), and wait up to ``wait`` seconds for them to end. Their jobs go back to
+        waiting with release_all(); a run that finished meanwhile keeps its outcome."""
+        stopping = []
+        for lease in self.leases.values():
+            task = lease.task
+            if lease.acked or task is None or task.done():
+                continue
+            if lease.run.withdraw():
+                lease.cancelled = True
+                task.cancel()
+                stopping.append(task)
+        if stopping:
+            await asyncio.wait(stopping, timeout=wait)
+
+    def in_threads(self) -> int:
+        """Runs whose sync handler is still executing in a thread, outcome not yet recorded."""
+        return sum(1 for ls in self.leases.values() if ls.run.in_thread and not ls.acked)
+
+    async def wait_threads(self) -> None:
+        """Wait until every run in a sync handler thread has ended and recorded its outcome."""
+        while tasks := [
+            ls.task
+            for ls in self.leases.values()
+            if ls.run.in_thread and not ls.acked and ls.task is not None
+        ]:
+            await asyncio.wait(tasks)
+
     async def release_all(self) -> int:
-        """Give back every job this worker holds and has not finished (stop / abort)."""
+        """Give back every job this worker holds and whose handler is not running (stop /
+        abort). A job whose sync handler still runs in a thread is kept (its lease renewed):
+        giving it back would run it twice; it ends when its thread does, or stalls."""
         if self._fetching is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._fetching), 5)
         # Acked runs are not given back: their outcome is queued and flush() writes it.
-        held = [key for key, ls in self.leases.items() if not ls.acked]
+        held = [
+            key
+            for key, ls in self.leases.items()
+            if not ls.acked and (ls.task is None or ls.task.done() or ls.run.withdraw())
+        ]
         held += [(f.job.id, f.token) for f in self.buffer]
         self.buffer.clear()
         if not held:
@@ -290,7 +329,7 @@ class CortexBroker(AsyncBroker):
         token = fetched.token
         timeout = job.opts.get("timeout", self.config.timeout)
         key = (job.id, token)
-        self.leases[key] = Lease(fetched)
+        lease = self.leases[key] = Lease(fetched)
         self.keeper.hold(key, timeout)
         self.running += 1
         ctx = JobContext(
@@ -311,7 +350,7 @@ class CortexBroker(AsyncBroker):
             task_name=TASK_NAME,
             labels={"timeout": timeout, TOKEN_LABEL: token},
             labels_types=None,
-            args=[job.data, ctx],
+            args=[job.data, ctx, lease],
             kwargs={},
         )
         return AckableMessage.model_construct(data=message, ack=self._acker(key))
@@ -332,6 +371,11 @@ class CortexBroker(AsyncBroker):
             crash during the run itself."""
             lease = self.leases.get(key)
             if lease is None or lease.acked:  # released while running (stop): nothing to record
+                return
+            result = lease.result
+            if lease.cancelled and (result is None or isinstance(result.error, CancelledError)):
+                # Stopped by the worker's stop, not failed: release_all() gives it back.
+                lease.task = None
                 return
             lease.acked = True
             self.running -= 1
@@ -454,6 +498,18 @@ class CortexBroker(AsyncBroker):
                 log.warning("copying dead letters failed (%s); will retry", exc)
                 await asyncio.sleep(1)
                 self._dlq_pending.set()
+
+
+def _task(runner: Runner) -> Callable[[Any, JobContext, Lease], Awaitable[Any]]:
+    """The one task the Receiver runs: the handler, with the run's task and thread known to the
+    lease (a stop must know whether the handler can still be stopped). A plain function:
+    taskiq renames what it registers."""
+
+    async def run(data: Any, job: JobContext, lease: Lease) -> Any:
+        lease.task = asyncio.current_task()
+        return await runner(data, job, lease.run)
+
+    return run
 
 
 def _keep(option: Any, keep_by_queue: bool) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from pathlib import Path
@@ -18,7 +19,42 @@ from cortexflow.config.importer import ImportFromStringError, resolve_handler
 from cortexflow.errors import CortexflowError
 from cortexflow.worker.context import JobContext
 
-Runner = Callable[[Any, JobContext], Awaitable[Any]]
+
+class Run:
+    """One run of a handler, as the broker needs to know it when the worker stops.
+
+    A sync handler's thread cannot be stopped, so a job whose handler runs (or may still start)
+    in a thread is never given back: it would run twice. ``withdraw()`` settles the race with
+    a thread about to start: afterwards the handler either is running (``in_thread``) or will
+    never start."""
+
+    __slots__ = ("_lock", "in_thread", "withdrawn")
+
+    def __init__(self) -> None:
+        self.in_thread = False
+        self.withdrawn = False
+        self._lock: threading.Lock | None = None
+
+    def _enter(self) -> bool:
+        """In the thread, before the handler: False if the run was withdrawn."""
+        assert self._lock is not None
+        with self._lock:
+            if self.withdrawn:
+                return False
+            self.in_thread = True
+            return True
+
+    def withdraw(self) -> bool:
+        """True if the handler is not running and now never will: the job may be given back."""
+        if self._lock is None:  # not a thread run
+            return True
+        with self._lock:
+            if not self.in_thread:
+                self.withdrawn = True
+            return self.withdrawn
+
+
+Runner = Callable[[Any, JobContext, Run], Awaitable[Any]]
 
 
 class HandlerImportError(CortexflowError):
@@ -46,7 +82,7 @@ def build_runner(obj: Any, executor: Executor) -> Runner:
             raise HandlerImportError(f"{obj.__name__}() raised: {exc!r}") from exc
         bound = instance.process
 
-        async def run_worker_class(data: Any, job: JobContext) -> Any:
+        async def run_worker_class(data: Any, job: JobContext, run: Run) -> Any:
             out = bound(job)
             return await out if inspect.isawaitable(out) else out
 
@@ -57,14 +93,24 @@ def build_runner(obj: Any, executor: Executor) -> Runner:
     if inspect.iscoroutinefunction(obj):
         # Always wrapped: taskiq reads the type hints of what it runs, and a user's
         # annotations may not resolve outside their module.
-        async def run_async(data: Any, job: JobContext) -> Any:
+        async def run_async(data: Any, job: JobContext, run: Run) -> Any:
             return await (obj(data, job) if wants_job else obj(data))
 
         return run_async
 
-    async def run_sync(data: Any, job: JobContext) -> Any:
+    async def run_sync(data: Any, job: JobContext, run: Run) -> Any:
         call = functools.partial(obj, data, job) if wants_job else functools.partial(obj, data)
-        out = await asyncio.get_running_loop().run_in_executor(executor, call)
+
+        def in_thread() -> Any:
+            if not run._enter():
+                raise asyncio.CancelledError
+            try:
+                return call()
+            finally:
+                run.in_thread = False
+
+        run._lock = threading.Lock()
+        out = await asyncio.get_running_loop().run_in_executor(executor, in_thread)
         return await out if inspect.isawaitable(out) else out
 
     return run_sync

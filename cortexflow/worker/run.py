@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -40,7 +41,13 @@ from cortexflow.errors import (
 )
 from cortexflow.redact import redact_url
 from cortexflow.worker.broker import CortexBroker
-from cortexflow.worker.env import ENV_LIFELINE_FD, ENV_PARENT_PID, ENV_READY_FD, int_from_env
+from cortexflow.worker.env import (
+    ENV_LIFELINE_FD,
+    ENV_PARENT_PID,
+    ENV_READY_FD,
+    int_from_env,
+    supervised,
+)
 from cortexflow.worker.handlers import HandlerImportError, build_runner, load_handler
 from cortexflow.worker.leases import EXIT_LOOP_BLOCKED, LeaseKeeper, call_timeout
 
@@ -49,6 +56,7 @@ log = logging.getLogger("cortexflow.worker")
 HEARTBEAT_INTERVAL = 2.0
 HEARTBEAT_TTL = 10.0
 STOP_MARGIN = 0.5  # seconds kept from the supervisor's stop_timeout to give jobs back
+SAME_REQUEST = 2.0  # seconds within which a repeated signal is the same stop request
 
 
 class QueueWorker:
@@ -167,7 +175,9 @@ class QueueWorker:
 
     async def stop(self, timeout: float | None = None) -> None:
         """Stop fetching now; let running jobs finish within ``timeout`` (default: the config's
-        stop_timeout); give back to waiting whatever is still running then."""
+        stop_timeout); then stop the runs that can be stopped (async handlers) and give their
+        jobs back to waiting. A sync handler still running in its thread cannot be stopped: its
+        job keeps its lease and the stop waits for the thread (its outcome is recorded then)."""
         if self.broker is None:
             return
         broker = self.broker
@@ -180,30 +190,47 @@ class QueueWorker:
         if self._listen is not None:
             with contextlib.suppress(Exception):
                 await self._listen
+        await broker.stop_runs()
         await broker.flush(timeout=5.0)
-        try:
-            released = await broker.release_all()
-            if released:
-                log.warning("gave %d unfinished job(s) back to waiting", released)
-        except RedisError as exc:
-            log.error("could not give jobs back (%s); they return after their lease", exc)
+        await self._give_back(broker)
+        if n := broker.in_threads():
+            log.warning(
+                "%d job(s) still running in sync handler threads, which cannot be stopped: "
+                "their leases are kept until the threads end (signal again to exit now; those "
+                "jobs then run again after their lease)",
+                n,
+            )
+            await broker.wait_threads()
+            await broker.flush(timeout=5.0)
         await self._close()
 
+    async def _give_back(self, broker: CortexBroker) -> None:
+        try:
+            released = await asyncio.wait_for(broker.release_all(), 10)
+            if released:
+                log.warning("gave %d unfinished job(s) back to waiting", released)
+        except (RedisError, TimeoutError) as exc:
+            log.error("could not give jobs back (%s); they return after their lease", exc)
+
     async def abort(self) -> None:
-        """Stop at once: give every held job back to waiting and close."""
+        """Stop at once: stop what can be stopped, give those jobs back to waiting, close.
+        Jobs of sync handlers still running in threads are left to stall."""
         if self.broker is None:
             return
-        self.broker.fetch_enabled = False
+        broker = self.broker
+        broker.fetch_enabled = False
         self._finish.set()
-        await self.broker.flush(timeout=1.0)  # outcomes already decided are worth writing
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.broker.release_all(), 5)
+        await broker.flush(timeout=1.0)  # outcomes already decided are worth writing
+        await broker.stop_runs(wait=0.5)
+        await self._give_back(broker)
         if self._listen is not None:
             self._listen.cancel()
         await self._close()
 
     async def _close(self) -> None:
-        assert self.broker is not None
+        broker, self.broker = self.broker, None
+        if broker is None:  # closed already (a stop and an abort may both get here)
+            return
         self.state = "stopped"
         if self._beat is not None:
             self._beat.cancel()
@@ -212,13 +239,12 @@ class QueueWorker:
             await registry.remove_worker(
                 self.client, self.config.redis.prefix, self.queue.name, self.worker_id
             )
-        await self.broker.shutdown()
+        await broker.shutdown()
         if self.keeper is not None:
             self.keeper.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
         await self.client.aclose()
         await self.block_client.aclose()
-        self.broker = None
 
     def info(self) -> dict[str, Any]:
         b = self.broker
@@ -275,7 +301,13 @@ def run_worker(
         import uvloop
 
         runner = uvloop.run
-    return int(runner(_serve(config, queue, redis_url, replica, stop_timeout)))
+    code = int(runner(_serve(config, queue, redis_url, replica, stop_timeout)))
+    stuck = [t for t in threading.enumerate() if t.is_alive() and not t.daemon]
+    if len(stuck) > 1:  # besides this main thread: handler threads that never returned
+        log.warning("exiting with %d handler thread(s) still running", len(stuck) - 1)
+        logging.shutdown()
+        os._exit(code)  # the interpreter would wait for them forever
+    return code
 
 
 async def _serve(
@@ -306,16 +338,36 @@ async def _serve(
     first = await signals.get()
     log.info("got %s: stopping (running jobs may finish)", signal.Signals(first).name)
     stopping = asyncio.create_task(worker.stop(stop_timeout))
-    second = asyncio.create_task(signals.get())
-    done, _ = await asyncio.wait({stopping, second}, return_when=asyncio.FIRST_COMPLETED)
-    if stopping in done:
-        second.cancel()
-        stopping.result()
-        return EXIT_OK
-    log.warning("second signal: stopping now, unfinished jobs go back to waiting")
-    await worker.abort()
-    stopping.cancel()
-    return EXIT_FAILURE
+    since = time.monotonic()
+    while True:
+        again = asyncio.create_task(signals.get())
+        done, _ = await asyncio.wait({stopping, again}, return_when=asyncio.FIRST_COMPLETED)
+        if stopping in done:
+            again.cancel()
+            stopping.result()
+            return EXIT_OK
+        name = signal.Signals(again.result()).name
+        if not _second_request(since):
+            log.info("got %s again: already stopping (the same stop request)", name)
+            continue
+        log.warning("second signal: stopping now; jobs not running in threads go back to waiting")
+        stopping.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await stopping
+        await worker.abort()
+        return EXIT_FAILURE
+
+
+def _second_request(first_at: float) -> bool:
+    """Whether another SIGTERM/SIGINT is a second stop request (stop at once).
+
+    systemd (KillMode=control-group), `docker stop` on a process tree and Kubernetes signal
+    every process at once, so a worker of `cortexflow up` gets one SIGTERM from them and one
+    from the supervisor: under a supervisor every repeat is the same request (the supervisor
+    escalates with SIGKILL itself). Run alone, a repeat within SAME_REQUEST seconds is too."""
+    if supervised():
+        return False
+    return time.monotonic() - first_at > SAME_REQUEST
 
 
 def _die_with_parent() -> None:
