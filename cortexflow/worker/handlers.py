@@ -18,6 +18,7 @@ from typing import Any
 from cortexflow.config.importer import ImportFromStringError, resolve_handler
 from cortexflow.errors import CortexflowError
 from cortexflow.worker.context import JobContext
+from cortexflow.worker.threads import HandlerThreads
 
 
 class Run:
@@ -28,11 +29,12 @@ class Run:
     a thread about to start: afterwards the handler either is running (``in_thread``) or will
     never start."""
 
-    __slots__ = ("_lock", "in_thread", "withdrawn")
+    __slots__ = ("_lock", "abandoned", "in_thread", "withdrawn")
 
     def __init__(self) -> None:
         self.in_thread = False
         self.withdrawn = False
+        self.abandoned = False  # past its timeout: its thread no longer counts (threads.py)
         self._lock: threading.Lock | None = None
 
     def _enter(self) -> bool:
@@ -98,6 +100,12 @@ def build_runner(obj: Any, executor: Executor) -> Runner:
 
         return run_async
 
+    return _sync_runner(obj, wants_job, executor)
+
+
+def _sync_runner(obj: Callable[..., Any], wants_job: bool, executor: Executor) -> Runner:
+    """A sync handler runs in a thread of ``executor`` (HandlerThreads in a worker)."""
+
     async def run_sync(data: Any, job: JobContext, run: Run) -> Any:
         call = functools.partial(obj, data, job) if wants_job else functools.partial(obj, data)
 
@@ -107,10 +115,23 @@ def build_runner(obj: Any, executor: Executor) -> Runner:
             try:
                 return call()
             finally:
-                run.in_thread = False
+                with run._lock:  # type: ignore[union-attr]
+                    run.in_thread = False
+                    returned = run.abandoned
+                if returned and isinstance(executor, HandlerThreads):
+                    executor.returned()
 
         run._lock = threading.Lock()
-        out = await asyncio.get_running_loop().run_in_executor(executor, in_thread)
+        try:
+            out = await asyncio.get_running_loop().run_in_executor(executor, in_thread)
+        except BaseException:
+            # Timed out (or stopped) while the handler runs on in its thread: let the thread
+            # go; the run's slot is free and another thread serves the next job.
+            with run._lock:
+                stuck = run.abandoned = run.in_thread
+            if stuck and isinstance(executor, HandlerThreads):
+                executor.abandon()
+            raise
         return await out if inspect.isawaitable(out) else out
 
     return run_sync

@@ -19,7 +19,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -50,6 +49,7 @@ from cortexflow.worker.env import (
 )
 from cortexflow.worker.handlers import HandlerImportError, build_runner, load_handler
 from cortexflow.worker.leases import EXIT_LOOP_BLOCKED, LeaseKeeper, call_timeout
+from cortexflow.worker.threads import HandlerThreads
 
 log = logging.getLogger("cortexflow.worker")
 
@@ -57,6 +57,7 @@ HEARTBEAT_INTERVAL = 2.0
 HEARTBEAT_TTL = 10.0
 STOP_MARGIN = 0.5  # seconds kept from the supervisor's stop_timeout to give jobs back
 SAME_REQUEST = 2.0  # seconds within which a repeated signal is the same stop request
+EXIT_STUCK = 75  # drained and exited: too many sync handler threads stuck past their timeout
 
 
 class QueueWorker:
@@ -84,6 +85,10 @@ class QueueWorker:
         # worker embedded in an application (WorkerManager) only lets those jobs' leases go.
         self._exit_on_hang = exit_on_hang
         self.keeper: LeaseKeeper | None = None
+        # Called once the worker decided to drain and exit (too many stuck handler threads);
+        # run_worker's loop turns it into a stop, as for SIGTERM.
+        self.on_give_up: Callable[[], None] | None = None
+        self.gave_up = False
         self._finish = asyncio.Event()
         self._listen: asyncio.Task[None] | None = None
         self._beat: asyncio.Task[None] | None = None
@@ -97,7 +102,10 @@ class QueueWorker:
         handler = self._handler
         if handler is None:
             handler = load_handler(q.handler, self.config.base_dir)
-        self._executor = ThreadPoolExecutor(q.concurrency, thread_name_prefix=f"cf-{q.name}")
+        # A timed-out sync handler's thread is replaced; more stuck threads than slots: drain.
+        self._executor = HandlerThreads(
+            f"cf-{q.name}", max_abandoned=q.concurrency, on_too_many=self._too_many_stuck
+        )
         runner = build_runner(handler, self._executor)
         self.client = connect(self.redis_url)
         self.block_client = connect(self.redis_url)
@@ -145,6 +153,31 @@ class QueueWorker:
         if self._listen in done:
             ready.cancel()
             self._listen.result()  # raises what stopped it
+
+    def _too_many_stuck(self, stuck: int) -> None:
+        """More sync handler threads stuck past their timeout than the queue has slots: this
+        worker drains (running jobs finish, the rest go back) and exits so a fresh process
+        replaces it. It leaves the worker registry at once, so health reports the queue."""
+        if self.gave_up:
+            return
+        self.gave_up = True
+        self.state = "stuck"
+        log.error(
+            "%d sync handler threads are stuck past their timeout (more than the queue's "
+            "%d slots): draining and exiting so a new worker takes this one's place; use "
+            "`isolation: process` to have hung handlers killed",
+            stuck,
+            self.queue.concurrency,
+        )
+        if self._beat is not None:
+            self._beat.cancel()
+        self._withdraw = asyncio.ensure_future(
+            registry.remove_worker(
+                self.client, self.config.redis.prefix, self.queue.name, self.worker_id
+            )
+        )
+        if self.on_give_up is not None:
+            self.on_give_up()
 
     def _on_hang(self, job_ids: list[str], blocked: float) -> None:
         """Called from the lease thread: the event loop has been blocked past the timeout of
@@ -327,6 +360,7 @@ async def _serve(
     except (RedisUnavailableError, RedisError, OSError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_UNAVAILABLE
+    worker.on_give_up = lambda: signals.put_nowait(signal.SIGTERM)
     _signal_ready()
     log.info(
         "worker ready: queue=%s replica=%d pid=%d concurrency=%d",
@@ -336,7 +370,10 @@ async def _serve(
         worker.queue.concurrency,
     )
     first = await signals.get()
-    log.info("got %s: stopping (running jobs may finish)", signal.Signals(first).name)
+    if worker.gave_up:
+        log.info("stopping (running jobs may finish)")
+    else:
+        log.info("got %s: stopping (running jobs may finish)", signal.Signals(first).name)
     stopping = asyncio.create_task(worker.stop(stop_timeout))
     since = time.monotonic()
     while True:
@@ -345,7 +382,7 @@ async def _serve(
         if stopping in done:
             again.cancel()
             stopping.result()
-            return EXIT_OK
+            return EXIT_STUCK if worker.gave_up else EXIT_OK
         name = signal.Signals(again.result()).name
         if not _second_request(since):
             log.info("got %s again: already stopping (the same stop request)", name)
