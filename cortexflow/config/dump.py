@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from cortexflow.config.build import format_memory
 from cortexflow.config.model import Config, QueueConfig, RetentionRule
 from cortexflow.durations import format_duration
 
@@ -74,5 +75,10 @@ def _queue(q: QueueConfig, config: Config) -> dict[str, Any]:
         "dead_letter": q.dead_letter,
         "lease": format_duration(q.lease),
         "max_stalls": q.max_stalls,
+        "isolation": q.isolation,
+        "max_jobs_per_child": q.max_jobs_per_child,
+        "max_memory_per_child": (
+            format_memory(q.max_memory_per_child) if q.max_memory_per_child else None
+        ),
         "settings": dict(q.settings),
     }

@@ -66,6 +66,10 @@ class QueueConfig:
     dead_letter: str | None = None
     lease: float = 30.0
     max_stalls: int = 2
+    # Where handlers run: "none" in the worker process, "process" in child processes of it.
+    isolation: Literal["none", "process"] = "none"
+    max_jobs_per_child: int | None = None
+    max_memory_per_child: int | None = None  # bytes
     # Free-form settings for the handler (`job.settings`); the schema default is {}.
     settings: Mapping[str, Any] = field(default_factory=dict, hash=False)
 

@@ -49,6 +49,7 @@ from cortexflow.worker.env import (
 )
 from cortexflow.worker.handlers import HandlerImportError, build_runner, load_handler
 from cortexflow.worker.leases import EXIT_LOOP_BLOCKED, LeaseKeeper, call_timeout
+from cortexflow.worker.processes import ProcessPool, process_runner
 from cortexflow.worker.threads import HandlerThreads
 
 log = logging.getLogger("cortexflow.worker")
@@ -99,14 +100,21 @@ class QueueWorker:
 
         Raises HandlerImportError (bad handler) or RedisUnavailableError."""
         q = self.queue
-        handler = self._handler
-        if handler is None:
-            handler = load_handler(q.handler, self.config.base_dir)
         # A timed-out sync handler's thread is replaced; more stuck threads than slots: drain.
         self._executor = HandlerThreads(
             f"cf-{q.name}", max_abandoned=q.concurrency, on_too_many=self._too_many_stuck
         )
-        runner = build_runner(handler, self._executor)
+        self._pool: ProcessPool | None = None
+        if q.isolation == "process" and self._handler is None:
+            # The handler is imported in the children only (HandlerImportError from start()).
+            self._pool = ProcessPool(q, self.config.base_dir, q.concurrency, self.redis_url)
+            await self._pool.start()
+            runner = process_runner(self._pool)
+        else:
+            handler = self._handler
+            if handler is None:
+                handler = load_handler(q.handler, self.config.base_dir)
+            runner = build_runner(handler, self._executor)
         self.client = connect(self.redis_url)
         self.block_client = connect(self.redis_url)
         await ping(self.client, redact_url(self.redis_url))
@@ -276,6 +284,8 @@ class QueueWorker:
         if self.keeper is not None:
             self.keeper.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.close()
         await self.client.aclose()
         await self.block_client.aclose()
 
