@@ -72,6 +72,7 @@ class QueueConsumer:
         # is never handed out twice, even after a server restart or an AOF rollback reset a
         # job's delivery counter.
         self._fetches = 0
+        self.last_owner = ""  # the name the latest fetch call leased under (token prefix)
         self._lease_ms = round(q.lease * 1000)
         self._fetch_args_tail: list[Any] = [
             q.max_stalls,
@@ -93,7 +94,7 @@ class QueueConsumer:
 
     def _fetch_args(self, n: int) -> list[Any]:
         self._fetches += 1
-        owner = f"{self.worker_id}.{self._fetches}"
+        owner = self.last_owner = f"{self.worker_id}.{self._fetches}"
         # A new lease runs lease..1.2*lease (renewals then extend it by exactly lease): jobs
         # recovered together do not all fall due at one instant again, and a fault that repeats
         # with the lease's own period (a crash loop) cannot keep catching a recovered job.

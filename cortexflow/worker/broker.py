@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import traceback
 from asyncio import CancelledError
 from collections import deque
@@ -33,6 +34,7 @@ from taskiq.abc.formatter import TaskiqFormatter
 from taskiq.message import BrokerMessage, TaskiqMessage
 
 from cortexflow.backoff import compute_backoff
+from cortexflow.engine import orphans
 from cortexflow.engine.consumer import Outcome, QueueConsumer, dead_letter_envelope
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.options import AddOptions, job_options
@@ -163,6 +165,8 @@ class CortexBroker(AsyncBroker):
         # A call failed: before the next fetch, wait until the lease thread renewed this
         # worker's leases, so the fetch cannot recover its own live jobs as stalled.
         self._outage = False
+        # Fetch calls whose reply was lost: (name they leased under, when to look again).
+        self._suspects: list[tuple[str, float]] = []
         self.register_task(_task(runner), task_name=TASK_NAME)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -280,6 +284,8 @@ class CortexBroker(AsyncBroker):
                 continue
             if self._outage:
                 await self._after_outage()
+            if self._suspects:
+                await self._reclaim()
             free = self.config.concurrency - self.running
             self._fetching = asyncio.create_task(self._fetch(max(free, 1)))
             try:
@@ -287,6 +293,7 @@ class CortexBroker(AsyncBroker):
                 failures = 0
             except RedisError as exc:
                 self._outage = True
+                self._suspect(self.consumer.last_owner)
                 failures += 1
                 pause = min(0.1 * 2 ** min(failures, 5), 2.0)
                 log.warning("fetch failed (%s); retrying in %.1fs", exc, pause)
@@ -302,6 +309,33 @@ class CortexBroker(AsyncBroker):
                 except RedisError as exc:
                     log.warning("waiting for work failed (%s); retrying", exc)
                     await asyncio.sleep(0.5)
+
+    def _suspect(self, owner: str) -> None:
+        if owner and all(o != owner for o, _ in self._suspects):
+            self._suspects.append((owner, 0.0))
+
+    async def _reclaim(self) -> None:
+        """Give back what fetch calls whose reply was lost leased: those jobs reached no one.
+        Each is looked at twice (now, and again lease/3 later, in case the call only ran on
+        the server after the first look)."""
+        now = time.monotonic()
+        keep: list[tuple[str, float]] = []
+        for owner, due in self._suspects:
+            if due > now:
+                keep.append((owner, due))
+                continue
+            try:
+                found = await orphans.leased_by(self.consumer.engine, owner)
+                known = set(self.leases) | {(f.job.id, f.token) for f in self.buffer}
+                lost = [pair for pair in found if pair not in known]
+                if lost and (n := await self.consumer.release(lost)):
+                    log.warning("gave back %d job(s) leased by a fetch whose reply was lost", n)
+            except RedisError:
+                keep.append((owner, due))
+                continue
+            if due == 0.0:  # first look done; one more later
+                keep.append((owner, now + self.keeper.interval))
+        self._suspects = keep
 
     async def _after_outage(self) -> None:
         """Renew before fetching: wait for the lease thread's next successful renewal."""
@@ -463,6 +497,8 @@ class CortexBroker(AsyncBroker):
                     break
                 except RedisError as exc:  # never drop an outcome: retry until Redis is back
                     self._outage = True
+                    if n > 0:
+                        self._suspect(self.consumer.last_owner)
                     failures += 1
                     pause = min(0.1 * 2 ** min(failures, 5), 2.0)
                     log.warning("recording %d outcomes failed (%s); retrying", len(batch), exc)

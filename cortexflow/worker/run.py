@@ -123,7 +123,14 @@ class QueueWorker:
         dlq = None
         if q.dead_letter:
             dlq = QueueEngine(self.client, self.config.queue(q.dead_letter), prefix)
-        consumer = QueueConsumer(engine, self.worker_id, self.block_client)
+        # Fetch, finish and release go over a connection without redis-py's own retries: a call
+        # whose reply is lost must fail here (the broker retries, and gives back what a lost
+        # fetch leased), never be sent again silently. Its socket timeout stays inside lease/3.
+        self.consumer_client = connect(
+            self.redis_url, retries=0, socket_timeout=max(min(q.lease / 3, 30.0), 1.0)
+        )
+        consumer_engine = QueueEngine(self.consumer_client, q, prefix)
+        consumer = QueueConsumer(consumer_engine, self.worker_id, self.block_client)
         engines: dict[str, QueueEngine] = {q.name: engine}
 
         def engine_for(name: str) -> QueueEngine:
@@ -287,6 +294,7 @@ class QueueWorker:
         if self._pool is not None:
             self._pool.close()
         await self.client.aclose()
+        await self.consumer_client.aclose()
         await self.block_client.aclose()
 
     def info(self) -> dict[str, Any]:
