@@ -65,6 +65,7 @@ class Lease:
     run: Run = field(default_factory=Run)
     task: asyncio.Task[Any] | None = None  # the Receiver's task running it, once started
     cancelled: bool = False  # cancelled by a stop: the job goes back to waiting, no attempt
+    timeout: float | None = None
 
     @property
     def key(self) -> Delivery:
@@ -167,7 +168,7 @@ class CortexBroker(AsyncBroker):
         self._outage = False
         # Fetch calls whose reply was lost: (name they leased under, when to look again).
         self._suspects: list[tuple[str, float]] = []
-        self.register_task(_task(runner), task_name=TASK_NAME)
+        self.register_task(_task(runner, keeper), task_name=TASK_NAME)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -363,8 +364,7 @@ class CortexBroker(AsyncBroker):
         token = fetched.token
         timeout = job.opts.get("timeout", self.config.timeout)
         key = (job.id, token)
-        lease = self.leases[key] = Lease(fetched)
-        self.keeper.hold(key, timeout)
+        lease = self.leases[key] = Lease(fetched, timeout=timeout)
         self.running += 1
         ctx = JobContext(
             self.engine.client,
@@ -413,6 +413,7 @@ class CortexBroker(AsyncBroker):
                 return
             lease.acked = True
             self.running -= 1
+            self.keeper.hold(key)  # the run is over: still renewed, no timeout to watch
             self._finish_queue.put_nowait(self._outcome(lease))
 
         return ack
@@ -536,13 +537,17 @@ class CortexBroker(AsyncBroker):
                 self._dlq_pending.set()
 
 
-def _task(runner: Runner) -> Callable[[Any, JobContext, Lease], Awaitable[Any]]:
+def _task(
+    runner: Runner, keeper: LeaseKeeper
+) -> Callable[[Any, JobContext, Lease], Awaitable[Any]]:
     """The one task the Receiver runs: the handler, with the run's task and thread known to the
-    lease (a stop must know whether the handler can still be stopped). A plain function:
+    lease (a stop must know whether the handler can still be stopped) and its start to the lease
+    thread (whose watchdog compares a blocked loop with the run's timeout). A plain function:
     taskiq renames what it registers."""
 
     async def run(data: Any, job: JobContext, lease: Lease) -> Any:
         lease.task = asyncio.current_task()
+        keeper.hold(lease.key, lease.timeout)
         return await runner(data, job, lease.run)
 
     return run

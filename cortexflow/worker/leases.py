@@ -8,10 +8,11 @@ probe to the loop every tick and measures how long the loop takes to run it.
 
 - The loop blocked for more than lease/4: a warning naming the running jobs (and one more line
   with the total once it runs again).
-- The loop blocked past the timeout of a running job (plus a grace of one renewal interval):
-  its timeout can never fire, so the worker gives up: ``on_hang`` is called from the thread (the
-  worker process logs the job ids and exits; its jobs stall and are run again elsewhere, and
-  ``cortexflow up`` starts a new worker).
+- The loop blocked, in one stretch, for longer than the timeout of a running job (plus a grace of
+  one renewal interval): that timeout can never fire, so the worker gives up: ``on_hang`` is
+  called from the thread (the worker process logs the job ids and exits; its jobs stall and are
+  run again elsewhere, and ``cortexflow up`` starts a new worker). Many short blocks in a row
+  only delay timeouts; they do not count.
 
 Leases are keyed by delivery, (job id, lease token), never by job id alone: the same job can be
 held twice by one worker (its lease ran out and it was leased again), and each delivery's run,
@@ -34,6 +35,7 @@ from cortexflow.engine.renewal import SyncRenewer
 log = logging.getLogger("cortexflow.worker")
 
 TICK = 0.1  # seconds between the thread's checks (probe, renewal due, retry after a failure)
+FROZEN = 1.0  # the thread itself missed its ticks this long: the process was stopped, not the loop
 EXIT_LOOP_BLOCKED = 70  # the worker process gave up on an event loop blocked past a job's timeout
 WARN_FRACTION = 0.25  # warn when the loop was blocked for more than this share of the lease
 
@@ -68,7 +70,7 @@ class LeaseKeeper:
         self.warn_after = max(lease * WARN_FRACTION, TICK * 2)
         self._on_hang = on_hang
         self._name = name
-        # delivery -> monotonic time its run's timeout passes (None: not running yet)
+        # delivery -> its run's timeout (None: not running, fetched or finished)
         self._held: dict[Delivery, float | None] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -80,18 +82,17 @@ class LeaseKeeper:
         self._renewed_at = 0.0  # monotonic start of the last successful renewal
         self._waiters: list[tuple[float, asyncio.Future[None]]] = []
 
-    # -- the loop's side (cheap: a lock and a dict operation) ----------------------------------
+    # -- the loop's side: one dict operation each, on the hot path ----------------------------
+    # No lock: single dict operations are atomic under the GIL, and the thread only ever reads
+    # the dict through dict.copy(), one C call that no other thread can interleave with.
 
     def hold(self, delivery: Delivery, timeout: float | None = None) -> None:
         """Renew this delivery's lease from now on; ``timeout``: its run starts now."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            self._held[delivery] = deadline
+        self._held[delivery] = timeout
 
     def drop(self, delivery: Delivery) -> None:
         """Stop renewing (the outcome is written, or the job was given back)."""
-        with self._lock:
-            self._held.pop(delivery, None)
+        self._held.pop(delivery, None)
 
     def held(self) -> int:
         return len(self._held)
@@ -125,15 +126,20 @@ class LeaseKeeper:
 
     def _run(self) -> None:
         next_renewal = time.monotonic() + self.interval
+        last = time.monotonic()
         while not self._stop.wait(TICK):
             now = time.monotonic()
+            if now - last > FROZEN:
+                # This thread did not run either: the whole process was stopped (SIGSTOP, a
+                # paused VM), not its event loop blocked. Measure the loop afresh.
+                self._probe_sent = None
+            last = now
             self._watch(now)
             if now >= next_renewal or self._waiters:
                 next_renewal = now + (self.interval if self._renew(now) else 0.0)
 
     def _renew(self, started: float) -> bool:
-        with self._lock:
-            held = list(self._held)
+        held = list(self._held.copy())
         try:
             lost = self._renewer.renew(held)
         except (RedisError, OSError) as exc:
@@ -141,9 +147,9 @@ class LeaseKeeper:
             return False
         self._renewed_at = started
         if lost:
-            with self._lock:
-                # A lease dropped meanwhile was finished or given back, not lost.
-                gone = [d for d in held if d[0] in lost and d in self._held]
+            now_held = self._held.copy()
+            # A lease dropped meanwhile was finished or given back, not lost.
+            gone = [d for d in held if d[0] in lost and d in now_held]
             for job_id, token in gone:
                 log.warning(
                     "lease of job %s (delivery %s) lost: another worker may run it now",
@@ -170,8 +176,7 @@ class LeaseKeeper:
         blocked = now - sent
         if blocked < self.warn_after or self._hung:
             return
-        with self._lock:
-            running = {d[0]: end for d, end in self._held.items() if end is not None}
+        running = {d[0]: t for d, t in self._held.copy().items() if t is not None}
         if not self._warned:
             self._warned = True
             log.warning(
@@ -180,7 +185,7 @@ class LeaseKeeper:
                 blocked,
                 ", ".join(sorted(running)) or "none",
             )
-        overdue = sorted(j for j, d in running.items() if now > d + self.interval)
+        overdue = sorted(j for j, t in running.items() if blocked > t + self.interval)
         if overdue:
             self._hung = True
             self._on_hang(overdue, blocked)
