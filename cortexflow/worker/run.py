@@ -248,7 +248,12 @@ class QueueWorker:
                 "jobs then run again after their lease)",
                 n,
             )
-            await broker.wait_threads()
+            # A worker process waits as long as it takes (`up` SIGKILLs it at stop_timeout; run
+            # alone, a second signal ends it). Embedded in an application (WorkerManager), the
+            # stop must return: it waits one more stop timeout, then leaves those jobs to stall.
+            bound = None if self._exit_on_hang else max(timeout, 1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(broker.wait_threads(), bound)
             await broker.flush(timeout=5.0)
         await self._close()
 
