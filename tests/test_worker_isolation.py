@@ -146,3 +146,17 @@ def test_stop_kills_a_running_handler_and_gives_its_job_back(
     assert (job.state, job.attempts_made) == ("waiting", 0), worker.output()
     assert "gave 1 unfinished job(s) back to waiting" in worker.output()
     assert os.getpid() != run["pid"]
+
+
+def test_a_child_over_max_memory_per_child_is_replaced_after_its_job(
+    tmp_path: Path, redis_url: str, redis_client: redis.Redis, workers: Any
+) -> None:
+    """1MB: every interpreter is above it after a job, so each job runs in a new process."""
+    cfg = _project(tmp_path, "max_memory_per_child: 1MB")
+    worker = workers(cfg, "iso", redis_url)
+    _ready(redis_client)
+    for i in range(3):  # one after the other, so each can reuse a kept child if there were one
+        _engine_call(cfg, redis_url, lambda e, i=i: e.add("n", {"n": i}, None))
+        _wait(lambda i=i: len(_ran(redis_client)) == i + 1, 20, worker.output())
+    pids = [r["pid"] for r in _ran(redis_client)]
+    assert len(set(pids)) == 3, pids
