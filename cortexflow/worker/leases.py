@@ -35,6 +35,7 @@ from cortexflow.engine.renewal import SyncRenewer
 log = logging.getLogger("cortexflow.worker")
 
 TICK = 0.1  # seconds between the thread's checks (probe, renewal due, retry after a failure)
+FAILURE_LOG_EVERY = 5.0  # seconds between two "renewal failed" lines during an outage
 FROZEN = 1.0  # the thread itself missed its ticks this long: the process was stopped, not the loop
 EXIT_LOOP_BLOCKED = 70  # the worker process gave up on an event loop blocked past a job's timeout
 WARN_FRACTION = 0.25  # warn when the loop was blocked for more than this share of the lease
@@ -80,6 +81,7 @@ class LeaseKeeper:
         self._warned = False
         self._hung = False
         self._renewed_at = 0.0  # monotonic start of the last successful renewal
+        self._failed_logged = 0.0  # when a failed renewal was last logged (0: renewals work)
         self._waiters: list[tuple[float, asyncio.Future[None]]] = []
 
     # -- the loop's side: one dict operation each, on the hot path ----------------------------
@@ -143,8 +145,14 @@ class LeaseKeeper:
         try:
             lost = self._renewer.renew(held)
         except (RedisError, OSError) as exc:
-            log.warning("lease renewal failed (%s); retrying", exc)
+            # Retried every tick: say so once, then every few seconds, not ten times a second.
+            if started - self._failed_logged >= FAILURE_LOG_EVERY:
+                self._failed_logged = started
+                log.warning("lease renewal failed (%s); retrying every %gs", exc, TICK)
             return False
+        if self._failed_logged:
+            log.info("lease renewals work again")
+            self._failed_logged = 0.0
         self._renewed_at = started
         if lost:
             now_held = self._held.copy()
