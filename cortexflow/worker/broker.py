@@ -55,7 +55,7 @@ TOKEN_LABEL = "cortexflow_token"  # noqa: S105 - a label name, not a secret
 Delivery = tuple[str, str]
 
 
-@dataclass
+@dataclass(slots=True)
 class Lease:
     fetched: Fetched
     result: TaskiqResult[Any] | None = None
@@ -95,7 +95,8 @@ class _KeepResult(TaskiqMiddleware):
         self._broker = broker
 
     def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
-        lease = self._broker.leases.get((message.task_id, message.labels.get(TOKEN_LABEL, "")))
+        args = message.args
+        lease = args[2] if len(args) == 3 and isinstance(args[2], Lease) else None
         if lease is not None:
             lease.result = result
 
