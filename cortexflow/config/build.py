@@ -149,7 +149,26 @@ def _queue(
         kwargs["dead_letter"] = raw["dead_letter"]
     if raw.get("settings"):
         kwargs["settings"] = dict(raw["settings"])
+    if raw.get("isolation") is not None:
+        kwargs["isolation"] = raw["isolation"]
+    if raw.get("max_jobs_per_child") is not None:
+        kwargs["max_jobs_per_child"] = int(raw["max_jobs_per_child"])
+    if raw.get("max_memory_per_child") is not None:
+        kwargs["max_memory_per_child"] = parse_memory(raw["max_memory_per_child"])
     return QueueConfig(name=name, handler=raw["handler"], **kwargs)
+
+
+def parse_memory(text: str) -> int:
+    """ "512MB" / "2GB" (validated by the schema) -> bytes; 1MB = 1024*1024."""
+    unit = 1024**3 if text.endswith("GB") else 1024**2
+    return int(text[:-2]) * unit
+
+
+def format_memory(size: int) -> str:
+    """bytes -> "NGB" when whole gigabytes, else "NMB"."""
+    if size % 1024**3 == 0:
+        return f"{size // 1024**3}GB"
+    return f"{size // 1024**2}MB"
 
 
 def _backoff(raw: Mapping[str, Any]) -> Backoff:

@@ -6,6 +6,7 @@ import dataclasses
 import os
 from typing import Any
 
+from cortexflow.config.build import format_memory
 from cortexflow.config.model import Config, QueueConfig, RetentionRule, ScheduleConfig
 from cortexflow.durations import format_duration
 
@@ -105,5 +106,10 @@ def _queue(q: QueueConfig, config: Config) -> dict[str, Any]:
         "lease": format_duration(q.lease),
         "max_stalls": q.max_stalls,
         "global_concurrency": q.global_concurrency,
+        "isolation": q.isolation,
+        "max_jobs_per_child": q.max_jobs_per_child,
+        "max_memory_per_child": (
+            format_memory(q.max_memory_per_child) if q.max_memory_per_child else None
+        ),
         "settings": dict(q.settings),
     }

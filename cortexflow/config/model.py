@@ -68,6 +68,10 @@ class QueueConfig:
     max_stalls: int = 1  # BullMQ's maxStalledCount: recoveries before a stall fails the job
     # At most this many jobs of the queue run at once across all workers (None: no cap).
     global_concurrency: int | None = None
+    # Where handlers run: "none" in the worker process, "process" in child processes of it.
+    isolation: Literal["none", "process"] = "none"
+    max_jobs_per_child: int | None = None
+    max_memory_per_child: int | None = None  # bytes
     # Free-form settings for the handler (`job.settings`); the schema default is {}.
     settings: Mapping[str, Any] = field(default_factory=dict, hash=False)
 

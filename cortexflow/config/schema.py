@@ -29,6 +29,7 @@ _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
 HANDLER_PATTERN = f"^{_DOTTED}:{_DOTTED}$"
 PREFIX_PATTERN = r"^[^{}\s]+$"
 SCHEDULE_NAME_PATTERN = "^[A-Za-z0-9_-]{1,100}$"
+MEMORY_PATTERN = "^[1-9][0-9]*(MB|GB)$"
 
 # How each pattern reads in an error message.
 PATTERN_NAMES = {
@@ -39,6 +40,7 @@ PATTERN_NAMES = {
     HANDLER_PATTERN: 'an import path "package.module:function"',
     PREFIX_PATTERN: "a key prefix without spaces or braces",
     SCHEDULE_NAME_PATTERN: 'a schedule name (1-100 letters, digits, "_" or "-")',
+    MEMORY_PATTERN: 'a memory size in MB or GB, e.g. "512MB", "2GB"',
 }
 
 
@@ -242,6 +244,41 @@ def queue_settings() -> dict[str, Any]:
             1,
             nullable=True,
         ),
+        "isolation": {
+            "description": (
+                "Where handlers run. `none`: in the worker process (async in its event loop, sync "
+                "in threads; a sync handler past its timeout cannot be stopped). `process`: in a "
+                "pool of child processes of the worker, one job at a time each; a run past its "
+                "timeout, or a stop, kills its process, which is replaced. See docs/isolation.md."
+            ),
+            "oneOf": [
+                {"const": "none", "description": "In the worker process (the fastest)."},
+                {
+                    "const": "process",
+                    "description": "In child processes, killed on timeout (timeouts are real).",
+                },
+            ],
+            "default": "none",
+            "examples": ["none", "process"],
+        },
+        "max_jobs_per_child": _int(
+            "With isolation: process, a child process is replaced after this many jobs (for "
+            "handlers that leak). null: never.",
+            None,
+            [1000, 1],
+            1,
+            nullable=True,
+        ),
+        "max_memory_per_child": {
+            "description": (
+                "With isolation: process, a child process whose resident memory is above this "
+                'after a job is replaced. "512MB", "2GB" (1MB = 1024*1024 bytes). null: no limit.'
+            ),
+            "type": ["string", "null"],
+            "pattern": MEMORY_PATTERN,
+            "default": None,
+            "examples": ["512MB", "2GB"],
+        },
         "settings": {
             "description": (
                 "Free-form settings for this queue's handler, which reads them as "

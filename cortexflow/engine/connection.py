@@ -146,10 +146,10 @@ def _retry(retries: int) -> Retry:
     return Retry(ExponentialBackoff(cap=1.0, base=0.01), retries)
 
 
-def _client_options(retries: int) -> dict[str, Any]:
+def _client_options(retries: int, socket_timeout: float = SOCKET_TIMEOUT) -> dict[str, Any]:
     return {
         "decode_responses": False,
-        "socket_timeout": SOCKET_TIMEOUT,
+        "socket_timeout": socket_timeout,
         "socket_connect_timeout": CONNECT_TIMEOUT,
         "socket_keepalive": True,
         "health_check_interval": 15,
@@ -165,7 +165,9 @@ def _is_cluster_url(url: str) -> bool:
     return any(name.lower() == "cluster" for name, _ in parse_qsl(parts.query))
 
 
-def connect(url: str, *, retries: int = 8) -> aioredis.Redis:
+def connect(
+    url: str, *, retries: int = 8, socket_timeout: float = SOCKET_TIMEOUT
+) -> aioredis.Redis:
     """A client for ``url`` (redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://)
     that retries transient errors.
 
@@ -176,7 +178,7 @@ def connect(url: str, *, retries: int = 8) -> aioredis.Redis:
     """
     scheme = url.partition("://")[0].lower()
     if scheme in SENTINEL_SCHEMES:
-        return _connect_sentinel(url, retries)
+        return _connect_sentinel(url, retries, socket_timeout)
     try:
         cluster = _is_cluster_url(url)
     except ValueError as exc:
@@ -188,7 +190,7 @@ def connect(url: str, *, retries: int = 8) -> aioredis.Redis:
             "for several queues (several hash slots) in one call, which a cluster refuses; "
             "use a single server or Redis Sentinel (redis+sentinel://...)",
         )
-    options = _client_options(retries)
+    options = _client_options(retries, socket_timeout)
     if scheme == "unix":
         del options["socket_keepalive"]  # a unix socket has no keepalive (redis-py refuses it)
     try:
@@ -209,7 +211,7 @@ class SentinelMaster(aioredis.Redis):
                 await sentinel.aclose()
 
 
-def _connect_sentinel(url: str, retries: int) -> aioredis.Redis:
+def _connect_sentinel(url: str, retries: int, socket_timeout: float) -> aioredis.Redis:
     try:
         parsed = parse_sentinel_url(url)
     except ValueError as exc:
@@ -231,7 +233,7 @@ def _connect_sentinel(url: str, retries: int) -> aioredis.Redis:
     tls = {k: v for k, v in opts.items() if k.startswith("ssl_")}
     if opts.get("sentinel_ssl", "").lower() in _TRUE:
         sentinel_kwargs.update(ssl=True, **tls)
-    master_kwargs = _client_options(retries)
+    master_kwargs = _client_options(retries, socket_timeout)
     master_kwargs.update(db=parsed.db, username=parsed.username, password=parsed.password)
     if parsed.ssl:
         master_kwargs.update(ssl=True, **tls)

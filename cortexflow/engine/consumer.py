@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -67,9 +68,13 @@ class QueueConsumer:
             k.metrics,
         ]
         rate = q.rate_limit
+        # Each fetch call leases under its own name, worker id + call number, so a lease token
+        # is never handed out twice, even after a server restart or an AOF rollback reset a
+        # job's delivery counter.
+        self._fetches = 0
+        self.last_owner = ""  # the name the latest fetch call leased under (token prefix)
+        self._lease_ms = round(q.lease * 1000)
         self._fetch_args_tail: list[Any] = [
-            self.worker_id,
-            round(q.lease * 1000),
             q.max_stalls,
             rate.max if rate else 0,
             round(rate.duration * 1000) if rate else 0,
@@ -85,15 +90,21 @@ class QueueConsumer:
             *_rule(ret.failed),
         ]
 
+    def _fetch_args(self, n: int) -> list[Any]:
+        self._fetches += 1
+        owner = self.last_owner = f"{self.worker_id}.{self._fetches}"
+        # A new lease runs lease..1.2*lease (renewals then extend it by exactly lease): jobs
+        # recovered together do not all fall due at one instant again, and a fault that repeats
+        # with the lease's own period (a crash loop) cannot keep catching a recovered job.
+        lease = self._lease_ms + random.randrange(self._lease_ms // 5 + 1)
+        return [self.engine.keys.job_prefix, n, owner, lease, *self._fetch_args_tail]
+
     def _fetch_argv(self, n: int) -> list[Any]:
-        return [*self._fetch_keys, self.engine.keys.job_prefix, n, *self._fetch_args_tail]
+        return [*self._fetch_keys, *self._fetch_args(n)]
 
     async def fetch(self, n: int) -> FetchResult:
         """Lease up to ``n`` jobs (also promotes due delayed jobs and recovers stalled ones)."""
-        raw = await self.engine.scripts.fetch(
-            keys=self._fetch_keys,
-            args=[self.engine.keys.job_prefix, n, *self._fetch_args_tail],
-        )
+        raw = await self.engine.scripts.fetch(keys=self._fetch_keys, args=self._fetch_args(n))
         return await self._fetched(raw)
 
     async def finish_and_fetch(

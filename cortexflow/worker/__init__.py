@@ -3,6 +3,9 @@
 - run: the process (connect, signals, lifeline, registry heartbeat, graceful stop);
 - broker: the taskiq broker on the engine (fetch, leases, outcomes);
 - handlers: import a handler and adapt f(data) / f(data, job) / BaseWorker to one call;
+- leases: the lease thread (renewals on its own connection) and the event loop's watchdog;
+- threads: the threads sync handlers run in (a hung one is abandoned and replaced);
+- processes: `isolation: process`, handlers in a pool of child processes killed on timeout;
 - context: JobContext, the `job` a handler receives;
 - env: the environment contract between the supervisor and its worker processes.
 """

@@ -9,6 +9,8 @@ lose or re-run jobs on crashes. Why the extension points used here:
   sent in batches through one finish script call.
 - Messages are built in-process from the leased job (``model_construct``): nothing is serialised
   twice and the handler gets its JobContext object directly.
+- Leases are keyed by delivery token (a job leased twice by this worker is two leases) and renewed
+  by the worker's lease thread (worker/leases.py), not by this event loop.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import contextlib
 import json
 import logging
 import random
+import time
 import traceback
+from asyncio import CancelledError
 from collections import deque
-from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -30,6 +34,7 @@ from taskiq import AckableMessage, AsyncBroker, AsyncResultBackend, TaskiqMiddle
 from taskiq.abc.formatter import TaskiqFormatter
 from taskiq.message import BrokerMessage, TaskiqMessage
 
+from cortexflow.engine import orphans
 from cortexflow.engine.consumer import QueueConsumer
 from cortexflow.engine.jobs import Job, JobOptions
 from cortexflow.engine.options import AddOptions, job_options
@@ -45,20 +50,35 @@ from cortexflow.engine.outcomes import (
 from cortexflow.engine.queue import Fetched, QueueEngine
 from cortexflow.errors import UnrecoverableError
 from cortexflow.worker.context import JobContext
-from cortexflow.worker.handlers import Runner
+from cortexflow.worker.handlers import Run, Runner
+from cortexflow.worker.leases import LeaseKeeper
 
 log = logging.getLogger("cortexflow.worker")
 
 TASK_NAME = "cortexflow.run"
 
 
-@dataclass
+TOKEN_LABEL = "cortexflow_token"  # noqa: S105 - a label name, not a secret
+
+# One delivery of a job: (job id, lease token). A token is unique per job, not across jobs.
+Delivery = tuple[str, str]
+
+
+@dataclass(slots=True)
 class Lease:
     fetched: Fetched
     result: TaskiqResult[Any] | None = None
     # Acked: the run is over and its outcome queued for the finish script. The job still holds
-    # its lease (renewed by heartbeats) until that write lands.
+    # its lease (renewed by the lease thread) until that write lands.
     acked: bool = False
+    run: Run = field(default_factory=Run)
+    task: asyncio.Task[Any] | None = None  # the Receiver's task running it, once started
+    cancelled: bool = False  # cancelled by a stop: the job goes back to waiting, no attempt
+    timeout: float | None = None
+
+    @property
+    def key(self) -> Delivery:
+        return (self.fetched.job.id, self.fetched.token)
 
 
 class _Formatter(TaskiqFormatter):
@@ -84,7 +104,8 @@ class _KeepResult(TaskiqMiddleware):
         self._broker = broker
 
     def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
-        lease = self._broker.leases.get(message.task_id)
+        args = message.args
+        lease = args[2] if len(args) == 3 and isinstance(args[2], Lease) else None
         if lease is not None:
             lease.result = result
 
@@ -124,6 +145,7 @@ class CortexBroker(AsyncBroker):
         consumer: QueueConsumer,
         runner: Runner,
         *,
+        keeper: LeaseKeeper,
         dead_letter: QueueEngine | None = None,
         engine_for: Callable[[str], QueueEngine] | None = None,
     ) -> None:
@@ -132,11 +154,12 @@ class CortexBroker(AsyncBroker):
         self.consumer = consumer
         self.config = engine.config
         self.dead_letter = dead_letter
+        self.keeper = keeper
         self._engine_for = engine_for
         self.result_backend = _JobResultBackend(engine)
         self.formatter = _Formatter()
         self.add_middlewares(_KeepResult(self))
-        self.leases: dict[str, Lease] = {}
+        self.leases: dict[Delivery, Lease] = {}
         self.buffer: deque[Fetched] = deque()
         self.jobs_done = 0
         self.jobs_failed = 0
@@ -151,35 +174,73 @@ class CortexBroker(AsyncBroker):
         self._dlq_pending = asyncio.Event()
         consumer.on_dead_letters = self._dlq_pending.set  # failed and stalled jobs alike
         self._closing = False
-        self.register_task(runner, task_name=TASK_NAME)
+        # A call failed: before the next fetch, wait until the lease thread renewed this
+        # worker's leases, so the fetch cannot recover its own live jobs as stalled.
+        self._outage = False
+        # Fetch calls whose reply was lost: (name they leased under, when to look again).
+        self._suspects: list[tuple[str, float]] = []
+        self.register_task(_task(runner, keeper), task_name=TASK_NAME)
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def startup(self) -> None:
         await super().startup()
         if self.is_worker_process:
-            self._tasks = [
-                asyncio.create_task(self._finisher(), name="cortexflow-finisher"),
-                asyncio.create_task(self._heartbeats(), name="cortexflow-heartbeat"),
-            ]
+            self._tasks = [asyncio.create_task(self._finisher(), name="cortexflow-finisher")]
             if self.dead_letter is not None:
                 self._dlq_pending.set()
                 self._tasks.append(asyncio.create_task(self._dead_letters(), name="cortexflow-dlq"))
 
+    async def stop_runs(self, wait: float = 1.0) -> None:
+        """Cancel the runs that can be stopped (async handlers, and sync ones whose thread has
+        not started), and wait up to ``wait`` seconds for them to end. Their jobs go back to
+        waiting with release_all(); a run that finished meanwhile keeps its outcome."""
+        stopping = []
+        for lease in self.leases.values():
+            task = lease.task
+            if lease.acked or task is None or task.done():
+                continue
+            if lease.run.withdraw():
+                lease.cancelled = True
+                task.cancel()
+                stopping.append(task)
+        if stopping:
+            await asyncio.wait(stopping, timeout=wait)
+
+    def in_threads(self) -> int:
+        """Runs whose sync handler is still executing in a thread, outcome not yet recorded."""
+        return sum(1 for ls in self.leases.values() if ls.run.in_thread and not ls.acked)
+
+    async def wait_threads(self) -> None:
+        """Wait until every run in a sync handler thread has ended and recorded its outcome."""
+        while tasks := [
+            ls.task
+            for ls in self.leases.values()
+            if ls.run.in_thread and not ls.acked and ls.task is not None
+        ]:
+            await asyncio.wait(tasks)
+
     async def release_all(self) -> int:
-        """Give back every job this worker holds and has not finished (stop / abort)."""
+        """Give back every job this worker holds and whose handler is not running (stop /
+        abort). A job whose sync handler still runs in a thread is kept (its lease renewed):
+        giving it back would run it twice; it ends when its thread does, or stalls."""
         if self._fetching is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._fetching), 5)
         # Acked runs are not given back: their outcome is queued and flush() writes it.
-        held = [(jid, ls.fetched.token) for jid, ls in self.leases.items() if not ls.acked]
+        held = [
+            key
+            for key, ls in self.leases.items()
+            if not ls.acked and (ls.task is None or ls.task.done() or ls.run.withdraw())
+        ]
         held += [(f.job.id, f.token) for f in self.buffer]
         self.buffer.clear()
         if not held:
             return 0
         n = await self.consumer.release(held)
-        for jid, _ in held:
-            if (lease := self.leases.pop(jid, None)) is not None and not lease.acked:
+        for key in held:
+            self.keeper.drop(key)
+            if (lease := self.leases.pop(key, None)) is not None and not lease.acked:
                 self.running -= 1
         return n
 
@@ -233,12 +294,18 @@ class CortexBroker(AsyncBroker):
                 # Outcomes are being written together with a fetch for the freed slots.
                 await self._finisher_idle.wait()
                 continue
+            if self._outage:
+                await self._after_outage()
+            if self._suspects:
+                await self._reclaim()
             free = self.config.concurrency - self.running
             self._fetching = asyncio.create_task(self._fetch(max(free, 1)))
             try:
                 wait = await asyncio.shield(self._fetching)
                 failures = 0
             except RedisError as exc:
+                self._outage = True
+                self._suspect(self.consumer.last_owner)
                 failures += 1
                 pause = min(0.1 * 2 ** min(failures, 5), 2.0)
                 log.warning("fetch failed (%s); retrying in %.1fs", exc, pause)
@@ -255,14 +322,60 @@ class CortexBroker(AsyncBroker):
                     log.warning("waiting for work failed (%s); retrying", exc)
                     await asyncio.sleep(0.5)
 
+    def _suspect(self, owner: str) -> None:
+        if owner and all(o != owner for o, _ in self._suspects):
+            self._suspects.append((owner, 0.0))
+
+    async def _reclaim(self) -> None:
+        """Give back what fetch calls whose reply was lost leased: those jobs reached no one.
+        Each is looked at twice (now, and again lease/3 later, in case the call only ran on
+        the server after the first look)."""
+        now = time.monotonic()
+        keep: list[tuple[str, float]] = []
+        for owner, due in self._suspects:
+            if due > now:
+                keep.append((owner, due))
+                continue
+            try:
+                found = await orphans.leased_by(self.consumer.engine, owner)
+                known = set(self.leases) | {(f.job.id, f.token) for f in self.buffer}
+                lost = [pair for pair in found if pair not in known]
+                if lost and (n := await self.consumer.release(lost)):
+                    log.warning("gave back %d job(s) leased by a fetch whose reply was lost", n)
+            except RedisError:
+                keep.append((owner, due))
+                continue
+            if due == 0.0:  # first look done; one more later
+                keep.append((owner, now + self.keeper.interval))
+        self._suspects = keep
+
+    async def _after_outage(self) -> None:
+        """Renew before fetching: wait for the lease thread's next successful renewal."""
+        if not self.keeper.held():
+            self._outage = False
+            return
+        if await self.keeper.renewed(timeout=self.config.lease):
+            self._outage = False
+        else:
+            log.warning("leases not renewed within %gs; fetching anyway", self.config.lease)
+            self._outage = False
+
     async def _fetch(self, n: int) -> float | None:
         result = await self.consumer.fetch(n)
-        self.buffer.extend(result.jobs)
+        self._buffer(result.jobs)
         return result.wait
+
+    def _buffer(self, jobs: list[Fetched]) -> None:
+        for f in jobs:
+            self.keeper.hold((f.job.id, f.token))
+        self.buffer.extend(jobs)
 
     def _deliver(self, fetched: Fetched) -> AckableMessage:
         job = fetched.job
-        self.leases[job.id] = Lease(fetched)
+        token = fetched.token
+        timeout = job.opts.get("timeout", self.config.timeout)
+        key = (job.id, token)
+        lease = self.leases[key] = Lease(fetched, timeout=timeout)
         self.running += 1
         ctx = JobContext(
             self.engine,
@@ -280,12 +393,12 @@ class CortexBroker(AsyncBroker):
         message = TaskiqMessage.model_construct(
             task_id=job.id,
             task_name=TASK_NAME,
-            labels={"timeout": job.opts.get("timeout", self.config.timeout)},
+            labels={"timeout": timeout, TOKEN_LABEL: token},
             labels_types=None,
-            args=[job.data, ctx],
+            args=[job.data, ctx, lease],
             kwargs={},
         )
-        return AckableMessage.model_construct(data=message, ack=self._acker(job.id))
+        return AckableMessage.model_construct(data=message, ack=self._acker(key))
 
     async def _add_job(self, queue: str, name: str, data: Any, options: AddOptions) -> str:
         engine = self.engine if queue == self.engine.name else None
@@ -295,17 +408,23 @@ class CortexBroker(AsyncBroker):
             engine = self._engine_for(queue)
         return await engine.add(name, data, job_options(engine.config, **options))
 
-    def _acker(self, job_id: str) -> Callable[[], Any]:
+    def _acker(self, key: Delivery) -> Callable[[], Any]:
         def ack() -> None:
             """Queue the outcome and free the slot at once: the Receiver starts the next job
             while the finisher writes this one (with others) in one script call. A crash before
             that write leaves the job active; its lease expires and it runs again, as for a
             crash during the run itself."""
-            lease = self.leases.get(job_id)
+            lease = self.leases.get(key)
             if lease is None or lease.acked:  # released while running (stop): nothing to record
+                return
+            result = lease.result
+            if lease.cancelled and (result is None or isinstance(result.error, CancelledError)):
+                # Stopped by the worker's stop, not failed: release_all() gives it back.
+                lease.task = None
                 return
             lease.acked = True
             self.running -= 1
+            self.keeper.hold(key)  # the run is over: still renewed, no timeout to watch
             self._finish_queue.put_nowait(self._outcome(lease))
 
         return ack
@@ -369,12 +488,15 @@ class CortexBroker(AsyncBroker):
                 # listen() is fetching already or the worker is stopping.
                 fetching = self._fetching is not None and not self._fetching.done()
                 n = 0
-                if self.fetch_enabled and not fetching:
+                if self.fetch_enabled and not fetching and not self._outage:
                     n = self.config.concurrency - self.running - len(self.buffer)
                 try:
                     (_, lost, dead), fetched = await self.consumer.finish_and_fetch(batch, n)
                     break
                 except RedisError as exc:  # never drop an outcome: retry until Redis is back
+                    self._outage = True
+                    if n > 0:
+                        self._suspect(self.consumer.last_owner)
                     failures += 1
                     pause = min(0.1 * 2 ** min(failures, 5), 2.0)
                     log.warning("recording %d outcomes failed (%s); retrying", len(batch), exc)
@@ -386,26 +508,14 @@ class CortexBroker(AsyncBroker):
             if dead:
                 self._dlq_pending.set()
             if fetched is not None:
-                self.buffer.extend(fetched.jobs)
+                self._buffer(fetched.jobs)
             for outcome in batch:
-                self.leases.pop(outcome.job_id, None)
+                key = (outcome.job_id, outcome.token)
+                self.leases.pop(key, None)
+                self.keeper.drop(key)
                 self._finish_queue.task_done()
             if self._finish_queue.empty():
                 self._finisher_idle.set()
-
-    async def _heartbeats(self) -> None:
-        interval = max(self.config.lease / 3.0, 0.1)
-        while not self._closing:
-            await asyncio.sleep(interval)
-            held = [(jid, lease.fetched.token) for jid, lease in self.leases.items()]
-            held += [(f.job.id, f.token) for f in self.buffer]
-            try:
-                lost = await self.consumer.heartbeat(held)
-            except RedisError as exc:
-                log.warning("lease renewal failed (%s)", exc)
-                continue
-            for jid in lost:
-                log.warning("lease of job %s lost: it ran past its lease without renewal", jid)
 
     async def _dead_letters(self) -> None:
         assert self.dead_letter is not None
@@ -424,6 +534,22 @@ class CortexBroker(AsyncBroker):
                 log.warning("copying dead letters failed (%r); will retry", exc)
                 await asyncio.sleep(1)
                 self._dlq_pending.set()
+
+
+def _task(
+    runner: Runner, keeper: LeaseKeeper
+) -> Callable[[Any, JobContext, Lease], Awaitable[Any]]:
+    """The one task the Receiver runs: the handler, with the run's task and thread known to the
+    lease (a stop must know whether the handler can still be stopped) and its start to the lease
+    thread (whose watchdog compares a blocked loop with the run's timeout). A plain function:
+    taskiq renames what it registers."""
+
+    async def run(data: Any, job: JobContext, lease: Lease) -> Any:
+        lease.task = asyncio.current_task()
+        keeper.hold(lease.key, lease.timeout)
+        return await runner(data, job, lease.run)
+
+    return run
 
 
 def _error_message(error: BaseException, timeout: Any) -> str:

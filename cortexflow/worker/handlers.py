@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from pathlib import Path
@@ -17,8 +18,45 @@ from typing import Any
 from cortexflow.config.importer import ImportFromStringError, resolve_handler
 from cortexflow.errors import CortexflowError
 from cortexflow.worker.context import JobContext
+from cortexflow.worker.threads import HandlerThreads
 
-Runner = Callable[[Any, JobContext], Awaitable[Any]]
+
+class Run:
+    """One run of a handler, as the broker needs to know it when the worker stops.
+
+    A sync handler's thread cannot be stopped, so a job whose handler runs (or may still start)
+    in a thread is never given back: it would run twice. ``withdraw()`` settles the race with
+    a thread about to start: afterwards the handler either is running (``in_thread``) or will
+    never start."""
+
+    __slots__ = ("_lock", "abandoned", "in_thread", "withdrawn")
+
+    def __init__(self) -> None:
+        self.in_thread = False
+        self.withdrawn = False
+        self.abandoned = False  # past its timeout: its thread no longer counts (threads.py)
+        self._lock: threading.Lock | None = None
+
+    def _enter(self) -> bool:
+        """In the thread, before the handler: False if the run was withdrawn."""
+        assert self._lock is not None
+        with self._lock:
+            if self.withdrawn:
+                return False
+            self.in_thread = True
+            return True
+
+    def withdraw(self) -> bool:
+        """True if the handler is not running and now never will: the job may be given back."""
+        if self._lock is None:  # not a thread run
+            return True
+        with self._lock:
+            if not self.in_thread:
+                self.withdrawn = True
+            return self.withdrawn
+
+
+Runner = Callable[[Any, JobContext, Run], Awaitable[Any]]
 
 
 class HandlerImportError(CortexflowError):
@@ -46,7 +84,7 @@ def build_runner(obj: Any, executor: Executor) -> Runner:
             raise HandlerImportError(f"{obj.__name__}() raised: {exc!r}") from exc
         bound = instance.process
 
-        async def run_worker_class(data: Any, job: JobContext) -> Any:
+        async def run_worker_class(data: Any, job: JobContext, run: Run) -> Any:
             out = bound(job)
             return await out if inspect.isawaitable(out) else out
 
@@ -57,14 +95,43 @@ def build_runner(obj: Any, executor: Executor) -> Runner:
     if inspect.iscoroutinefunction(obj):
         # Always wrapped: taskiq reads the type hints of what it runs, and a user's
         # annotations may not resolve outside their module.
-        async def run_async(data: Any, job: JobContext) -> Any:
+        async def run_async(data: Any, job: JobContext, run: Run) -> Any:
             return await (obj(data, job) if wants_job else obj(data))
 
         return run_async
 
-    async def run_sync(data: Any, job: JobContext) -> Any:
+    return _sync_runner(obj, wants_job, executor)
+
+
+def _sync_runner(obj: Callable[..., Any], wants_job: bool, executor: Executor) -> Runner:
+    """A sync handler runs in a thread of ``executor`` (HandlerThreads in a worker)."""
+
+    async def run_sync(data: Any, job: JobContext, run: Run) -> Any:
         call = functools.partial(obj, data, job) if wants_job else functools.partial(obj, data)
-        out = await asyncio.get_running_loop().run_in_executor(executor, call)
+
+        def in_thread() -> Any:
+            if not run._enter():
+                raise asyncio.CancelledError
+            try:
+                return call()
+            finally:
+                with run._lock:  # type: ignore[union-attr]
+                    run.in_thread = False
+                    returned = run.abandoned
+                if returned and isinstance(executor, HandlerThreads):
+                    executor.returned()
+
+        run._lock = threading.Lock()
+        try:
+            out = await asyncio.get_running_loop().run_in_executor(executor, in_thread)
+        except BaseException:
+            # Timed out (or stopped) while the handler runs on in its thread: let the thread
+            # go; the run's slot is free and another thread serves the next job.
+            with run._lock:
+                stuck = run.abandoned = run.in_thread
+            if stuck and isinstance(executor, HandlerThreads):
+                executor.abandon()
+            raise
         return await out if inspect.isawaitable(out) else out
 
     return run_sync

@@ -13,10 +13,10 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -27,6 +27,7 @@ from cortexflow.engine import registry
 from cortexflow.engine.connection import connect, ping
 from cortexflow.engine.consumer import QueueConsumer
 from cortexflow.engine.queue import QueueEngine
+from cortexflow.engine.renewal import SyncRenewer
 from cortexflow.errors import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -44,14 +45,20 @@ from cortexflow.worker.env import (
     ENV_READY_FD,
     host_name,
     int_from_env,
+    supervised,
 )
 from cortexflow.worker.handlers import HandlerImportError, build_runner, load_handler
+from cortexflow.worker.leases import EXIT_LOOP_BLOCKED, LeaseKeeper, call_timeout
+from cortexflow.worker.processes import ProcessPool, process_runner
+from cortexflow.worker.threads import HandlerThreads
 
 log = logging.getLogger("cortexflow.worker")
 
 HEARTBEAT_INTERVAL = 2.0
 HEARTBEAT_TTL = 10.0
 STOP_MARGIN = 0.5  # seconds kept from the supervisor's stop_timeout to give jobs back
+SAME_REQUEST = 2.0  # seconds within which a repeated signal is the same stop request
+EXIT_STUCK = 75  # drained and exited: too many sync handler threads stuck past their timeout
 
 
 class QueueWorker:
@@ -65,6 +72,7 @@ class QueueWorker:
         *,
         replica: int = 0,
         handler: Any = None,
+        exit_on_hang: bool = False,
     ) -> None:
         self.config = config
         self.queue = config.queue(queue)  # UsageError for an unknown queue
@@ -74,6 +82,14 @@ class QueueWorker:
         self.started_at = time.time()
         self.state = "starting"
         self._handler = handler
+        # A worker process gives up when its event loop is blocked past a job's timeout; a
+        # worker embedded in an application (WorkerManager) only lets those jobs' leases go.
+        self._exit_on_hang = exit_on_hang
+        self.keeper: LeaseKeeper | None = None
+        # Called once the worker decided to drain and exit (too many stuck handler threads);
+        # run_worker's loop turns it into a stop, as for SIGTERM.
+        self.on_give_up: Callable[[], None] | None = None
+        self.gave_up = False
         self._finish = asyncio.Event()
         self._listen: asyncio.Task[None] | None = None
         self._beat: asyncio.Task[None] | None = None
@@ -84,11 +100,21 @@ class QueueWorker:
 
         Raises HandlerImportError (bad handler) or RedisUnavailableError."""
         q = self.queue
-        handler = self._handler
-        if handler is None:
-            handler = load_handler(q.handler, self.config.base_dir)
-        self._executor = ThreadPoolExecutor(q.concurrency, thread_name_prefix=f"cf-{q.name}")
-        runner = build_runner(handler, self._executor)
+        # A timed-out sync handler's thread is replaced; more stuck threads than slots: drain.
+        self._executor = HandlerThreads(
+            f"cf-{q.name}", max_abandoned=q.concurrency, on_too_many=self._too_many_stuck
+        )
+        self._pool: ProcessPool | None = None
+        if q.isolation == "process" and self._handler is None:
+            # The handler is imported in the children only (HandlerImportError from start()).
+            self._pool = ProcessPool(q, self.config.base_dir, q.concurrency, self.redis_url)
+            await self._pool.start()
+            runner = process_runner(self._pool)
+        else:
+            handler = self._handler
+            if handler is None:
+                handler = load_handler(q.handler, self.config.base_dir)
+            runner = build_runner(handler, self._executor)
         self.client = connect(self.redis_url)
         self.block_client = connect(self.redis_url)
         await ping(self.client, redact_url(self.redis_url))
@@ -97,7 +123,14 @@ class QueueWorker:
         dlq = None
         if q.dead_letter:
             dlq = QueueEngine(self.client, self.config.queue(q.dead_letter), prefix)
-        consumer = QueueConsumer(engine, self.worker_id, self.block_client)
+        # Fetch, finish and release go over a connection without redis-py's own retries: a call
+        # whose reply is lost must fail here (the broker retries, and gives back what a lost
+        # fetch leased), never be sent again silently. Its socket timeout stays inside lease/3.
+        self.consumer_client = connect(
+            self.redis_url, retries=0, socket_timeout=max(min(q.lease / 3, 30.0), 1.0)
+        )
+        consumer_engine = QueueEngine(self.consumer_client, q, prefix)
+        consumer = QueueConsumer(consumer_engine, self.worker_id, self.block_client)
         engines: dict[str, QueueEngine] = {q.name: engine}
 
         def engine_for(name: str) -> QueueEngine:
@@ -105,7 +138,14 @@ class QueueWorker:
                 engines[name] = QueueEngine(self.client, self.config.queue(name), prefix)
             return engines[name]
 
-        broker = CortexBroker(engine, consumer, runner, dead_letter=dlq, engine_for=engine_for)
+        renewer = SyncRenewer(self.redis_url, prefix, q.name, q.lease, call_timeout(q.lease))
+        self.keeper = LeaseKeeper(
+            renewer, q.lease, on_hang=self._on_hang, name=f"cf-{q.name}-leases"
+        )
+        self.keeper.start(asyncio.get_running_loop())
+        broker = CortexBroker(
+            engine, consumer, runner, keeper=self.keeper, dead_letter=dlq, engine_for=engine_for
+        )
         broker.is_worker_process = True
         self.broker = broker
         await broker.startup()
@@ -129,9 +169,63 @@ class QueueWorker:
             ready.cancel()
             self._listen.result()  # raises what stopped it
 
+    def _too_many_stuck(self, stuck: int) -> None:
+        """More sync handler threads stuck past their timeout than the queue has slots: this
+        worker drains (running jobs finish, the rest go back) and exits so a fresh process
+        replaces it. It leaves the worker registry at once, so health reports the queue."""
+        if self.gave_up:
+            return
+        self.gave_up = True
+        self.state = "stuck"
+        log.error(
+            "%d sync handler threads are stuck past their timeout (more than the queue's "
+            "%d slots): draining and exiting so a new worker takes this one's place; use "
+            "`isolation: process` to have hung handlers killed",
+            stuck,
+            self.queue.concurrency,
+        )
+        if self._beat is not None:
+            self._beat.cancel()
+        self._withdraw = asyncio.ensure_future(
+            registry.remove_worker(
+                self.client, self.config.redis.prefix, self.queue.name, self.worker_id
+            )
+        )
+        if self.on_give_up is not None:
+            self.on_give_up()
+
+    def _on_hang(self, job_ids: list[str], blocked: float) -> None:
+        """Called from the lease thread: the event loop has been blocked past the timeout of
+        ``job_ids``, which can therefore never fire."""
+        ids = ", ".join(job_ids)
+        if self._exit_on_hang:
+            log.error(
+                "the event loop has been blocked for %.1fs, past the timeout of job(s) %s: "
+                "exiting so they are run again elsewhere (after their lease) and a new worker "
+                "takes this one's place",
+                blocked,
+                ids,
+            )
+            sys.stderr.flush()
+            os._exit(EXIT_LOOP_BLOCKED)
+        log.error(
+            "the event loop has been blocked for %.1fs, past the timeout of job(s) %s: their "
+            "leases are no longer renewed, so they are run again elsewhere",
+            blocked,
+            ids,
+        )
+        assert self.broker is not None
+        keeper = self.keeper
+        if keeper is not None:
+            for key in list(self.broker.leases):
+                if key[0] in job_ids:
+                    keeper.drop(key)
+
     async def stop(self, timeout: float | None = None) -> None:
         """Stop fetching now; let running jobs finish within ``timeout`` (default: the config's
-        stop_timeout); give back to waiting whatever is still running then."""
+        stop_timeout); then stop the runs that can be stopped (async handlers) and give their
+        jobs back to waiting. A sync handler still running in its thread cannot be stopped: its
+        job keeps its lease and the stop waits for the thread (its outcome is recorded then)."""
         if self.broker is None:
             return
         broker = self.broker
@@ -144,30 +238,52 @@ class QueueWorker:
         if self._listen is not None:
             with contextlib.suppress(Exception):
                 await self._listen
+        await broker.stop_runs()
         await broker.flush(timeout=5.0)
-        try:
-            released = await broker.release_all()
-            if released:
-                log.warning("gave %d unfinished job(s) back to waiting", released)
-        except RedisError as exc:
-            log.error("could not give jobs back (%s); they return after their lease", exc)
+        await self._give_back(broker)
+        if n := broker.in_threads():
+            log.warning(
+                "%d job(s) still running in sync handler threads, which cannot be stopped: "
+                "their leases are kept until the threads end (signal again to exit now; those "
+                "jobs then run again after their lease)",
+                n,
+            )
+            # A worker process waits as long as it takes (`up` SIGKILLs it at stop_timeout; run
+            # alone, a second signal ends it). Embedded in an application (WorkerManager), the
+            # stop must return: it waits one more stop timeout, then leaves those jobs to stall.
+            bound = None if self._exit_on_hang else max(timeout, 1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(broker.wait_threads(), bound)
+            await broker.flush(timeout=5.0)
         await self._close()
 
+    async def _give_back(self, broker: CortexBroker) -> None:
+        try:
+            released = await asyncio.wait_for(broker.release_all(), 10)
+            if released:
+                log.warning("gave %d unfinished job(s) back to waiting", released)
+        except (RedisError, TimeoutError) as exc:
+            log.error("could not give jobs back (%s); they return after their lease", exc)
+
     async def abort(self) -> None:
-        """Stop at once: give every held job back to waiting and close."""
+        """Stop at once: stop what can be stopped, give those jobs back to waiting, close.
+        Jobs of sync handlers still running in threads are left to stall."""
         if self.broker is None:
             return
-        self.broker.fetch_enabled = False
+        broker = self.broker
+        broker.fetch_enabled = False
         self._finish.set()
-        await self.broker.flush(timeout=1.0)  # outcomes already decided are worth writing
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.broker.release_all(), 5)
+        await broker.flush(timeout=1.0)  # outcomes already decided are worth writing
+        await broker.stop_runs(wait=0.5)
+        await self._give_back(broker)
         if self._listen is not None:
             self._listen.cancel()
         await self._close()
 
     async def _close(self) -> None:
-        assert self.broker is not None
+        broker, self.broker = self.broker, None
+        if broker is None:  # closed already (a stop and an abort may both get here)
+            return
         self.state = "stopped"
         if self._beat is not None:
             self._beat.cancel()
@@ -176,11 +292,15 @@ class QueueWorker:
             await registry.remove_worker(
                 self.client, self.config.redis.prefix, self.queue.name, self.worker_id
             )
-        await self.broker.shutdown()
+        await broker.shutdown()
+        if self.keeper is not None:
+            self.keeper.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.close()
         await self.client.aclose()
+        await self.consumer_client.aclose()
         await self.block_client.aclose()
-        self.broker = None
 
     def info(self) -> dict[str, Any]:
         b = self.broker
@@ -237,7 +357,13 @@ def run_worker(
         import uvloop
 
         runner = uvloop.run
-    return int(runner(_serve(config, queue, redis_url, replica, stop_timeout)))
+    code = int(runner(_serve(config, queue, redis_url, replica, stop_timeout)))
+    stuck = [t for t in threading.enumerate() if t.is_alive() and not t.daemon]
+    if len(stuck) > 1:  # besides this main thread: handler threads that never returned
+        log.warning("exiting with %d handler thread(s) still running", len(stuck) - 1)
+        logging.shutdown()
+        os._exit(code)  # the interpreter would wait for them forever
+    return code
 
 
 async def _serve(
@@ -249,7 +375,7 @@ async def _serve(
         loop.add_signal_handler(sig, signals.put_nowait, sig)
     _watch_lifeline(loop, signals)
     try:
-        worker = QueueWorker(config, queue, redis_url, replica=replica)
+        worker = QueueWorker(config, queue, redis_url, replica=replica, exit_on_hang=True)
         await worker.start()
     except (HandlerImportError, UsageError) as exc:
         sys.stderr.write(f"error: {exc}\n")
@@ -257,6 +383,7 @@ async def _serve(
     except (RedisUnavailableError, RedisError, OSError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_UNAVAILABLE
+    worker.on_give_up = lambda: signals.put_nowait(signal.SIGTERM)
     _signal_ready()
     log.info(
         "worker ready: queue=%s replica=%d pid=%d concurrency=%d",
@@ -266,18 +393,41 @@ async def _serve(
         worker.queue.concurrency,
     )
     first = await signals.get()
-    log.info("got %s: stopping (running jobs may finish)", signal.Signals(first).name)
+    if worker.gave_up:
+        log.info("stopping (running jobs may finish)")
+    else:
+        log.info("got %s: stopping (running jobs may finish)", signal.Signals(first).name)
     stopping = asyncio.create_task(worker.stop(stop_timeout))
-    second = asyncio.create_task(signals.get())
-    done, _ = await asyncio.wait({stopping, second}, return_when=asyncio.FIRST_COMPLETED)
-    if stopping in done:
-        second.cancel()
-        stopping.result()
-        return EXIT_OK
-    log.warning("second signal: stopping now, unfinished jobs go back to waiting")
-    await worker.abort()
-    stopping.cancel()
-    return EXIT_FAILURE
+    since = time.monotonic()
+    while True:
+        again = asyncio.create_task(signals.get())
+        done, _ = await asyncio.wait({stopping, again}, return_when=asyncio.FIRST_COMPLETED)
+        if stopping in done:
+            again.cancel()
+            stopping.result()
+            return EXIT_STUCK if worker.gave_up else EXIT_OK
+        name = signal.Signals(again.result()).name
+        if not _second_request(since):
+            log.info("got %s again: already stopping (the same stop request)", name)
+            continue
+        log.warning("second signal: stopping now; jobs not running in threads go back to waiting")
+        stopping.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await stopping
+        await worker.abort()
+        return EXIT_FAILURE
+
+
+def _second_request(first_at: float) -> bool:
+    """Whether another SIGTERM/SIGINT is a second stop request (stop at once).
+
+    systemd (KillMode=control-group), `docker stop` on a process tree and Kubernetes signal
+    every process at once, so a worker of `cortexflow up` gets one SIGTERM from them and one
+    from the supervisor: under a supervisor every repeat is the same request (the supervisor
+    escalates with SIGKILL itself). Run alone, a repeat within SAME_REQUEST seconds is too."""
+    if supervised():
+        return False
+    return time.monotonic() - first_at > SAME_REQUEST
 
 
 def _die_with_parent() -> None:

@@ -1,0 +1,324 @@
+"""`isolation: process`: handlers run in a pool of child processes of the worker.
+
+Each child is a fresh interpreter (multiprocessing's spawn, never a fork of the worker with its
+event loop and threads) that imports the handler once and then runs one job at a time, sent over
+a pipe; the worker keeps its leases, fetches and outcomes as usual. What this buys:
+
+- timeouts are real: a run past its timeout (or a run still going at the stop deadline) gets its
+  process SIGKILLed, and a new process takes its place on demand, so a hung or CPU-bound handler
+  can never hold a slot, a thread or the worker's event loop;
+- a crash of the handler's process (segfault, os._exit, the OOM killer) fails that attempt
+  ("the handler's process died") instead of killing the worker and stalling every job in it;
+- leaks are bounded: ``max_jobs_per_child`` and ``max_memory_per_child`` (resident memory after
+  a job) replace a child when it reaches them.
+
+Children ignore SIGTERM/SIGINT (the supervisor signals the worker's whole process group; the
+worker decides what happens to them) and die with the worker (parent-death signal, and EOF on
+their pipe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import signal
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from cortexflow.config.model import QueueConfig
+from cortexflow.engine.queue import QueueEngine
+from cortexflow.errors import UnrecoverableError
+from cortexflow.pdeathsig import die_with_parent
+from cortexflow.worker.context import JobContext
+from cortexflow.worker.handlers import HandlerImportError, Run, Runner
+
+_SPAWN = multiprocessing.get_context("spawn")
+READY_TIMEOUT = 60.0  # seconds a new child gets to import its handler
+
+
+class HandlerProcessError(Exception):
+    """A handler run in a child process raised; ``str()`` is the child's message."""
+
+
+class HandlerProcessDied(Exception):
+    """The child process running the handler died before it answered."""
+
+
+def _remote_error(name: str, text: str, tb: str, unrecoverable: bool) -> BaseException:
+    """The child's exception, rebuilt with its type name and its traceback as the cause."""
+    if unrecoverable:
+        error: BaseException = UnrecoverableError(text)
+    else:
+        kind = type(name, (HandlerProcessError,), {"__module__": "handler"})
+        error = kind(text)
+    error.__cause__ = _RemoteTraceback(tb)
+    return error
+
+
+class _RemoteTraceback(Exception):
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return f"\n(in the handler's process)\n{self.tb}"
+
+
+class _Child:
+    def __init__(self, proc: Any, conn: Connection) -> None:
+        self.proc = proc
+        self.conn = conn
+        self.jobs = 0
+
+    def kill(self) -> None:
+        """SIGKILL (the child ignores SIGTERM) and reap it."""
+        with contextlib.suppress(ProcessLookupError, OSError):
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.join(5)
+        self.conn.close()
+
+
+class ProcessPool:
+    """Up to ``size`` child processes running ``queue``'s handler, one job at a time each."""
+
+    def __init__(self, queue: QueueConfig, base_dir: Path, size: int, redis_url: str) -> None:
+        self.queue = queue
+        self.redis_url = redis_url
+        self.base_dir = base_dir
+        self.size = size
+        self._idle: list[_Child] = []
+        self._busy = 0
+        self._spawning = 0  # replacements being started in the background
+        self._free = asyncio.Condition()
+        self._refills: set[asyncio.Task[None]] = set()
+        self._children: set[_Child] = set()  # every child started and not yet killed
+
+    async def start(self) -> None:
+        """Start one child and wait until it imported the handler (HandlerImportError if not);
+        the other ``size - 1`` start in the background (a prefork pool)."""
+        child = await self._spawn()
+        self._idle.append(child)
+        for _ in range(self.size - 1):
+            self._refill()
+
+    async def _spawn(self) -> _Child:
+        parent, child_end = _SPAWN.Pipe()
+        proc = _SPAWN.Process(
+            target=child_main,
+            args=(child_end, self.queue.handler, str(self.base_dir), self.redis_url, os.getpid()),
+            name=f"cf-{self.queue.name}-handler",
+            daemon=True,
+        )
+        proc.start()
+        child_end.close()
+        child = _Child(proc, parent)
+        self._children.add(child)
+        try:
+            reply = await asyncio.wait_for(_recv(parent), READY_TIMEOUT)
+        except (TimeoutError, HandlerProcessDied) as exc:
+            child.kill()
+            raise HandlerImportError(
+                f"handler {self.queue.handler!r}: its process did not start ({exc})"
+            ) from None
+        except BaseException:
+            child.kill()
+            raise
+        if reply[0] != "ready":
+            child.kill()
+            raise HandlerImportError(str(reply[1]))
+        return child
+
+    async def _acquire(self) -> _Child:
+        async with self._free:
+            while not self._idle and self._busy + self._spawning >= self.size:
+                await self._free.wait()
+            self._busy += 1
+            if self._idle:
+                return self._idle.pop()
+        try:
+            return await self._spawn()
+        except BaseException:
+            await self._release(None)
+            raise
+
+    def _refill(self) -> None:
+        """Start a replacement for a killed or retired child in the background, so the next
+        job finds a process that has imported its handler already (a start takes a second or
+        more, which would otherwise count against that job's timeout)."""
+
+        async def refill() -> None:
+            try:
+                child = await self._spawn()
+            except Exception:
+                child = None
+            async with self._free:
+                self._spawning -= 1
+                if child is not None:
+                    self._idle.append(child)
+                self._free.notify()
+
+        self._spawning += 1
+        task = asyncio.get_running_loop().create_task(refill())
+        self._refills.add(task)
+        task.add_done_callback(self._refills.discard)
+
+    async def _release(self, child: _Child | None) -> None:
+        async with self._free:
+            self._busy -= 1
+            if child is not None:
+                self._idle.append(child)
+            self._free.notify()
+
+    async def run(self, job: JobContext) -> Any:
+        """Run the handler on ``job`` in a child; a cancellation (timeout, stop) kills it."""
+        child = await self._acquire()
+        keep: _Child | None = None
+        try:
+            child.conn.send(("job", _job_fields(job)))
+            reply = await _recv(child.conn)
+            child.jobs += 1
+            keep = child if self._keep(child, reply) else None
+        finally:
+            if keep is None:
+                child.kill()
+                self._children.discard(child)
+                self._refill()
+            await self._release(keep)
+        if reply[0] == "ok":
+            return reply[1]
+        _, name, text, tb, unrecoverable, _ = reply
+        raise _remote_error(name, text, tb, unrecoverable)
+
+    def _keep(self, child: _Child, reply: tuple[Any, ...]) -> bool:
+        q = self.queue
+        if q.max_jobs_per_child is not None and child.jobs >= q.max_jobs_per_child:
+            return False
+        rss = reply[-1]
+        return q.max_memory_per_child is None or rss <= q.max_memory_per_child
+
+    def close(self) -> None:
+        for task in self._refills:
+            task.cancel()
+        for child in list(self._children):
+            child.kill()
+        self._children.clear()
+        self._idle.clear()
+
+
+def process_runner(pool: ProcessPool) -> Runner:
+    async def run_in_process(data: Any, job: JobContext, run: Run) -> Any:
+        return await pool.run(job)
+
+    return run_in_process
+
+
+def _job_fields(job: JobContext) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "name": job.name,
+        "queue": job.queue,
+        "attempt": job.attempt,
+        "priority": job.priority,
+        "created_at": job.created_at,
+        "data": job.data,
+        "settings": dict(job.settings),
+        # for job.log() / job.update_progress() in the child: the run's lease and the queue
+        "token": job._token,
+        "prefix": job._engine.prefix,
+    }
+
+
+async def _recv(conn: Connection) -> tuple[Any, ...]:
+    """The next message on ``conn``, read without blocking the event loop."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[tuple[Any, ...]] = loop.create_future()
+    fd = conn.fileno()
+
+    def readable() -> None:
+        if fut.done():
+            return
+        try:
+            fut.set_result(conn.recv())
+        except (EOFError, OSError) as exc:
+            fut.set_exception(HandlerProcessDied(f"the handler's process died ({exc or 'EOF'})"))
+
+    loop.add_reader(fd, readable)
+    try:
+        return await fut
+    finally:
+        loop.remove_reader(fd)
+
+
+# -- the child ------------------------------------------------------------------------------------
+
+
+def child_main(conn: Connection, spec: str, base_dir: str, url: str, parent: int) -> None:
+    """A handler process: import the handler, then run jobs from ``conn`` until EOF."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not die_with_parent(parent, signal.SIGKILL):
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cortexflow.worker.handlers import build_runner, load_handler
+
+    try:
+        runner = build_runner(load_handler(spec, Path(base_dir)), ThreadPoolExecutor(1))
+    except Exception as exc:
+        conn.send(("error", str(exc)))
+        return
+    from cortexflow.engine.connection import connect
+
+    loop = asyncio.new_event_loop()
+    client = connect(url)  # job.log(), job.update_progress(), job.redis in the child
+    conn.send(("ready",))
+    while True:
+        try:
+            _, fields = conn.recv()
+        except (EOFError, OSError):
+            return
+        conn.send(_run_one(loop, runner, client, fields))
+
+
+def _run_one(
+    loop: asyncio.AbstractEventLoop, runner: Runner, client: Any, fields: dict[str, Any]
+) -> Any:
+    engine = QueueEngine(client, QueueConfig(name=fields["queue"], handler="-"), fields["prefix"])
+    job = JobContext(
+        engine,
+        fields["token"],
+        id=fields["id"],
+        name=fields["name"],
+        queue=fields["queue"],
+        attempt=fields["attempt"],
+        priority=fields["priority"],
+        created_at=fields["created_at"],
+        data=fields["data"],
+        settings=fields["settings"],
+    )
+    try:
+        result = loop.run_until_complete(runner(fields["data"], job, Run()))
+        return ("ok", result, _rss())
+    except BaseException as exc:  # the handler's failure, reported to the worker
+        tb = "".join(traceback.format_exception(exc))
+        return (
+            "err",
+            type(exc).__name__,
+            str(exc),
+            tb,
+            isinstance(exc, UnrecoverableError),
+            _rss(),
+        )
+
+
+def _rss() -> int:
+    """Resident memory of this process in bytes (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
