@@ -90,3 +90,18 @@ def invalid_url_reason(url: str, exc: Exception) -> str:
         "e.g. python3 -c 'import urllib.parse, getpass; "
         'print(urllib.parse.quote(getpass.getpass(), safe=""))\''
     )
+
+
+# scheme://user:password@ inside free text: the password runs to the token's last '@'.
+_URL_CREDENTIALS = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)([^\s/:@]*):(\S*)@")
+
+
+def redact_urls_in(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` in it masked.
+
+    For text cortexflow stores but did not write: a handler's error message and stack trace
+    (an exception quoting a connection URL must not put its password into Redis, the AOF and
+    dead letters)."""
+    if "://" not in text:
+        return text
+    return _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{m.group(2)}:{MASK}@", text)

@@ -27,13 +27,19 @@ class Settings:
 
 
 async def healthz(request: Request) -> Response:
-    """200 when Redis answers, 503 otherwise; no token needed."""
+    """200 when Redis answers, 503 otherwise; no token needed. With ``?require_workers=1``
+    also 503 while a queue has no live worker (`cortexflow health --require-workers`)."""
     manager: QueueManager = request.app.state.manager
     try:
         await manager.connect()
         await (await manager.redis_client()).ping()
     except (RedisUnavailableError, RedisError, OSError) as exc:
         return JSONResponse({"ok": False, "error": str(exc)}, status_code=503)
+    if request.query_params.get("require_workers") in ("1", "true", "yes"):
+        report = await manager.health_check(require_workers=True)
+        return JSONResponse(
+            {"ok": report["healthy"], **report}, status_code=200 if report["healthy"] else 503
+        )
     return JSONResponse({"ok": True})
 
 

@@ -27,6 +27,7 @@ from cortexflow.engine.text import (
     replace_surrogates,
 )
 from cortexflow.errors import UnrecoverableError
+from cortexflow.redact import redact_urls_in
 
 # Outcome.keep: follow the queue's retention (the finish script trims by age and count).
 KEEP_BY_QUEUE = -1
@@ -135,8 +136,8 @@ def failed(job_id: str, token: str, message: str, stacktrace: str, decision: Dec
         decision.kind,
         job_id,
         token,
-        error=bounded(message, MAX_ERROR_BYTES),
-        stacktrace=bounded(stacktrace, MAX_STACKTRACE_BYTES, keep_tail=True),
+        error=bounded(redact_urls_in(message), MAX_ERROR_BYTES),
+        stacktrace=bounded(redact_urls_in(stacktrace), MAX_STACKTRACE_BYTES, keep_tail=True),
         delay_ms=round(decision.delay * 1000),
         keep=decision.keep,
         dead_letter=decision.dead_letter,

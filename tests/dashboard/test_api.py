@@ -77,6 +77,15 @@ def stats(http: httpx.Client, queue: str) -> dict[str, Any]:
 # -- health and auth ------------------------------------------------------------------------
 
 
+def test_healthz_with_require_workers_fails_while_no_worker_runs(http: httpx.Client) -> None:
+    r = http.get("/healthz", params={"require_workers": "1"})
+    assert r.status_code == 503, r.text  # no worker of any queue is running in this test
+    body = r.json()
+    assert body["ok"] is False and body["healthy"] is False and set(body["queues"])
+    assert not any(body["queues"].values())
+    assert http.get("/healthz").status_code == 200  # plain: Redis answers
+
+
 def test_healthz_needs_no_token(http: httpx.Client) -> None:
     r = http.get("/healthz")
     assert r.status_code == 200 and r.json() == {"ok": True}

@@ -359,3 +359,29 @@ def test_jobs_leased_while_the_worker_waits_for_work_wake_it_at_once(redis_url: 
             await c.close()
 
     asyncio.run(main())
+
+
+# -- credentials in a handler's error never reach Redis -----------------------------------------
+
+
+def test_a_handler_error_quoting_a_url_stores_it_without_the_password(
+    redis_url: str, tmp_path: Path
+) -> None:
+    async def handler(data: Any) -> Any:
+        raise ConnectionError("cannot reach postgresql://app:hunter2/x@db.internal:5432/shop")
+
+    async def main() -> None:
+        q = QueueConfig(name="leaky", handler="x:y", attempts=1, retention=KEEP_ALL)
+        async with engine_for(redis_url, q) as e:
+            await e.add("n", {}, JobOptions(job_id="j"))
+            async with inproc_worker(
+                make_config(tmp_path / "q.yaml", q), "leaky", redis_url, handler
+            ):
+                await wait_for_async(lambda: _done(e, 1, 0), 20, message="the job failed")
+            job = await e.get_job("j")
+            assert job is not None
+            assert "postgresql://app:***@db.internal:5432/shop" in (job.error or "")
+            assert "hunter2" not in (job.error or "") + (job.stacktrace or "")
+            assert "ConnectionError" in (job.stacktrace or "")
+
+    asyncio.run(main())
