@@ -11,13 +11,13 @@ from tests.helpers.procs import Proc, cortexflow_argv
 
 
 @pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Callable[[Path, str, str], Proc]]:
-    """``workers(config, queue, url)`` starts `cortexflow worker QUEUE` as a real process (the
-    recording handler reads TEST_REDIS_URL); all are killed after the test."""
+def workers(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
+    """``workers(config, queue, url, *args)`` starts `cortexflow worker QUEUE ARGS` as a real
+    process (the recording handler reads TEST_REDIS_URL); all are killed after the test."""
     started: list[Proc] = []
 
-    def start(config: Path, queue: str, url: str) -> Proc:
-        argv = cortexflow_argv("worker", queue, "-f", str(config), "--redis-url", url)
+    def start(config: Path, queue: str, url: str, *args: str) -> Proc:
+        argv = cortexflow_argv("worker", queue, "-f", str(config), "--redis-url", url, *args)
         worker = Proc(argv, log_dir=tmp_path, env={"TEST_REDIS_URL": url}, name=f"worker-{queue}")
         started.append(worker)
         return worker

@@ -17,23 +17,13 @@ import redis
 from cortexflow.config import load_config
 from cortexflow.embedded import ServerProcess
 from cortexflow.engine.jobs import JobOptions
-from tests.helpers.jobs import engine_for
-from tests.helpers.poll import wait_for, wait_for_async
+from tests.helpers.jobs import engine_for, wait_workers_ready
+from tests.helpers.poll import wait_for_async
 from tests.helpers.project import RECORDER, write_project
 
 
 def _runs(client: redis.Redis) -> list[dict[str, Any]]:
     return [json.loads(x) for x in client.lrange("test:runs", 0, -1)]
-
-
-def _ready(client: redis.Redis, queue: str, n: int, timeout: float = 20) -> None:
-    """Wait until n workers of ``queue`` have published their heartbeat."""
-    key = f"{{cortexflow:{queue}}}:workers"
-    wait_for(
-        lambda: client.zcount(key, int(time.time() * 1000), "+inf") >= n,
-        timeout,
-        message=f"{n} workers of {queue} ready",
-    )
 
 
 def test_rate_limit_holds_across_three_processes(
@@ -53,7 +43,7 @@ def test_rate_limit_holds_across_three_processes(
     )
     for _ in range(3):
         workers(cfg, "limited", redis_url)
-    _ready(redis_client, "limited", 3)
+    wait_workers_ready(redis_client, "limited", 3)
     config = load_config(cfg)
 
     async def main() -> list[float]:
@@ -97,7 +87,7 @@ def test_kill9_jobs_recovered_after_the_lease_without_new_traffic(
     )
     config = load_config(cfg)
     victim = workers(cfg, "crashy", redis_url)
-    _ready(redis_client, "crashy", 1)
+    wait_workers_ready(redis_client, "crashy", 1)
 
     async def main() -> None:
         async with engine_for(redis_url, config.queues["crashy"]) as e:
@@ -105,7 +95,7 @@ def test_kill9_jobs_recovered_after_the_lease_without_new_traffic(
             await e.add_bulk([("n", {"sleep": 30}, JobOptions(job_id=f"j{i}")) for i in range(20)])
             await wait_for_async(lambda: _active(e, 20), 15, message="20 running on the victim")
             survivor = workers(cfg, "crashy", redis_url)
-            _ready(redis_client, "crashy", 2)
+            wait_workers_ready(redis_client, "crashy", 2)
             victim.kill()
             killed_at = time.time()
             # Reruns must not sleep.
@@ -147,7 +137,7 @@ def test_heartbeat_keeps_a_long_job_from_running_twice(
     config = load_config(cfg)
     workers(cfg, "long", redis_url)
     workers(cfg, "long", redis_url)
-    _ready(redis_client, "long", 2)
+    wait_workers_ready(redis_client, "long", 2)
 
     async def main() -> None:
         async with engine_for(redis_url, config.queues["long"]) as e:
@@ -174,7 +164,7 @@ def test_pause_stops_starts_on_every_worker(
     config = load_config(cfg)
     workers(cfg, "pausable", redis_url)
     workers(cfg, "pausable", redis_url)
-    _ready(redis_client, "pausable", 2)
+    wait_workers_ready(redis_client, "pausable", 2)
 
     async def main() -> None:
         async with engine_for(redis_url, config.queues["pausable"]) as e:
@@ -209,7 +199,7 @@ def test_chaos_sigkill_workers_loses_nothing(
     )
     config = load_config(cfg)
     live = [workers(cfg, "chaos", redis_url), workers(cfg, "chaos", redis_url)]
-    _ready(redis_client, "chaos", 2)
+    wait_workers_ready(redis_client, "chaos", 2)
     n = 5000
     kills = 0
 
@@ -263,7 +253,7 @@ def test_workers_survive_a_redis_restart_and_lose_no_acknowledged_job(
         )
         config = load_config(cfg)
         procs = [workers(cfg, "durable", url), workers(cfg, "durable", url)]
-        _ready(client, "durable", 2)
+        wait_workers_ready(client, "durable", 2)
         acknowledged: list[str] = []
 
         async def main() -> None:
@@ -309,7 +299,7 @@ def test_sigterm_finishes_running_jobs_then_exits_0(
     )
     config = load_config(cfg)
     w = workers(cfg, "graceful", redis_url)
-    _ready(redis_client, "graceful", 1)
+    wait_workers_ready(redis_client, "graceful", 1)
 
     async def main() -> None:
         async with engine_for(redis_url, config.queues["graceful"]) as e:
@@ -343,7 +333,7 @@ def test_stop_timeout_gives_unfinished_jobs_back_to_waiting(
     )
     config = load_config(cfg)
     w = workers(cfg, "impatient", redis_url)
-    _ready(redis_client, "impatient", 1)
+    wait_workers_ready(redis_client, "impatient", 1)
 
     async def main() -> None:
         async with engine_for(redis_url, config.queues["impatient"]) as e:

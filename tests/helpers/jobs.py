@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from cortexflow.config import load_config
 from cortexflow.config.model import Config, QueueConfig
 from cortexflow.engine import connect
@@ -104,7 +106,9 @@ class Jobs:
         self.config = load_config(path, check_imports=False)
         self.url = url
 
-    def _run(self, queue: str, op: Callable[[QueueEngine], Any]) -> Any:
+    def run(self, queue: str, op: Callable[[QueueEngine], Awaitable[Any]]) -> Any:
+        """``await op(engine)`` on ``queue``'s engine, on a connection of its own."""
+
         async def go() -> Any:
             client = connect(self.url)
             try:
@@ -117,16 +121,16 @@ class Jobs:
 
     def add(self, queue: str, datas: Sequence[dict[str, Any]]) -> list[str]:
         jobs = [("job", d, None) for d in datas]
-        return list(self._run(queue, lambda e: e.add_bulk(jobs)))
+        return list(self.run(queue, lambda e: e.add_bulk(jobs)))
 
     def stats(self, queue: str) -> dict[str, Any]:
-        return dict(self._run(queue, lambda e: e.stats()))
+        return dict(self.run(queue, lambda e: e.stats()))
 
     def states(self, queue: str, ids: Sequence[str]) -> list[str]:
         async def op(e: QueueEngine) -> list[str]:
             return [(j.state if j else "missing") for j in [await e.get_job(i) for i in ids]]
 
-        return list(self._run(queue, op))
+        return list(self.run(queue, op))
 
     def wait_stats(
         self, queue: str, pred: Callable[[dict[str, Any]], bool], timeout: float
@@ -142,6 +146,16 @@ class Jobs:
             matched, timeout, message=lambda: f"stats of {queue} never matched: {last}"
         )
         return result
+
+
+def wait_workers_ready(client: redis.Redis, queue: str, n: int = 1, timeout: float = 30.0) -> None:
+    """Wait until ``n`` workers of ``queue`` have a live heartbeat."""
+    key = f"{{{PREFIX}:{queue}}}:workers"
+    wait_for(
+        lambda: client.zcount(key, int(time.time() * 1000), "+inf") >= n,
+        timeout,
+        message=f"{n} workers of {queue} ready",
+    )
 
 
 def run_handler(

@@ -138,11 +138,6 @@ def test_sigterm_to_the_supervisor_alone_killmode_mixed(
     check_clean_stop(up, folder, redis_url, "mixed-1")
 
 
-@pytest.mark.xfail(
-    reason="workers count the supervisor's SIGTERM as a second signal and give a finished job "
-    "back (issue 16, item 1: fixed on the worker side in branch h10b; drop this mark then)",
-    strict=False,
-)
 def test_sigterm_to_every_process_at_once_killmode_control_group(
     running: tuple[Up, redis.Redis, Path], redis_url: str
 ) -> None:

@@ -14,6 +14,7 @@ import random
 import re
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,10 @@ import redis
 
 from cortexflow.embedded import pid_alive
 from cortexflow.engine.jobs import JobOptions
-from tests.test_supervisor_support import Jobs, start_up, write_project
-
-__all__ = ["start_up"]
+from cortexflow.engine.queue import QueueEngine
+from tests.helpers.jobs import Jobs
+from tests.helpers.procs import Proc
+from tests.helpers.project import write_project
 
 HANDLER = """
 import asyncio, os, random
@@ -44,7 +46,7 @@ N = 3000
 
 @pytest.mark.slow
 def test_kill9_a_random_worker_of_up_every_2s_fails_no_job(
-    tmp_path: Path, redis_url: str, start_up
+    tmp_path: Path, redis_url: str, start_up: Callable[..., Proc]
 ) -> None:
     path = write_project(
         tmp_path,
@@ -60,19 +62,19 @@ def test_kill9_a_random_worker_of_up_every_2s_fails_no_job(
             max_stalls: 5
             retention: {completed: {count: 10000}, failed: {count: 10000}}
         """,
+        {"chaoshandler.py": HANDLER},
     )
-    (tmp_path / "chaoshandler.py").write_text(HANDLER)
     up = start_up(tmp_path, "--redis-url", redis_url, env={"TEST_REDIS_URL": redis_url})
     up.wait_for(r"chaos\.0 \(pid \d+\) ready", 30)
     up.wait_for(r"chaos\.1 \(pid \d+\) ready", 30)
     jobs = Jobs(path, redis_url)
 
-    async def add(engine) -> None:  # type: ignore[no-untyped-def]
+    async def add(engine: QueueEngine) -> None:
         for start in range(0, N, 500):
             batch = [("n", {}, JobOptions(job_id=f"c{i}")) for i in range(start, start + 500)]
             await engine.add_bulk(batch)
 
-    jobs._run("chaos", add)
+    jobs.run("chaos", add)
     rng = random.Random()
     kills = 0
     end = time.monotonic() + 20
@@ -88,7 +90,7 @@ def test_kill9_a_random_worker_of_up_every_2s_fails_no_job(
     stats = jobs.wait_stats("chaos", lambda s: s["completed"] + s["failed"] == N, 120)
     client = redis.Redis.from_url(redis_url)
     try:
-        failed = jobs._run("chaos", lambda e: e.list_jobs("failed", 0, 10))
+        failed = jobs.run("chaos", lambda e: e.list_jobs("failed", 0, 10))
         counts = [int(v) for v in client.hgetall("test:count").values()]
     finally:
         client.close()

@@ -13,11 +13,10 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -26,25 +25,14 @@ from cortexflow.config.model import QueueConfig
 from cortexflow.embedded import ServerProcess
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.queue import FetchResult
-from tests.engine_helpers import WorkerProcess, engine_for, make_config, until, write_project
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Any]:
-    started: list[WorkerProcess] = []
-
-    def start(config: Path, queue: str, url: str) -> WorkerProcess:
-        w = WorkerProcess(config, queue, url, tmp_path)
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        w.kill9()
+from tests.helpers.jobs import engine_for, make_config, wait_workers_ready
+from tests.helpers.poll import wait_for, wait_for_async
+from tests.helpers.procs import Proc
+from tests.helpers.project import RECORDER, write_project
 
 
 def test_a_redis_outage_longer_than_the_lease_runs_no_job_twice(
-    tmp_path: Path, workers: Any
+    tmp_path: Path, workers: Callable[..., Proc]
 ) -> None:
     server = ServerProcess(tmp_path / "data", appendonly=True)
     server.start()
@@ -60,12 +48,10 @@ def test_a_redis_outage_longer_than_the_lease_runs_no_job_twice(
                 lease: 3s
                 max_stalls: 5
             """,
+            RECORDER,
         )
         procs = [workers(cfg, "long", url), workers(cfg, "long", url)]
-        deadline = time.monotonic() + 30
-        while client.zcount("{cortexflow:long}:workers", int(time.time() * 1000), "+inf") < 2:
-            assert time.monotonic() < deadline, "workers not ready"
-            time.sleep(0.05)
+        wait_workers_ready(client, "long", 2)
         config = load_config(cfg)
 
         async def add() -> None:
@@ -75,10 +61,7 @@ def test_a_redis_outage_longer_than_the_lease_runs_no_job_twice(
                 )
 
         asyncio.run(add())
-        deadline = time.monotonic() + 10
-        while client.llen("test:runs") < 3:
-            assert time.monotonic() < deadline, "jobs did not start"
-            time.sleep(0.05)
+        wait_for(lambda: client.llen("test:runs") >= 3, 10, message="jobs did not start")
         time.sleep(1.5)  # let the AOF (fsync every second) hold the leases
         server.kill()  # SIGKILL: no AOF flush beyond the last fsync
         time.sleep(6)  # the outage itself, twice the lease
@@ -91,12 +74,9 @@ def test_a_redis_outage_longer_than_the_lease_runs_no_job_twice(
             )
             return done == 3
 
-        deadline = time.monotonic() + 60
-        while not finished():
-            assert time.monotonic() < deadline, [p.output() for p in procs]
-            time.sleep(0.1)
+        wait_for(finished, 60, 0.1, message=lambda: str([p.log() for p in procs]))
         runs = Counter(json.loads(x)["id"] for x in client.lrange("test:runs", 0, -1))
-        assert runs == {"o0": 1, "o1": 1, "o2": 1}, (runs, [p.output() for p in procs])
+        assert runs == {"o0": 1, "o1": 1, "o2": 1}, (runs, [p.log() for p in procs])
         assert client.zcard("{cortexflow:long}:completed") == 3
         client.close()
     finally:
@@ -141,7 +121,7 @@ def test_jobs_leased_by_a_fetch_whose_reply_was_lost_are_given_back_at_once(
                     s = await e.stats()
                     return bool(s["completed"] + s["failed"] == 4)
 
-                await until(done, 20, "all four finished")
+                await wait_for_async(done, 20, message="all four finished")
                 took = time.monotonic() - started
                 s = await e.stats()
                 assert (s["completed"], s["failed"]) == (4, 0), s

@@ -23,6 +23,7 @@ import random
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,9 @@ import redis
 from cortexflow.config import load_config
 from cortexflow.embedded import ServerProcess
 from cortexflow.engine.jobs import JobOptions
-from tests.engine_helpers import WorkerProcess, engine_for, write_project
+from tests.helpers.jobs import engine_for
+from tests.helpers.procs import Proc
+from tests.helpers.project import write_project
 
 HANDLER = r"""
 import asyncio, json, os, time
@@ -67,12 +70,14 @@ KINDS = ["ok"] * 16 + ["block", "hang", "fail"]
 
 
 @pytest.mark.slow
-def test_random_faults_lose_no_acknowledged_job(tmp_path: Path) -> None:
+def test_random_faults_lose_no_acknowledged_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: Callable[..., Proc]
+) -> None:
     server = ServerProcess(tmp_path / "data", appendonly=True)
     server.start()
     runs_file = tmp_path / "runs.jsonl"
-    os.environ["TEST_RUNS_FILE"] = str(runs_file)
-    procs: list[WorkerProcess] = []
+    monkeypatch.setenv("TEST_RUNS_FILE", str(runs_file))  # the workers inherit it
+    procs: list[Proc] = []
     try:
         url = server.url
         cfg = write_project(
@@ -94,11 +99,11 @@ def test_random_faults_lose_no_acknowledged_job(tmp_path: Path) -> None:
                 handler: faulty:sink
                 retention: {completed: {count: 100000}}
             """,
+            {"faulty.py": HANDLER},
         )
-        (tmp_path / "faulty.py").write_text(HANDLER)
         config = load_config(cfg)
-        procs = [WorkerProcess(cfg, "jepsen", url, tmp_path) for _ in range(3)]
-        procs.append(WorkerProcess(cfg, "dlq", url, tmp_path))
+        procs = [workers(cfg, "jepsen", url) for _ in range(3)]
+        procs.append(workers(cfg, "dlq", url))
         rng = random.Random()
         acked: dict[str, float] = {}
         server_kills: list[float] = []
@@ -122,8 +127,8 @@ def test_random_faults_lose_no_acknowledged_job(tmp_path: Path) -> None:
             """What a supervisor does: replace a worker that exited."""
             for i, p in enumerate(procs):
                 if not p.alive():
-                    p.kill9()
-                    procs[i] = WorkerProcess(cfg, "jepsen" if i < 3 else "dlq", url, tmp_path)
+                    p.kill()
+                    procs[i] = workers(cfg, "jepsen" if i < 3 else "dlq", url)
 
         async def inject(stop_at: float) -> None:
             await asyncio.sleep(3)
@@ -132,11 +137,11 @@ def test_random_faults_lose_no_acknowledged_job(tmp_path: Path) -> None:
                 fault = rng.choice(["kill", "kill", "stop", "server"])
                 if fault == "server" and faults["server"] >= 2:
                     fault = "stop"
-                workers = [p for p in procs[:3] if p.alive()]
-                victim = rng.choice(workers)
+                running = [p for p in procs[:3] if p.alive()]
+                victim = rng.choice(running)
                 if fault == "kill":
-                    victim.kill9()
-                    procs[procs.index(victim)] = WorkerProcess(cfg, "jepsen", url, tmp_path)
+                    victim.kill()
+                    procs[procs.index(victim)] = workers(cfg, "jepsen", url)
                 elif fault == "stop":
                     os.killpg(victim.pid, signal.SIGSTOP)
                     await asyncio.sleep(2.0 * 1.2 + 1)  # longer than the (jittered) lease
@@ -223,6 +228,5 @@ def test_random_faults_lose_no_acknowledged_job(tmp_path: Path) -> None:
         for p in procs:
             with contextlib.suppress(Exception):
                 os.killpg(p.pid, signal.SIGCONT)
-            p.kill9()
+            p.kill()
         server.kill()
-        os.environ.pop("TEST_RUNS_FILE", None)

@@ -13,18 +13,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
 
-from tests.conftest import wait_for
-from tests.test_supervisor_support import Jobs, clean_env, start_up
-
-__all__ = ["start_up"]
+from tests.helpers.jobs import Jobs
+from tests.helpers.poll import wait_for
+from tests.helpers.procs import Proc
+from tests.helpers.project import write_project
 
 HANDLERS = """
 import json, os, time
@@ -41,10 +39,7 @@ def send(data):
 
 
 def _project(folder: Path, yaml: str) -> Path:
-    (folder / "mail.py").write_text(HANDLERS)
-    path = folder / "queues.yaml"
-    path.write_text(textwrap.dedent(yaml))
-    return path
+    return write_project(folder, yaml, {"mail.py": HANDLERS})
 
 
 def _sent(url: str) -> list[dict[str, object]]:
@@ -64,7 +59,7 @@ def _started(url: str) -> int:
 
 
 def test_sigterm_to_up_and_every_worker_at_once_is_one_stop(
-    tmp_path: Path, redis_url: str, start_up
+    tmp_path: Path, redis_url: str, start_up: Callable[..., Proc]
 ) -> None:
     path = _project(
         tmp_path,
@@ -103,7 +98,7 @@ def test_sigterm_to_up_and_every_worker_at_once_is_one_stop(
 
 
 def test_a_sync_job_still_running_at_the_stop_deadline_is_not_given_back(
-    tmp_path: Path, redis_url: str
+    tmp_path: Path, redis_url: str, workers: Callable[..., Proc]
 ) -> None:
     path = _project(
         tmp_path,
@@ -114,39 +109,21 @@ def test_a_sync_job_still_running_at_the_stop_deadline_is_not_given_back(
             handler: mail:send
         """,
     )
-    env = clean_env({"TEST_REDIS_URL": redis_url})
-    out = tmp_path / "worker.log"
-    with out.open("wb") as sink:
-        worker = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "cortexflow", "worker", "mail", "-f", str(path)),
-                *("--redis-url", redis_url, "--stop-timeout", "1s"),
-            ],
-            cwd=tmp_path,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            wait_for(lambda: b"worker ready" in out.read_bytes(), timeout=30)
-            jobs = Jobs(path, redis_url)
-            [job_id] = jobs.add("mail", [{"n": 1, "seconds": 4}])
-            wait_for(lambda: _started(redis_url) == 1, timeout=10)
-            sent_at = time.monotonic()
-            worker.send_signal(signal.SIGTERM)
-            # Past the 1 s stop timeout the handler still runs: the job stays active, held.
-            wait_for(lambda: b"cannot be stopped" in out.read_bytes(), timeout=10)
-            assert jobs.states("mail", [job_id]) == ["active"], out.read_text()
-            code = worker.wait(30)
-        finally:
-            if worker.poll() is None:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait()
-    log = out.read_text()
+    worker = workers(path, "mail", redis_url, "--stop-timeout", "1s")
+    worker.wait_for("worker ready", 30)
+    jobs = Jobs(path, redis_url)
+    [job_id] = jobs.add("mail", [{"n": 1, "seconds": 4}])
+    wait_for(lambda: _started(redis_url) == 1, timeout=10)
+    sent_at = time.monotonic()
+    worker.send(signal.SIGTERM)
+    # Past the 1 s stop timeout the handler still runs: the job stays active, held.
+    worker.wait_for("cannot be stopped", 10)
+    assert jobs.states("mail", [job_id]) == ["active"], worker.log()
+    code = worker.wait_exit(30)
+    log = worker.log()
     assert code == 0, log
     assert time.monotonic() - sent_at >= 3.0
     assert "gave 1 unfinished job(s) back" not in log, log
-    [job] = [j for j in jobs._run("mail", lambda e: e.list_jobs("completed"))]
+    [job] = [j for j in jobs.run("mail", lambda e: e.list_jobs("completed"))]
     assert (job.id, job.attempts_made) == (job_id, 1), log
     assert len(_sent(redis_url)) == 1

@@ -1,0 +1,120 @@
+"""`isolation: process`: handlers run in child processes of the worker, killed on timeout."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from cortexflow.embedded import pid_alive
+from cortexflow.engine.jobs import JobOptions
+from tests.helpers.jobs import Jobs, wait_workers_ready
+from tests.helpers.poll import wait_for
+from tests.helpers.procs import Proc
+from tests.helpers.project import write_project
+
+HANDLERS = """
+import json, os, time
+import redis
+
+def work(data):
+    r = redis.Redis.from_url(os.environ["TEST_REDIS_URL"])
+    first = r.incr("test:calls:" + str(data["n"])) == 1
+    r.rpush("test:ran", json.dumps({"n": data["n"], "pid": os.getpid()}))
+    if data.get("hang") and first:
+        time.sleep(120)  # a hung handler: only a kill stops it
+    return os.getpid()
+"""
+
+
+def _project(tmp_path: Path, extra: str = "") -> Path:
+    return write_project(
+        tmp_path,
+        f"""
+        stop_timeout: 1s
+        queues:
+          iso:
+            handler: isohandlers:work
+            isolation: process
+            concurrency: 2
+            timeout: 4s
+            attempts: 2
+            backoff: {{type: fixed, delay: 100ms}}
+            {extra}
+        """,
+        {"isohandlers.py": HANDLERS},
+    )
+
+
+def _ran(client: redis.Redis) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in client.lrange("test:ran", 0, -1)]
+
+
+def test_a_hung_handler_is_killed_at_its_timeout_and_the_retry_runs(
+    tmp_path: Path, redis_url: str, redis_client: redis.Redis, workers: Callable[..., Proc]
+) -> None:
+    cfg = _project(tmp_path, "max_jobs_per_child: 1")
+    worker = workers(cfg, "iso", redis_url)
+    wait_workers_ready(redis_client, "iso")
+    jobs = Jobs(cfg, redis_url)
+    jobs.run("iso", lambda e: e.add("n", {"n": 0, "hang": True}, JobOptions(job_id="h")))
+    jobs.run("iso", lambda e: e.add_bulk([("n", {"n": i}, None) for i in range(1, 4)]))
+    job = wait_for(
+        lambda: (
+            (j := jobs.run("iso", lambda e: e.get_job("h")))
+            and j.state in ("completed", "failed")
+            and j
+        ),
+        30,
+        message=worker.log,
+    )
+    assert (job.state, job.attempts_made) == ("completed", 2), worker.log()
+    runs = _ran(redis_client)
+    hung = next(r["pid"] for r in runs if r["n"] == 0)
+    assert not pid_alive(hung)  # the timeout really stopped it
+    wait_for(lambda: len(_ran(redis_client)) == 5, 20, message="the other jobs ran")
+    pids = [r["pid"] for r in _ran(redis_client)]
+    assert len(set(pids)) == 5 and worker.pid not in pids  # max_jobs_per_child: 1
+    assert worker.alive()
+
+
+def test_stop_kills_a_running_handler_and_gives_its_job_back(
+    tmp_path: Path, redis_url: str, redis_client: redis.Redis, workers: Callable[..., Proc]
+) -> None:
+    """The handler really stops, so giving its job back cannot run it twice (issue 16, 2)."""
+    cfg = _project(tmp_path)
+    (tmp_path / "queues.yaml").write_text(
+        (tmp_path / "queues.yaml").read_text().replace("timeout: 4s", "timeout: 1m")
+    )
+    worker = workers(cfg, "iso", redis_url)
+    wait_workers_ready(redis_client, "iso")
+    jobs = Jobs(cfg, redis_url)
+    jobs.run("iso", lambda e: e.add("n", {"n": 0, "hang": True}, JobOptions(job_id="s")))
+    [run] = wait_for(lambda: _ran(redis_client), 20, message="the job started")
+    worker.send(signal.SIGTERM)
+    assert worker.wait_exit(20) == 0, worker.log()
+    assert not pid_alive(run["pid"])
+    job = jobs.run("iso", lambda e: e.get_job("s"))
+    assert (job.state, job.attempts_made) == ("waiting", 0), worker.log()
+    assert "gave 1 unfinished job(s) back to waiting" in worker.log()
+    assert os.getpid() != run["pid"]
+
+
+def test_a_child_over_max_memory_per_child_is_replaced_after_its_job(
+    tmp_path: Path, redis_url: str, redis_client: redis.Redis, workers: Callable[..., Proc]
+) -> None:
+    """1MB: every interpreter is above it after a job, so each job runs in a new process."""
+    cfg = _project(tmp_path, "max_memory_per_child: 1MB")
+    worker = workers(cfg, "iso", redis_url)
+    wait_workers_ready(redis_client, "iso")
+    jobs = Jobs(cfg, redis_url)
+    for i in range(3):  # one after the other, so each can reuse a kept child if there were one
+        jobs.run("iso", lambda e, i=i: e.add("n", {"n": i}, None))
+        wait_for(lambda i=i: len(_ran(redis_client)) == i + 1, 20, message=worker.log)
+    pids = [r["pid"] for r in _ran(redis_client)]
+    assert len(set(pids)) == 3, pids
