@@ -40,7 +40,7 @@ from cortexflow.embedded import ServerProcess  # noqa: E402
 from cortexflow.engine import connect  # noqa: E402
 from cortexflow.engine.jobs import JobOptions  # noqa: E402
 from cortexflow.engine.queue import QueueEngine  # noqa: E402
-from cortexflow.worker.run import QueueWorker  # noqa: E402
+from cortexflow.worker.queue_worker import QueueWorker  # noqa: E402
 
 ALIAS_BOMB = REPO / "tests" / "config" / "broken" / "alias_bomb.yaml"
 KEEP_ALL = Retention(RetentionRule(None, None), RetentionRule(None, None))

@@ -16,7 +16,7 @@ from cortexflow.api.resolve import ConfigSource, load, open_endpoint
 from cortexflow.engine.connection import connect, ping
 
 if TYPE_CHECKING:
-    from cortexflow.worker.run import QueueWorker
+    from cortexflow.worker.queue_worker import QueueWorker
 
 
 class WorkerManager:
@@ -48,7 +48,7 @@ class WorkerManager:
         """
         if self._workers:
             return
-        from cortexflow.worker.run import QueueWorker
+        from cortexflow.worker.queue_worker import QueueWorker
 
         config = load(self._source, check_imports=True)
         names = [config.queue(q).name for q in self._only] if self._only else list(config.queues)

@@ -1,6 +1,8 @@
 """One queue's worker process: what runs handlers.
 
-- run: the process (connect, signals, lifeline, registry heartbeat, graceful stop);
+- run: the process (signals, parent death, lifeline, readiness) around a QueueWorker;
+- queue_worker: QueueWorker, one queue's worker in any event loop (WorkerManager embeds it);
+- runs: one run of a job (its lease, the taskiq pieces around it, its outcome);
 - broker: the taskiq broker on the engine (fetch, leases, outcomes);
 - handlers: import a handler and adapt f(data) / f(data, job) / BaseWorker to one call;
 - leases: the lease thread (renewals on its own connection) and the event loop's watchdog;

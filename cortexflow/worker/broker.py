@@ -17,21 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
-import traceback
 from asyncio import CancelledError
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
-import anyio
 from redis.exceptions import RedisError
-from taskiq import AckableMessage, AsyncBroker, AsyncResultBackend, TaskiqMiddleware, TaskiqResult
-from taskiq.abc.formatter import TaskiqFormatter
+from taskiq import AckableMessage, AsyncBroker
 from taskiq.message import BrokerMessage, TaskiqMessage
 
 from cortexflow.engine import orphans
@@ -42,16 +37,19 @@ from cortexflow.engine.outcomes import (
     Decision,
     Outcome,
     OutcomeKind,
-    completed,
-    decide,
-    failed,
-    result_json,
 )
 from cortexflow.engine.queue import Fetched, QueueEngine
-from cortexflow.errors import UnrecoverableError
 from cortexflow.worker.context import JobContext
-from cortexflow.worker.handlers import Run, Runner
-from cortexflow.worker.leases import LeaseKeeper
+from cortexflow.worker.handlers import Runner
+from cortexflow.worker.leases import Delivery, LeaseKeeper
+from cortexflow.worker.runs import (
+    Formatter,
+    JobResultBackend,
+    KeepResult,
+    Lease,
+    outcome_of,
+    task_for,
+)
 
 log = logging.getLogger("cortexflow.worker")
 
@@ -59,81 +57,6 @@ TASK_NAME = "cortexflow.run"
 
 
 TOKEN_LABEL = "cortexflow_token"  # noqa: S105 - a label name, not a secret
-
-# One delivery of a job: (job id, lease token). A token is unique per job, not across jobs.
-Delivery = tuple[str, str]
-
-
-@dataclass(slots=True)
-class Lease:
-    fetched: Fetched
-    result: TaskiqResult[Any] | None = None
-    # Acked: the run is over and its outcome queued for the finish script. The job still holds
-    # its lease (renewed by the lease thread) until that write lands.
-    acked: bool = False
-    run: Run = field(default_factory=Run)
-    task: asyncio.Task[Any] | None = None  # the Receiver's task running it, once started
-    cancelled: bool = False  # cancelled by a stop: the job goes back to waiting, no attempt
-    timeout: float | None = None
-
-    @property
-    def key(self) -> Delivery:
-        return (self.fetched.job.id, self.fetched.token)
-
-
-class _Formatter(TaskiqFormatter):
-    """Our messages arrive already built; anything else is JSON from taskiq's own kick()."""
-
-    def dumps(self, message: TaskiqMessage) -> BrokerMessage:
-        return BrokerMessage(
-            task_id=message.task_id,
-            task_name=message.task_name,
-            message=json.dumps(message.model_dump(mode="json")).encode(),
-            labels=message.labels,
-        )
-
-    def loads(self, message: Any) -> TaskiqMessage:
-        if isinstance(message, TaskiqMessage):
-            return message
-        return TaskiqMessage.model_validate_json(message)
-
-
-class _KeepResult(TaskiqMiddleware):
-    def __init__(self, broker: CortexBroker) -> None:
-        super().__init__()
-        self._broker = broker
-
-    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
-        args = message.args
-        lease = args[2] if len(args) == 3 and isinstance(args[2], Lease) else None
-        if lease is not None:
-            lease.result = result
-
-
-class _JobResultBackend(AsyncResultBackend[Any]):
-    """Results live in the job hash (written by the finish script); this reads them back so
-    taskiq's ``wait_result()`` works on jobs added through ``kiq()``."""
-
-    def __init__(self, engine: QueueEngine) -> None:
-        self._engine = engine
-
-    async def set_result(self, task_id: str, result: TaskiqResult[Any]) -> None:
-        return None  # recorded at ack time by the finish script
-
-    async def is_result_ready(self, task_id: str) -> bool:
-        job = await self._engine.get_job(task_id)
-        return job is not None and job.state in ("completed", "failed")
-
-    async def get_result(self, task_id: str, with_logs: bool = False) -> TaskiqResult[Any]:
-        job = await self._engine.get_job(task_id)
-        if job is None:
-            raise KeyError(task_id)
-        return TaskiqResult(
-            is_err=job.state == "failed",
-            return_value=job.result,
-            execution_time=0.0,
-            error=None if job.error is None else RuntimeError(job.error),
-        )
 
 
 class CortexBroker(AsyncBroker):
@@ -156,9 +79,9 @@ class CortexBroker(AsyncBroker):
         self.dead_letter = dead_letter
         self.keeper = keeper
         self._engine_for = engine_for
-        self.result_backend = _JobResultBackend(engine)
-        self.formatter = _Formatter()
-        self.add_middlewares(_KeepResult(self))
+        self.result_backend = JobResultBackend(engine)
+        self.formatter = Formatter()
+        self.add_middlewares(KeepResult())
         self.leases: dict[Delivery, Lease] = {}
         self.buffer: deque[Fetched] = deque()
         self.jobs_done = 0
@@ -179,7 +102,7 @@ class CortexBroker(AsyncBroker):
         self._outage = False
         # Fetch calls whose reply was lost: (name they leased under, when to look again).
         self._suspects: list[tuple[str, float]] = []
-        self.register_task(_task(runner, keeper), task_name=TASK_NAME)
+        self.register_task(task_for(runner, keeper), task_name=TASK_NAME)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -430,30 +353,12 @@ class CortexBroker(AsyncBroker):
         return ack
 
     def _outcome(self, lease: Lease) -> Outcome:
-        """The run's outcome: its result, or its error and what happens next (``decide``)."""
-        job = lease.fetched.job
-        token = lease.fetched.token
-        result = lease.result
-        error: BaseException | None = None
-        if result is not None and not result.is_err:
-            try:
-                payload = result_json(result.return_value)
-            except (TypeError, ValueError) as exc:
-                error = UnrecoverableError(
-                    f"the handler returned a value that is not JSON-serialisable: {exc}"
-                )
-            else:
-                decision = decide(job, None, self.config, random.random)
-                self.jobs_done += 1
-                return completed(job.id, token, payload, decision)
+        """The run's outcome (``outcome_of``), counted and, for a failure, logged."""
+        outcome, decision = outcome_of(lease, self.config, random.random)
+        if decision.kind is OutcomeKind.COMPLETED:
+            self.jobs_done += 1
         else:
-            error = result.error if result is not None and result.error else None
-            error = error or RuntimeError("no result")
-        decision = decide(job, error, self.config, random.random)
-        message = _error_message(error, job.opts.get("timeout"))
-        stack = "".join(traceback.format_exception(error))
-        outcome = failed(job.id, token, message, stack, decision)
-        self._log_failure(job, decision, outcome.error)  # the cleaned, bounded text
+            self._log_failure(lease.fetched.job, decision, outcome.error)
         return outcome
 
     def _log_failure(self, job: Job, decision: Decision, message: str) -> None:
@@ -534,26 +439,3 @@ class CortexBroker(AsyncBroker):
                 log.warning("copying dead letters failed (%r); will retry", exc)
                 await asyncio.sleep(1)
                 self._dlq_pending.set()
-
-
-def _task(
-    runner: Runner, keeper: LeaseKeeper
-) -> Callable[[Any, JobContext, Lease], Awaitable[Any]]:
-    """The one task the Receiver runs: the handler, with the run's task and thread known to the
-    lease (a stop must know whether the handler can still be stopped) and its start to the lease
-    thread (whose watchdog compares a blocked loop with the run's timeout). A plain function:
-    taskiq renames what it registers."""
-
-    async def run(data: Any, job: JobContext, lease: Lease) -> Any:
-        lease.task = asyncio.current_task()
-        keeper.hold(lease.key, lease.timeout)
-        return await runner(data, job, lease.run)
-
-    return run
-
-
-def _error_message(error: BaseException, timeout: Any) -> str:
-    if isinstance(error, TimeoutError | anyio.get_cancelled_exc_class()) and timeout is not None:
-        return f"TimeoutError: the run took longer than its timeout of {float(timeout):g}s"
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

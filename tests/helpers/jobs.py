@@ -20,7 +20,7 @@ from cortexflow.engine import connect
 from cortexflow.engine.options import AddOptions
 from cortexflow.engine.queue import QueueEngine
 from cortexflow.worker.context import JobContext
-from cortexflow.worker.run import QueueWorker
+from cortexflow.worker.queue_worker import QueueWorker
 from tests.helpers.poll import wait_for
 
 PREFIX = "cortexflow"

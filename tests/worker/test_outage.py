@@ -87,7 +87,7 @@ def test_jobs_leased_by_a_fetch_whose_reply_was_lost_are_given_back_at_once(
     tmp_path: Path, redis_url: str
 ) -> None:
     """max_stalls: 0, so a single stall would fail a job: none may stall."""
-    from cortexflow.worker.run import QueueWorker
+    from cortexflow.worker.queue_worker import QueueWorker
 
     queue = QueueConfig(name="lossy", handler="x:y", concurrency=2, lease=3.0, max_stalls=0)
     config = make_config(tmp_path / "queues.yaml", queue)
