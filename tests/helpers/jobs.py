@@ -177,8 +177,9 @@ def run_handler(
         async def enqueue(to: str, job_name: str, payload: Any, opts: AddOptions) -> str:
             raise AssertionError(f"{queue}'s handler added a job to {to}: none expected")
 
+        engine = QueueEngine(client, QueueConfig(name=queue, handler="tests:none"), "test")
         ctx = JobContext(
-            client, f"{{test}}:j:{job_id}", id=job_id, name=name, queue=queue, attempt=1,
+            engine, "", id=job_id, name=name, queue=queue, attempt=1,
             priority=0, created_at=time.time(), data=data, enqueue=enqueue, settings=settings,
         )  # fmt: skip
         try:
