@@ -51,7 +51,13 @@ _client = None
 def _r():
     global _client
     if _client is None:
-        _client = aioredis.Redis.from_url(os.environ["TEST_REDIS_URL"])
+        url = os.environ["TEST_REDIS_URL"]
+        if url.startswith("redis+cluster://"):  # tests/scale/test_cluster_engine.py
+            from redis.asyncio.cluster import RedisCluster
+            host, _, port = url.split("://")[1].split(",")[0].rpartition(":")
+            _client = RedisCluster(host=host, port=int(port))
+        else:
+            _client = aioredis.Redis.from_url(url)
     return _client
 
 async def handle(data, job):

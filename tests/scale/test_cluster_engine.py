@@ -1,0 +1,198 @@
+"""The engine on a real 3-primary Valkey Cluster (tests/helpers/topology.py).
+
+The engine tests of tests/engine take ``redis_url``; imported here, they run once more with
+``redis_url`` naming the Cluster (flushed before each test): priorities, delays, backoff,
+timeouts, dead letters (``work`` and ``dead`` live on different primaries), add/add_bulk,
+clean/drain/promote/remove/retry, real `cortexflow worker` processes sharing a rate limit,
+pause, a kill -9 recovered after the lease. Then what only a cluster has: queues spread over
+every primary for all_stats and health, write_once on a queue's node, and the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
+
+from cortexflow.config.model import QueueConfig
+from cortexflow.engine import all_stats, connect, health, registry
+from cortexflow.engine.cluster import ClusterClient, owner
+from cortexflow.queues.common import write_once
+from tests.engine.conftest import workers  # noqa: F401 (the fixture the process tests take)
+from tests.engine.test_ops import (  # noqa: F401 (collected: they run on the Cluster here)
+    test_add_returns_id_and_same_id_adds_nothing,
+    test_bad_options_are_refused,
+    test_clean_drain_promote_remove_retry,
+    test_list_jobs_orders_and_logs,
+    test_obliterate_refuses_active_jobs_unless_forced,
+    test_remove_on_complete_and_wait_finished_says_why_the_job_is_gone,
+)
+from tests.engine.test_processes import (  # noqa: F401
+    test_chaos_sigkill_workers_loses_nothing,
+    test_kill9_jobs_recovered_after_the_lease_without_new_traffic,
+    test_pause_stops_starts_on_every_worker,
+    test_rate_limit_holds_across_three_processes,
+)
+from tests.engine.test_semantics import (  # noqa: F401
+    test_backoff_gaps_follow_the_formula,
+    test_delayed_jobs_never_run_early,
+    test_handlers_add_follow_up_jobs_to_other_queues,
+    test_priority_higher_first_fifo_within,
+    test_stats_are_exact_under_load,
+    test_timeout_fails_the_attempt_and_retries,
+    test_unrecoverable_fails_at_once_and_exhausted_goes_to_dead_letter,
+)
+from tests.helpers.jobs import PREFIX, engine_for, inproc_worker, make_config
+from tests.helpers.poll import wait_for_async
+from tests.helpers.procs import run_cli
+from tests.helpers.project import RECORDER, write_project
+from tests.helpers.topology import Cluster
+
+# One queue per primary (slots 0-5460, 5461-10922, 10923-16383 after `--cluster create`).
+SPREAD = ["jobs", "dead", "work"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    topology = Cluster(tmp_path_factory.mktemp("cluster"), 3, 0)
+    try:
+        yield topology.start()
+    finally:
+        topology.stop()
+
+
+@pytest.fixture
+def redis_url(cluster: Cluster) -> str:
+    """The Cluster, emptied: what the imported engine tests run on here."""
+    for node in cluster.nodes:
+        client = redis.Redis(port=node.port)
+        client.flushall()
+        client.close()
+    return cluster.url()
+
+
+@pytest.fixture
+def redis_client(redis_url: str, cluster: Cluster) -> Iterator[RedisCluster]:
+    client = RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
+    yield client
+    client.close()
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 120))
+
+
+def test_the_spread_queues_live_on_three_primaries(redis_url: str) -> None:
+    async def main() -> set[str]:
+        client = connect(redis_url)
+        assert isinstance(client, ClusterClient)
+        try:
+            return {await owner(client, f"{{{PREFIX}:{q}}}:meta") for q in SPREAD}
+        finally:
+            await client.aclose()
+
+    assert len(run(main())) == 3
+    slots = [key_slot(f"{{{PREFIX}:{q}}}:meta".encode()) for q in SPREAD]
+    assert len(set(slots)) == 3
+
+
+def test_all_stats_and_health_over_every_primary(redis_url: str, tmp_path: Path) -> None:
+    queues = [QueueConfig(name=q, handler="x:y") for q in SPREAD]
+
+    async def handler(data: Any) -> None:
+        return None
+
+    async def main() -> None:
+        client = connect(redis_url)
+        try:
+            for i, queue in enumerate(queues):
+                async with engine_for(redis_url, queue) as e:
+                    await e.add_bulk([("n", {"i": j}, None) for j in range(i + 1)])
+            stats = await all_stats(client, PREFIX, SPREAD)
+            assert [(s["queueName"], s["waiting"]) for s in stats] == [
+                ("jobs", 1),
+                ("dead", 2),
+                ("work", 3),
+            ]
+            # Nothing expected: healthy. A supervisor expecting workers of two queues on two
+            # primaries (a cross-slot MGET on one server's code path): unhealthy until a
+            # worker of each is alive.
+            assert (await health(client, PREFIX, SPREAD))["healthy"] is True
+            for q in ("dead", "work"):
+                await registry.set_expected(client, PREFIX, q, 1, 30)
+            report = await health(client, PREFIX, SPREAD)
+            assert report["queues"] == {"jobs": True, "dead": False, "work": False}
+            cfg = make_config(tmp_path / "q.yaml", *queues)
+            async with (
+                inproc_worker(cfg, "dead", redis_url, handler),
+                inproc_worker(cfg, "work", redis_url, handler),
+            ):
+
+                async def healthy() -> bool:
+                    return bool((await health(client, PREFIX, SPREAD))["healthy"])
+
+                await wait_for_async(healthy, 20, message="healthy with workers of both")
+
+                async def drained() -> bool:
+                    got = await all_stats(client, PREFIX, SPREAD)
+                    return [s["completed"] for s in got] == [0, 2, 3]
+
+                await wait_for_async(drained, 20, message="both queues' jobs completed")
+            await registry.clear_expected(client, PREFIX, SPREAD)
+        finally:
+            await client.aclose()
+
+    run(main())
+
+
+def test_write_once_runs_on_the_queues_node(redis_url: str) -> None:
+    async def main() -> None:
+        client = connect(redis_url)
+        try:
+            for tag in ("{cfdata:a}", "{cfdata:b}", "{cfdata:c}"):
+                marker = f"{tag}:done:j1"
+
+                def writes(pipe: Any, tag: str = tag) -> None:
+                    pipe.incr(f"{tag}:count")
+
+                assert await write_once(client, marker, 60, writes) is True
+                assert await write_once(client, marker, 60, writes) is False
+                assert await client.get(f"{tag}:count") == b"1"
+        finally:
+            await client.aclose()
+
+    run(main())
+
+
+def test_cli_enqueue_and_stats_on_a_cluster(redis_url: str, tmp_path: Path) -> None:
+    cfg = write_project(
+        tmp_path,
+        """
+        queues:
+          jobs: {handler: rec:handle}
+          dead: {handler: rec:handle}
+          work: {handler: rec:handle}
+    """,
+        RECORDER,
+    )
+    for q in SPREAD:
+        got = run_cli("enqueue", q, "-", "-f", str(cfg), "--redis-url", redis_url, input='{"x": 1}')
+        assert got.returncode == 0, got.stderr
+    got = run_cli(
+        "enqueue", "work", "-", "--jsonl", "-f", str(cfg), "--redis-url", redis_url,
+        input='{"x": 2}\n{"x": 3}\n',
+    )  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    got = run_cli("stats", "--json", "-f", str(cfg), "--redis-url", redis_url)
+    assert got.returncode == 0, got.stderr
+    waiting = {s["queueName"]: s["waiting"] for s in json.loads(got.stdout)}
+    assert waiting == {"jobs": 1, "dead": 1, "work": 3}
+    got = run_cli("stats", "-f", str(cfg), "--redis-url", redis_url)
+    assert got.returncode == 0 and "work" in got.stdout, got.stderr
