@@ -18,6 +18,7 @@ from typing import Any, Literal
 from cortexflow.config.build import build_schedule
 from cortexflow.config.dump import schedule_to_dict
 from cortexflow.config.model import QueueConfig, ScheduleConfig
+from cortexflow.engine.cluster import ClusterClient
 from cortexflow.engine.connection import Client
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.keys import QueueKeys, schedulers_alive_key, schedules_key
@@ -139,9 +140,17 @@ async def remove(client: Client, prefix: str, name: str) -> bool:
     if raw is None:
         return False
     stored = _decode(name, raw)
+    state = QueueKeys(prefix, stored.schedule.queue).schedule(name)
+    if isinstance(client, ClusterClient):
+        # Two slots ({prefix} and {prefix:queue}): no MULTI across them on a Cluster. The
+        # definition goes first; a state left behind by a crash in between is never read (a
+        # schedule declared again under that name starts from its own `since`).
+        await client.hdel(key, name)
+        await client.delete(state)
+        return True
     async with client.pipeline(transaction=True) as pipe:
         pipe.hdel(key, name)
-        pipe.delete(QueueKeys(prefix, stored.schedule.queue).schedule(name))
+        pipe.delete(state)
         await pipe.execute()
     return True
 

@@ -4,7 +4,8 @@ The engine tests of tests/engine take ``redis_url``; imported here, they run onc
 ``redis_url`` naming the Cluster (flushed before each test): priorities, delays, backoff,
 timeouts, dead letters (``work`` and ``dead`` live on different primaries), add/add_bulk,
 clean/drain/promote/remove/retry, real `cortexflow worker` processes sharing a rate limit,
-pause, a kill -9 recovered after the lease. Then what only a cluster has: queues spread over
+pause, a kill -9 recovered after the lease, schedules (their definitions in `{prefix}`, their
+states and jobs in each queue's slot). Then what only a cluster has: queues spread over
 every primary for all_stats and health, write_once on a queue's node, and the CLI.
 """
 
@@ -57,6 +58,18 @@ from tests.helpers.procs import run_cli
 from tests.helpers.project import RECORDER, write_project
 from tests.helpers.topology import Cluster
 from tests.scale.test_cluster_client import _replicas_linked
+from tests.schedules.test_engine import (  # noqa: F401
+    config,
+    project,
+    test_a_tick_is_added_once_however_many_schedulers_race,
+    test_api_upsert_list_trigger_remove,
+    test_cli_lists_and_triggers,
+    test_never_early_never_backwards_never_before_since,
+    test_reconcile_upserts_the_file_removes_what_it_dropped_and_keeps_runtime_ones,
+)
+from tests.schedules.test_sync import (  # noqa: F401
+    test_sync_manager_upserts_lists_triggers_and_removes,
+)
 
 # One queue per primary (slots 0-5460, 5461-10922, 10923-16383 after `--cluster create`).
 SPREAD = ["jobs", "dead", "work"]
@@ -82,9 +95,16 @@ def redis_url(cluster: Cluster) -> str:
     return cluster.url()
 
 
+class EveryPrimary(RedisCluster):
+    """A sync cluster client for the tests' own reads; KEYS asks every primary."""
+
+    def keys(self, pattern: Any = "*", **kwargs: Any) -> Any:
+        return super().keys(pattern, target_nodes=RedisCluster.PRIMARIES, **kwargs)
+
+
 @pytest.fixture
 def redis_client(redis_url: str, cluster: Cluster) -> Iterator[RedisCluster]:
-    client = RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
+    client = EveryPrimary(host="127.0.0.1", port=cluster.nodes[0].port)
     yield client
     client.close()
 
