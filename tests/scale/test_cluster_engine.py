@@ -5,7 +5,8 @@ The engine tests of tests/engine take ``redis_url``; imported here, they run onc
 timeouts, dead letters (``work`` and ``dead`` live on different primaries), add/add_bulk,
 clean/drain/promote/remove/retry, real `cortexflow worker` processes sharing a rate limit,
 pause, a kill -9 recovered after the lease, schedules (their definitions in `{prefix}`, their
-states and jobs in each queue's slot). Then what only a cluster has: queues spread over
+states and jobs in each queue's slot), and several hosts running `cortexflow up` (the Python
+API, a rate limit shared by hosts, `status`, a host killed with SIGKILL). Then what only a cluster has: queues spread over
 every primary for all_stats and health, write_once on a queue's node, and the CLI.
 """
 
@@ -58,6 +59,11 @@ from tests.helpers.procs import run_cli
 from tests.helpers.project import RECORDER, write_project
 from tests.helpers.topology import Cluster
 from tests.scale.test_cluster_client import _replicas_linked
+from tests.scale.test_hosts import (  # noqa: F401
+    test_a_host_killed_with_sigkill_has_its_jobs_finished_by_the_other,
+    test_status_lists_every_host,
+    test_two_hosts_share_the_work_under_one_rate_limit,
+)
 from tests.schedules.test_engine import (  # noqa: F401
     config,
     project,
@@ -70,6 +76,7 @@ from tests.schedules.test_engine import (  # noqa: F401
 from tests.schedules.test_sync import (  # noqa: F401
     test_sync_manager_upserts_lists_triggers_and_removes,
 )
+from tests.supervisor.conftest import start_up  # noqa: F401
 
 # One queue per primary (slots 0-5460, 5461-10922, 10923-16383 after `--cluster create`).
 SPREAD = ["jobs", "dead", "work"]
