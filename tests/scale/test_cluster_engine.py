@@ -28,8 +28,19 @@ from cortexflow.config.model import QueueConfig, Retention, RetentionRule
 from cortexflow.engine import all_stats, connect, health, registry
 from cortexflow.engine.cluster import ClusterClient, owner
 from cortexflow.engine.jobs import JobOptions
+from cortexflow.engine.queue import QueueEngine
 from cortexflow.queues.common import write_once
 from tests.engine.conftest import workers  # noqa: F401 (the fixture the process tests take)
+from tests.engine.test_hardening_deadletters import (  # noqa: F401
+    test_a_job_retried_by_an_operator_that_fails_again_is_a_second_dead_letter,
+    test_an_entry_that_cannot_be_copied_is_set_aside_and_counted,
+    test_an_oversized_dead_letter_does_not_wedge_the_outbox,
+    test_stalled_failures_reach_the_dead_letter_queue_without_a_restart,
+)
+from tests.engine.test_hardening_progress import (  # noqa: F401
+    test_a_run_that_lost_its_lease_cannot_write,
+    test_progress_and_logs_after_the_job_was_removed_resurrect_nothing,
+)
 from tests.engine.test_ops import (  # noqa: F401 (collected: they run on the Cluster here)
     test_add_returns_id_and_same_id_adds_nothing,
     test_bad_options_are_refused,
@@ -177,6 +188,26 @@ def test_all_stats_and_health_over_every_primary(redis_url: str, tmp_path: Path)
 
                 await wait_for_async(drained, 20, message="both queues' jobs completed")
             await registry.clear_expected(client, PREFIX, SPREAD)
+        finally:
+            await client.aclose()
+
+    run(main())
+
+
+def test_durable_adds_wait_on_the_queues_primary(redis_url: str) -> None:
+    """durable_adds: the add and its WAITAOF go in one pipeline pinned to the queue's node
+    (WAITAOF waits for its own connection's writes); the Cluster's nodes keep an AOF."""
+
+    async def main() -> None:
+        client = connect(redis_url)
+        try:
+            for name in SPREAD:
+                queue = QueueConfig(name=name, handler="x:y")
+                engine = QueueEngine(client, queue, PREFIX, durable_adds=True)
+                assert await engine.add("n", {"v": 1}, JobOptions(job_id="a")) == "a"
+                added = await engine.add_bulk([("n", {"v": i}, None) for i in range(20)])
+                assert len(added) == 20
+                assert (await engine.stats())["waiting"] == 21
         finally:
             await client.aclose()
 
