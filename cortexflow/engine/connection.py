@@ -185,7 +185,7 @@ def connect(url: str, *, retries: int = 8, socket_timeout: float = SOCKET_TIMEOU
     if scheme in CLUSTER_SCHEMES:
         from cortexflow.engine.cluster import connect_cluster  # cluster.py imports this module
 
-        return connect_cluster(url, retries=retries)
+        return connect_cluster(url, retries=retries, socket_timeout=socket_timeout)
     try:
         cluster_option = _has_cluster_option(url)
     except ValueError as exc:

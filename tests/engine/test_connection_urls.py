@@ -149,6 +149,17 @@ def test_cluster_urls_make_a_cluster_client(url: str) -> None:
         asyncio.run(client.aclose())
 
 
+def test_a_cluster_client_keeps_the_callers_socket_timeout() -> None:
+    """The worker's consumer client asks for a socket timeout inside lease/3."""
+    client = connect("redis+cluster://127.0.0.1:7000", retries=0, socket_timeout=2.5)
+    try:
+        assert isinstance(client, ClusterClient)
+        assert client.connection_kwargs["socket_timeout"] == 2.5
+        assert client.node_kwargs["socket_timeout"] == 2.5
+    finally:
+        asyncio.run(client.aclose())
+
+
 def test_a_real_cluster_answers_through_connect(tmp_path: Path) -> None:
     topology = Cluster(tmp_path, 3, 0)
     try:
