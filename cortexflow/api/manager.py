@@ -13,7 +13,6 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Unpack
 
-import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -21,7 +20,7 @@ from cortexflow.api.resolve import ConfigSource, load, open_endpoint
 from cortexflow.api.schedules import describe, make_schedule
 from cortexflow.config.model import Config
 from cortexflow.engine import schedules as schedule_store
-from cortexflow.engine.connection import connect, ping, unusable
+from cortexflow.engine.connection import Client, connect, ping, unusable
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.options import AddOptions, bulk_options, job_options
 from cortexflow.engine.queue import QueueEngine, all_stats, health
@@ -41,7 +40,7 @@ class QueueManager:
         self._override = redis_url
         self._config: Config | None = config if isinstance(config, Config) else None
         self._stack = contextlib.ExitStack()
-        self._client: aioredis.Redis | None = None
+        self._client: Client | None = None
         self._url = ""
         self._pinged = False
 
@@ -62,7 +61,7 @@ class QueueManager:
         """The Redis URL in use, password redacted ("" before the first connection)."""
         return redact_url(self._url) if self._url else ""
 
-    def _redis(self) -> aioredis.Redis:
+    def _redis(self) -> Client:
         if self._client is None:
             self._url = open_endpoint(self._stack, self.config, self._override)
             self._client = connect(self._url)
@@ -112,7 +111,7 @@ class QueueManager:
     ) -> None:
         await self.close()
 
-    async def redis_client(self) -> aioredis.Redis:
+    async def redis_client(self) -> Client:
         """The connected client, for data handlers keep in Redis (e.g. analytics, inboxes)."""
         await self.connect()
         return self._redis()

@@ -459,8 +459,9 @@ def build_schema() -> dict[str, Any]:
                 "properties": {
                     "url": {
                         "description": (
-                            "redis://, rediss:// (TLS), unix:// or redis+sentinel:// URL. Unset "
-                            "or null: $REDIS_URL, else the embedded server of this folder. "
+                            "redis://, rediss:// (TLS), unix://, redis+sentinel:// or "
+                            "redis+cluster:// URL. Unset or null: $REDIS_URL, else the embedded "
+                            "server of this folder. "
                             "Keep the password out of this file: `${REDIS_URL:-}` reads the "
                             "environment (empty when unset). A password with @ : / % # ? in it "
                             "must be percent-encoded (`p@ss` -> `p%40ss`)."

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -21,6 +20,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from cortexflow.engine import history, registry
+from cortexflow.engine.connection import Client
 from cortexflow.engine.history import BOUNDS_MS, Summary
 from cortexflow.engine.queue import all_stats
 
@@ -89,7 +89,7 @@ def _buckets(counts: Sequence[int]) -> list[tuple[str, float]]:
     return out
 
 
-async def render(client: aioredis.Redis, prefix: str, queues: Sequence[str]) -> bytes:
+async def render(client: Client, prefix: str, queues: Sequence[str]) -> bytes:
     stats = await all_stats(client, prefix, queues)
     totals = await history.totals(client, prefix, queues)
     workers = await registry.live_worker_counts(client, prefix, queues)

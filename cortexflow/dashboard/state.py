@@ -6,12 +6,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
 from starlette.requests import Request
 
 from cortexflow.api.manager import QueueManager
 from cortexflow.dashboard.guard import HTTPError
 from cortexflow.engine import registry
+from cortexflow.engine.connection import Client
 from cortexflow.engine.queue import QueueEngine
 
 
@@ -20,7 +20,7 @@ def manager(request: Request) -> QueueManager:
     return m
 
 
-async def client(request: Request) -> aioredis.Redis:
+async def client(request: Request) -> Client:
     return await manager(request).redis_client()
 
 

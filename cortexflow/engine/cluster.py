@@ -31,7 +31,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from cortexflow.engine.connection import _client_options, _host_port
+from cortexflow.engine.connection import SOCKET_TIMEOUT, _client_options, _host_port
 from cortexflow.errors import RedisUnavailableError
 from cortexflow.redact import redact_url
 
@@ -152,7 +152,9 @@ class ClusterClient(RedisCluster):
                 await client.aclose()
 
 
-def connect_cluster(url: str, *, retries: int = 8) -> ClusterClient:
+def connect_cluster(
+    url: str, *, retries: int = 8, socket_timeout: float = SOCKET_TIMEOUT
+) -> ClusterClient:
     """A cluster client for ``url`` with connection.py's timeouts and retries.
 
     redis-py follows MOVED/ASK (updating its slot map) and, on a connection error, timeout or
@@ -171,7 +173,7 @@ def connect_cluster(url: str, *, retries: int = 8) -> ClusterClient:
     common: dict[str, Any] = {"username": parsed.username, "password": parsed.password}
     if parsed.ssl:
         common.update(ssl=True, **parsed.options)
-    options = _client_options(retries)
+    options = _client_options(retries, socket_timeout)
     node_kwargs = {**options, **common}
     del options["retry"]  # the cluster's own: ClusterClient
     return ClusterClient(

@@ -8,7 +8,7 @@ URL forms (docs/engine.md): ``redis://``, ``rediss://`` (TLS), ``unix://``, and 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis.asyncio as aioredis
@@ -26,6 +26,13 @@ from redis.exceptions import (
 
 from cortexflow.errors import RedisAuthError, RedisUnavailableError
 from cortexflow.redact import invalid_url_reason, redact_url, scrub_secrets
+
+if TYPE_CHECKING:
+    from cortexflow.engine.cluster import ClusterClient
+
+# What connect() returns: one server's client (plain, TLS, unix socket, Sentinel's master) or a
+# Cluster's (docs/cluster.md). Code that batches checks which, once, when it is built.
+Client: TypeAlias = "aioredis.Redis | ClusterClient"
 
 # Blocking reads wait at most BLOCK_MAX seconds per call; the socket timeout is well above it
 # (redis-py 8's default of 5 s breaks longer blocking reads: taskiq-redis #127).
@@ -158,37 +165,36 @@ def _client_options(retries: int, socket_timeout: float = SOCKET_TIMEOUT) -> dic
     }
 
 
-def _is_cluster_url(url: str) -> bool:
-    parts = urlsplit(url)
-    if parts.scheme.lower() in CLUSTER_SCHEMES:
-        return True
-    return any(name.lower() == "cluster" for name, _ in parse_qsl(parts.query))
+def _has_cluster_option(url: str) -> bool:
+    return any(name.lower() == "cluster" for name, _ in parse_qsl(urlsplit(url).query))
 
 
-def connect(
-    url: str, *, retries: int = 8, socket_timeout: float = SOCKET_TIMEOUT
-) -> aioredis.Redis:
-    """A client for ``url`` (redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://)
-    that retries transient errors.
+def connect(url: str, *, retries: int = 8, socket_timeout: float = SOCKET_TIMEOUT) -> Client:
+    """A client for ``url`` (redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://,
+    redis+cluster://, rediss+cluster://) that retries transient errors.
 
     Retries use exponential backoff (10 ms doubling, capped at 1 s), covering a server restart
     or an AOF reload (BusyLoadingError), and with Sentinel a failover (the client asks the
-    sentinels for the master again on every new connection). Raises RedisUnavailableError for a
+    sentinels for the master again on every new connection), and with a Cluster MOVED/ASK and a
+    replica's promotion (cortexflow.engine.cluster). Raises RedisUnavailableError for a
     malformed URL.
     """
     scheme = url.partition("://")[0].lower()
     if scheme in SENTINEL_SCHEMES:
         return _connect_sentinel(url, retries, socket_timeout)
+    if scheme in CLUSTER_SCHEMES:
+        from cortexflow.engine.cluster import connect_cluster  # cluster.py imports this module
+
+        return connect_cluster(url, retries=retries, socket_timeout=socket_timeout)
     try:
-        cluster = _is_cluster_url(url)
+        cluster_option = _has_cluster_option(url)
     except ValueError as exc:
         raise RedisUnavailableError(redact_url(url), invalid_url_reason(url, exc)) from None
-    if cluster:
+    if cluster_option:
         raise RedisUnavailableError(
             redact_url(url),
-            "Redis Cluster URLs are not supported yet: cortexflow's engine batches commands "
-            "for several queues (several hash slots) in one call, which a cluster refuses; "
-            "use a single server or Redis Sentinel (redis+sentinel://...)",
+            "a cluster=... option is not how cortexflow connects to a Redis Cluster; use "
+            "redis+cluster://host:port[,host:port...] (rediss+cluster:// for TLS)",
         )
     options = _client_options(retries, socket_timeout)
     if scheme == "unix":
@@ -244,7 +250,7 @@ def _connect_sentinel(url: str, retries: int, socket_timeout: float) -> aioredis
     return client
 
 
-async def ping(client: aioredis.Redis, url: str) -> None:
+async def ping(client: Client, url: str) -> None:
     """Raise RedisUnavailableError (URL redacted) unless the server answers; RedisAuthError when
     it answers but refuses the credentials, the database or the permission."""
     try:

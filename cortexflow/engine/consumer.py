@@ -10,10 +10,10 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from cortexflow.engine.connection import BLOCK_MAX
+from cortexflow.engine.cluster import node_pipeline
+from cortexflow.engine.connection import BLOCK_MAX, Client
 from cortexflow.engine.deadletters import DeadLetterCopier
 from cortexflow.engine.jobs import Job
 from cortexflow.engine.outcomes import (
@@ -31,7 +31,7 @@ log = logging.getLogger("cortexflow.worker")
 class QueueConsumer:
     """One worker's calls on one queue. ``block_client`` is a connection of its own for BLPOP."""
 
-    def __init__(self, engine: QueueEngine, worker_id: str, block_client: aioredis.Redis) -> None:
+    def __init__(self, engine: QueueEngine, worker_id: str, block_client: Client) -> None:
         self.engine = engine
         self.worker_id = worker_id
         self.block_client = block_client
@@ -118,8 +118,15 @@ class QueueConsumer:
         finish_argv = [*self._finish_keys, *self._finish_argv(outcomes)]
         # Plain EVALSHA in the pipeline: redis-py's Script objects would add a SCRIPT EXISTS
         # round trip to every pipeline. After a server restart (NOSCRIPT) fall back to the
-        # Script calls, which load the scripts again.
-        async with self.engine.client.pipeline(transaction=False) as pipe:
+        # Script calls, which load the scripts again. On a Cluster the pipeline goes to the
+        # node serving the queue's slot (a cluster pipeline refuses EVALSHA).
+        cluster = self.engine.cluster
+        pipe = (
+            self.engine.client.pipeline(transaction=False)
+            if cluster is None
+            else await node_pipeline(cluster, self.engine.keys.meta)
+        )
+        async with pipe:
             pipe.evalsha(s.finish.sha, len(self._finish_keys), *finish_argv)
             pipe.evalsha(s.fetch.sha, len(self._fetch_keys), *self._fetch_argv(n))
             finished, fetched = await pipe.execute(raise_on_error=False)

@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
-
+from cortexflow.engine.connection import Client
 from cortexflow.engine.keys import QueueKeys
 
 # The scripts spell the same number in their XADD calls.
@@ -70,7 +69,7 @@ def decode(queue: str, entry_id: Any, raw: Mapping[Any, Any]) -> Event:
 
 
 async def read(
-    client: aioredis.Redis,
+    client: Client,
     prefix: str,
     queue: str,
     after: str = "$",
@@ -88,14 +87,14 @@ async def read(
     return out
 
 
-async def last_id(client: aioredis.Redis, prefix: str, queue: str) -> str:
+async def last_id(client: Client, prefix: str, queue: str) -> str:
     """The id of the newest entry ("0-0" when the stream is empty): resume from here to get
     only what happens next without a blocking read."""
     newest: Any = await client.xrevrange(QueueKeys(prefix, queue).events, count=1)
     return _text(newest[0][0]) if newest else "0-0"
 
 
-async def recent(client: aioredis.Redis, prefix: str, queue: str, count: int = 50) -> list[Event]:
+async def recent(client: Client, prefix: str, queue: str, count: int = 50) -> list[Event]:
     """The newest ``count`` events, newest first."""
     entries: Any = await client.xrevrange(QueueKeys(prefix, queue).events, count=count)
     return [decode(queue, eid, fields) for eid, fields in entries]

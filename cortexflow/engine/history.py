@@ -19,8 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
+from cortexflow.engine.connection import Client
 from cortexflow.engine.keys import QueueKeys
 
 # Upper bounds (ms) of the histogram buckets; finish.lua spells the same list.
@@ -112,14 +111,14 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-async def server_minute(client: aioredis.Redis) -> int:
+async def server_minute(client: Client) -> int:
     """The current epoch minute of the server's clock (the finish script's clock)."""
     seconds, _micro = await client.time()
     return int(seconds) // 60
 
 
 async def per_minute(
-    client: aioredis.Redis, prefix: str, queue: str, minutes: int = 60
+    client: Client, prefix: str, queue: str, minutes: int = 60
 ) -> list[tuple[int, Summary]]:
     """The last ``minutes`` minutes (the current one included), oldest first, as
     (epoch seconds of the minute's start, summary); minutes without runs are zeros."""
@@ -134,7 +133,7 @@ async def per_minute(
     return [(m * 60, Summary.from_hash(h)) for m, h in zip(span, raw, strict=True)]
 
 
-async def totals(client: aioredis.Redis, prefix: str, queues: Sequence[str]) -> dict[str, Summary]:
+async def totals(client: Client, prefix: str, queues: Sequence[str]) -> dict[str, Summary]:
     """All-time summaries of several queues, one round trip."""
     async with client.pipeline(transaction=False) as pipe:
         for q in queues:

@@ -11,13 +11,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cortexflow.config.model import QueueConfig
 from cortexflow.engine import events, registry
+from cortexflow.engine.cluster import ClusterClient, node_pipeline, run_by_node
+from cortexflow.engine.connection import Client
 from cortexflow.engine.jobs import Job, JobOptions
 from cortexflow.engine.keys import STATES, QueueKeys
 from cortexflow.engine.payload import check_name, encode_data, make_validator, resolve_options
@@ -61,13 +62,16 @@ class QueueEngine:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Client,
         queue: QueueConfig,
         prefix: str,
         *,
         durable_adds: bool = False,
     ) -> None:
         self.client = client
+        # The Cluster client when there is one: batches of this queue's scripts then go through
+        # a pipeline pinned to the node serving its slot (decided here, not on every call).
+        self.cluster: ClusterClient | None = client if isinstance(client, ClusterClient) else None
         self.durable_adds = durable_adds
         self.config = queue
         self.name = queue.name
@@ -113,8 +117,13 @@ class QueueEngine:
             await self.scripts.add(keys=add_keys, args=args)
             return ids
         # WAITAOF waits for the writes of its own connection: one pipeline, one connection.
-        async with self.client.pipeline(transaction=False) as pipe:
-            await self.scripts.add(keys=add_keys, args=args, client=pipe)
+        pipe = (
+            self.client.pipeline(transaction=False)
+            if self.cluster is None
+            else await node_pipeline(self.cluster, k.meta)
+        )
+        async with pipe:
+            await self.scripts.add(keys=add_keys, args=args, client=pipe)  # type: ignore[arg-type]
             pipe.execute_command("WAITAOF", 1, 0, DURABLE_TIMEOUT_MS)
             added, fsynced = await pipe.execute(raise_on_error=False)
         if isinstance(added, BaseException):
@@ -384,11 +393,17 @@ def _stats_from(name: str, raw: Sequence[int]) -> dict[str, Any]:
     return stats
 
 
-async def all_stats(
-    client: aioredis.Redis, prefix: str, queues: Sequence[str]
-) -> list[dict[str, Any]]:
-    """Stats of several queues in one round trip."""
+async def all_stats(client: Client, prefix: str, queues: Sequence[str]) -> list[dict[str, Any]]:
+    """Stats of several queues in one round trip (on a Cluster, one per primary, at once)."""
     script = Scripts(client).stats
+    if isinstance(client, ClusterClient):
+        keys = [QueueKeys(prefix, q) for q in queues]
+        raw = await run_by_node(
+            client,
+            [k.meta for k in keys],
+            lambda pipe, i: script(keys=_stats_keys(keys[i]), client=pipe),
+        )
+        return [_stats_from(q, r) for q, r in zip(queues, raw, strict=True)]
     async with client.pipeline(transaction=False) as pipe:
         for q in queues:
             k = QueueKeys(prefix, q)
@@ -398,7 +413,7 @@ async def all_stats(
 
 
 async def health(
-    client: aioredis.Redis, prefix: str, queues: Sequence[str], require_workers: bool = False
+    client: Client, prefix: str, queues: Sequence[str], require_workers: bool = False
 ) -> dict[str, Any]:
     """{healthy, queues: {name: bool}}: a queue is unhealthy when a supervisor expects workers
     for it and none is alive (with ``require_workers``: whenever none is alive); everything is

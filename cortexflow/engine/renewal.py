@@ -13,16 +13,19 @@ from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+from cortexflow.engine.cluster import CLUSTER_SCHEMES, parse_cluster_url
 from cortexflow.engine.connection import SENTINEL_SCHEMES, parse_sentinel_url
 from cortexflow.engine.keys import QueueKeys
 from cortexflow.engine.scripts import source
 
 
-def connect_sync(url: str, timeout: float) -> redis.Redis:
-    """A blocking client for ``url`` whose every call fails after ``timeout`` seconds."""
+def connect_sync(url: str, timeout: float) -> redis.Redis | RedisCluster:
+    """A blocking client for ``url`` whose every call fails after ``timeout`` seconds (on a
+    Cluster, a cluster client: the heartbeat script touches one queue's slot, routed by key)."""
     options: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
@@ -30,7 +33,20 @@ def connect_sync(url: str, timeout: float) -> redis.Redis:
         "retry": Retry(NoBackoff(), 0),
         "decode_responses": False,
     }
-    if url.partition("://")[0].lower() in SENTINEL_SCHEMES:
+    scheme = url.partition("://")[0].lower()
+    if scheme in CLUSTER_SCHEMES:
+        cluster = parse_cluster_url(url)
+        if cluster.ssl:
+            options.update(ssl=True, **cluster.options)
+        # One retry: a connection error reloads the slot map (a failed-over primary).
+        options["retry"] = Retry(NoBackoff(), 1)
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in cluster.nodes],  # type: ignore[no-untyped-call]
+            username=cluster.username,
+            password=cluster.password,
+            **options,
+        )
+    if scheme in SENTINEL_SCHEMES:
         parsed = parse_sentinel_url(url)
         opts = parsed.options
         sentinel = Sentinel(  # type: ignore[no-untyped-call]

@@ -15,11 +15,11 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import redis.asyncio as aioredis
-
 from cortexflow.config.build import build_schedule
 from cortexflow.config.dump import schedule_to_dict
 from cortexflow.config.model import QueueConfig, ScheduleConfig
+from cortexflow.engine.cluster import ClusterClient
+from cortexflow.engine.connection import Client
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.keys import QueueKeys, schedulers_alive_key, schedules_key
 from cortexflow.engine.payload import encode_data, resolve_options
@@ -83,18 +83,18 @@ def _decode(name: str, raw: bytes | str) -> Stored:
     return Stored(build_schedule(name, doc), source, since)
 
 
-async def server_ms(client: aioredis.Redis) -> int:
+async def server_ms(client: Client) -> int:
     seconds, micros = await client.time()
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-async def mark_alive(client: aioredis.Redis, prefix: str, now_ms: int) -> int | None:
+async def mark_alive(client: Client, prefix: str, now_ms: int) -> int | None:
     """Say a scheduler runs at ``now_ms``; returns when one last said so before (None: never)."""
     prev = await client.set(schedulers_alive_key(prefix), now_ms, get=True)
     return int(prev) if prev is not None else None
 
 
-async def load_all(client: aioredis.Redis, prefix: str) -> dict[str, Stored]:
+async def load_all(client: Client, prefix: str) -> dict[str, Stored]:
     raw: dict[Any, Any] = await client.hgetall(schedules_key(prefix))
     out = {}
     for key, value in raw.items():
@@ -104,7 +104,7 @@ async def load_all(client: aioredis.Redis, prefix: str) -> dict[str, Stored]:
 
 
 async def upsert(
-    client: aioredis.Redis,
+    client: Client,
     prefix: str,
     schedule: ScheduleConfig,
     source: Source,
@@ -133,22 +133,30 @@ async def upsert(
     return True
 
 
-async def remove(client: aioredis.Redis, prefix: str, name: str) -> bool:
+async def remove(client: Client, prefix: str, name: str) -> bool:
     """Remove a schedule and its state; False if there was none."""
     key = schedules_key(prefix)
     raw = await client.hget(key, name)
     if raw is None:
         return False
     stored = _decode(name, raw)
+    state = QueueKeys(prefix, stored.schedule.queue).schedule(name)
+    if isinstance(client, ClusterClient):
+        # Two slots ({prefix} and {prefix:queue}): no MULTI across them on a Cluster. The
+        # definition goes first; a state left behind by a crash in between is never read (a
+        # schedule declared again under that name starts from its own `since`).
+        await client.hdel(key, name)
+        await client.delete(state)
+        return True
     async with client.pipeline(transaction=True) as pipe:
         pipe.hdel(key, name)
-        pipe.delete(QueueKeys(prefix, stored.schedule.queue).schedule(name))
+        pipe.delete(state)
         await pipe.execute()
     return True
 
 
 async def reconcile(
-    client: aioredis.Redis, prefix: str, declared: dict[str, ScheduleConfig]
+    client: Client, prefix: str, declared: dict[str, ScheduleConfig]
 ) -> tuple[list[str], list[str]]:
     """Make the stored schedules from queues.yaml match ``declared``: upsert each, remove
     those from the file that it no longer has (runtime ones are left alone; a declared one
@@ -165,9 +173,7 @@ async def reconcile(
     return changed, removed
 
 
-async def states(
-    client: aioredis.Redis, prefix: str, schedules: dict[str, Stored]
-) -> dict[str, State]:
+async def states(client: Client, prefix: str, schedules: dict[str, Stored]) -> dict[str, State]:
     """Every schedule's state in one round trip."""
     names = list(schedules)
     async with client.pipeline(transaction=False) as pipe:
@@ -202,7 +208,7 @@ def job_options(
 
 
 async def fire(
-    client: aioredis.Redis,
+    client: Client,
     prefix: str,
     stored: Stored,
     queue: QueueConfig,

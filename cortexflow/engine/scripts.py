@@ -10,8 +10,9 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
-import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+
+from cortexflow.engine.connection import Client
 
 NAMES = (
     "add",
@@ -48,7 +49,7 @@ def source(name: str) -> str:
 class Scripts:
     """The scripts registered on one client: ``Scripts(client).fetch(keys=..., args=...)``."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: Client) -> None:
         for name in NAMES:
             setattr(self, name, client.register_script(source(name)))
 

@@ -26,8 +26,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-import redis.asyncio as aioredis
-
+from cortexflow.engine.connection import Client
 from cortexflow.queues.common import data_prefix, write_once
 from cortexflow.worker.context import JobContext
 
@@ -99,7 +98,7 @@ def numeric_fields(data: dict[str, Any]) -> dict[str, float]:
     }
 
 
-async def read_daily(client: aioredis.Redis, day: str, prefix: str | None = None) -> dict[str, Any]:
+async def read_daily(client: Client, day: str, prefix: str | None = None) -> dict[str, Any]:
     """One day's aggregates: ``{day, uniqueUsers, events: {event: {count, uniqueUsers, sums}}}``."""
     keys = DayKeys(day, prefix)
     counts = {_text(k): int(v) for k, v in (await client.hgetall(keys.events)).items()}

@@ -8,8 +8,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import WatchError
+
+from cortexflow.engine.cluster import ClusterClient, node_client
+from cortexflow.engine.connection import Client
 
 PREFIX_ENV = "CORTEXFLOW_DATA_PREFIX"
 MAX_ID = 256
@@ -33,12 +35,15 @@ def data_prefix() -> str:
     return os.environ.get(PREFIX_ENV) or "cortexflow"
 
 
-async def write_once(
-    client: aioredis.Redis, marker: str, ttl: int, writes: Callable[[Any], None]
-) -> bool:
+async def write_once(client: Client, marker: str, ttl: int, writes: Callable[[Any], None]) -> bool:
     """Run ``writes(pipeline)`` in one MULTI/EXEC together with ``SET marker`` unless the marker
     already exists; False (nothing written) if it does. A job that is run again after a crash
-    or a lost acknowledgement so counts once. All keys must share ``marker``'s hash tag."""
+    or a lost acknowledgement so counts once. All keys must share ``marker``'s hash tag.
+
+    On a Cluster the transaction runs on the plain client of the node serving that slot:
+    redis-py's cluster pipeline never sends the WATCH (docs/cluster.md)."""
+    if isinstance(client, ClusterClient):
+        client = await node_client(client, marker)
     async with client.pipeline(transaction=True) as pipe:
         try:
             await pipe.watch(marker)

@@ -18,8 +18,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-import redis.asyncio as aioredis
-
+from cortexflow.engine.connection import Client
 from cortexflow.errors import UnrecoverableError
 from cortexflow.queues import outbound
 from cortexflow.queues.common import data_prefix, job_id, write_once
@@ -90,7 +89,7 @@ async def in_app(data: dict[str, Any], job: JobContext) -> dict[str, Any]:
 
 
 async def read_inbox(
-    client: aioredis.Redis, user_id: str, count: int = 50, prefix: str | None = None
+    client: Client, user_id: str, count: int = 50, prefix: str | None = None
 ) -> list[dict[str, Any]]:
     """The user's newest ``count`` in-app notifications, newest first (each with its ``id``)."""
     entries: list[tuple[bytes | str, dict[bytes | str, bytes | str]]]

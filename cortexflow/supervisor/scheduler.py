@@ -18,12 +18,11 @@ import contextlib
 import time
 from collections.abc import Callable
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from cortexflow.config.model import Config, QueueConfig
 from cortexflow.engine import schedules as store
-from cortexflow.engine.connection import connect
+from cortexflow.engine.connection import Client, connect
 from cortexflow.engine.scripts import Scripts
 from cortexflow.errors import CortexflowError
 from cortexflow.ticks import Rule, RuleError, plan
@@ -120,7 +119,7 @@ class Scheduler:
         finally:
             await client.aclose()
 
-    async def reconcile(self, client: aioredis.Redis) -> None:
+    async def reconcile(self, client: Client) -> None:
         self._reconcile = False
         declared = dict(self._config().schedules)
         changed, removed = await store.reconcile(client, self.prefix, declared)
@@ -129,7 +128,7 @@ class Scheduler:
             parts += [f"removed {', '.join(removed)}"] if removed else []
             self._log(f"schedules from {self._config().path.name}: {'; '.join(parts)}")
 
-    async def refresh(self, client: aioredis.Redis) -> None:
+    async def refresh(self, client: Client) -> None:
         """Re-read definitions and states, and the server's clock."""
         before = self._clock()
         server = await store.server_ms(client)
@@ -158,7 +157,7 @@ class Scheduler:
             self._warned.add(message)
             self._log(message)
 
-    async def step(self, client: aioredis.Redis, now_ms: int, scripts: Scripts) -> int:
+    async def step(self, client: Client, now_ms: int, scripts: Scripts) -> int:
         """Add the jobs of every due tick; returns when (server ms) to look again."""
         wake = now_ms + round(self._refresh * 1000)
         queues = self._config().queues
@@ -182,7 +181,7 @@ class Scheduler:
 
     async def _step_one(
         self,
-        client: aioredis.Redis,
+        client: Client,
         now_ms: int,
         scripts: Scripts,
         stored: store.Stored,

@@ -14,11 +14,10 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from cortexflow.engine import registry
-from cortexflow.engine.connection import connect
+from cortexflow.engine.connection import Client, connect
 from cortexflow.redact import redact_url
 from cortexflow.supervisor.logmux import LogSink
 from cortexflow.worker.env import host_name
@@ -77,7 +76,7 @@ class StatusPublisher:
         finally:
             await client.aclose()
 
-    async def publish_once(self, client: aioredis.Redis, url: str) -> None:
+    async def publish_once(self, client: Client, url: str) -> None:
         try:
             await asyncio.wait_for(self._publish(client), _CALL_TIMEOUT)
         except (RedisError, OSError, TimeoutError) as exc:
@@ -92,7 +91,7 @@ class StatusPublisher:
                 self._sink.event("status publishing resumed")
             self._failing = False
 
-    async def _publish(self, client: aioredis.Redis) -> None:
+    async def _publish(self, client: Client) -> None:
         prefix = self._prefix()
         for queue, count in self._expected().items():
             await registry.set_expected(client, prefix, queue, count, PUBLISH_TTL)

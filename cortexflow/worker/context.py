@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Unpack
 
-import redis.asyncio as aioredis
-
+from cortexflow.engine.connection import Client
 from cortexflow.engine.options import AddOptions
 from cortexflow.engine.queue import MAX_LOG_LINES, QueueEngine
 
@@ -74,7 +73,7 @@ class JobContext:
         await self._engine.log(self.id, self._token, line)
 
     @property
-    def redis(self) -> aioredis.Redis:
+    def redis(self) -> Client:
         """The worker's Redis client, for handlers that keep data of their own in Redis."""
         return self._engine.client
 

@@ -19,6 +19,7 @@ from redis.asyncio.sentinel import SentinelManagedConnection, SentinelManagedSSL
 
 from cortexflow.config.model import QueueConfig
 from cortexflow.embedded import ServerProcess, find_server_binary, free_port
+from cortexflow.engine.cluster import ClusterClient
 from cortexflow.engine.connection import (
     SentinelURL,
     connect,
@@ -31,6 +32,7 @@ from tests.helpers.jobs import engine_for, inproc_worker, make_config
 from tests.helpers.poll import wait_for, wait_for_async
 from tests.helpers.procs import run_cli
 from tests.helpers.project import write_project
+from tests.helpers.topology import Cluster
 
 SERVICE = "mymaster"
 
@@ -134,16 +136,62 @@ def test_tls_sentinel_url_uses_tls_to_the_master_only() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    [
-        "redis+cluster://127.0.0.1:7000,127.0.0.1:7001",
-        "rediss+cluster://u:hunter2@127.0.0.1:7000",
-        "redis://u:hunter2@127.0.0.1:7000/0?cluster=true",
-    ],
+    ["redis+cluster://127.0.0.1:7000,127.0.0.1:7001", "rediss+cluster://u:hunter2@127.0.0.1:7000"],
 )
-def test_cluster_urls_are_refused_clearly(url: str) -> None:
+def test_cluster_urls_make_a_cluster_client(url: str) -> None:
+    """connect() hands Cluster URLs to the cluster layer (nothing connects until the first
+    command; tests/scale/test_cluster_engine.py runs the engine on a real Cluster)."""
+    client = connect(url)
+    try:
+        assert isinstance(client, ClusterClient)
+        assert client.startup_nodes[0].port == 7000
+    finally:
+        asyncio.run(client.aclose())
+
+
+def test_a_cluster_client_keeps_the_callers_socket_timeout() -> None:
+    """The worker's consumer client asks for a socket timeout inside lease/3."""
+    client = connect("redis+cluster://127.0.0.1:7000", retries=0, socket_timeout=2.5)
+    try:
+        assert isinstance(client, ClusterClient)
+        assert client.connection_kwargs["socket_timeout"] == 2.5
+        assert client.node_kwargs["socket_timeout"] == 2.5
+    finally:
+        asyncio.run(client.aclose())
+
+
+def test_a_real_cluster_answers_through_connect(tmp_path: Path) -> None:
+    topology = Cluster(tmp_path, 3, 0)
+    try:
+        topology.start()
+
+        async def main() -> None:
+            client = connect(topology.url())
+            try:
+                await ping(client, topology.url())
+                assert isinstance(client, ClusterClient)
+            finally:
+                await client.aclose()
+
+        asyncio.run(asyncio.wait_for(main(), 60))
+    finally:
+        topology.stop()
+
+
+def test_a_cluster_option_on_a_plain_url_points_at_the_cluster_form() -> None:
+    with pytest.raises(RedisUnavailableError) as info:
+        connect("redis://u:hunter2@127.0.0.1:7000/0?cluster=true")
+    assert "redis+cluster://" in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis+cluster://u:hunter2@127.0.0.1:7000/3", "redis+cluster://u:hunter2@/0"]
+)
+def test_a_malformed_cluster_url_is_refused_without_the_password(url: str) -> None:
     with pytest.raises(RedisUnavailableError) as info:
         connect(url)
-    assert "Redis Cluster URLs are not supported yet" in str(info.value)
+    assert "expected redis+cluster://" in str(info.value)
     assert "hunter2" not in str(info.value)
 
 

@@ -47,16 +47,27 @@ import asyncio, json, os, random, time
 import redis.asyncio as aioredis
 
 _client = None
+_ready = None
 
-def _r():
-    global _client
+async def _r():
+    global _client, _ready
     if _client is None:
-        _client = aioredis.Redis.from_url(os.environ["TEST_REDIS_URL"])
+        url = os.environ["TEST_REDIS_URL"]
+        if url.startswith("redis+cluster://"):  # tests/scale/test_cluster_engine.py
+            from redis.asyncio.cluster import RedisCluster
+            host, _, port = url.split("://")[1].split(",")[0].rpartition(":")
+            _client = RedisCluster(host=host, port=int(port))
+            # Read the topology once, before the first jobs' calls race to do it.
+            _ready = asyncio.ensure_future(_client.initialize())
+        else:
+            _client = aioredis.Redis.from_url(url)
+    if _ready is not None:
+        await asyncio.shield(_ready)
     return _client
 
 async def handle(data, job):
     """Records each run (id, attempt, pid, start time), then sleeps data['sleep'] seconds."""
-    r = _r()
+    r = await _r()
     start = time.time()
     await r.rpush("test:runs", json.dumps(
         {"id": job.id, "attempt": job.attempt, "pid": os.getpid(), "t": start}))
