@@ -308,26 +308,36 @@ def test_a_killed_primary_is_ridden_out(tmp_path: Path) -> None:
         topology.stop()
     print(f"\nfailover: routed call back after {timings[0]:.2f}s, "
           f"pinned pipeline after {timings[1]:.2f}s")  # fmt: skip
-    assert timings[0] < 12 and timings[1] < 12
+    assert timings[0] < 20 and timings[1] < 20  # ~4 s on a quiet machine
 
 
 async def _kill_and_measure(topology: Cluster) -> tuple[float, float]:
     client: ClusterClient = connect_cluster(topology.url())
+    # The routed call gets a budget of retries (backoff capped at 1 s) that covers a failover on
+    # a loaded machine: the default 8 (~2.5 s of pauses) ran out in full-suite runs while the
+    # replica was still being promoted. (A worker loops on its own; this test does not.) The
+    # pinned pipeline keeps the default client: its topology refresh retries the dead node too.
+    patient: ClusterClient = connect_cluster(topology.url(), retries=24)
     try:
         incr = client.register_script(INCR)
+        patient_incr = patient.register_script(INCR)
         a, b = queue_key("fa", "n"), queue_key("fb", "n")
         while await owner(client, b) != await owner(client, a):
             b = queue_key(f"fb{time.monotonic_ns()}", "n")
         await incr(keys=[a], args=[1])
+        await patient_incr(keys=[a], args=[0])  # both clients know the topology before the kill
         victim = await owner(client, a)
         next(n for n in topology.nodes if f"127.0.0.1:{n.port}" == victim).kill()
         start = time.monotonic()
-        routed, pinned = await asyncio.gather(_routed(client, incr, a), _pinned(client, incr, b))
+        routed, pinned = await asyncio.gather(
+            _routed(patient, patient_incr, a), _pinned(client, incr, b)
+        )
         assert routed[1] == b"2" and pinned[1] == [b"1"]
         assert await owner(client, a) != victim
         return routed[0] - start, pinned[0] - start
     finally:
         await client.aclose()
+        await patient.aclose()
 
 
 async def _routed(client: ClusterClient, incr: Any, key: str) -> tuple[float, Any]:
