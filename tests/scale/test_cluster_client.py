@@ -356,7 +356,8 @@ async def _pinned(client: ClusterClient, incr: Any, key: str) -> tuple[float, An
 def test_a_dead_primary_without_replica_fails_calls_in_bounded_time(tmp_path: Path) -> None:
     """No replica to promote: the calls on its slots raise ConnectionError after their retries
     (they do not hang); once the others mark it failed, the whole cluster answers CLUSTERDOWN
-    (cluster-require-full-coverage, on by default), also within the retries."""
+    (cluster-require-full-coverage, on by default), also within the retries (before that, a
+    connection error: the refresh still reaches for the dead node)."""
     topology = Cluster(tmp_path / "cluster", 3, 0)
     try:
         topology.start()
@@ -389,7 +390,10 @@ async def _kill_without_replica(topology: Cluster) -> tuple[float, float, float]
             await pipe.execute()
         pinned = time.monotonic() - start
         start = time.monotonic()
-        with pytest.raises(redis.exceptions.ClusterDownError):
+        # CLUSTERDOWN once the other primaries have marked the node failed; before that (a
+        # loaded machine), the client's topology refresh may still reach for the dead node and
+        # fail to connect. Either way the call fails, within its retries: it never hangs.
+        with pytest.raises((redis.exceptions.ClusterDownError, redis.ConnectionError)):
             await incr(keys=[b], args=[1])
         return routed, pinned, time.monotonic() - start
     finally:
