@@ -3,14 +3,16 @@ on a free port (in a thread), and workers on their own event loop in a thread.""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+
+from tests.helpers.jobs import workers_in_thread
+from tests.helpers.poll import wait_for
 
 QUEUES_YAML = """\
 version: 1
@@ -71,14 +73,8 @@ def free_port() -> int:
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 15.0, what: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what or predicate}")
-        time.sleep(0.05)
+    """tests.helpers.poll.wait_for with this module's default timeout and a ``what`` message."""
+    return wait_for(predicate, timeout, message=what or None)
 
 
 @contextlib.contextmanager
@@ -109,41 +105,6 @@ def serve_dashboard(
         thread.join(15)
 
 
-@contextlib.contextmanager
-def workers(config: Path, redis_url: str, queues: list[str] | None = None) -> Iterator[None]:
-    """WorkerManager on its own event loop in a thread (stopped on exit)."""
-    from cortexflow import WorkerManager
-
-    loop = asyncio.new_event_loop()
-    manager = WorkerManager(config, redis_url, queues)
-    ready = threading.Event()
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(manager.start_all())
-        except BaseException as exc:
-            failure.append(exc)
-            ready.set()
-            return
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(manager.stop_all(2.0))
-        rest = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for t in rest:
-            t.cancel()
-        if rest:
-            loop.run_until_complete(asyncio.wait(rest, timeout=2))
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert ready.wait(30), "workers did not start"
-    if failure:
-        raise failure[0]
-    try:
-        yield
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
+def workers(config: Path, redis_url: str, queues: list[str] | None = None) -> Any:
+    """WorkerManager on its own event loop in a thread (tests.helpers.jobs.workers_in_thread)."""
+    return workers_in_thread(config, redis_url, queues)

@@ -9,7 +9,6 @@ import os
 import signal
 import statistics
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 
 from cortexflow import QueueManager
 from cortexflow.engine import schedules as store
+from tests.helpers.poll import wait_for
 from tests.helpers.procs import Proc as Up
 
 PREFIX = "cortexflow"
@@ -76,14 +76,7 @@ def scheduled(redis_client: Any, schedule: str = "every-second") -> dict[int, fl
 
 
 def wait_until(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.1)
+    return wait_for(pred, timeout, 0.1, message=what)
 
 
 def wait_server_time(redis_client: Any, target_ms: int) -> None:
