@@ -10,9 +10,6 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from redis.exceptions import NoScriptError
-
-from cortexflow.engine.cluster import node_pipeline
 from cortexflow.engine.connection import BLOCK_MAX, Client
 from cortexflow.engine.deadletters import DeadLetterCopier
 from cortexflow.engine.jobs import Job
@@ -38,7 +35,8 @@ class QueueConsumer:
         self._pending: asyncio.Task[Any] | None = None
         self._waiting = False
         self._handoffs: set[asyncio.Future[Any]] = set()
-        # Set when finish_and_fetch leased jobs: ends a wait_for_work at once (see there).
+        # Set when finish_and_fetch leased jobs or learned of a due time: ends a wait_for_work
+        # at once (see there).
         self._leased = asyncio.Event()
         # Called when a fetch or finish put jobs in the dead-letter outbox (wakes the copier).
         self.on_dead_letters: Callable[[], None] | None = None
@@ -67,6 +65,7 @@ class QueueConsumer:
             k.events,
             k.metrics,
         ]
+        self._finish_fetch_keys = [*self._finish_keys, *self._fetch_keys]
         rate = q.rate_limit
         # Each fetch call leases under its own name, worker id + call number, so a lease token
         # is never handed out twice, even after a server restart or an AOF rollback reset a
@@ -99,9 +98,6 @@ class QueueConsumer:
         lease = self._lease_ms + random.randrange(self._lease_ms // 5 + 1)
         return [self.engine.keys.job_prefix, n, owner, lease, *self._fetch_args_tail]
 
-    def _fetch_argv(self, n: int) -> list[Any]:
-        return [*self._fetch_keys, *self._fetch_args(n)]
-
     async def fetch(self, n: int) -> FetchResult:
         """Lease up to ``n`` jobs (also promotes due delayed jobs and recovers stalled ones)."""
         raw = await self.engine.scripts.fetch(keys=self._fetch_keys, args=self._fetch_args(n))
@@ -110,54 +106,32 @@ class QueueConsumer:
     async def finish_and_fetch(
         self, outcomes: Sequence[Outcome], n: int
     ) -> tuple[tuple[int, int, int], FetchResult | None]:
-        """Record outcomes and lease up to ``n`` more jobs in one round trip (two scripts in a
-        pipeline), the worker's steady-state path. ``n == 0`` only records."""
+        """Record outcomes and lease up to ``n`` more jobs in one script call (finish_fetch),
+        the worker's steady-state path. ``n == 0`` only records.
+
+        The call is one EVALSHA on the queue's slot: no pipeline, so a Cluster routes it like
+        any other call. If it raises, nothing is known: the caller records the outcomes again
+        (a second record of a run is counted as lost, never written twice) and looks for what
+        a lost reply may have leased (``last_owner``)."""
         if n <= 0:
             return await self.finish(outcomes), None
-        s = self.engine.scripts
-        finish_argv = [*self._finish_keys, *self._finish_argv(outcomes)]
-        # Plain EVALSHA in the pipeline: redis-py's Script objects would add a SCRIPT EXISTS
-        # round trip to every pipeline. After a server restart (NOSCRIPT) fall back to the
-        # Script calls, which load the scripts again. On a Cluster the pipeline goes to the
-        # node serving the queue's slot (a cluster pipeline refuses EVALSHA).
-        cluster = self.engine.cluster
-        pipe = (
-            self.engine.client.pipeline(transaction=False)
-            if cluster is None
-            else await node_pipeline(cluster, self.engine.keys.meta)
+        finish_args = self._finish_argv(outcomes)
+        finished, fetched = await self.engine.scripts.finish_fetch(
+            keys=self._finish_fetch_keys,
+            args=[len(finish_args), *finish_args, *self._fetch_args(n)],
         )
-        async with pipe:
-            pipe.evalsha(s.finish.sha, len(self._finish_keys), *finish_argv)
-            pipe.evalsha(s.fetch.sha, len(self._fetch_keys), *self._fetch_argv(n))
-            finished, fetched = await pipe.execute(raise_on_error=False)
-        # Parse the leases first: whatever happens to the outcomes, jobs this round trip leased
-        # must not be dropped (they would stall, be recovered to the head of the queue, leased
-        # again by the next retry and dropped again: failed "stalled N times", 0 attempts).
-        leased: FetchResult | None = None
-        if not isinstance(fetched, BaseException):
-            leased = await self._fetched(fetched)
-        try:
-            if isinstance(finished, NoScriptError):
-                done = await self.finish(outcomes)
-            elif isinstance(finished, BaseException):
-                raise finished
-            else:
-                done = (int(finished[0]), int(finished[1]), int(finished[2]))
-                if done[2]:
-                    self._dead_letters_added()
-        except BaseException:
-            if leased is not None and leased.jobs:
-                # The caller retries the outcomes; the jobs go back to waiting at once, no
-                # attempt or stall counted.
-                with contextlib.suppress(Exception):
-                    await self.release([(f.job.id, f.token) for f in leased.jobs])
-            raise
-        if isinstance(fetched, NoScriptError):
-            return done, await self.fetch(n)
+        done = (int(finished[0]), int(finished[1]), int(finished[2]))
+        if done[2]:
+            self._dead_letters_added()
         if isinstance(fetched, BaseException):
-            # The outcomes are written; the jobs are leased by the next plain fetch instead.
+            # The outcomes are written; the next plain fetch leases (and reports the error).
+            log.warning("fetch after finish failed: %s", fetched)
             return done, None
-        if leased is not None and leased.jobs:
+        leased = await self._fetched(fetched)
+        if leased.jobs or leased.wait is not None:
+            # Jobs to start now, or none but a due time to wait for (a retry's backoff): a
+            # waiting listen() must look again. (A wake-up token the finish part pushed for a
+            # retry is gone: the fetch part, leasing nothing, forgets stale tokens.)
             self._leased.set()
         return done, leased
 

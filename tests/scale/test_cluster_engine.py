@@ -31,6 +31,11 @@ from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.queue import QueueEngine
 from cortexflow.queues.common import write_once
 from tests.engine.conftest import workers  # noqa: F401 (the fixture the process tests take)
+from tests.engine.test_finish_fetch import (  # noqa: F401
+    test_a_finish_recorded_twice_is_counted_lost_and_leases_nothing_twice,
+    test_finishing_and_leasing_the_next_job_is_one_script_call,
+    test_the_combined_script_is_loaded_again_after_a_script_flush,
+)
 from tests.engine.test_hardening_deadletters import (  # noqa: F401
     test_a_job_retried_by_an_operator_that_fails_again_is_a_second_dead_letter,
     test_an_entry_that_cannot_be_copied_is_set_aside_and_counted,
