@@ -122,7 +122,10 @@ class ClusterClient(RedisCluster):
     """
 
     def __init__(self, *, node_kwargs: dict[str, Any], retries: int, **kwargs: Any) -> None:
-        super().__init__(retry=Retry(ExponentialBackoff(), INNER_RETRIES), **kwargs)
+        # retries=0 (the worker's fetch/finish client): no silent re-send of a call whose
+        # reply was lost, here either; redirects (MOVED/ASK: not run) are still followed.
+        inner = min(INNER_RETRIES, retries)
+        super().__init__(retry=Retry(ExponentialBackoff(), inner), **kwargs)
         self.node_kwargs = node_kwargs
         self.node_clients: dict[str, aioredis.Redis] = {}
         self.backoff = Retry(ExponentialBackoff(cap=1.0, base=0.01), retries, CLUSTER_ERRORS)
