@@ -34,7 +34,7 @@ from bench import report
 from bench.measure import STAMPS, BenchError, PassResult
 from bench.procs import Children, loadavg, private_server
 from bench.profile import summarize_profile
-from bench.systems import Context, all_systems
+from bench.systems import Context, all_systems, baseline
 from bench.systems import cortexflow as cf_system
 
 PLAN = (("off", False), ("everysec", True))  # (label, appendonly)
@@ -56,6 +56,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="run this instead of `python -m cortexflow worker` (to compare a patched worker); "
         "{python}, {queue}, {file} and {url} are filled in",
     )
+    add(
+        "--baseline",
+        metavar="REF",
+        help="also run cortexflow at this git commit (its package for enqueue and worker), "
+        "interleaved with the current code in the same run",
+    )
     add("--profile", type=Path, help="py-spy on the cortexflow worker; stacks go to this folder")
     add("--keep", action="store_true", help="keep the temporary folder (logs)")
     add("--max-seconds", type=float, default=900.0, help="give up after this long (900)")
@@ -68,6 +74,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--jobs must be at least 100")
     known = all_systems()
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    if args.baseline and "baseline" not in args.systems:
+        args.systems.insert(
+            args.systems.index("cortexflow") + 1 if "cortexflow" in args.systems else 0, "baseline"
+        )
+    if "baseline" in args.systems and not args.baseline:
+        p.error("system 'baseline' needs --baseline REF")
     for s in args.systems:
         if s not in known:
             p.error(f"unknown system {s!r}; choose from {', '.join(known)}")
@@ -163,6 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="cortexflow-bench-"))
     for module in all_systems().values():
         module.prepare(workdir)
+    if args.baseline:
+        try:
+            baseline.configure(args.baseline, workdir)
+        except BenchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     sys.path.insert(0, str(workdir))  # the taskiq app, imported by the producer too
     info = report.machine()
     print(

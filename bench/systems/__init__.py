@@ -46,7 +46,9 @@ class Context:
         env = dict(os.environ)
         env["BENCH_REDIS_URL"] = self.url
         env["BENCH_WORKDIR"] = str(self.workdir)
-        env["PYTHONPATH"] = os.pathsep.join([str(self.workdir), str(REPO)])
+        # --baseline: that commit's cortexflow package comes first (bench/systems/baseline.py)
+        tree = [t] if (t := os.environ.get("BENCH_CORTEXFLOW_TREE")) else []
+        env["PYTHONPATH"] = os.pathsep.join([*tree, str(self.workdir), str(REPO)])
         env.pop("CORTEXFLOW_PARENT_PID", None)
         return env
 
@@ -59,6 +61,6 @@ class Context:
 
 def all_systems() -> Mapping[str, ModuleType]:
     """name -> module, in the order of the table."""
-    from bench.systems import cortexflow, taskiq_redis
+    from bench.systems import baseline, cortexflow, taskiq_redis
 
-    return MappingProxyType({m.NAME: m for m in (cortexflow, taskiq_redis)})
+    return MappingProxyType({m.NAME: m for m in (cortexflow, baseline, taskiq_redis)})
