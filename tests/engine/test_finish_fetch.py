@@ -87,3 +87,32 @@ def test_a_finish_recorded_twice_is_counted_lost_and_leases_nothing_twice(
             assert int(meta) == 1
 
     asyncio.run(main())
+
+
+def test_the_script_names_the_queue_keys_as_keys_py_does(redis_url: str) -> None:
+    """finish_fetch gets only the meta key and names the others itself: a key renamed in
+    keys.py but not in the script would silently split a queue in two."""
+    from cortexflow.engine.scripts import source
+
+    script = source("finish_fetch").split("local m = tonumber(ARGV[1])", 1)[1]
+    probe = "local m = 0\n" + script.split("local finish_args", 1)[0]
+    probe += "return {finish_keys, fetch_keys}\n"
+
+    async def main() -> None:
+        q = QueueConfig(name="named", handler="x:y")
+        async with engine_for(redis_url, q) as e:
+            k = e.keys
+            finish_keys, fetch_keys = await e.client.eval(probe, 1, k.meta, "0")
+            assert [x.decode() for x in finish_keys] == [
+                k.active, k.wait, k.delayed, k.completed, k.failed, k.meta, k.marker,
+                k.dlq_outbox, k.events, k.metrics,
+            ]  # fmt: skip
+            assert [x.decode() for x in fetch_keys] == [
+                k.wait, k.delayed, k.active, k.meta, k.limiter, k.marker, k.failed,
+                k.dlq_outbox, k.events,
+            ]  # fmt: skip
+            c = QueueConsumer(e, "w", e.client)
+            assert c._fetch_keys == [x.decode() for x in fetch_keys]
+            assert c._finish_keys == [x.decode() for x in finish_keys]
+
+    asyncio.run(main())
