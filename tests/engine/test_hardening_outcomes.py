@@ -118,8 +118,7 @@ def test_failed_outcomes_clean_and_bound_their_texts_and_encode_for_cjson() -> N
     o = failed("j", "w:1", "boom \udcff" + "m" * 100_000, "s" * 200_000 + "\udcfe", d)
     assert len(o.error.encode()) <= MAX_ERROR_BYTES and "\\udcff" in o.error
     assert len(o.stacktrace.encode()) <= MAX_STACKTRACE_BYTES and o.stacktrace.endswith("\\udcfe")
-    arg = encode_outcome(o)
-    arg.encode("utf-8")  # no lone surrogate left anywhere
+    arg = encode_outcome(o).decode("utf-8")  # valid UTF-8: no lone surrogate left anywhere
     assert "\\ud" not in arg.replace("\\\\ud", "")  # and no \\uDCxx escape cjson would refuse
     kind, jid, token, _, error, _, delay, keep, dead = json.loads(arg)
     assert (kind, jid, token, delay, keep, dead) == ("f", "j", "w:1", 0, KEEP_BY_QUEUE, 1)
