@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,12 +18,23 @@ from taskiq.abc.formatter import TaskiqFormatter
 from taskiq.message import BrokerMessage, TaskiqMessage
 
 from cortexflow.config.model import QueueConfig
-from cortexflow.engine.outcomes import Decision, Outcome, completed, decide, failed, result_json
+from cortexflow.engine.jobs import Job
+from cortexflow.engine.outcomes import (
+    Decision,
+    Outcome,
+    OutcomeKind,
+    completed,
+    decide,
+    failed,
+    result_json,
+)
 from cortexflow.engine.queue import Fetched, QueueEngine
 from cortexflow.errors import UnrecoverableError
 from cortexflow.worker.context import JobContext
 from cortexflow.worker.handlers import Run, Runner
 from cortexflow.worker.leases import Delivery, LeaseKeeper
+
+log = logging.getLogger("cortexflow.worker")
 
 
 @dataclass(slots=True)
@@ -118,6 +130,23 @@ def outcome_of(
     message = error_message(error, job.opts.get("timeout"))
     stack = "".join(traceback.format_exception(error))
     return failed(job.id, token, message, stack, decision), decision
+
+
+def log_failure(job: Job, decision: Decision, message: str) -> None:
+    """The worker's log line for a failed run: retried (when) or failed for good."""
+    if decision.kind is OutcomeKind.RETRY:
+        log.warning(
+            "job %s failed (run %d of %d): %s; retrying in %.3gs",
+            job.id,
+            decision.run,
+            job.attempts,
+            message,
+            decision.delay,
+        )
+    else:
+        log.warning(
+            "job %s failed for good (run %d of %d): %s", job.id, decision.run, job.attempts, message
+        )
 
 
 def task_for(
