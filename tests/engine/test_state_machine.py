@@ -12,6 +12,7 @@ import redis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
+from redis.cluster import RedisCluster
 
 from cortexflow.config.model import Backoff, QueueConfig, Retention, RetentionRule
 from cortexflow.engine import connect
@@ -25,6 +26,14 @@ SETS = {"waiting": "wait", "delayed": "delayed", "active": "active",
         "completed": "completed", "failed": "failed"}  # fmt: skip
 
 
+def sync_client(url: str) -> redis.Redis | RedisCluster:
+    """The test's own reads: a plain client, or a cluster client for a redis+cluster:// URL."""
+    if url.startswith("redis+cluster://"):
+        host, _, port = url.removeprefix("redis+cluster://").split(",")[0].rpartition(":")
+        return RedisCluster(host=host, port=int(port))
+    return redis.Redis.from_url(url)
+
+
 class JobLifecycle(RuleBasedStateMachine):
     url: str = ""
     ids = Bundle("ids")
@@ -32,8 +41,11 @@ class JobLifecycle(RuleBasedStateMachine):
     @initialize()
     def setup(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self.sync = redis.Redis.from_url(self.url)
-        self.sync.flushdb()
+        self.sync = sync_client(self.url)
+        if isinstance(self.sync, RedisCluster):  # tests/scale/test_cluster_engine.py
+            self.sync.flushall(target_nodes=RedisCluster.PRIMARIES)
+        else:
+            self.sync.flushdb()
         self.client = connect(self.url)
         queue = QueueConfig(
             name="sm", handler="x:y", attempts=2, lease=30.0, max_stalls=1,
@@ -177,9 +189,11 @@ class JobLifecycle(RuleBasedStateMachine):
 
 @pytest.mark.slow
 def test_job_lifecycle_state_machine(redis_url: str) -> None:
-    JobLifecycle.url = redis_url
+    # A subclass per run: the Cluster run (tests/scale) runs this test too, and Hypothesis
+    # refuses settings applied twice to one class.
+    machine = type("JobLifecycleRun", (JobLifecycle,), {"url": redis_url})
     run = settings(
         max_examples=60, stateful_step_count=40, deadline=None,
         suppress_health_check=[HealthCheck.too_slow],
-    )(JobLifecycle).TestCase  # fmt: skip
+    )(machine).TestCase  # fmt: skip
     run().runTest()

@@ -69,6 +69,9 @@ from tests.engine.test_semantics import (  # noqa: F401
     test_timeout_fails_the_attempt_and_retries,
     test_unrecoverable_fails_at_once_and_exhausted_goes_to_dead_letter,
 )
+from tests.engine.test_state_machine import (  # noqa: F401
+    test_job_lifecycle_state_machine,
+)
 from tests.helpers.jobs import PREFIX, engine_for, inproc_worker, make_config
 from tests.helpers.poll import wait_for, wait_for_async
 from tests.helpers.procs import run_cli
