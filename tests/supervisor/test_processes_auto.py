@@ -61,3 +61,25 @@ def test_up_starts_one_worker_per_available_cpu(
         assert up.wait_exit(15) == 0
     finally:
         up.kill()
+
+
+def test_sighup_from_one_process_to_auto_starts_one_per_cpu(tmp_path: Path, redis_url: str) -> None:
+    want = available_cpus()
+    if want < 2:
+        pytest.skip("one CPU: auto would be 1, as before the reload")
+    path = write_project(tmp_path, QUEUES.replace("processes: auto", "processes: 1"), SUPERVISED)
+    argv = [sys.executable, "-m", "cortexflow", "up", "--redis-url", redis_url]
+    up = Proc(argv, cwd=tmp_path, name="up")
+    try:
+        first = up.child_pid("work.0")
+        up.wait_for(r"work\.0 \(pid \d+\) ready", 30)
+        path.write_text(QUEUES)
+        up.send(signal.SIGHUP)
+        up.wait_for(r"SIGHUP: reloaded queues\.yaml", 10)
+        up.wait_for(rf"work\.{want - 1} \(pid \d+\) ready", 30)
+        assert up.child_pid("work.0") == first  # resized, not replaced
+        assert f"work.{want} started" not in up.err()
+        up.send(signal.SIGTERM)
+        assert up.wait_exit(15) == 0
+    finally:
+        up.kill()
