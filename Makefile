@@ -1,6 +1,6 @@
 PY ?= python
 
-.PHONY: test lint check bench bench-peers bench-peers-deps bench-e2e
+.PHONY: test lint check bench bench-peers bench-peers-deps bench-e2e bench-scaling
 
 test:
 	$(PY) -m pytest -q
@@ -15,6 +15,11 @@ check: lint test
 # cortexflow vs taskiq-redis (bench/engine.py); JOBS=2000 or ARGS=--quick for a shorter run
 bench:
 	$(PY) bench/engine.py $(if $(JOBS),--jobs $(JOBS)) $(ARGS)
+
+# processing rate with 1/2/4 worker processes on one server, and 6 queues on 1 vs 3 Cluster
+# primaries (bench/scaling.py); JOBS=2000 RUNS=1 for a quick check
+bench-scaling:
+	$(PY) bench/scaling.py $(if $(JOBS),--jobs $(JOBS)) $(if $(RUNS),--runs $(RUNS)) $(ARGS)
 
 # the peer benchmark: every installed system, one server, interleaved runs (bench/peers/)
 bench-peers: bench-peers-deps

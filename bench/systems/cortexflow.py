@@ -86,13 +86,13 @@ def build_config(workdir: Path, url: str) -> Config:
     return dataclasses.replace(loaded, redis=RedisConfig(url=url, prefix=PREFIX))
 
 
-def worker_argv(file: str, url: str, custom: str | None = None) -> list[str]:
+def worker_argv(file: str, url: str, custom: str | None = None, queue: str = QUEUE) -> list[str]:
     """`python -m cortexflow worker bench -f queues.yaml --redis-url URL`, or ``custom``
     (--cf-worker-cmd) with {python}, {queue}, {file} and {url} filled in."""
     if custom:
-        fill = {"python": sys.executable, "queue": QUEUE, "file": file, "url": url}
+        fill = {"python": sys.executable, "queue": queue, "file": file, "url": url}
         return [part.format(**fill) for part in shlex.split(custom)]
-    return [sys.executable, "-m", "cortexflow", "worker", QUEUE, "-f", file, "--redis-url", url]
+    return [sys.executable, "-m", "cortexflow", "worker", queue, "-f", file, "--redis-url", url]
 
 
 def schema_queue() -> QueueConfig:

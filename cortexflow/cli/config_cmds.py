@@ -79,7 +79,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
     from cortexflow.config import load_config
-    from cortexflow.config.dump import config_to_dict
+    from cortexflow.config.dump import config_to_dict, note_auto_processes
 
     config = load_config(config_path(args), check_imports=not args.no_import_check)
     if args.redis_url:
@@ -90,7 +90,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     if args.json:
         print_json(data)
     else:
-        out(yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip("\n"))
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip("\n")
+        out(note_auto_processes(text, config))
     return errors.EXIT_OK
 
 

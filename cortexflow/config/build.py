@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cortexflow.config.cpus import available_cpus
 from cortexflow.config.model import (
     Backoff,
     Config,
@@ -29,7 +30,6 @@ from cortexflow.ticks import parse_start_at
 _QUEUE_DURATIONS = ("timeout", "lease")
 _QUEUE_PLAIN = (
     "concurrency",
-    "processes",
     "priority",
     "attempts",
     "max_stalls",
@@ -120,6 +120,13 @@ def _restart(raw: Mapping[str, Any]) -> RestartPolicy:
     return RestartPolicy(**kwargs)
 
 
+def _processes(value: Any) -> dict[str, Any]:
+    """``processes``: a count, or ``auto`` resolved here to the CPUs this host lets us use."""
+    if value == "auto":
+        return {"processes": available_cpus(), "processes_auto": True}
+    return {} if value is None else {"processes": int(value)}
+
+
 def _queue(
     name: str,
     own: Mapping[str, Any],
@@ -132,6 +139,7 @@ def _queue(
         raw["dead_letter"] = None  # a dead-letter queue does not feed itself through defaults
     kwargs: dict[str, Any] = {k: int(raw[k]) for k in _QUEUE_PLAIN if raw.get(k) is not None}
     kwargs.update(_seconds_of(raw, _QUEUE_DURATIONS))
+    kwargs.update(_processes(raw.get("processes")))
     if isinstance(raw.get("rate_limit"), dict):
         rl = raw["rate_limit"]
         kwargs["rate_limit"] = RateLimit(

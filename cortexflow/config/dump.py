@@ -85,7 +85,7 @@ def _queue(q: QueueConfig, config: Config) -> dict[str, Any]:
     return {
         "handler": q.handler,
         "concurrency": q.concurrency,
-        "processes": q.processes,
+        "processes": "auto" if q.processes_auto else q.processes,
         "priority": q.priority,
         "rate_limit": (
             {"max": q.rate_limit.max, "duration": format_duration(q.rate_limit.duration)}
@@ -113,3 +113,19 @@ def _queue(q: QueueConfig, config: Config) -> dict[str, Any]:
         ),
         "settings": dict(q.settings),
     }
+
+
+def note_auto_processes(text: str, config: Config) -> str:
+    """The YAML of config_to_dict with ``processes: auto`` lines saying what ``auto`` is here:
+    ``processes: auto  # 8 on this host``."""
+    lines = text.split("\n")
+    queue = ""
+    in_queues = False
+    for i, line in enumerate(lines):
+        if not line.startswith(" "):
+            in_queues = line == "queues:"
+        elif in_queues and line.startswith("  ") and not line.startswith("   "):
+            queue = line.strip().rstrip(":")
+        elif in_queues and line == "    processes: auto" and queue in config.queues:
+            lines[i] = f"{line}  # {config.queues[queue].processes} on this host"
+    return "\n".join(lines)

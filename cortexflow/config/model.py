@@ -53,7 +53,8 @@ class QueueConfig:
     name: str
     handler: str
     concurrency: int = 10
-    processes: int = 1
+    processes: int = 1  # `processes: auto` is resolved to this host's CPU count when loaded
+    processes_auto: bool = field(default=False, compare=False)  # it was written `auto`
     priority: int = 0
     rate_limit: RateLimit | None = None
     attempts: int = 3

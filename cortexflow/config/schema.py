@@ -116,7 +116,19 @@ def queue_settings() -> dict[str, Any]:
     """Properties of a queue besides ``handler``; also the keys of ``defaults:``."""
     return {
         "concurrency": _int("Jobs processed at once by one worker process.", 10, [10, 50], 1),
-        "processes": _int("Worker processes for this queue on this host.", 1, [1, 4], 1),
+        "processes": {
+            "description": (
+                'Worker processes for this queue on this host; "auto": one per CPU that `up` '
+                "may use on the host (its CPU affinity set, capped by a cgroup v2 CPU quota), "
+                "counted at each start and reload."
+            ),
+            "oneOf": [
+                {"type": "integer", "minimum": 1, "description": "This many processes."},
+                {"type": "string", "const": "auto", "description": "One per available CPU."},
+            ],
+            "default": 1,
+            "examples": [1, 4, "auto"],
+        },
         "priority": _int(
             "Default priority of a job; higher runs first (0..1000000).",
             0,

@@ -11,6 +11,7 @@ pipeline per node, never a cross-slot command). docs/cluster.md.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from cortexflow.engine.connection import SOCKET_TIMEOUT, _client_options, _host_port
+from cortexflow.engine.connection import SOCKET_TIMEOUT, _client_options, _host_port, _retry
 from cortexflow.errors import RedisUnavailableError
 from cortexflow.redact import redact_url
 
@@ -56,8 +57,46 @@ NODE_FAILURES = (ConnectionError, TimeoutError, OSError)
 CLUSTER_ERRORS = (ConnectionError, TimeoutError, ClusterDownError)
 INNER_RETRIES = 2
 # After a node failed, how long to keep reloading the topology for another owner of its slots
-# before the one retry (a restarting node without replicas keeps its slots: retried anyway).
+# before running the batch again (a restarting node without replicas keeps its slots: then
+# retried with backoff, a topology reload before each attempt, within the client's retries).
 FAILOVER_WAIT = 5.0
+# Set while a pinned batch runs: a node client then gives up at the first refused connection
+# (a dead node: retrying it cannot help while a replica is promoted) instead of spending its
+# whole retry budget on it; run_pinned reloads the topology from the other nodes and runs the
+# batch on whichever node owns the slots then.
+_REFUSED_IS_FINAL = contextvars.ContextVar("refused_is_final", default=False)
+
+
+def refused(error: BaseException) -> bool:
+    """Whether ``error`` is (or was raised while handling) a refused TCP connection."""
+    seen: BaseException | None = error
+    for _ in range(4):
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class NodeRetry(Retry):
+    """connection.py's retry for the plain node clients, except that inside a pinned batch a
+    refused connection is not retried (see _REFUSED_IS_FINAL)."""
+
+    async def call_with_retry(
+        self,
+        do: Callable[[], Awaitable[Any]],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> Any:
+        if _REFUSED_IS_FINAL.get():
+            outer = is_retryable
+
+            def is_retryable(error: Exception) -> bool:
+                return not refused(error) and (outer is None or outer(error))
+
+        return await super().call_with_retry(do, fail, is_retryable, with_failure_count)
 
 
 @dataclass(frozen=True)
@@ -177,7 +216,7 @@ def connect_cluster(
     if parsed.ssl:
         common.update(ssl=True, **parsed.options)
     options = _client_options(retries, socket_timeout)
-    node_kwargs = {**options, **common}
+    node_kwargs = {**options, **common, "retry": _retry(retries, NodeRetry)}
     del options["retry"]  # the cluster's own: ClusterClient
     return ClusterClient(
         startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],
@@ -290,10 +329,11 @@ async def run_pinned(
 ) -> list[Any]:
     """Run ``stack[i]`` (touching ``keys[i]``'s slot) with one plain pipeline per serving node.
 
-    A command answered MOVED or TRYAGAIN, or a node that fails (connection error or timeout,
-    after its client's own retries), makes the client reload the topology; the affected
-    commands then run once more on their new nodes. An ASK goes to the node named, after
-    ASKING (a slot being migrated). Replies in ``stack`` order; errors are replies.
+    A command answered MOVED or TRYAGAIN, or a node that fails (a refused connection at once,
+    another connection error or a timeout after its client's own retries), makes the client
+    reload the topology, asking the other nodes first; the affected commands then run again on
+    their new nodes (see _run_again). An ASK goes to the node named, after ASKING (a slot being
+    migrated). Replies in ``stack`` order; errors are replies.
     """
     replies: list[Any] = [None] * len(stack)
     again: list[int] = []
@@ -301,6 +341,7 @@ async def run_pinned(
     failed_nodes: list[str] = []
 
     async def batch(node: str, indices: list[int]) -> None:
+        _REFUSED_IS_FINAL.set(True)  # this task's own context: only its node calls see it
         try:
             got = await _execute(cluster, node, [stack[i] for i in indices], scripts, False)
         except NODE_FAILURES as exc:
@@ -321,10 +362,9 @@ async def run_pinned(
     groups = await group_by_node(cluster, keys)
     await _gather(batch(node, indices) for node, indices in groups.items())
     if again:
-        await _reload(cluster, failed_nodes, [keys[i] for i in again])
         again.sort()
-        redo = await run_pinned(
-            cluster, [stack[i] for i in again], scripts, [keys[i] for i in again], retry=False
+        redo = await _run_again(
+            cluster, failed_nodes, [stack[i] for i in again], scripts, [keys[i] for i in again]
         )
         for i, reply in zip(again, redo, strict=True):
             replies[i] = reply
@@ -335,11 +375,33 @@ async def run_pinned(
     return replies
 
 
-async def _reload(cluster: ClusterClient, failed: list[str], keys: Sequence[str]) -> None:
-    """Reload the slot map; after a node failure, until its keys have another owner (a
-    replica promoted) or FAILOVER_WAIT passes."""
+async def _run_again(
+    cluster: ClusterClient,
+    failed: list[str],
+    stack: Sequence[Command],
+    scripts: set[Any],
+    keys: Sequence[str],
+) -> list[Any]:
+    """The commands a moved slot or a failed node left undone, run on the slots' owners after a
+    reload. While a node refuses connections and still owns a slot (no replica promoted yet, or
+    none to promote), reload and try again with the client's backoff, within its retries."""
+    deadline = asyncio.get_running_loop().time() + FAILOVER_WAIT
+
+    async def attempt() -> list[Any]:
+        await _reload(cluster, failed, keys, deadline)
+        return await run_pinned(cluster, stack, scripts, keys, retry=False)
+
+    return await cluster.backoff.call_with_retry(
+        attempt, lambda _error: asyncio.sleep(0), is_retryable=refused
+    )
+
+
+async def _reload(
+    cluster: ClusterClient, failed: list[str], keys: Sequence[str], deadline: float
+) -> None:
+    """Reload the slot map (the failed node asked last); after a node failure, until its keys
+    have another owner (a replica promoted) or ``deadline`` passes."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + FAILOVER_WAIT
     pause = 0.01
     while True:
         await cluster.nodes_manager.initialize(last_failed_node_name=failed[0] if failed else None)

@@ -149,8 +149,8 @@ def _host_port(
     return host, int(port_text)
 
 
-def _retry(retries: int) -> Retry:
-    return Retry(ExponentialBackoff(cap=1.0, base=0.01), retries)
+def _retry(retries: int, kind: type[Retry] = Retry) -> Retry:
+    return kind(ExponentialBackoff(cap=1.0, base=0.01), retries)
 
 
 def _client_options(retries: int, socket_timeout: float = SOCKET_TIMEOUT) -> dict[str, Any]:

@@ -110,7 +110,10 @@ class Supervisor:
         self._wake = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             self._loop.add_signal_handler(sig, self._record_signal, sig)
-        names = ", ".join(f"{q} x{r.config.processes}" for q, r in self.queues.items())
+        names = ", ".join(
+            f"{q} x{r.config.processes}{' (auto)' if r.config.processes_auto else ''}"
+            for q, r in self.queues.items()
+        )
         self._event(f"up: {names or 'no queues'} on {redact_url(self.url)} (pid {os.getpid()})")
         publishing = asyncio.create_task(self.publisher.run(self.url))
         scheduling = asyncio.create_task(self.scheduler.run(self.url), name="scheduler")

@@ -129,12 +129,16 @@ def _role(port: int) -> object:
 
 @dataclass
 class Cluster:
-    """A Valkey Cluster of ``primaries`` nodes (each with ``replicas`` replicas)."""
+    """A Valkey Cluster of ``primaries`` nodes (each with ``replicas`` replicas). One primary
+    without replicas (a baseline for bench/scaling.py) is given every slot by hand: valkey-cli
+    creates clusters of 3 primaries or more. ``die_with_parent``: the nodes get SIGTERM if
+    this process dies (a benchmark killed midway)."""
 
     root: Path
     primaries: int = 3
     replicas: int = 0
     nodes: list[ServerProcess] = field(default_factory=list)
+    die_with_parent: bool = False
 
     def start(self) -> Cluster:
         for i in range(self.primaries * (1 + self.replicas)):
@@ -150,14 +154,17 @@ class Cluster:
                     "databases": "1",
                 },
             )
-            node.start()
+            node.start(die_with_parent=self.die_with_parent)
             self.nodes.append(node)
-        cli = Path(find_server_binary()).with_name("valkey-cli")
-        subprocess.run(
-            [str(cli), "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
-             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
+        if len(self.nodes) == 1:
+            _answer(self.nodes[0].port, "CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+        else:
+            cli = Path(find_server_binary()).with_name("valkey-cli")
+            subprocess.run(
+                [str(cli), "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                 "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+                check=True, capture_output=True, timeout=60,
+            )  # fmt: skip
         _until(self._ok, 30, "the cluster did not reach cluster_state:ok")
         return self
 
