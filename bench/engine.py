@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -34,6 +32,7 @@ from bench import report
 from bench.measure import STAMPS, BenchError, PassResult
 from bench.procs import Children, loadavg, private_server
 from bench.profile import summarize_profile
+from bench.session import session
 from bench.systems import Context, all_systems, baseline
 from bench.systems import cortexflow as cf_system
 
@@ -173,10 +172,6 @@ def render(args: argparse.Namespace, results: list[PassResult], info: dict[str, 
     return "\n\n".join(sections) + "\n\n" + "\n".join(tail) if sections else ""
 
 
-def interrupt(signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="cortexflow-bench-"))
@@ -196,30 +191,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
         flush=True,
     )
-    signal.signal(signal.SIGTERM, interrupt)
-    children = Children()
     results: list[PassResult] = []
-    code = 1
-    try:
-        results = run_all(args, workdir, children)
-        code = 0
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        code = 130
-    finally:
-        children.stop_all()
-        if args.keep or code:
-            print(f"logs kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with session(workdir, keep=args.keep) as run:
+        results = run_all(args, workdir, run.children)
     print(render(args, results, info))
     for raw in sorted(args.profile.glob("cf-worker-*.txt")) if args.profile else []:
         summary = summarize_profile(raw)
         raw.with_suffix(".summary").write_text(summary + "\n")
         print("\n" + summary)
-    return code
+    return run.code
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from redis.crc import key_slot
 from bench import report
 from bench.measure import BenchError, Drain, watch_processing
 from bench.procs import Children, ProcessTree, loadavg, private_server, tail
+from bench.session import session
 from bench.systems import Context
 from bench.systems import cortexflow as cf
 from cortexflow.engine.cluster import ClusterClient, owner
@@ -262,24 +262,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
         flush=True,
     )
-    children = Children()
     rows: list[Row] = []
-    code = 1
-    try:
-        rows = run_all(args, workdir, children)
-        code = 0
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-    except KeyboardInterrupt:
-        code = 130
-    finally:
-        children.stop_all()
-        if args.keep or code:
-            print(f"logs kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with session(workdir, keep=args.keep) as run:
+        rows = run_all(args, workdir, run.children)
     print(render(rows, args, info))
-    return code
+    return run.code
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ from bench.e2e.mailbox import Mailbox, smtp_server
 from bench.e2e.webhooks import APP_SECRET, address, webhook_job
 from bench.measure import BenchError
 from bench.procs import Children, private_server, tail
+from bench.session import session
 from cortexflow import get_queue_manager
 from cortexflow.api.manager import QueueManager
 
@@ -173,30 +173,11 @@ def render(args: argparse.Namespace, r: dict[str, Any], info: dict[str, Any]) ->
     )
 
 
-def interrupt(signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, interrupt)
     folder = Path(tempfile.mkdtemp(prefix="cortexflow-e2e-"))
-    children = Children()
     info = report.machine(("redis", "aiosmtpd"))
-    code = 1
-    try:
-        result = run(args, folder, children)
+    with session(folder, keep=args.keep) as s:
+        result = run(args, folder, s.children)
         print(render(args, result, info))
-        code = 0
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        code = 130
-    finally:
-        children.stop_all()
-        if args.keep or code:
-            print(f"logs kept in {folder}", file=sys.stderr)
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
-    return code
+    return s.code

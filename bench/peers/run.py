@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -26,7 +24,8 @@ from bench import report as engine_report
 from bench.measure import BenchError
 from bench.peers import measure, report
 from bench.peers.adapters import NAMES, load
-from bench.procs import Children, private_server
+from bench.procs import private_server
+from bench.session import session
 
 DISTS = ("taskiq", "taskiq-redis", "dramatiq", "saq", "rq", "celery", "redis")
 
@@ -93,39 +92,22 @@ def render(
     return "\n\n".join([head, report.table(results, labels), machine])
 
 
-def interrupt(signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, interrupt)
     names = available(args.systems)
     info = engine_report.machine(DISTS)
     workdir = Path(tempfile.mkdtemp(prefix="cortexflow-peers-"))
-    children = Children()
     results: list[measure.PeerResult] = []
-    code = 1
-    try:
-        with private_server(workdir / "valkey", appendonly=False) as server:
-            setup = measure.Setup(server.url, workdir, args.jobs, children, args.pass_seconds)
-            for res in run_all(args, names, setup):  # kept as they come, if interrupted too
-                results.append(res)
-        code = 0
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        code = 130
-    finally:
-        children.stop_all()
-        if args.keep or code:
-            print(f"logs kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with (
+        session(workdir, keep=args.keep) as run,
+        private_server(workdir / "valkey", appendonly=False) as server,
+    ):
+        setup = measure.Setup(server.url, workdir, args.jobs, run.children, args.pass_seconds)
+        for res in run_all(args, names, setup):  # kept as they come, if interrupted too
+            results.append(res)
     if results:
         print(render(args, names, results, info))
     if args.json:
         doc = {"jobs": args.jobs, "runs": [asdict(r) for r in results], "machine": info}
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
-    return code
+    return run.code
