@@ -157,7 +157,6 @@ for i = 1, #popped, 2 do
     redis.call('XADD', KEYS[9], 'MAXLEN', '~', 5000, '*', 'e', 'active', 'id', id, 'attempt', (tonumber(f[5]) or 0) + 1)
     if rate_max > 0 then
       redis.call('ZADD', KEYS[5], now, id .. ':' .. deliveries)
-      redis.call('PEXPIRE', KEYS[5], rate_window + 1000)
     end
     out[#out + 1] = '[' .. cjson.encode(id) .. ',' .. cjson.encode(token) .. ',' ..
       cjson.encode(f[1] or '') .. ',' .. (f[2] or 'null') .. ',' .. (f[3] or 'null') .. ',' ..
@@ -166,6 +165,9 @@ for i = 1, #popped, 2 do
   end
 end
 
+if rate_max > 0 and #out > 2 then
+  redis.call('PEXPIRE', KEYS[5], rate_window + 1000)  -- once per call, not per job
+end
 if #out == 2 then
   -- Nothing to do: forget stale wake-up tokens, tell the worker when to look again.
   redis.call('DEL', KEYS[6])

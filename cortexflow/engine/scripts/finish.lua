@@ -47,9 +47,8 @@ local now = now_ms()
 -- reads tolerate a broken hash: a missing time counts no span, it never errors mid-write.
 local BOUNDS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000}
 local m = {}
-local function observe(jkey, kind)
+local function observe(f, kind)
   m[kind] = (m[kind] or 0) + 1
-  local f = redis.call('HMGET', jkey, 'processed_at', 'created_at', 'delay')
   local start = tonumber(f[1])
   if not start then return end
   local spans = {d = now - start,
@@ -66,8 +65,9 @@ local plan = {}
 for _, run in ipairs(runs) do
   local id, token = run[2], run[3]
   local jkey = prefix .. id
-  local f = redis.call('HMGET', jkey, 'token', 'attempts_made')
-  local p = {run = run, jkey = jkey}
+  local f = redis.call('HMGET', jkey, 'token', 'attempts_made', 'processed_at', 'created_at',
+    'delay')
+  local p = {run = run, jkey = jkey, times = {f[3], f[4], f[5]}}
   if f[1] == token and redis.call('ZSCORE', KEYS[1], id) then
     p.made = (tonumber(f[2]) or 0) + 1
     if run[1] == 'r' and run[7] <= 0 then p.score = score_of(jkey) end
@@ -91,7 +91,7 @@ for _, p in ipairs(plan) do
     owned[id] = true
     redis.call('ZREM', KEYS[1], id)
     done = done + 1
-    observe(jkey, kind)
+    observe(p.times, kind)
     redis.call('XADD', KEYS[9], 'MAXLEN', '~', 5000, '*', 'e', EVENT[kind], 'id', id)
     if kind == 'c' then
       redis.call('HINCRBY', KEYS[6], 'completed_total', 1)
