@@ -43,6 +43,9 @@ class QueueManager:
         self._client: Client | None = None
         self._url = ""
         self._pinged = False
+        # Engines are kept: building one registers the scripts and the payload validator,
+        # which cost more than the add itself (add_job made one per call).
+        self._engines: dict[str, QueueEngine] = {}
 
     # -- connection ------------------------------------------------------------------------
 
@@ -93,6 +96,7 @@ class QueueManager:
     async def close(self) -> None:
         """Close the connection (and release the embedded server if this manager started it)."""
         client, self._client, self._pinged = self._client, None, False
+        self._engines.clear()
         try:
             if client is not None:
                 await client.aclose()
@@ -122,10 +126,13 @@ class QueueManager:
         UsageError naming the declared queues when ``queue`` is not one of them.
         """
         cfg = self.config.queue(str(queue))
-        redis_cfg = self.config.redis
-        return QueueEngine(
-            self._redis(), cfg, redis_cfg.prefix, durable_adds=redis_cfg.durable_adds
-        )
+        client = self._redis()
+        engine = self._engines.get(cfg.name)
+        if engine is None or engine.client is not client:  # one per queue and connection
+            redis_cfg = self.config.redis
+            engine = QueueEngine(client, cfg, redis_cfg.prefix, durable_adds=redis_cfg.durable_adds)
+            self._engines[cfg.name] = engine
+        return engine
 
     async def _engine(self, queue: str) -> QueueEngine:
         engine = self.get_queue(queue)
