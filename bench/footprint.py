@@ -55,7 +55,7 @@ async def _used(client: Any) -> int:
 async def _case(
     url: str, name: str, data: dict[str, Any], opts: JobOptions | None, n: int
 ) -> dict[str, Any]:
-    client = connect(url)
+    client: Any = connect(url)
     try:
         await client.execute_command("FLUSHALL", "SYNC")
         engine = QueueEngine(client, QueueConfig(name="bench", handler="bench:noop"), "cf")
