@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
-import uuid
+import os
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,9 +15,19 @@ from cortexflow.config.model import Backoff, QueueConfig
 MAX_PRIORITY = 1_000_000
 
 
+_BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
+
+
 def new_job_id() -> str:
-    """A fresh random job id (the client makes it, so a retried add stays idempotent)."""
-    return uuid.uuid4().hex
+    """A fresh random job id: 128 random bits as 22 base-62 characters (letters and digits, so
+    it never starts with '-' on a command line). The client makes it, so a retried add stays
+    idempotent (add.lua leaves an id that exists alone)."""
+    n = int.from_bytes(os.urandom(16), "big")
+    out = []
+    for _ in range(22):
+        n, r = divmod(n, 62)
+        out.append(_BASE62[r])
+    return "".join(out)
 
 
 def backoff_dict(b: Backoff) -> dict[str, Any]:
