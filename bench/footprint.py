@@ -39,7 +39,7 @@ from cortexflow.engine.connection import connect  # noqa: E402
 from cortexflow.engine.jobs import JobOptions  # noqa: E402
 from cortexflow.engine.queue import QueueEngine  # noqa: E402
 
-SMALL = {"user_id": 123456, "email": "ada@example.com", "template": "welcome"}
+SMALL = {"user_id": 123456, "email": "ada@example.com", "tpl": "welcome"}  # 60 bytes
 CASES: list[tuple[str, dict[str, Any], JobOptions | None]] = [
     ("{} payload, waiting", {}, None),
     ("~60-byte payload, waiting", SMALL, None),
