@@ -142,9 +142,10 @@ class Job:
             return json.loads(v) if v not in (None, "") else None
 
         stored = js("opts")
-        opts = dict(
-            merged_options(stored if isinstance(stored, dict) else None, queue_options(queue))
-        )
+        # A copy the caller owns (the queue's dict is shared, its backoff dict too).
+        opts = {**queue_options(queue), **(stored if isinstance(stored, dict) else {})}
+        if isinstance(opts.get("backoff"), dict):
+            opts["backoff"] = dict(opts["backoff"])
         return cls(
             id=job_id,
             queue=queue.name,

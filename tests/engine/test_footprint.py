@@ -102,6 +102,9 @@ def test_a_jobs_own_options_alone_are_stored_and_read_back_complete(
         assert (mine.attempts, mine.priority) == (4, 9), source
         assert dict(plain.opts) == queue_opts and plain.attempts == 3, source
         assert (plain.priority, plain.delay, plain.attempts_made, plain.stalls) == (0, 0, 0, 0)
+    # A reader's copy is its own: changing it leaves the next job's options alone.
+    r["got"]["plain"].opts["backoff"]["delay"] = 99.0
+    assert r["listed"]["plain"].opts["backoff"]["delay"] == 1.0
     as_json = r["got"]["plain"].to_dict()  # `cortexflow job --json`, the dashboard's API
     assert set(as_json["opts"]) == COMPLETE and as_json["attempts"] == 3
     assert as_json["id"] == "plain"
