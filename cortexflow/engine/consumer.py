@@ -15,7 +15,7 @@ import orjson
 
 from cortexflow.engine.connection import BLOCK_MAX, Client
 from cortexflow.engine.deadletters import DeadLetterCopier
-from cortexflow.engine.jobs import Job
+from cortexflow.engine.jobs import Job, merged_options, queue_options
 from cortexflow.engine.outcomes import (
     Outcome,
     OutcomeKind,
@@ -152,20 +152,23 @@ class QueueConsumer:
         jobs: list[Fetched] = []
         malformed: list[Outcome] = []
         q = self.engine.name
+        defaults = queue_options(self.engine.config)  # shared by every job without opts
         for text in raw[2:]:
             try:
                 (jid, token, name, data, opts, prio, made, created, delay, stalls) = _loads(text)
+                # Fields a job hash leaves out come back null: 0, and the queue's options.
+                opts = merged_options(opts, defaults)
                 job = Job(
                     id=jid,
                     queue=q,
                     name=name,
                     data=data,
                     state="active",
-                    priority=prio,
-                    delay=delay / 1000.0,
+                    priority=0 if prio is None else prio,
+                    delay=(delay or 0) / 1000.0,
                     attempts=opts["attempts"],
-                    attempts_made=made,
-                    stalls=stalls,
+                    attempts_made=0 if made is None else made,
+                    stalls=0 if stalls is None else stalls,
                     created_at=created / 1000.0,
                     processed_at=None,
                     finished_at=None,

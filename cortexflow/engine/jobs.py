@@ -2,14 +2,62 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cortexflow.config.model import Backoff
+from cortexflow.config.model import Backoff, QueueConfig
 
 MAX_PRIORITY = 1_000_000
+
+
+_BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
+
+
+def new_job_id() -> str:
+    """A fresh random job id: 128 random bits as 22 base-62 characters (letters and digits, so
+    it never starts with '-' on a command line). The client makes it, so a retried add stays
+    idempotent (add.lua leaves an id that exists alone)."""
+    n = int.from_bytes(os.urandom(16), "big")
+    out = []
+    for _ in range(22):
+        n, r = divmod(n, 62)
+        out.append(_BASE62[r])
+    return "".join(out)
+
+
+def backoff_dict(b: Backoff) -> dict[str, Any]:
+    return {"type": b.type, "delay": b.delay, "max": b.max, "jitter": b.jitter}
+
+
+@functools.lru_cache(maxsize=64)
+def queue_options(queue: QueueConfig) -> dict[str, Any]:
+    """The options of a job that sets none of its own: the queue's current settings.
+
+    A job hash stores only the options the job set (``opts``, often absent); every reader
+    completes them from this. The dict is shared: read it, never change it."""
+    return {
+        "attempts": queue.attempts,
+        "backoff": backoff_dict(queue.backoff),
+        "timeout": queue.timeout,
+        "remove_on_complete": None,
+        "remove_on_fail": None,
+    }
+
+
+def merged_options(stored: Any, defaults: dict[str, Any]) -> dict[str, Any]:
+    """A job's complete options: ``stored`` (its own, parsed JSON or None) over ``defaults``.
+    No options of its own costs nothing: ``defaults`` itself comes back (shared, read-only).
+    Raises TypeError for stored options that are not a JSON object."""
+    if stored is None:
+        return defaults
+    if type(stored) is not dict:
+        raise TypeError("opts must be a JSON object")
+    return {**defaults, **stored}
 
 
 @dataclass(frozen=True)
@@ -76,7 +124,11 @@ class Job:
         }
 
     @classmethod
-    def from_hash(cls, queue: str, h: Mapping[Any, Any]) -> Job:
+    def from_hash(cls, queue: QueueConfig, job_id: str, h: Mapping[Any, Any]) -> Job:
+        """The job stored in hash ``h`` under ``job_id``. Fields the hash leaves out (counters
+        still 0, no priority, no delay, no options of its own) read as their defaults; the
+        options come out complete, from the queue's settings where the job set none."""
+
         def s(key: str) -> str | None:
             v = h.get(key.encode())
             return v.decode() if v is not None else None
@@ -89,10 +141,14 @@ class Job:
             v = s(key)
             return json.loads(v) if v not in (None, "") else None
 
-        opts = js("opts") or {}
+        stored = js("opts")
+        # A copy the caller owns (the queue's dict is shared, its backoff dict too).
+        opts = {**queue_options(queue), **(stored if isinstance(stored, dict) else {})}
+        if isinstance(opts.get("backoff"), dict):
+            opts["backoff"] = dict(opts["backoff"])
         return cls(
-            id=s("id") or "",
-            queue=queue,
+            id=job_id,
+            queue=queue.name,
             name=s("name") or "",
             data=js("data"),
             state=s("state") or "unknown",

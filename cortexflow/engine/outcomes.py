@@ -88,8 +88,9 @@ def decide(
 ) -> Decision:
     """The retry decision after a run of ``job`` that raised ``error`` (None: it succeeded).
 
-    Attempts count runs, the first included; the backoff comes from the job's options (fixed
-    when it was added) and is drawn with ``rand``. UnrecoverableError fails at once.
+    Attempts count runs, the first included; the backoff comes from the job's options (its own
+    or, where it set none, the queue's current ones) and is drawn with ``rand``.
+    UnrecoverableError fails at once.
     """
     opts: Mapping[str, Any] = job.opts
     run = job.attempts_made + 1

@@ -6,14 +6,13 @@ import functools
 import json
 import math
 import re
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import jsonschema
 
 from cortexflow.config.model import Backoff, QueueConfig
-from cortexflow.engine.jobs import MAX_PRIORITY, JobOptions
+from cortexflow.engine.jobs import MAX_PRIORITY, JobOptions, backoff_dict, new_job_id
 from cortexflow.engine.text import MAX_NAME_BYTES
 from cortexflow.errors import PayloadError, UsageError
 
@@ -92,13 +91,12 @@ def _kind(value: Any) -> str:
 
 
 def resolve_options(queue: QueueConfig, opts: JobOptions | None) -> tuple[str, int, int, str]:
-    """(job id, priority, delay ms, options JSON) with the queue's defaults filled in."""
+    """(job id, priority, delay ms, overrides JSON): the JSON holds only the options the job
+    sets itself ('' when none: the job follows the queue's settings, docs/engine.md)."""
     if opts is None:  # the common case: the queue's own (already validated) settings
-        q = queue
-        options = _options_json(q.attempts, q.backoff, q.timeout, None, None)
-        return uuid.uuid4().hex, q.priority, 0, options
+        return new_job_id(), queue.priority, 0, ""
     o = opts
-    job_id = o.job_id if o.job_id is not None else uuid.uuid4().hex
+    job_id = o.job_id if o.job_id is not None else new_job_id()
     if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
         raise UsageError(
             f"job id {job_id!r} is not valid: use 1-256 characters without spaces or ':'"
@@ -117,18 +115,17 @@ def resolve_options(queue: QueueConfig, opts: JobOptions | None) -> tuple[str, i
         or not 0 <= delay < 10 * 365 * 86400
     ):
         raise UsageError(f"delay must be a non-negative duration, got {delay!r}")
-    attempts = queue.attempts if o.attempts is None else o.attempts
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-        raise UsageError(f"attempts must be an integer >= 1, got {attempts!r}")
-    timeout = queue.timeout if o.timeout is None else o.timeout
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or timeout <= 0
+    if o.attempts is not None and (
+        isinstance(o.attempts, bool) or not isinstance(o.attempts, int) or o.attempts < 1
     ):
-        raise UsageError(f"timeout must be a positive duration, got {timeout!r}")
-    backoff = o.backoff or queue.backoff
+        raise UsageError(f"attempts must be an integer >= 1, got {o.attempts!r}")
+    if o.timeout is not None and (
+        isinstance(o.timeout, bool)
+        or not isinstance(o.timeout, int | float)
+        or not math.isfinite(o.timeout)
+        or o.timeout <= 0
+    ):
+        raise UsageError(f"timeout must be a positive duration, got {o.timeout!r}")
     for name, value in (
         ("remove_on_complete", o.remove_on_complete),
         ("remove_on_fail", o.remove_on_fail),
@@ -139,31 +136,31 @@ def resolve_options(queue: QueueConfig, opts: JobOptions | None) -> tuple[str, i
             and (not isinstance(value, int) or value < 0)
         ):
             raise UsageError(f"{name} must be true, false or a count >= 0, got {value!r}")
-    options = _options_json(attempts, backoff, timeout, o.remove_on_complete, o.remove_on_fail)
+    options = _overrides_json(
+        o.attempts, o.backoff, o.timeout, o.remove_on_complete, o.remove_on_fail
+    )
     return job_id, priority, round(delay * 1000), options
 
 
 @functools.lru_cache(maxsize=256, typed=True)  # typed: True and 1 mean different things
-def _options_json(
-    attempts: int,
-    backoff: Backoff,
-    timeout: float,
+def _overrides_json(
+    attempts: int | None,
+    backoff: Backoff | None,
+    timeout: float | None,
     remove_on_complete: bool | int | None,
     remove_on_fail: bool | int | None,
 ) -> str:
-    """The job's stored options (bulk adds repeat the same few: computed once each)."""
-    return json.dumps(
-        {
-            "attempts": attempts,
-            "backoff": {
-                "type": backoff.type,
-                "delay": backoff.delay,
-                "max": backoff.max,
-                "jitter": backoff.jitter,
-            },
-            "timeout": timeout,
-            "remove_on_complete": remove_on_complete,
-            "remove_on_fail": remove_on_fail,
-        },
-        separators=(",", ":"),
-    )
+    """The job's stored options: only those it sets ('' for none; bulk adds repeat the same
+    few, computed once each). Readers fill the rest from the queue (jobs.queue_options)."""
+    stored: dict[str, Any] = {}
+    if attempts is not None:
+        stored["attempts"] = attempts
+    if backoff is not None:
+        stored["backoff"] = backoff_dict(backoff)
+    if timeout is not None:
+        stored["timeout"] = timeout
+    if remove_on_complete is not None:
+        stored["remove_on_complete"] = remove_on_complete
+    if remove_on_fail is not None:
+        stored["remove_on_fail"] = remove_on_fail
+    return json.dumps(stored, separators=(",", ":")) if stored else ""

@@ -141,7 +141,7 @@ class QueueEngine:
 
     async def get_job(self, job_id: str) -> Job | None:
         h = await self.client.hgetall(self.keys.job(job_id))
-        return Job.from_hash(self.name, h) if h else None
+        return Job.from_hash(self.config, job_id, h) if h else None
 
     async def list_jobs(self, state: str, start: int = 0, limit: int = 50) -> list[Job]:
         """Jobs in ``state`` (waiting in run order, delayed by due time, finished newest first)."""
@@ -149,17 +149,15 @@ class QueueEngine:
             raise UsageError(f"unknown state {state!r}; states: {', '.join(STATES)}")
         key = self.keys.state_key(state)
         end = start + limit - 1
-        if state in ("completed", "failed"):
-            ids = await self.client.zrevrange(key, start, end)
-        else:
-            ids = await self.client.zrange(key, start, end)
+        read = self.client.zrevrange if state in ("completed", "failed") else self.client.zrange
+        ids = [_text(i) for i in await read(key, start, end)]
         if not ids:
             return []
         async with self.client.pipeline(transaction=False) as pipe:
             for i in ids:
-                pipe.hgetall(self.keys.job_prefix + _text(i))
+                pipe.hgetall(self.keys.job_prefix + i)
             hashes = await pipe.execute()
-        return [Job.from_hash(self.name, h) for h in hashes if h]
+        return [Job.from_hash(self.config, i, h) for i, h in zip(ids, hashes, strict=True) if h]
 
     async def get_logs(self, job_id: str) -> list[str]:
         return [_text(x) for x in await self.client.lrange(self.keys.logs(job_id), 0, -1)]

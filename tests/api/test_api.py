@@ -96,7 +96,7 @@ def test_add_job_options_in_the_originals_units(project: Path, redis_url: str) -
             other = await qm.add_job(
                 QueueName.ANALYTICS, "x", {"n": 1}, backoff=Backoff("fixed", 2.0)
             )
-            assert len(other) == 32
+            assert len(other) == 22
             stats = await qm.get_queue_stats("analytics")
             assert stats == {
                 "queueName": "analytics",

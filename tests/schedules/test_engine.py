@@ -18,6 +18,7 @@ from cortexflow.config import load_config
 from cortexflow.config.model import Config, ScheduleConfig
 from cortexflow.engine import connect
 from cortexflow.engine import schedules as store
+from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.queue import QueueEngine
 from cortexflow.engine.scripts import Scripts
 from cortexflow.errors import PayloadError, UsageError
@@ -146,7 +147,9 @@ def test_a_scheduled_job_is_stored_as_add_stores_one(
     async def go() -> tuple[str, str]:
         client = connect(redis_url)
         try:
-            added = await QueueEngine(client, queue, PREFIX).add("x", {"n": 1})
+            # the schedule's opts: {priority: 7, attempts: 2}
+            opts = JobOptions(priority=7, attempts=2)
+            added = await QueueEngine(client, queue, PREFIX).add("x", {"n": 1}, opts)
             await store.upsert(client, PREFIX, config.schedules["every-second"], "file", since_ms=0)
             stored = (await store.load_all(client, PREFIX))["every-second"]
             tick = (await store.server_ms(client)) - 1
@@ -159,8 +162,8 @@ def test_a_scheduled_job_is_stored_as_add_stores_one(
     a = redis_client.hgetall(f"{{{PREFIX}:ticks}}:j:{added}")
     s = redis_client.hgetall(f"{{{PREFIX}:ticks}}:j:{scheduled}")
     assert set(a) == set(s)
-    for field in (b"state", b"delay", b"attempts_made", b"stalls", b"deliveries"):
-        assert a[field] == s[field], field
+    for field in (b"state", b"delay", b"attempts_made", b"stalls", b"deliveries", b"opts"):
+        assert a.get(field) == s.get(field), field
     assert redis_client.zscore(f"{{{PREFIX}:ticks}}:wait", scheduled) is not None
 
 

@@ -6,10 +6,12 @@ KEYS[4] marker    LIST wake-up tokens for idle workers
 KEYS[5] events    STREAM of state changes (an 'added' entry per job added)
 ARGV[1] job key prefix ("{p:q}:j:")
 ARGV[2] number of jobs N
-ARGV[3 + 6i ..] per job: id, name, data (JSON), opts (JSON), priority, delay (ms)
+ARGV[3 + 6i ..] per job: id, name, data (JSON), opts (JSON of the job's own options, '' for
+  none), priority, delay (ms)
 Returns the number of jobs added: a job whose id still exists is left as it is.
 Every argument is checked before the first write (the caller validated them too), so a bulk
 add is all or none. ]]
+--@include new_job
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix = ARGV[1]
@@ -38,9 +40,7 @@ for i = 0, n - 1 do
     else
       redis.call('ZADD', KEYS[1], score, id)
     end
-    redis.call('HSET', jkey, 'id', id, 'name', ARGV[b + 1], 'data', ARGV[b + 2],
-      'opts', ARGV[b + 3], 'priority', priority, 'delay', delay, 'state', state,
-      'attempts_made', 0, 'stalls', 0, 'deliveries', 0, 'created_at', now, 'score', score)
+    write_new_job(jkey, ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], priority, delay, state, now, score)
     redis.call('XADD', KEYS[5], 'MAXLEN', '~', 5000, '*', 'e', 'added', 'id', id, 'name', ARGV[b + 1], 'state', state)
     added = added + 1
   end

@@ -3,12 +3,14 @@ KEYS[1] the schedule's state HASH (last_tick, last_run, last_job)
 KEYS[2] wait   KEYS[3] meta   KEYS[4] marker
 ARGV[1] job key prefix   ARGV[2] tick (ms)   ARGV[3] since (ms): ticks at or before it never run
 ARGV[4] 'fire' (add the job) or 'skip' (record the tick as passed, add nothing)
-ARGV[5] job id   ARGV[6] job name   ARGV[7] data (JSON)   ARGV[8] opts (JSON)   ARGV[9] priority
+ARGV[5] job id   ARGV[6] job name   ARGV[7] data (JSON)   ARGV[9] priority
+ARGV[8] opts (JSON of the job's own options, '' for none)
 Returns {code, n}:
   { 1, lateness ms}  added (or recorded, for skip): this call owns the tick
   { 0, last tick}    the tick was handled already (by this or another scheduler)
   {-1, ms to wait}   the tick is still in the future by the server's clock: never early
-The job hash is written as add.lua writes it (a test holds the two equal). ]]
+The job hash is written as add.lua writes it (include/new_job.lua). ]]
+--@include new_job
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local tick = tonumber(ARGV[2])
@@ -33,9 +35,7 @@ if redis.call('EXISTS', jkey) == 0 then
   local seq = redis.call('HINCRBY', KEYS[3], 'seq', 1) % 4294967296
   local score = string.format('%.0f', (1000000 - priority) * 4294967296 + seq)
   redis.call('ZADD', KEYS[2], score, id)
-  redis.call('HSET', jkey, 'id', id, 'name', ARGV[6], 'data', ARGV[7], 'opts', ARGV[8],
-    'priority', priority, 'delay', 0, 'state', 'waiting', 'attempts_made', 0, 'stalls', 0,
-    'deliveries', 0, 'created_at', now, 'score', score)
+  write_new_job(jkey, ARGV[6], ARGV[7], ARGV[8], priority, 0, 'waiting', now, score)
   if redis.call('LLEN', KEYS[4]) == 0 then
     redis.call('RPUSH', KEYS[4], '1')
   end
