@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import yaml
 
 from cortexflow.config import load_config
@@ -25,15 +27,23 @@ defaults:
   processes: auto
 queues:
   a:
-    handler: tasks:handle
+    handler: cf_auto_tasks:handle
   b:
-    handler: tasks:handle
+    handler: cf_auto_tasks:handle
     processes: 3
   c:
-    handler: tasks:handle
+    handler: cf_auto_tasks:handle
     processes: auto
 """
-TASKS = {"tasks.py": "async def handle(data):\n    return data\n"}
+# A module name of its own: load_config imports handlers in this process, and another test's
+# `tasks` module, already in sys.modules, has no `handle`.
+TASKS = {"cf_auto_tasks.py": "async def handle(data):\n    return data\n"}
+
+
+@pytest.fixture(autouse=True)
+def _forget_the_module() -> Iterator[None]:
+    yield
+    sys.modules.pop("cf_auto_tasks", None)
 
 
 def test_auto_is_the_affinity_count_of_this_process(tmp_path: Path) -> None:
@@ -60,7 +70,7 @@ def test_validate_accepts_auto_and_refuses_other_words(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stderr + ok.stdout
     bad = write_project(
         tmp_path / "bad",
-        "version: 1\nqueues:\n  a:\n    handler: tasks:handle\n    processes: all\n",
+        "version: 1\nqueues:\n  a:\n    handler: cf_auto_tasks:handle\n    processes: all\n",
         TASKS,
     )
     refused = run_cli("validate", cwd=bad.parent)
