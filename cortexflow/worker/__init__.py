@@ -2,6 +2,7 @@
 
 - run: the process (signals, parent death, lifeline, readiness) around a QueueWorker;
 - queue_worker: QueueWorker, one queue's worker in any event loop (WorkerManager embeds it);
+- receiver: JobReceiver, taskiq's Receiver extended to start one task per leased job;
 - runs: one run of a job (its lease, the taskiq pieces around it, its outcome);
 - broker: the taskiq broker on the engine (fetch, leases, outcomes);
 - handlers: import a handler and adapt f(data) / f(data, job) / BaseWorker to one call;

@@ -1,14 +1,13 @@
-"""cortexflow's taskiq broker: taskiq's Receiver runs handlers, the engine's scripts move jobs.
+"""cortexflow's taskiq broker: the engine's scripts move jobs, JobReceiver (receiver.py) runs them.
 
 Why a broker of our own (docs/engine.md): taskiq-redis's brokers are FIFO only, ignore delays,
-lose or re-run jobs on crashes. Why the extension points used here:
-- ``listen()`` leases as many jobs as the Receiver has free slots, in one script call, so the
-  worker never holds jobs it cannot start; it blocks on the queue's wake-up list when idle.
-- The Receiver has no nack, so the outcome is recorded at ack time: a middleware keeps the
-  TaskiqResult of each run (``post_execute``) and the ack turns it into complete / retry / fail,
-  sent in batches through one finish script call.
-- Messages are built in-process from the leased job (``model_construct``): nothing is serialised
-  twice and the handler gets its JobContext object directly.
+lose or re-run jobs on crashes. How it works:
+- ``feed()`` leases as many jobs as there are free slots, in one script call, and hands them to
+  the receiver, which starts them at once: the worker never holds jobs it cannot start. It blocks
+  on the queue's wake-up list when idle.
+- A finished run is acked with its value or error (``ack()``): the outcome is decided at once,
+  the slot freed, and the finisher writes outcomes in batches through one script call that also
+  leases jobs for the freed slots.
 - Leases are keyed by delivery token (a job leased twice by this worker is two leases) and renewed
   by the worker's lease thread (worker/leases.py), not by this event loop.
 """
@@ -20,13 +19,12 @@ import contextlib
 import logging
 import random
 import time
-from asyncio import CancelledError
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from redis.exceptions import RedisError
-from taskiq import AckableMessage, AsyncBroker
+from taskiq import AsyncBroker
 from taskiq.message import BrokerMessage, TaskiqMessage
 
 from cortexflow.engine import orphans
@@ -39,30 +37,23 @@ from cortexflow.engine.outcomes import (
 )
 from cortexflow.engine.queue import Fetched, FetchResult, QueueEngine
 from cortexflow.worker.context import JobContext
-from cortexflow.worker.handlers import Runner
 from cortexflow.worker.leases import Delivery, LeaseKeeper
 from cortexflow.worker.runs import (
     Formatter,
     JobResultBackend,
-    KeepResult,
     Lease,
     log_failure,
     outcome_of,
-    task_for,
 )
 
 log = logging.getLogger("cortexflow.worker")
 
-TASK_NAME = "cortexflow.run"
 # Loop turns the finisher waits for more outcomes before its call, stopping early once half the
 # slots are free (the other half runs while the call leases jobs for the freed half). A round
 # trip costs the worker far more CPU than a turn of its loop (on the 2-core VM of
 # docs/performance.md, ~60 us of kernel time to send one), and a job's run takes several turns
 # from delivery to ack: with one turn, short jobs were written 1.4 per call, a call per job.
 GATHER_TURNS = 32
-
-
-TOKEN_LABEL = "cortexflow_token"  # noqa: S105 - a label name, not a secret
 
 
 class CortexBroker(AsyncBroker):
@@ -72,7 +63,6 @@ class CortexBroker(AsyncBroker):
         self,
         engine: QueueEngine,
         consumer: QueueConsumer,
-        runner: Runner,
         *,
         keeper: LeaseKeeper,
         dead_letter: QueueEngine | None = None,
@@ -87,21 +77,24 @@ class CortexBroker(AsyncBroker):
         self._engine_for = engine_for
         self.result_backend = JobResultBackend(engine)
         self.formatter = Formatter()
-        self.add_middlewares(KeepResult())
         self.leases: dict[Delivery, Lease] = {}
         self.buffer: deque[Fetched] = deque()
         self.jobs_done = 0
         self.jobs_failed = 0
         self.ready = asyncio.Event()
         self._finish_queue: asyncio.Queue[Outcome] = asyncio.Queue()
-        self.running = 0  # delivered to the Receiver and not acked yet
+        self.running = 0  # started and not acked yet
+        # Starts the runs of fetched jobs (JobReceiver.start); until it is set, or once the
+        # worker stops, fetched jobs wait in ``buffer`` (a stop gives them back).
+        self.start_runs: Callable[[list[Fetched]], None] | None = None
+        self._slot_freed = asyncio.Event()
         # The finisher writes and refills once this few runs are left (see GATHER_TURNS).
         self._refill_at = self.config.concurrency // 2
         self.fetch_enabled = True  # False once stopping: lease nothing more
         self._finisher_idle = asyncio.Event()
         self._finisher_idle.set()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._fetching: asyncio.Task[float | None] | None = None
+        self._fetching: asyncio.Task[FetchResult] | None = None
         self._dlq_pending = asyncio.Event()
         consumer.on_dead_letters = self._dlq_pending.set  # failed and stalled jobs alike
         self._closing = False
@@ -110,7 +103,6 @@ class CortexBroker(AsyncBroker):
         self._outage = False
         # Fetch calls whose reply was lost: (name they leased under, when to look again).
         self._suspects: list[tuple[str, float]] = []
-        self.register_task(task_for(runner, keeper), task_name=TASK_NAME)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -215,24 +207,32 @@ class CortexBroker(AsyncBroker):
 
     # -- consuming ---------------------------------------------------------------------------
 
-    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+    async def listen(self) -> AsyncGenerator[bytes, None]:
+        """Not used: JobReceiver takes its jobs from ``feed()``, not from a message stream."""
+        raise NotImplementedError("cortexflow's worker runs jobs with JobReceiver")
+        yield b""  # pragma: no cover - makes this an async generator, as taskiq declares it
+
+    async def feed(self) -> NoReturn:
+        """Lease jobs for the free slots whenever the finisher is not doing it already (it
+        leases for the slots its outcomes free), and wait for work when there is none."""
         failures = 0
         while True:
-            if self.buffer:
-                yield self._deliver(self.buffer.popleft())
-                continue
             if not self._finisher_idle.is_set():
                 # Outcomes are being written together with a fetch for the freed slots.
                 await self._finisher_idle.wait()
+                continue
+            free = self.config.concurrency - self.running - len(self.buffer)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
                 continue
             if self._outage:
                 await self._after_outage()
             if self._suspects:
                 await self._reclaim()
-            free = self.config.concurrency - self.running
-            self._fetching = asyncio.create_task(self._fetch(max(free, 1)))
+            self._fetching = asyncio.create_task(self._fetch(free))
             try:
-                wait = await asyncio.shield(self._fetching)
+                fetched = await asyncio.shield(self._fetching)
                 failures = 0
             except RedisError as exc:
                 self._outage = True
@@ -246,9 +246,9 @@ class CortexBroker(AsyncBroker):
                 if self._fetching.done():
                     self._fetching = None
             self.ready.set()
-            if not self.buffer:
+            if not fetched.jobs:
                 try:
-                    await self.consumer.wait_for_work(wait)
+                    await self.consumer.wait_for_work(fetched.wait)
                 except RedisError as exc:
                     log.warning("waiting for work failed (%s); retrying", exc)
                     await asyncio.sleep(0.5)
@@ -291,22 +291,25 @@ class CortexBroker(AsyncBroker):
             log.warning("leases not renewed within %gs; fetching anyway", self.config.lease)
             self._outage = False
 
-    async def _fetch(self, n: int) -> float | None:
+    async def _fetch(self, n: int) -> FetchResult:
+        """Lease up to ``n`` jobs and start them."""
         result = await self.consumer.fetch(n)
-        self._buffer(result.jobs)
-        return result.wait
+        self._start(result.jobs)
+        return result
 
-    def _buffer(self, jobs: list[Fetched]) -> None:
+    def _start(self, jobs: list[Fetched]) -> None:
         for f in jobs:
             self.keeper.hold((f.job.id, f.token))
-        self.buffer.extend(jobs)
+        if self.fetch_enabled and self.start_runs is not None:
+            self.start_runs(jobs)
+        else:
+            self.buffer.extend(jobs)
 
-    def _deliver(self, fetched: Fetched) -> AckableMessage:
+    def deliver(self, fetched: Fetched) -> tuple[Lease, JobContext]:
+        """The lease and the handler's JobContext of a job about to run."""
         job = fetched.job
-        token = fetched.token
-        timeout = job.opts.get("timeout", self.config.timeout)
-        key = (job.id, token)
-        lease = self.leases[key] = Lease(fetched, timeout=timeout)
+        key = (job.id, fetched.token)
+        lease = self.leases[key] = Lease(fetched, key, job.opts.get("timeout", self.config.timeout))
         self.running += 1
         ctx = JobContext(
             self.engine,
@@ -321,15 +324,7 @@ class CortexBroker(AsyncBroker):
             enqueue=self._add_job,
             settings=self.config.settings,
         )
-        message = TaskiqMessage.model_construct(
-            task_id=job.id,
-            task_name=TASK_NAME,
-            labels={"timeout": timeout, TOKEN_LABEL: token},
-            labels_types=None,
-            args=[job.data, ctx, lease],
-            kwargs={},
-        )
-        return AckableMessage.model_construct(data=message, ack=self._acker(key))
+        return lease, ctx
 
     async def _add_job(self, queue: str, name: str, data: Any, options: AddOptions) -> str:
         engine = self.engine if queue == self.engine.name else None
@@ -339,30 +334,21 @@ class CortexBroker(AsyncBroker):
             engine = self._engine_for(queue)
         return await engine.add(name, data, job_options(engine.config, **options))
 
-    def _acker(self, key: Delivery) -> Callable[[], Any]:
-        def ack() -> None:
-            """Queue the outcome and free the slot at once: the Receiver starts the next job
-            while the finisher writes this one (with others) in one script call. A crash before
-            that write leaves the job active; its lease expires and it runs again, as for a
-            crash during the run itself."""
-            lease = self.leases.get(key)
-            if lease is None or lease.acked:  # released while running (stop): nothing to record
-                return
-            result = lease.result
-            if lease.cancelled and (result is None or isinstance(result.error, CancelledError)):
-                # Stopped by the worker's stop, not failed: release_all() gives it back.
-                lease.task = None
-                return
-            lease.acked = True
-            self.running -= 1
-            self.keeper.hold(key)  # the run is over: still renewed, no timeout to watch
-            self._finish_queue.put_nowait(self._outcome(lease))
+    def ack(self, lease: Lease, value: Any, error: BaseException | None) -> None:
+        """A run ended: queue its outcome and free the slot at once. The finisher writes it
+        (with others) in one script call; a crash before that write leaves the job active, its
+        lease expires and it runs again, as for a crash during the run itself."""
+        if lease.acked or self.leases.get(lease.key) is not lease:
+            return  # given back while it ran (stop): nothing to record
+        lease.acked = True
+        self.running -= 1
+        self._slot_freed.set()
+        self.keeper.hold(lease.key)  # the run is over: still renewed, no timeout to watch
+        self._finish_queue.put_nowait(self._outcome(lease, value, error))
 
-        return ack
-
-    def _outcome(self, lease: Lease) -> Outcome:
+    def _outcome(self, lease: Lease, value: Any, error: BaseException | None) -> Outcome:
         """The run's outcome (``outcome_of``), counted and, for a failure, logged."""
-        outcome, decision = outcome_of(lease, self.config, random.random)
+        outcome, decision = outcome_of(lease.fetched, value, error, self.config, random.random)
         if decision.kind is OutcomeKind.COMPLETED:
             self.jobs_done += 1
             return outcome
@@ -392,7 +378,7 @@ class CortexBroker(AsyncBroker):
             if dead:
                 self._dlq_pending.set()
             if fetched is not None:
-                self._buffer(fetched.jobs)
+                self._start(fetched.jobs)
             for outcome in batch:
                 key = (outcome.job_id, outcome.token)
                 self.leases.pop(key, None)

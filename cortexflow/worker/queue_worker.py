@@ -1,5 +1,6 @@
-"""``QueueWorker``: one queue's worker inside any asyncio loop — the broker, taskiq's Receiver
-with the queue's concurrency, the lease thread, a registry heartbeat, a graceful stop.
+"""``QueueWorker``: one queue's worker inside any asyncio loop — the broker, the receiver that
+runs its jobs (JobReceiver, a taskiq Receiver), the lease thread, a registry heartbeat, a
+graceful stop.
 
 WorkerManager embeds it; ``run_worker`` (worker/run.py) wraps it in the process the supervisor
 spawns.
@@ -18,7 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import RedisError
-from taskiq.receiver import Receiver
 
 from cortexflow.config.model import Config
 from cortexflow.engine import registry
@@ -36,6 +36,7 @@ from cortexflow.worker.env import (
 from cortexflow.worker.handlers import Runner, build_runner, load_handler
 from cortexflow.worker.leases import EXIT_LOOP_BLOCKED, LeaseKeeper, call_timeout
 from cortexflow.worker.processes import ProcessPool, process_runner
+from cortexflow.worker.receiver import JobReceiver
 from cortexflow.worker.threads import HandlerThreads
 
 log = logging.getLogger("cortexflow.worker")
@@ -75,6 +76,7 @@ class QueueWorker:
         # run_worker's loop turns it into a stop, as for SIGTERM.
         self.on_give_up: Callable[[], None] | None = None
         self.gave_up = False
+        self.failed = False  # gave up on a fault of its own: exits non-zero
         self._finish = asyncio.Event()
         self._listen: asyncio.Task[None] | None = None
         self._beat: asyncio.Task[None] | None = None
@@ -115,23 +117,14 @@ class QueueWorker:
         )
         self.keeper.start(asyncio.get_running_loop())
         broker = CortexBroker(
-            engine, consumer, runner, keeper=self.keeper, dead_letter=dlq, engine_for=engine_for
+            engine, consumer, keeper=self.keeper, dead_letter=dlq, engine_for=engine_for
         )
         broker.is_worker_process = True
         self.broker = broker
         await broker.startup()
-        receiver = Receiver(
-            broker,
-            executor=self._executor,
-            validate_params=False,
-            max_async_tasks=q.concurrency,
-            max_prefetch=0,
-            propagate_exceptions=False,
-            run_startup=False,
-            wait_tasks_timeout=None,
-        )
-        self._receiver = receiver
-        self._listen = asyncio.create_task(receiver.listen(self._finish), name=f"cf-{q.name}")
+        self._receiver = JobReceiver(broker, runner, executor=self._executor)
+        self._listen = asyncio.create_task(self._receiver.listen(self._finish), name=f"cf-{q.name}")
+        self._listen.add_done_callback(self._listen_ended)
         self.state = "running"
         self._beat = asyncio.create_task(self._publish_loop(), name="cf-registry")
         ready = asyncio.create_task(broker.ready.wait())
@@ -139,6 +132,16 @@ class QueueWorker:
         if self._listen in done:
             ready.cancel()
             self._listen.result()  # raises what stopped it
+
+    def _listen_ended(self, task: asyncio.Task[None]) -> None:
+        """The receiver stopped on its own (a fault outside Redis errors, which it rides out):
+        this worker fetches nothing more, so it stops and a new process takes its place."""
+        if task.cancelled() or (error := task.exception()) is None or self.state != "running":
+            return
+        log.error("the worker stopped fetching jobs: %r; stopping", error, exc_info=error)
+        self.gave_up = self.failed = True
+        if self.on_give_up is not None:
+            self.on_give_up()
 
     async def _runner(self) -> Runner:
         """What runs a job's handler: in this process (threads for sync handlers), or in the

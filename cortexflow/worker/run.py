@@ -111,6 +111,8 @@ async def _serve(
         if stopping in done:
             again.cancel()
             stopping.result()
+            if worker.failed:
+                return EXIT_FAILURE
             return EXIT_STUCK if worker.gave_up else EXIT_OK
         name = signal.Signals(again.result()).name
         if not _second_request(since):

@@ -1,6 +1,5 @@
-"""One run of a job inside the worker: its lease, the taskiq pieces around it (formatter,
-result middleware, result backend, the task the Receiver runs) and how a finished run becomes
-the Outcome the finish script records (``outcome_of``)."""
+"""One run of a job inside the worker: its lease, the taskiq pieces around it (formatter, result
+backend) and how a finished run becomes the Outcome the finish script records (``outcome_of``)."""
 
 from __future__ import annotations
 
@@ -8,12 +7,11 @@ import asyncio
 import json
 import logging
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
-from taskiq import AsyncResultBackend, TaskiqMiddleware, TaskiqResult
+from taskiq import AsyncResultBackend, TaskiqResult
 from taskiq.abc.formatter import TaskiqFormatter
 from taskiq.message import BrokerMessage, TaskiqMessage
 
@@ -30,9 +28,8 @@ from cortexflow.engine.outcomes import (
 )
 from cortexflow.engine.queue import Fetched, QueueEngine
 from cortexflow.errors import UnrecoverableError
-from cortexflow.worker.context import JobContext
-from cortexflow.worker.handlers import Run, Runner
-from cortexflow.worker.leases import Delivery, LeaseKeeper
+from cortexflow.worker.handlers import Run
+from cortexflow.worker.leases import Delivery
 
 log = logging.getLogger("cortexflow.worker")
 
@@ -40,22 +37,18 @@ log = logging.getLogger("cortexflow.worker")
 @dataclass(slots=True)
 class Lease:
     fetched: Fetched
-    result: TaskiqResult[Any] | None = None
+    key: Delivery  # (job id, lease token)
+    timeout: float | None
     # Acked: the run is over and its outcome queued for the finish script. The job still holds
     # its lease (renewed by the lease thread) until that write lands.
     acked: bool = False
     run: Run = field(default_factory=Run)
-    task: asyncio.Task[Any] | None = None  # the Receiver's task running it, once started
+    task: asyncio.Task[Any] | None = None  # the task running it (JobReceiver.start)
     cancelled: bool = False  # cancelled by a stop: the job goes back to waiting, no attempt
-    timeout: float | None = None
-
-    @property
-    def key(self) -> Delivery:
-        return (self.fetched.job.id, self.fetched.token)
 
 
 class Formatter(TaskiqFormatter):
-    """Our messages arrive already built; anything else is JSON from taskiq's own kick()."""
+    """JSON both ways (never pickle): what ``task.kiq()`` sends reaches ``kick()`` as JSON."""
 
     def dumps(self, message: TaskiqMessage) -> BrokerMessage:
         return BrokerMessage(
@@ -65,21 +58,8 @@ class Formatter(TaskiqFormatter):
             labels=message.labels,
         )
 
-    def loads(self, message: Any) -> TaskiqMessage:
-        if isinstance(message, TaskiqMessage):
-            return message
+    def loads(self, message: bytes) -> TaskiqMessage:
         return TaskiqMessage.model_validate_json(message)
-
-
-class KeepResult(TaskiqMiddleware):
-    """Keeps each run's TaskiqResult on its Lease: the Receiver has no nack, so the outcome is
-    decided at ack time from what this saw."""
-
-    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
-        args = message.args
-        lease = args[2] if len(args) == 3 and isinstance(args[2], Lease) else None
-        if lease is not None:
-            lease.result = result
 
 
 class JobResultBackend(AsyncResultBackend[Any]):
@@ -109,14 +89,17 @@ class JobResultBackend(AsyncResultBackend[Any]):
 
 
 def outcome_of(
-    lease: Lease, queue: QueueConfig, rand: Callable[[], float]
+    fetched: Fetched,
+    value: Any,
+    error: BaseException | None,
+    queue: QueueConfig,
+    rand: Callable[[], float],
 ) -> tuple[Outcome, Decision]:
     """The run's outcome: its JSON result, or its error and what happens next (``decide``)."""
-    job, token, result = lease.fetched.job, lease.fetched.token, lease.result
-    error: BaseException | None = None
-    if result is not None and not result.is_err:
+    job, token = fetched.job, fetched.token
+    if error is None:
         try:
-            payload = result_json(result.return_value)
+            payload = result_json(value)
         except (TypeError, ValueError) as exc:
             error = UnrecoverableError(
                 f"the handler returned a value that is not JSON-serialisable: {exc}"
@@ -124,10 +107,8 @@ def outcome_of(
         else:
             decision = decide(job, None, queue, rand)
             return completed(job.id, token, payload, decision), decision
-    else:
-        error = (result.error if result is not None else None) or RuntimeError("no result")
     decision = decide(job, error, queue, rand)
-    message = error_message(error, job.opts.get("timeout"))
+    message = error_message(error)
     stack = "".join(traceback.format_exception(error))
     return failed(job.id, token, message, stack, decision), decision
 
@@ -149,24 +130,14 @@ def log_failure(job: Job, decision: Decision, message: str) -> None:
         )
 
 
-def task_for(
-    runner: Runner, keeper: LeaseKeeper
-) -> Callable[[Any, JobContext, Lease], Awaitable[Any]]:
-    """The one task the Receiver runs: the handler, with the run's task and thread known to the
-    lease (a stop must know whether the handler can still be stopped) and its start to the lease
-    thread (whose watchdog compares a blocked loop with the run's timeout). A plain function:
-    taskiq renames what it registers."""
+class RunTimeout(TimeoutError):
+    """The run went past its timeout (JobReceiver raises it in place of the cancellation)."""
 
-    async def run(data: Any, job: JobContext, lease: Lease) -> Any:
-        lease.task = asyncio.current_task()
-        keeper.hold(lease.key, lease.timeout)
-        return await runner(data, job, lease.run)
-
-    return run
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"the run took longer than its timeout of {timeout:g}s")
 
 
-def error_message(error: BaseException, timeout: Any) -> str:
-    if isinstance(error, TimeoutError | anyio.get_cancelled_exc_class()) and timeout is not None:
-        return f"TimeoutError: the run took longer than its timeout of {float(timeout):g}s"
+def error_message(error: BaseException) -> str:
     text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    name = "TimeoutError" if isinstance(error, RunTimeout) else type(error).__name__
+    return f"{name}: {text}" if text else name

@@ -1,0 +1,110 @@
+"""``JobReceiver``: taskiq's Receiver, extended to start one task per leased job.
+
+The stock Receiver pulls messages one at a time from ``broker.listen()``: per message its
+prefetcher makes two tasks and two ``asyncio.wait`` calls, passes it through a queue and a
+semaphore, and ``run_task`` builds a pydantic message, resolves dependencies, runs the task under
+anyio's ``fail_after`` and a TaskiqResult. Measured here (docs/performance.md, "Worker CPU per
+job"), that was about 38 of the 91 us of worker CPU a no-op job cost, the largest share left.
+None of it is needed: the broker leases exactly as many jobs as there are free slots, in
+batches, so there is nothing to prefetch or gate, and the outcome is decided by cortexflow, not
+by a result backend. So this subclass keeps the Receiver's interface (``listen(finish_event)``,
+``max_async_tasks``, ``wait_tasks_timeout``, the executor for sync handlers) and replaces the
+message pipeline with ``start()``: the jobs a fetch returns start at once, one task each, the
+handler under ``asyncio.timeout``, its value or error handed to ``broker.ack()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor
+
+from taskiq.receiver import Receiver
+
+from cortexflow.engine.queue import Fetched
+from cortexflow.worker.broker import CortexBroker
+from cortexflow.worker.context import JobContext
+from cortexflow.worker.handlers import Runner
+from cortexflow.worker.runs import Lease, RunTimeout
+
+
+class JobReceiver(Receiver):
+    """Runs the jobs ``broker.feed()`` and the finisher lease, until ``finish_event``."""
+
+    def __init__(
+        self,
+        broker: CortexBroker,
+        runner: Runner,
+        *,
+        executor: Executor,
+        wait_tasks_timeout: float | None = None,
+    ) -> None:
+        super().__init__(
+            broker,
+            executor=executor,
+            validate_params=False,
+            max_async_tasks=broker.config.concurrency,
+            propagate_exceptions=False,
+            run_startup=False,
+            wait_tasks_timeout=wait_tasks_timeout,
+        )
+        self._broker = broker
+        self._runner = runner
+        self._runs: set[asyncio.Task[None]] = set()
+
+    async def listen(self, finish_event: asyncio.Event) -> None:
+        """Run jobs until ``finish_event``; then stop leasing and wait up to
+        ``wait_tasks_timeout`` for the runs in progress (what is left is the stop's to handle).
+        Raises what stopped the feed if it failed on its own."""
+        broker = self._broker
+        broker.start_runs = self.start
+        broker.start_runs(list(broker.buffer))  # leased before the receiver was there
+        broker.buffer.clear()
+        feed = asyncio.create_task(broker.feed(), name=f"cf-{broker.config.name}-feed")
+        finish = asyncio.create_task(finish_event.wait())
+        try:
+            await asyncio.wait({feed, finish}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            finish.cancel()
+            feed.cancel()
+            # The feed's fetch is shielded: the jobs it leases land in broker.buffer.
+            await asyncio.wait({feed})
+        if self._runs:
+            await asyncio.wait(self._runs, timeout=self.wait_tasks_timeout)
+        if not feed.cancelled() and (error := feed.exception()) is not None:
+            raise error
+
+    def start(self, jobs: list[Fetched]) -> None:
+        """Start a run for each leased job (the broker leased no more than the free slots)."""
+        broker = self._broker
+        runs = self._runs
+        create = asyncio.get_running_loop().create_task
+        for fetched in jobs:
+            lease, ctx = broker.deliver(fetched)
+            task = lease.task = create(self._run(lease, ctx))
+            runs.add(task)
+            task.add_done_callback(runs.discard)
+
+    async def _run(self, lease: Lease, ctx: JobContext) -> None:
+        broker = self._broker
+        timeout = lease.timeout
+        broker.keeper.hold(lease.key, timeout)  # the lease thread watches the run's timeout
+        try:
+            if timeout is None:
+                value = await self._runner(ctx.data, ctx, lease.run)
+            else:
+                scope = asyncio.timeout(timeout)
+                try:
+                    async with scope:
+                        value = await self._runner(ctx.data, ctx, lease.run)
+                except TimeoutError as exc:
+                    if scope.expired():
+                        raise RunTimeout(timeout) from exc
+                    raise
+        except asyncio.CancelledError as exc:
+            if lease.cancelled:  # stopped by the worker's stop: the job goes back to waiting
+                raise
+            broker.ack(lease, None, exc)  # the handler's own CancelledError: a failed attempt
+        except BaseException as exc:  # any error of the handler fails the attempt
+            broker.ack(lease, None, exc)
+        else:
+            broker.ack(lease, value, None)

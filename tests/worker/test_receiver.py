@@ -1,0 +1,131 @@
+"""JobReceiver: how the worker runs the jobs it leases (a real worker and Valkey, in this
+process). Speed is measured in bench/; these check the shape of the hot path and what a run's
+end records."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from cortexflow.config.model import QueueConfig
+from cortexflow.engine.jobs import JobOptions
+from tests.helpers.jobs import engine_for, inproc_worker, make_config
+from tests.helpers.poll import wait_for_async
+
+
+def test_a_job_costs_one_task_of_the_event_loop(redis_url: str, tmp_path: Path) -> None:
+    """The jobs a fetch leases start at once, one asyncio task each: no prefetcher tasks, no
+    per-message waits (taskiq's stock Receiver made three tasks per job). redis-py's own tasks
+    (a send with a socket timeout is one) are not the worker's and are not counted."""
+    created = 0
+    n = 300
+
+    async def handler(data: Any) -> None:
+        return None
+
+    async def main() -> None:
+        nonlocal created
+        queue = QueueConfig(name="tasks", handler="x:y", concurrency=10)
+        loop = asyncio.get_running_loop()
+
+        def count(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+            nonlocal created
+            code = getattr(coro, "cr_code", None)
+            if code is None or "/redis/" not in code.co_filename:
+                created += 1
+            return asyncio.Task(coro, loop=loop, **kw)
+
+        async with engine_for(redis_url, queue) as e:
+            await e.pause()
+            await e.add_bulk([("n", {"i": i}, None) for i in range(n)])
+            async with inproc_worker(
+                make_config(tmp_path / "q.yaml", queue), "tasks", redis_url, handler
+            ):
+                loop.set_task_factory(count)
+                await e.resume()
+                await wait_for_async(
+                    lambda: _count(e, "completed", n), 30, message=f"{n} jobs completed"
+                )
+                loop.set_task_factory(None)
+
+    asyncio.run(main())
+    # One per job, plus a few for the feed's fetches and its wait for work.
+    assert n <= created <= n * 1.2, f"{created} tasks for {n} jobs"
+
+
+async def _count(e: Any, state: str, n: int) -> bool:
+    return bool((await e.stats())[state] >= n)
+
+
+def test_a_handlers_own_timeout_error_is_not_the_runs_timeout(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Only the run's own timeout is reported as "took longer than its timeout"; a TimeoutError
+    the handler raised (asyncio.wait_for in its code) is reported as what it is."""
+
+    async def handler(data: Any) -> None:
+        await asyncio.wait_for(asyncio.sleep(5), 0.01)
+
+    async def main() -> None:
+        queue = QueueConfig(name="owntimeout", handler="x:y", timeout=30, attempts=1)
+        async with engine_for(redis_url, queue) as e:
+            async with inproc_worker(
+                make_config(tmp_path / "q.yaml", queue), "owntimeout", redis_url, handler
+            ):
+                await e.add("n", {}, JobOptions(job_id="own", timeout=20))
+                job = await e.wait_finished("own", 10)
+        assert job is not None and job.state == "failed"
+        assert job.error == "TimeoutError", job.error
+        assert "wait_for" in (job.stacktrace or "")
+
+    asyncio.run(main())
+
+
+def test_the_runs_timeout_names_the_timeout_and_where_the_handler_was(
+    redis_url: str, tmp_path: Path
+) -> None:
+    async def handler(data: Any) -> None:
+        await asyncio.sleep(10)
+
+    async def main() -> None:
+        queue = QueueConfig(name="runtimeout", handler="x:y", timeout=0.2, attempts=1)
+        async with engine_for(redis_url, queue) as e:
+            async with inproc_worker(
+                make_config(tmp_path / "q.yaml", queue), "runtimeout", redis_url, handler
+            ):
+                await e.add("n", {}, JobOptions(job_id="slow"))
+                job = await e.wait_finished("slow", 10)
+        assert job is not None and job.state == "failed"
+        assert job.error == "TimeoutError: the run took longer than its timeout of 0.2s"
+        assert "asyncio.sleep(10)" in (job.stacktrace or "")  # the line the handler was on
+
+    asyncio.run(main())
+
+
+def test_a_worker_whose_feed_fails_gives_up(redis_url: str, tmp_path: Path) -> None:
+    """A fault outside Redis errors (which the feed rides out) stops the feed: the worker
+    must not stay up fetching nothing; it gives up so its process exits and is replaced."""
+
+    async def handler(data: Any) -> None:
+        return None
+
+    async def main() -> None:
+        queue = QueueConfig(name="feedfault", handler="x:y")
+        gave_up = asyncio.Event()
+        async with engine_for(redis_url, queue) as e:
+            async with inproc_worker(
+                make_config(tmp_path / "q.yaml", queue), "feedfault", redis_url, handler
+            ) as worker:
+                worker.on_give_up = gave_up.set
+                assert worker.broker is not None
+
+                async def broken(n: int) -> Any:
+                    raise ValueError("a fault of the worker itself")
+
+                worker.broker.consumer.fetch = broken  # type: ignore[method-assign]
+                await e.add("n", {})  # wakes the feed, whose next fetch fails
+                await asyncio.wait_for(gave_up.wait(), 10)
+                assert worker.failed
+
+    asyncio.run(main())
