@@ -342,9 +342,12 @@ class CortexBroker(AsyncBroker):
             return  # given back while it ran (stop): nothing to record
         lease.acked = True
         self.running -= 1
-        self._slot_freed.set()
         self.keeper.hold(lease.key)  # the run is over: still renewed, no timeout to watch
         self._finish_queue.put_nowait(self._outcome(lease, value, error))
+        # The finisher leases for this slot when it writes the outcome: the feed must not
+        # fetch for it too (a round trip for one job) before the finisher has even run.
+        self._finisher_idle.clear()
+        self._slot_freed.set()
 
     def _outcome(self, lease: Lease, value: Any, error: BaseException | None) -> Outcome:
         """The run's outcome (``outcome_of``), counted and, for a failure, logged."""

@@ -129,3 +129,43 @@ def test_a_worker_whose_feed_fails_gives_up(redis_url: str, tmp_path: Path) -> N
                 assert worker.failed
 
     asyncio.run(main())
+
+
+def test_while_jobs_run_the_finisher_leases_and_the_feed_does_not(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A finished run's slot is refilled by the finisher's one call (outcomes written, next jobs
+    leased); the feed fetching for it as well was a round trip for one job per batch."""
+    n = 400
+    fetches = 0
+
+    async def handler(data: Any) -> None:
+        return None
+
+    async def main() -> None:
+        nonlocal fetches
+        queue = QueueConfig(name="feedquiet", handler="x:y", concurrency=10)
+        async with engine_for(redis_url, queue) as e:
+            await e.pause()
+            await e.add_bulk([("n", {"i": i}, None) for i in range(n)])
+            async with inproc_worker(
+                make_config(tmp_path / "q.yaml", queue), "feedquiet", redis_url, handler
+            ) as worker:
+                assert worker.broker is not None
+                consumer = worker.broker.consumer
+                fetch = consumer.fetch
+
+                async def counted(k: int) -> Any:
+                    nonlocal fetches
+                    fetches += 1
+                    return await fetch(k)
+
+                consumer.fetch = counted  # type: ignore[method-assign]
+                await e.resume()
+                await wait_for_async(
+                    lambda: _count(e, "completed", n), 30, message=f"{n} jobs completed"
+                )
+
+    asyncio.run(main())
+    # The resume's wake-up, and a fetch or two when the queue runs dry: not one per batch.
+    assert fetches <= 5, f"the feed fetched {fetches} times for {n} jobs"
