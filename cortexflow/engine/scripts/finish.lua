@@ -81,6 +81,26 @@ end
 -- 3. Write.
 local done, lost, dead, wake = 0, 0, 0, false
 local owned = {}
+-- Written once for the batch, after the loop: the counters, the active set's removals and the
+-- trimming of the finished sets to the queue's retention (per job, these were five commands
+-- of each completion). A job with a retention of its own (keep N) still trims at once.
+local totals = {completed_total = 0, failed_total = 0}
+local gone = {}
+local trim_completed, trim_failed = false, false
+local function settle(id, set, keep)
+  if keep == 0 then
+    remove_job(prefix, id)
+    return false
+  end
+  redis.call('ZADD', set, now, id)
+  if keep > 0 then
+    local age = ret[2]
+    if set == KEYS[5] then age = ret[4] end
+    trim(prefix, set, age, keep, now)
+    return false
+  end
+  return true
+end
 for _, p in ipairs(plan) do
   local run, jkey = p.run, p.jkey
   local kind, id = run[1], run[2]
@@ -89,15 +109,15 @@ for _, p in ipairs(plan) do
     lost = lost + 1
   else
     owned[id] = true
-    redis.call('ZREM', KEYS[1], id)
+    gone[#gone + 1] = id
     done = done + 1
     observe(p.times, kind)
     redis.call('XADD', KEYS[9], 'MAXLEN', '~', 5000, '*', 'e', EVENT[kind], 'id', id)
     if kind == 'c' then
-      redis.call('HINCRBY', KEYS[6], 'completed_total', 1)
+      totals.completed_total = totals.completed_total + 1
       redis.call('HSET', jkey, 'state', 'completed', 'finished_at', now, 'token', '',
         'attempts_made', p.made, 'result', run[4])
-      finished(prefix, id, KEYS[4], run[8], ret[2], ret[3], now)
+      trim_completed = settle(id, KEYS[4], run[8]) or trim_completed
     elseif kind == 'r' then
       redis.call('HSET', jkey, 'error', run[5], 'stacktrace', run[6], 'token', '',
         'attempts_made', p.made)
@@ -110,7 +130,7 @@ for _, p in ipairs(plan) do
       end
       wake = true
     else
-      redis.call('HINCRBY', KEYS[6], 'failed_total', 1)
+      totals.failed_total = totals.failed_total + 1
       redis.call('HSET', jkey, 'state', 'failed', 'finished_at', now, 'error', run[5],
         'stacktrace', run[6], 'token', '', 'attempts_made', p.made)
       if p.entry then
@@ -118,10 +138,18 @@ for _, p in ipairs(plan) do
         redis.call('RPUSH', KEYS[8], p.entry)
         dead = dead + 1
       end
-      finished(prefix, id, KEYS[5], run[8], ret[4], ret[5], now)
+      trim_failed = settle(id, KEYS[5], run[8]) or trim_failed
     end
   end
 end
+for i = 1, #gone, 1000 do
+  redis.call('ZREM', KEYS[1], unpack(gone, i, math.min(i + 999, #gone)))
+end
+for _, field in ipairs({'completed_total', 'failed_total'}) do
+  if totals[field] > 0 then redis.call('HINCRBY', KEYS[6], field, totals[field]) end
+end
+if trim_completed then trim(prefix, KEYS[4], ret[2], ret[3], now) end
+if trim_failed then trim(prefix, KEYS[5], ret[4], ret[5], now) end
 if next(m) then
   local minute = KEYS[10] .. ':' .. math.floor(now / 60000)
   for field, v in pairs(m) do

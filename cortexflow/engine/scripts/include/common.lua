@@ -18,19 +18,28 @@ end
 
 -- Retention of one finished set: delete jobs beyond the newest `count` and older than `age`
 -- (ms), at most 500 of each per call (-1: no limit on that axis).
+local function remove_jobs(prefix, ids)
+  local keys = {}
+  for _, id in ipairs(ids) do
+    keys[#keys + 1] = prefix .. id
+    keys[#keys + 1] = prefix .. id .. ':logs'
+  end
+  redis.call('DEL', unpack(keys))
+end
+
 local function trim(prefix, key, age, count, now)
   if count >= 0 then
     local excess = redis.call('ZCARD', key) - count
     if excess > 0 then
       local old = redis.call('ZRANGE', key, 0, math.min(excess, 500) - 1)
-      for _, id in ipairs(old) do remove_job(prefix, id) end
+      remove_jobs(prefix, old)
       redis.call('ZREM', key, unpack(old))
     end
   end
   if age >= 0 then
     local old = redis.call('ZRANGEBYSCORE', key, '-inf', now - age, 'LIMIT', 0, 500)
     if #old > 0 then
-      for _, id in ipairs(old) do remove_job(prefix, id) end
+      remove_jobs(prefix, old)
       redis.call('ZREM', key, unpack(old))
     end
   end
