@@ -9,13 +9,18 @@ None of it is needed: the broker leases exactly as many jobs as there are free s
 batches, so there is nothing to prefetch or gate, and the outcome is decided by cortexflow, not
 by a result backend. So this subclass keeps the Receiver's interface (``listen(finish_event)``,
 ``max_async_tasks``, ``wait_tasks_timeout``, the executor for sync handlers) and replaces the
-message pipeline with ``start()``: the jobs a fetch returns start at once, one task each, the
-handler under ``asyncio.timeout``, its value or error handed to ``broker.ack()``.
+message pipeline with ``start()``: the jobs a fetch returns start at once, one task each, its
+value or error handed to ``broker.ack()``.
+
+Timeouts take one timer for all runs (``RunTimeouts``), not one per run: ``asyncio.timeout``
+schedules and cancels a timer handle for every job (3.7 us each under uvloop here, a seventh of
+a no-op job's worker CPU), although runs almost never time out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from concurrent.futures import Executor
 
 from taskiq.receiver import Receiver
@@ -24,6 +29,7 @@ from cortexflow.engine.queue import Fetched
 from cortexflow.worker.broker import CortexBroker
 from cortexflow.worker.context import JobContext
 from cortexflow.worker.handlers import Runner
+from cortexflow.worker.leases import Delivery
 from cortexflow.worker.runs import Lease, RunTimeout
 
 
@@ -50,6 +56,7 @@ class JobReceiver(Receiver):
         self._broker = broker
         self._runner = runner
         self._runs: set[asyncio.Task[None]] = set()
+        self._timeouts = RunTimeouts(broker.leases)
 
     async def listen(self, finish_event: asyncio.Event) -> None:
         """Run jobs until ``finish_event``; then stop leasing and wait up to
@@ -88,23 +95,58 @@ class JobReceiver(Receiver):
         broker = self._broker
         timeout = lease.timeout
         broker.keeper.hold(lease.key, timeout)  # the lease thread watches the run's timeout
+        if timeout is not None:
+            self._timeouts.watch(lease, timeout)
         try:
-            if timeout is None:
-                value = await self._runner(ctx.data, ctx, lease.run)
-            else:
-                scope = asyncio.timeout(timeout)
-                try:
-                    async with scope:
-                        value = await self._runner(ctx.data, ctx, lease.run)
-                except TimeoutError as exc:
-                    if scope.expired():
-                        raise RunTimeout(timeout) from exc
-                    raise
+            value = await self._runner(ctx.data, ctx, lease.run)
         except asyncio.CancelledError as exc:
-            if lease.cancelled:  # stopped by the worker's stop: the job goes back to waiting
+            if lease.timed_out:
+                error = RunTimeout(timeout or 0.0)
+                error.__cause__ = exc  # its traceback shows where the handler was
+                broker.ack(lease, None, error)
+            elif lease.cancelled:  # stopped by the worker's stop: the job goes back to waiting
                 raise
-            broker.ack(lease, None, exc)  # the handler's own CancelledError: a failed attempt
+            else:  # the handler's own CancelledError: a failed attempt
+                broker.ack(lease, None, exc)
         except BaseException as exc:  # any error of the handler fails the attempt
             broker.ack(lease, None, exc)
         else:
             broker.ack(lease, value, None)
+
+
+class RunTimeouts:
+    """One timer, set for the earliest deadline of the runs in progress. When it fires, runs
+    past their deadline are cancelled (``timed_out``) and it is set for the next deadline. A
+    run that ends leaves nothing behind: its lease drops out of ``leases`` (the broker's)."""
+
+    def __init__(self, leases: dict[Delivery, Lease]) -> None:
+        self._leases = leases
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._at = math.inf
+
+    def watch(self, lease: Lease, timeout: float) -> None:
+        lease.deadline = deadline = self._loop.time() + timeout
+        if deadline < self._at:
+            self._set(deadline)
+
+    def _set(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._at = when
+        self._timer = self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer, self._at = None, math.inf
+        now = self._loop.time()
+        following = math.inf
+        for lease in self._leases.values():
+            if lease.acked or lease.timed_out or lease.task is None or lease.task.done():
+                continue
+            if lease.deadline <= now:
+                lease.timed_out = True
+                lease.task.cancel()
+            elif lease.deadline < following:
+                following = lease.deadline
+        if following < math.inf:
+            self._set(following)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ class Lease:
     run: Run = field(default_factory=Run)
     task: asyncio.Task[Any] | None = None  # the task running it (JobReceiver.start)
     cancelled: bool = False  # cancelled by a stop: the job goes back to waiting, no attempt
+    deadline: float = math.inf  # loop time its timeout passes, once it runs (RunTimeouts)
+    timed_out: bool = False  # cancelled by its timeout: the attempt fails with RunTimeout
 
 
 class Formatter(TaskiqFormatter):

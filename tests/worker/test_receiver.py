@@ -5,6 +5,7 @@ end records."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +170,41 @@ def test_while_jobs_run_the_finisher_leases_and_the_feed_does_not(
     asyncio.run(main())
     # The resume's wake-up, and a fetch or two when the queue runs dry: not one per batch.
     assert fetches <= 5, f"the feed fetched {fetches} times for {n} jobs"
+
+
+def test_each_run_times_out_at_its_own_deadline(redis_url: str, tmp_path: Path) -> None:
+    """Runs share one timer (RunTimeouts): a shorter timeout that starts later still fires
+    first, a run that ends in time is never cancelled, and the longer one fires after."""
+    ran: dict[str, float] = {}
+
+    async def handler(data: Any, job: Any) -> str:
+        await asyncio.sleep(data["sleep"])
+        ran[job.id] = data["sleep"]
+        return "done"
+
+    async def main() -> None:
+        queue = QueueConfig(name="deadlines", handler="x:y", concurrency=3, attempts=1)
+        async with engine_for(redis_url, queue) as e:
+            async with inproc_worker(
+                make_config(tmp_path / "q.yaml", queue), "deadlines", redis_url, handler
+            ):
+                t0 = time.monotonic()
+                await e.add("n", {"sleep": 30}, JobOptions(job_id="long", timeout=2.5))
+                await asyncio.sleep(0.2)
+                await e.add("n", {"sleep": 30}, JobOptions(job_id="short", timeout=0.4))
+                await e.add("n", {"sleep": 0.3}, JobOptions(job_id="in-time", timeout=0.6))
+                short = await e.wait_finished("short", 10)
+                t_short = time.monotonic() - t0
+                in_time = await e.wait_finished("in-time", 10)
+                long = await e.wait_finished("long", 10)
+                t_long = time.monotonic() - t0
+        assert short is not None and short.state == "failed"
+        assert short.error == "TimeoutError: the run took longer than its timeout of 0.4s"
+        assert 0.55 <= t_short < 2.0, t_short  # 0.2 s later start + its 0.4 s
+        assert in_time is not None and in_time.state == "completed", in_time
+        assert long is not None and long.state == "failed"
+        assert long.error == "TimeoutError: the run took longer than its timeout of 2.5s"
+        assert 2.5 <= t_long < 6.0, t_long
+        assert ran == {"in-time": 0.3}
+
+    asyncio.run(main())
