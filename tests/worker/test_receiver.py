@@ -161,7 +161,7 @@ def test_while_jobs_run_the_finisher_leases_and_the_feed_does_not(
                     fetches += 1
                     return await fetch(k)
 
-                consumer.fetch = counted  # type: ignore[method-assign]
+                consumer.fetch = counted  # type: ignore[method-assign,assignment]
                 await e.resume()
                 await wait_for_async(
                     lambda: _count(e, "completed", n), 30, message=f"{n} jobs completed"
