@@ -147,11 +147,11 @@ class Config:
 
     def queue(self, name: str) -> QueueConfig:
         """Return the queue's config; UsageError naming the known queues if it is not declared."""
-        from cortexflow.errors import UsageError
-
         try:
             return self.queues[name]
         except KeyError:
+            from cortexflow.errors import UsageError  # here: on the add path, imports cost
+
             known = ", ".join(sorted(self.queues)) or "(none)"
             raise UsageError(
                 f"unknown queue {name!r}; queues declared in {self.path.name}: {known}"

@@ -87,6 +87,8 @@ def job_options(queue: QueueConfig, **options: Unpack[AddOptions]) -> JobOptions
 
     Ranges (priority 0..1000000, attempts >= 1, ...) are checked by the engine, once.
     """
+    if not options:
+        return None
     delay = options.get("delay")
     backoff = options.get("backoff")
     opts = JobOptions(
