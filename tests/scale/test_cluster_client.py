@@ -311,6 +311,14 @@ def test_a_killed_primary_is_ridden_out(tmp_path: Path) -> None:
     assert timings[0] < 20 and timings[1] < 20  # ~4 s on a quiet machine
 
 
+def _replica_has_all(port: int) -> bool:
+    """Every replica of the primary on ``port`` has acknowledged all of its writes."""
+    info = redis.Redis(port=port, socket_timeout=2).info("replication")
+    offset = int(info["master_repl_offset"])
+    replicas = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+    return bool(replicas) and all(int(r["offset"]) >= offset for r in replicas)
+
+
 async def _kill_and_measure(topology: Cluster) -> tuple[float, float]:
     client: ClusterClient = connect_cluster(topology.url())
     # The routed call gets a budget of retries (backoff capped at 1 s) that covers a failover on
@@ -327,7 +335,11 @@ async def _kill_and_measure(topology: Cluster) -> tuple[float, float]:
         await incr(keys=[a], args=[1])
         await patient_incr(keys=[a], args=[0])  # both clients know the topology before the kill
         victim = await owner(client, a)
-        next(n for n in topology.nodes if f"127.0.0.1:{n.port}" == victim).kill()
+        node = next(n for n in topology.nodes if f"127.0.0.1:{n.port}" == victim)
+        # Replication is asynchronous: the write must have reached the replica before the kill,
+        # or the promoted replica rightly does not have it (the count would read 1, not 2).
+        wait_for(lambda: _replica_has_all(node.port), 10, message="the replica never caught up")
+        node.kill()
         start = time.monotonic()
         routed, pinned = await asyncio.gather(
             _routed(patient, patient_incr, a), _pinned(client, incr, b)
