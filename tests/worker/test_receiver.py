@@ -5,12 +5,16 @@ end records."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from cortexflow.config.model import QueueConfig
 from cortexflow.engine.jobs import JobOptions
+from cortexflow.engine.queue import QueueEngine
+from cortexflow.worker.queue_worker import QueueWorker
 from tests.helpers.jobs import engine_for, inproc_worker, make_config
 from tests.helpers.poll import wait_for_async
 
@@ -22,37 +26,47 @@ def test_a_job_costs_one_task_of_the_event_loop(redis_url: str, tmp_path: Path) 
     created = 0
     n = 300
 
-    async def handler(data: Any) -> None:
-        return None
+    def count(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+        nonlocal created
+        code = getattr(coro, "cr_code", None)
+        if code is None or "/redis/" not in code.co_filename:
+            created += 1
+        return asyncio.Task(coro, loop=loop, **kw)
 
     async def main() -> None:
-        nonlocal created
-        queue = QueueConfig(name="tasks", handler="x:y", concurrency=10)
-        loop = asyncio.get_running_loop()
-
-        def count(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
-            nonlocal created
-            code = getattr(coro, "cr_code", None)
-            if code is None or "/redis/" not in code.co_filename:
-                created += 1
-            return asyncio.Task(coro, loop=loop, **kw)
-
-        async with engine_for(redis_url, queue) as e:
-            await e.pause()
-            await e.add_bulk([("n", {"i": i}, None) for i in range(n)])
-            async with inproc_worker(
-                make_config(tmp_path / "q.yaml", queue), "tasks", redis_url, handler
-            ):
-                loop.set_task_factory(count)
-                await e.resume()
-                await wait_for_async(
-                    lambda: _count(e, "completed", n), 30, message=f"{n} jobs completed"
-                )
-                loop.set_task_factory(None)
+        async with _paused_backlog(redis_url, tmp_path, "tasks", n) as (e, _):
+            loop = asyncio.get_running_loop()
+            loop.set_task_factory(count)
+            await _drain(e, n)
+            loop.set_task_factory(None)
 
     asyncio.run(main())
     # One per job, plus a few for the feed's fetches and its wait for work.
     assert n <= created <= n * 1.2, f"{created} tasks for {n} jobs"
+
+
+@contextlib.asynccontextmanager
+async def _paused_backlog(
+    redis_url: str, tmp_path: Path, name: str, n: int
+) -> AsyncIterator[tuple[QueueEngine, QueueWorker]]:
+    """``n`` no-op jobs in a paused queue (concurrency 10) and a running worker on it."""
+
+    async def noop(data: Any) -> None:
+        return None
+
+    queue = QueueConfig(name=name, handler="x:y", concurrency=10)
+    async with engine_for(redis_url, queue) as e:
+        await e.pause()
+        await e.add_bulk([("n", {"i": i}, None) for i in range(n)])
+        async with inproc_worker(
+            make_config(tmp_path / "q.yaml", queue), name, redis_url, noop
+        ) as worker:
+            yield e, worker
+
+
+async def _drain(e: QueueEngine, n: int) -> None:
+    await e.resume()
+    await wait_for_async(lambda: _count(e, "completed", n), 30, message=f"{n} jobs completed")
 
 
 async def _count(e: Any, state: str, n: int) -> bool:
@@ -140,32 +154,19 @@ def test_while_jobs_run_the_finisher_leases_and_the_feed_does_not(
     n = 400
     fetches = 0
 
-    async def handler(data: Any) -> None:
-        return None
-
     async def main() -> None:
-        nonlocal fetches
-        queue = QueueConfig(name="feedquiet", handler="x:y", concurrency=10)
-        async with engine_for(redis_url, queue) as e:
-            await e.pause()
-            await e.add_bulk([("n", {"i": i}, None) for i in range(n)])
-            async with inproc_worker(
-                make_config(tmp_path / "q.yaml", queue), "feedquiet", redis_url, handler
-            ) as worker:
-                assert worker.broker is not None
-                consumer = worker.broker.consumer
-                fetch = consumer.fetch
+        async with _paused_backlog(redis_url, tmp_path, "feedquiet", n) as (e, worker):
+            assert worker.broker is not None
+            consumer = worker.broker.consumer
+            fetch = consumer.fetch
 
-                async def counted(k: int) -> Any:
-                    nonlocal fetches
-                    fetches += 1
-                    return await fetch(k)
+            async def counted(k: int) -> Any:
+                nonlocal fetches
+                fetches += 1
+                return await fetch(k)
 
-                consumer.fetch = counted  # type: ignore[method-assign,assignment]
-                await e.resume()
-                await wait_for_async(
-                    lambda: _count(e, "completed", n), 30, message=f"{n} jobs completed"
-                )
+            consumer.fetch = counted  # type: ignore[method-assign,assignment]
+            await _drain(e, n)
 
     asyncio.run(main())
     # The resume's wake-up, and a fetch or two when the queue runs dry: not one per batch.
