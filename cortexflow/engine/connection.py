@@ -192,9 +192,7 @@ async def _send_direct(
             and asyncio.get_running_loop().time() > conn.next_health_check
         )
     ):
-        await aioredis.connection.AbstractConnection.send_packed_command(
-            conn, command, check_health
-        )
+        await _redis_py_send(conn, command, check_health)
         return
     if isinstance(command, str):
         command = command.encode()

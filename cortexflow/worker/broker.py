@@ -84,8 +84,9 @@ class CortexBroker(AsyncBroker):
         self.ready = asyncio.Event()
         self._finish_queue: asyncio.Queue[Outcome] = asyncio.Queue()
         self.running = 0  # started and not acked yet
-        # Starts the runs of fetched jobs (JobReceiver.start); until it is set, or once the
-        # worker stops, fetched jobs wait in ``buffer`` (a stop gives them back).
+        # Starts the runs of fetched jobs (JobReceiver.start, set before the first fetch). Jobs
+        # a fetch brings back once the worker is stopping wait in ``buffer``: the stop gives
+        # them back.
         self.start_runs: Callable[[list[Fetched]], None] | None = None
         self._slot_freed = asyncio.Event()
         # The finisher writes and refills once this few runs are left (see GATHER_TURNS).

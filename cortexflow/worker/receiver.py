@@ -64,8 +64,6 @@ class JobReceiver(Receiver):
         Raises what stopped the feed if it failed on its own."""
         broker = self._broker
         broker.start_runs = self.start
-        broker.start_runs(list(broker.buffer))  # leased before the receiver was there
-        broker.buffer.clear()
         feed = asyncio.create_task(broker.feed(), name=f"cf-{broker.config.name}-feed")
         finish = asyncio.create_task(finish_event.wait())
         try:

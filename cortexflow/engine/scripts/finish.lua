@@ -87,15 +87,15 @@ local owned = {}
 local totals = {completed_total = 0, failed_total = 0}
 local gone = {}
 local trim_completed, trim_failed = false, false
-local function settle(id, set, keep)
+-- A finished job joins its set (keep -1), is removed now (0), or joins it and trims it to its
+-- own newest N at once (N > 0). True when the set is left for the batch's trim.
+local function settle(id, set, keep, age)
   if keep == 0 then
     remove_job(prefix, id)
     return false
   end
   redis.call('ZADD', set, now, id)
   if keep > 0 then
-    local age = ret[2]
-    if set == KEYS[5] then age = ret[4] end
     trim(prefix, set, age, keep, now)
     return false
   end
@@ -117,7 +117,7 @@ for _, p in ipairs(plan) do
       totals.completed_total = totals.completed_total + 1
       redis.call('HSET', jkey, 'state', 'completed', 'finished_at', now, 'token', '',
         'attempts_made', p.made, 'result', run[4])
-      trim_completed = settle(id, KEYS[4], run[8]) or trim_completed
+      trim_completed = settle(id, KEYS[4], run[8], ret[2]) or trim_completed
     elseif kind == 'r' then
       redis.call('HSET', jkey, 'error', run[5], 'stacktrace', run[6], 'token', '',
         'attempts_made', p.made)
@@ -138,7 +138,7 @@ for _, p in ipairs(plan) do
         redis.call('RPUSH', KEYS[8], p.entry)
         dead = dead + 1
       end
-      trim_failed = settle(id, KEYS[5], run[8]) or trim_failed
+      trim_failed = settle(id, KEYS[5], run[8], ret[4]) or trim_failed
     end
   end
 end

@@ -12,12 +12,7 @@ local function score_of(jkey)
   return string.format('%.0f', 1000000 * 4294967296)
 end
 
-local function remove_job(prefix, id)
-  redis.call('DEL', prefix .. id, prefix .. id .. ':logs')
-end
-
--- Retention of one finished set: delete jobs beyond the newest `count` and older than `age`
--- (ms), at most 500 of each per call (-1: no limit on that axis).
+-- Delete jobs (hash and log list), one DEL for all of them.
 local function remove_jobs(prefix, ids)
   local keys = {}
   for _, id in ipairs(ids) do
@@ -27,6 +22,12 @@ local function remove_jobs(prefix, ids)
   redis.call('DEL', unpack(keys))
 end
 
+local function remove_job(prefix, id)
+  remove_jobs(prefix, {id})
+end
+
+-- Retention of one finished set: delete jobs beyond the newest `count` and older than `age`
+-- (ms), at most 500 of each per call (-1: no limit on that axis).
 local function trim(prefix, key, age, count, now)
   if count >= 0 then
     local excess = redis.call('ZCARD', key) - count
