@@ -9,7 +9,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from cortexflow.cli._common import err, out
+from cortexflow.cli._common import config_path, err, out
 from cortexflow.cli.queue_ops import int_range, with_manager
 from cortexflow.cli.render import timestamp
 from cortexflow.errors import EXIT_OK
@@ -70,12 +70,10 @@ async def _events(args: argparse.Namespace, manager: QueueManager) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from cortexflow.dashboard.serve import ServeOptions, serve
     from cortexflow.worker.env import ENV_REDIS_URL
 
     # Under `up` (dashboard: in queues.yaml) the supervisor passes the URL it resolved.
     url = args.redis_url or os.environ.get(ENV_REDIS_URL) or None
-    options = ServeOptions(Path(args.file), url, args.host, args.port, args.metrics_public)
+    options = ServeOptions(config_path(args), url, args.host, args.port, args.metrics_public)
     return serve(options, say=err)

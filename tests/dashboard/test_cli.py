@@ -1,5 +1,6 @@
 """`cortexflow dashboard` as a real process: the generated token (file 0600, login URL printed
-once), tokens from the environment, the bind refusal, a clean stop on SIGTERM."""
+once), tokens from the environment, the bind refusal, a clean stop on SIGTERM, and the way the
+docs say to try it (in the folder of queues.yaml, no -f, the embedded server)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cortexflow.embedded import DataFolder
 from tests.helpers.dashboard import free_port, wait_until, write_project
+from tests.helpers.procs import Proc, cortexflow_argv, wait_gone
 
 CMD = [sys.executable, "-m", "cortexflow", "dashboard", "-f"]
 
@@ -122,6 +125,35 @@ def test_tokens_from_the_environment(
 
     assert post("env-read") == 403
     assert post("env-admin") == 200
+
+
+def test_in_the_folder_of_queues_yaml_without_f_on_the_embedded_server(project: Path) -> None:
+    """docs/dashboard.md: `cortexflow dashboard` in the folder of queues.yaml, nothing else: no
+    -f, no --redis-url, no REDIS_URL (Proc's environment drops it), no redis: section."""
+    assert "redis:" not in project.read_text()
+    port = free_port()
+    d = Proc(cortexflow_argv("dashboard", "--port", str(port)), cwd=project.parent, name="dash")
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            assert d.alive(), d.log()
+            try:
+                return httpx.get(base + "/healthz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(healthy, timeout=60, what="dashboard answering /healthz")
+        state = DataFolder(project.parent / ".cortexflow").read_state()
+        assert state is not None and state.socket and state.port == 0, state  # the unix socket
+        assert d.terminate(30) == 0, d.log()
+        assert "Traceback" not in d.log()
+        assert f"dashboard: open {base}/" in d.err()
+        # The server it started for its own length stopped with it.
+        assert wait_gone([state.pid], 15) == [], "the embedded server outlived the dashboard"
+        assert DataFolder(project.parent / ".cortexflow").read_state() is None
+    finally:
+        d.kill()
 
 
 def test_refuses_a_public_bind_without_a_token(project: Path, redis_url: str) -> None:
