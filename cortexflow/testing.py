@@ -32,6 +32,7 @@ from typing import Any, Unpack, cast
 
 import pytest
 
+from cortexflow.api.resolve import pinned
 from cortexflow.api.sync import SyncQueueManager
 from cortexflow.api.workers import WorkerManager
 from cortexflow.config.importer import takes_job
@@ -100,11 +101,13 @@ def make_job(
     created_at: float | None = None,
     settings: Mapping[str, Any] | None = None,
     redis: Any = None,
+    started: int | None = None,
 ) -> FakeJob:
     """A job object as a handler receives it, for a unit test: ``handler(data, job)``.
 
     ``data`` defaults to ``{}``; ``settings`` is the queue's ``settings:`` mapping; ``redis``
-    an optional (async) client for handlers that use ``job.redis``. Nothing is written anywhere:
+    an optional (async) client for handlers that use ``job.redis``; ``started`` (runs started,
+    default ``attempt``) lets a test play a re-run after a crash. Nothing is written anywhere:
     read ``job.logs``, ``job.progress`` and ``job.added`` after the call.
     """
     return FakeJob(
@@ -113,6 +116,7 @@ def make_job(
         name=name,
         queue=queue,
         attempt=attempt,
+        started=started,
         priority=priority,
         created_at=time.time() if created_at is None else created_at,
         data={} if data is None else data,
@@ -255,6 +259,13 @@ def cortexflow_config(request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture
 def cortexflow(cortexflow_config: Path, cortexflow_redis_url: str) -> Iterator[QueuesUnderTest]:
-    """Workers for every queue of ``cortexflow_config`` on a fresh database, and a manager."""
-    with QueuesUnderTest(cortexflow_config, cortexflow_redis_url) as queues:
+    """Workers for every queue of ``cortexflow_config`` on a fresh database, and a manager.
+
+    For the test, a QueueManager / WorkerManager made with no ``redis_url`` (e.g. by your app's
+    ``get_queue_manager()``) uses that database too, and with no config ``cortexflow_config``.
+    """
+    with (
+        QueuesUnderTest(cortexflow_config, cortexflow_redis_url) as queues,
+        pinned(cortexflow_redis_url, cortexflow_config),
+    ):
         yield queues

@@ -16,7 +16,7 @@ from typing import Any, Unpack
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from cortexflow.api.resolve import ConfigSource, load, open_endpoint
+from cortexflow.api.resolve import ConfigSource, Pin, current_pin, load, open_endpoint
 from cortexflow.api.schedules import describe, make_schedule
 from cortexflow.config.model import Config
 from cortexflow.engine import schedules as schedule_store
@@ -33,6 +33,8 @@ class QueueManager:
 
     ``config``: a path (default ``$CORTEXFLOW_FILE`` or ``./queues.yaml``) or a loaded Config.
     ``redis_url`` overrides ``redis.url`` / ``$REDIS_URL``. Nothing connects until first use.
+    Inside a test using the ``cortexflow`` fixture, the defaults are the fixture's server and
+    queues.yaml (never the folder's embedded server).
     """
 
     def __init__(self, config: ConfigSource = None, redis_url: str | None = None) -> None:
@@ -42,6 +44,7 @@ class QueueManager:
         self._stack = contextlib.ExitStack()
         self._client: Client | None = None
         self._url = ""
+        self._pin: Pin | None = None  # the test fixture whose server it uses (resolve.pinned)
         self._pinged = False
         # Engines are kept: building one registers the scripts and the payload validator,
         # which cost more than the add itself (add_job made one per call).
@@ -66,8 +69,16 @@ class QueueManager:
 
     def _redis(self) -> Client:
         if self._client is None:
+            self._pin = None if self._override else current_pin()
             self._url = open_endpoint(self._stack, self.config, self._override)
             self._client = connect(self._url)
+        elif self._pin is not None and current_pin() is not self._pin:
+            # Its database belonged to a test that has ended: its jobs would reach no worker.
+            raise UsageError(
+                "this QueueManager was connected during an earlier test, to that test's "
+                "database of the `cortexflow` fixture: make the manager within each test (e.g. "
+                "in your app's lifespan; see docs/testing.md)"
+            )
         return self._client
 
     async def connect(self) -> None:
