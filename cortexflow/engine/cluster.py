@@ -14,9 +14,7 @@ import asyncio
 import contextvars
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
@@ -32,19 +30,9 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from cortexflow.engine.connection import SOCKET_TIMEOUT, _client_options, _host_port, _retry
-from cortexflow.errors import RedisUnavailableError
-from cortexflow.redact import redact_url
+from cortexflow.engine.transport import SOCKET_TIMEOUT, async_options, backoff_retry
+from cortexflow.engine.urls import RedisTarget, describe
 
-CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
-CLUSTER_FORM = (
-    "redis+cluster://[user:password@]host:port[,host:port...][/0] "
-    "(rediss+cluster:// for TLS; a cluster has database 0 only)"
-)
-CLUSTER_PORT = 6379
-# TLS options, as for rediss:// (and the master of a rediss+sentinel:// URL).
-CLUSTER_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs")
-CERT_REQS = ("none", "optional", "required")
 # What a pinned node's pipeline answers when the slot is no longer (or not yet) served there:
 # refresh the topology and run the batch once more. TryAgain: a multi-key call during a slot
 # migration; ConnectionError/TimeoutError: the node died (a failover moves its slots).
@@ -99,61 +87,6 @@ class NodeRetry(Retry):
         return await super().call_with_retry(do, fail, is_retryable, with_failure_count)
 
 
-@dataclass(frozen=True)
-class ClusterURL:
-    """A parsed ``redis+cluster://`` URL: the startup nodes and the credentials of all nodes."""
-
-    nodes: list[tuple[str, int]]
-    username: str | None = None
-    password: str | None = None
-    ssl: bool = False
-    options: dict[str, str] = field(default_factory=dict)
-
-
-def parse_cluster_url(url: str) -> ClusterURL:
-    """Parse ``redis+cluster://[user:password@]host:port[,host:port...][/0][?ssl_*=...]``.
-
-    Raises ValueError saying what is wrong, never quoting the password (the caller adds the
-    expected form). The userinfo ends at the URL's last ``@``, as redact_url reads it, so a
-    password holding ``/``, ``?`` or ``#`` cannot spill into the host list or the path.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in CLUSTER_SCHEMES:
-        raise ValueError(f"scheme {scheme!r} is not redis+cluster or rediss+cluster")
-    tls = CLUSTER_SCHEMES[scheme.lower()]
-    userinfo, at, hostpart = rest.rpartition("@")
-    username = password = None
-    if at:
-        user, colon, secret = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if colon else None
-    parts = urlsplit(f"{scheme}://{hostpart}")
-    if parts.fragment:
-        raise ValueError("a fragment (#...) is not allowed")
-    if not parts.netloc:
-        raise ValueError("no node host:port given")
-    nodes = [_host_port(item, CLUSTER_PORT, "node") for item in parts.netloc.split(",")]
-    path = parts.path.strip("/")
-    if path and path != "0":
-        raise ValueError(f"database {path!r}: a cluster has database 0 only (use /0 or nothing)")
-    options: dict[str, str] = {}
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name not in CLUSTER_OPTIONS:
-            raise ValueError(f"unknown option {name!r} (known: {', '.join(CLUSTER_OPTIONS)})")
-        options[name] = value
-    if options and not tls:
-        raise ValueError(f"{', '.join(options)}: TLS options need rediss+cluster://")
-    reqs = options.get("ssl_cert_reqs")
-    if reqs is not None and reqs.lower() not in CERT_REQS:
-        raise ValueError(f"ssl_cert_reqs={reqs!r} is not one of {', '.join(CERT_REQS)}")
-    return ClusterURL(nodes, username, password, tls, options)
-
-
-def is_cluster_url(url: str) -> bool:
-    """Whether ``url`` names a Cluster by its scheme (what connect() should hand to here)."""
-    return url.partition("://")[0].lower() in CLUSTER_SCHEMES
-
-
 class ClusterClient(RedisCluster):
     """A RedisCluster that also keeps one plain client per node for pinned pipelines.
 
@@ -195,28 +128,24 @@ class ClusterClient(RedisCluster):
 
 
 def connect_cluster(
-    url: str, *, retries: int = 8, socket_timeout: float = SOCKET_TIMEOUT
+    url: str | RedisTarget, *, retries: int = 8, socket_timeout: float = SOCKET_TIMEOUT
 ) -> ClusterClient:
-    """A cluster client for ``url`` with connection.py's timeouts and retries.
+    """A cluster client for ``url`` with transport.py's timeouts and retries.
 
     redis-py follows MOVED/ASK (updating its slot map) and, on a connection error, timeout or
     CLUSTERDOWN, reloads the topology and tries again (INNER_RETRIES times, at once); around
-    that, ``retries`` more rounds with connection.py's backoff (10 ms doubling to 1 s), which
-    spans a replica's promotion. Raises RedisUnavailableError (URL redacted, expected form
-    named) for a malformed URL. Nothing connects until the first command (or ``await
+    that, ``retries`` more rounds with the usual backoff (10 ms doubling to 1 s), which spans a
+    replica's promotion. Raises RedisUnavailableError (URL redacted, expected form named) for
+    a malformed URL. Nothing connects until the first command (or ``await
     client.initialize()``) reads the topology from the first startup node that answers.
     """
-    try:
-        parsed = parse_cluster_url(url)
-    except ValueError as exc:
-        raise RedisUnavailableError(
-            redact_url(url), f"invalid Cluster URL: {exc}; expected {CLUSTER_FORM}"
-        ) from None
-    common: dict[str, Any] = {"username": parsed.username, "password": parsed.password}
-    if parsed.ssl:
-        common.update(ssl=True, **parsed.options)
-    options = _client_options(retries, socket_timeout)
-    node_kwargs = {**options, **common, "retry": _retry(retries, NodeRetry)}
+    target = describe(url) if isinstance(url, str) else url
+    parsed = target.cluster
+    if parsed is None:
+        raise ValueError(f"not a Cluster URL: {target.shown}")
+    common = parsed.node_options()
+    options = async_options("tcp", retries, socket_timeout)
+    node_kwargs = {**options, **common, "retry": backoff_retry(retries, NodeRetry)}
     del options["retry"]  # the cluster's own: ClusterClient
     return ClusterClient(
         startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],

@@ -1,170 +1,49 @@
-"""Redis connections with timeouts and retries that fit a long-running worker.
+"""Every Redis client cortexflow makes, async (``connect``) and blocking (``connect_sync``, the
+worker's lease thread), from one description of the URL (urls.py) and one rule for the options
+of each kind of connection (transport.py).
 
-URL forms (docs/engine.md): ``redis://``, ``rediss://`` (TLS), ``unix://``, and Redis Sentinel:
-``redis+sentinel://[user:password@]host:port[,host:port...]/service_name[/db]``
-(``rediss+sentinel://`` for TLS to the master).
+URL forms (docs/engine.md "Connections"): ``redis://``, ``rediss://`` (TLS), ``unix://``
+(``?db=N``), Redis Sentinel ``redis+sentinel://`` / ``rediss+sentinel://`` and Redis Cluster
+``redis+cluster://`` / ``rediss+cluster://``.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import Any, TypeAlias
+from urllib.parse import unquote, urlsplit
 
+import redis
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
-from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.cluster import ClusterNode as SyncClusterNode
+from redis.cluster import RedisCluster as SyncRedisCluster
 from redis.exceptions import (
     AuthenticationError,
-    BusyLoadingError,
     ConnectionError,
     NoPermissionError,
     ResponseError,
     TimeoutError,
 )
+from redis.sentinel import Sentinel as SyncSentinel
 
+from cortexflow.engine.cluster import ClusterClient, connect_cluster
+from cortexflow.engine.transport import (
+    SOCKET_TIMEOUT,
+    async_options,
+    sentinel_options,
+    sync_options,
+)
+from cortexflow.engine.urls import RedisTarget, describe
 from cortexflow.errors import RedisAuthError, RedisUnavailableError
 from cortexflow.redact import invalid_url_reason, redact_url, scrub_secrets
-
-if TYPE_CHECKING:
-    from cortexflow.engine.cluster import ClusterClient
 
 # What connect() returns: one server's client (plain, TLS, unix socket, Sentinel's master) or a
 # Cluster's (docs/cluster.md). Code that batches checks which, once, when it is built.
 Client: TypeAlias = "aioredis.Redis | ClusterClient"
-
-# Blocking reads wait at most BLOCK_MAX seconds per call; the socket timeout is well above it
-# (redis-py 8's default of 5 s breaks longer blocking reads: taskiq-redis #127).
-BLOCK_MAX = 5.0
-SOCKET_TIMEOUT = 30.0
-CONNECT_TIMEOUT = 5.0
-# Sentinels answer small queries only; a dead one should cost little before the next is asked.
-SENTINEL_SOCKET_TIMEOUT = 5.0
-SENTINEL_CONNECT_TIMEOUT = 2.0
-SENTINEL_PORT = 26379
-
-SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
-SENTINEL_FORM = (
-    "redis+sentinel://[user:password@]host:port[,host:port...]/service_name[/db] "
-    "(rediss+sentinel:// for TLS to the master)"
-)
-CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
-# Query options of a Sentinel URL. sentinel_*: how to reach the sentinels themselves (by default
-# without credentials or TLS); ssl_*: the master's TLS settings, as for rediss://.
-SENTINEL_OPTIONS = (
-    "sentinel_username",
-    "sentinel_password",
-    "sentinel_ssl",
-    "ssl_ca_certs",
-    "ssl_certfile",
-    "ssl_keyfile",
-    "ssl_cert_reqs",
-)
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-
-
-@dataclass(frozen=True)
-class SentinelURL:
-    """A parsed ``redis+sentinel://`` URL."""
-
-    sentinels: list[tuple[str, int]]
-    service_name: str
-    db: int = 0
-    username: str | None = None
-    password: str | None = None
-    ssl: bool = False
-    options: dict[str, str] = field(default_factory=dict)
-
-
-def parse_sentinel_url(url: str) -> SentinelURL:
-    """Parse ``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]``.
-
-    Raises ValueError saying what is wrong (the caller adds the expected form).
-    """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in SENTINEL_SCHEMES:
-        raise ValueError(f"scheme {parts.scheme!r} is not redis+sentinel or rediss+sentinel")
-    if parts.fragment:
-        raise ValueError("a fragment (#...) is not allowed")
-    userinfo, at, hostlist = parts.netloc.rpartition("@")
-    username = password = None
-    if at:
-        user, colon, secret = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if colon else None
-    if not hostlist:
-        raise ValueError("no sentinel host:port given")
-    sentinels = [_host_port(item) for item in hostlist.split(",")]
-    segments = parts.path.strip("/").split("/") if parts.path.strip("/") else []
-    if not segments or not segments[0]:
-        raise ValueError("no service name given (the path's first part, e.g. /mymaster)")
-    if len(segments) > 2:
-        raise ValueError(f"path {parts.path!r} has more than /service_name/db")
-    service_name = unquote(segments[0])
-    db = 0
-    if len(segments) == 2:
-        if not segments[1].isdigit():
-            raise ValueError(f"database {segments[1]!r} is not a number")
-        db = int(segments[1])
-    options: dict[str, str] = {}
-    for name, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
-        if name not in SENTINEL_OPTIONS:
-            raise ValueError(f"unknown option {name!r} (known: {', '.join(SENTINEL_OPTIONS)})")
-        options[name] = value
-    if "sentinel_ssl" in options and options["sentinel_ssl"].lower() not in _TRUE + _FALSE:
-        raise ValueError(f"sentinel_ssl={options['sentinel_ssl']!r} is not true or false")
-    return SentinelURL(
-        sentinels=sentinels,
-        service_name=service_name,
-        db=db,
-        username=username,
-        password=password,
-        ssl=SENTINEL_SCHEMES[scheme],
-        options=options,
-    )
-
-
-def _host_port(
-    item: str, default_port: int = SENTINEL_PORT, role: str = "sentinel"
-) -> tuple[str, int]:
-    """``host``, ``host:port`` or ``[v6addr]:port`` of a ``role`` (sentinel, cluster node)."""
-    if not item:
-        raise ValueError(f"empty {role} address (two commas, or a trailing comma)")
-    if item.startswith("["):
-        host, bracket, rest = item[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            raise ValueError(f"bad {role} address {item!r}")
-        port_text = rest[1:] if rest else ""
-    else:
-        host, _, port_text = item.partition(":")
-    if not host:
-        raise ValueError(f"{role} address {item!r} has no host")
-    if not port_text:
-        return host, default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"{role} address {item!r} has a bad port")
-    return host, int(port_text)
-
-
-def _retry(retries: int, kind: type[Retry] = Retry) -> Retry:
-    return kind(ExponentialBackoff(cap=1.0, base=0.01), retries)
-
-
-def _client_options(retries: int, socket_timeout: float = SOCKET_TIMEOUT) -> dict[str, Any]:
-    return {
-        "decode_responses": False,
-        "socket_timeout": socket_timeout,
-        "socket_connect_timeout": CONNECT_TIMEOUT,
-        "socket_keepalive": True,
-        "health_check_interval": 15,
-        "retry": _retry(retries),
-        "retry_on_error": [ConnectionError, TimeoutError, BusyLoadingError],
-    }
+# What connect_sync() returns.
+SyncClient: TypeAlias = "redis.Redis | SyncRedisCluster"
 
 
 _redis_py_send = aioredis.connection.AbstractConnection.send_packed_command
@@ -230,13 +109,8 @@ def _direct_sends(client: aioredis.Redis) -> aioredis.Redis:
     return client
 
 
-def _has_cluster_option(url: str) -> bool:
-    return any(name.lower() == "cluster" for name, _ in parse_qsl(urlsplit(url).query))
-
-
 def connect(url: str, *, retries: int = 8, socket_timeout: float = SOCKET_TIMEOUT) -> Client:
-    """A client for ``url`` (redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://,
-    redis+cluster://, rediss+cluster://) that retries transient errors.
+    """An async client for ``url`` that retries transient errors.
 
     Retries use exponential backoff (10 ms doubling, capped at 1 s), covering a server restart
     or an AOF reload (BusyLoadingError), and with Sentinel a failover (the client asks the
@@ -244,28 +118,47 @@ def connect(url: str, *, retries: int = 8, socket_timeout: float = SOCKET_TIMEOU
     replica's promotion (cortexflow.engine.cluster). Raises RedisUnavailableError for a
     malformed URL.
     """
-    scheme = url.partition("://")[0].lower()
-    if scheme in SENTINEL_SCHEMES:
-        return _connect_sentinel(url, retries, socket_timeout)
-    if scheme in CLUSTER_SCHEMES:
-        from cortexflow.engine.cluster import connect_cluster  # cluster.py imports this module
-
-        return connect_cluster(url, retries=retries, socket_timeout=socket_timeout)
-    try:
-        cluster_option = _has_cluster_option(url)
-    except ValueError as exc:
-        raise RedisUnavailableError(redact_url(url), invalid_url_reason(url, exc)) from None
-    if cluster_option:
-        raise RedisUnavailableError(
-            redact_url(url),
-            "a cluster=... option is not how cortexflow connects to a Redis Cluster; use "
-            "redis+cluster://host:port[,host:port...] (rediss+cluster:// for TLS)",
-        )
-    options = _client_options(retries, socket_timeout)
-    if scheme == "unix":
-        del options["socket_keepalive"]  # a unix socket has no keepalive (redis-py refuses it)
+    target = describe(url)
+    if target.kind == "cluster":
+        return connect_cluster(target, retries=retries, socket_timeout=socket_timeout)
+    options = async_options(target.kind, retries, socket_timeout)
+    if target.kind == "sentinel":
+        return _connect_sentinel(target, options)
     try:
         return _direct_sends(aioredis.Redis.from_url(url, **options))
+    except ValueError as exc:
+        raise RedisUnavailableError(redact_url(url), invalid_url_reason(url, exc)) from None
+
+
+def connect_sync(url: str, timeout: float) -> SyncClient:
+    """A blocking client for ``url`` whose every call fails after ``timeout`` seconds, not
+    retried by redis-py (the worker's lease thread retries on its next tick). On a Cluster, a
+    cluster client (the heartbeat script touches one queue's slot, routed by key) with one
+    retry: a connection error reloads the slot map (a failed-over primary)."""
+    target = describe(url)
+    if target.kind == "cluster":
+        assert target.cluster is not None
+        return SyncRedisCluster(
+            startup_nodes=[SyncClusterNode(h, p) for h, p in target.cluster.nodes],  # type: ignore[no-untyped-call]
+            **{**sync_options("tcp", timeout, retries=1), **target.cluster.node_options()},
+        )
+    options = sync_options(target.kind, timeout)
+    if target.kind == "sentinel":
+        parsed = target.sentinel
+        assert parsed is not None
+        sentinel = SyncSentinel(
+            parsed.sentinels,
+            sentinel_kwargs={
+                **sentinel_options(sync=True, timeout=timeout, connect_timeout=timeout),
+                **parsed.sentinel_auth(),
+            },
+        )
+        options.update(db=parsed.db, username=parsed.username, password=parsed.password)
+        options.update(parsed.master_tls())
+        client: redis.Redis = sentinel.master_for(parsed.service_name, **options)
+        return client
+    try:
+        return redis.Redis.from_url(url, **options)
     except ValueError as exc:
         raise RedisUnavailableError(redact_url(url), invalid_url_reason(url, exc)) from None
 
@@ -282,35 +175,15 @@ class SentinelMaster(aioredis.Redis):
                 await sentinel.aclose()
 
 
-def _connect_sentinel(url: str, retries: int, socket_timeout: float) -> aioredis.Redis:
-    try:
-        parsed = parse_sentinel_url(url)
-    except ValueError as exc:
-        reason = scrub_secrets(str(exc), url)
-        raise RedisUnavailableError(
-            redact_url(url), f"invalid Sentinel URL: {reason}; expected {SENTINEL_FORM}"
-        ) from None
-    opts = parsed.options
-    sentinel_kwargs: dict[str, Any] = {
-        "socket_timeout": SENTINEL_SOCKET_TIMEOUT,
-        "socket_connect_timeout": SENTINEL_CONNECT_TIMEOUT,
-        "socket_keepalive": True,
-        # One try per sentinel: discovery moves on to the next sentinel, and the master
-        # client's own retries (with backoff) repeat the whole discovery.
-        "retry": Retry(NoBackoff(), 0),
-        "username": opts.get("sentinel_username") or None,
-        "password": opts.get("sentinel_password") or None,
-    }
-    tls = {k: v for k, v in opts.items() if k.startswith("ssl_")}
-    if opts.get("sentinel_ssl", "").lower() in _TRUE:
-        sentinel_kwargs.update(ssl=True, **tls)
-    master_kwargs = _client_options(retries, socket_timeout)
-    master_kwargs.update(db=parsed.db, username=parsed.username, password=parsed.password)
-    if parsed.ssl:
-        master_kwargs.update(ssl=True, **tls)
-    sentinel = Sentinel(parsed.sentinels, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+def _connect_sentinel(target: RedisTarget, options: dict[str, Any]) -> aioredis.Redis:
+    parsed = target.sentinel
+    assert parsed is not None
+    sentinel_kwargs = {**sentinel_options(), **parsed.sentinel_auth()}
+    options.update(db=parsed.db, username=parsed.username, password=parsed.password)
+    options.update(parsed.master_tls())
+    sentinel = Sentinel(parsed.sentinels, sentinel_kwargs=sentinel_kwargs)
     client: aioredis.Redis = sentinel.master_for(
-        parsed.service_name, redis_class=SentinelMaster, **master_kwargs
+        parsed.service_name, redis_class=SentinelMaster, **options
     )
     return client
 

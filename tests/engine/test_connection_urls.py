@@ -20,14 +20,10 @@ from redis.asyncio.sentinel import SentinelManagedConnection, SentinelManagedSSL
 from cortexflow.config.model import QueueConfig
 from cortexflow.embedded import ServerProcess, find_server_binary, free_port
 from cortexflow.engine.cluster import ClusterClient
-from cortexflow.engine.connection import (
-    SentinelURL,
-    connect,
-    parse_sentinel_url,
-    ping,
-    redact_url,
-)
+from cortexflow.engine.connection import connect, ping
+from cortexflow.engine.urls import SentinelURL, parse_sentinel_url
 from cortexflow.errors import RedisUnavailableError
+from cortexflow.redact import redact_url
 from tests.helpers.jobs import engine_for, inproc_worker, make_config
 from tests.helpers.poll import wait_for, wait_for_async
 from tests.helpers.procs import run_cli

@@ -17,13 +17,12 @@ from cortexflow.engine.cluster import (
     ClusterClient,
     connect_cluster,
     group_by_node,
-    is_cluster_url,
     node_client,
     node_pipeline,
     owner,
-    parse_cluster_url,
     run_by_node,
 )
+from cortexflow.engine.urls import is_cluster_url, parse_cluster_url
 from cortexflow.errors import RedisUnavailableError
 from tests.helpers.poll import wait_for
 from tests.helpers.topology import Cluster
