@@ -101,11 +101,13 @@ def make_job(
     created_at: float | None = None,
     settings: Mapping[str, Any] | None = None,
     redis: Any = None,
+    started: int | None = None,
 ) -> FakeJob:
     """A job object as a handler receives it, for a unit test: ``handler(data, job)``.
 
     ``data`` defaults to ``{}``; ``settings`` is the queue's ``settings:`` mapping; ``redis``
-    an optional (async) client for handlers that use ``job.redis``. Nothing is written anywhere:
+    an optional (async) client for handlers that use ``job.redis``; ``started`` (runs started,
+    default ``attempt``) lets a test play a re-run after a crash. Nothing is written anywhere:
     read ``job.logs``, ``job.progress`` and ``job.added`` after the call.
     """
     return FakeJob(
@@ -114,6 +116,7 @@ def make_job(
         name=name,
         queue=queue,
         attempt=attempt,
+        started=started,
         priority=priority,
         created_at=time.time() if created_at is None else created_at,
         data={} if data is None else data,

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from cortexflow.engine.connection import BLOCK_MAX, Client
+from cortexflow.engine.connection import Client
 from cortexflow.engine.deadletters import DeadLetterCopier
 from cortexflow.engine.jobs import Job, merged_options, queue_options
 from cortexflow.engine.outcomes import (
@@ -24,6 +24,7 @@ from cortexflow.engine.outcomes import (
 )
 from cortexflow.engine.queue import Fetched, FetchResult, QueueEngine
 from cortexflow.engine.text import valid_utf8
+from cortexflow.engine.transport import BLOCK_MAX
 
 log = logging.getLogger("cortexflow.worker")
 
@@ -155,7 +156,12 @@ class QueueConsumer:
         defaults = queue_options(self.engine.config)  # shared by every job without opts
         for text in raw[2:]:
             try:
-                (jid, token, name, data, opts, prio, made, created, delay, stalls) = _loads(text)
+                # started: the job's `deliveries` counter as fetch.lua just wrote it (this lease
+                # included), sent in the reply rather than parsed back out of the token, whose
+                # layout is the lease's business.
+                (jid, token, name, data, opts, prio, made, created, delay, stalls, started) = (
+                    _loads(text)
+                )
                 # Fields a job hash leaves out come back null: 0, and the queue's options.
                 opts = merged_options(opts, defaults)
                 job = Job(
@@ -173,6 +179,7 @@ class QueueConsumer:
                     processed_at=None,
                     finished_at=None,
                     opts=opts,
+                    started=started,
                 )
                 _check_shape(job)
             except Exception as exc:  # any malformed job fails alone

@@ -99,9 +99,34 @@ class Job:
     stacktrace: str | None = None
     progress: Any = None
     opts: Mapping[str, Any] = field(default_factory=dict)
+    # Runs started (the hash's `deliveries`: every lease, the current one included). Unlike
+    # attempts_made it also counts runs that never finished (a stall, a stopping worker giving
+    # the job back) and is not reset by a retry: BullMQ's attemptsStarted.
+    started: int = 0
+
+    @property
+    def error_is_history(self) -> bool:
+        """True when ``error`` (and ``stacktrace``) are those of an earlier failed run of a job
+        that then completed: kept as history, not why the job is where it is."""
+        return self.state == "completed" and self.error is not None
+
+    @property
+    def current_error(self) -> str | None:
+        """The error that explains the job's state (a failed job, or one waiting for or
+        running its retry); None for a completed job (its ``error`` is history)."""
+        return None if self.error_is_history else self.error
+
+    @property
+    def tries(self) -> int:
+        """Attempts made, the running one counted for an active job: the TRIES a list shows
+        (an active job on its first run is at try 1, not 0)."""
+        return self.attempts_made + (1 if self.state == "active" else 0)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (the `cortexflow job --json` output)."""
+        """JSON-ready form (the `cortexflow job --json` output). ``error``/``stacktrace`` are
+        the job's own (null once it completed); ``lastError``/``lastStacktrace`` those of its
+        latest failed run whatever its state."""
+        history = self.error_is_history
         return {
             "id": self.id,
             "queue": self.queue,
@@ -112,15 +137,18 @@ class Job:
             "delay": self.delay,
             "attempts": self.attempts,
             "attemptsMade": self.attempts_made,
+            "attemptsStarted": self.started,
             "stalls": self.stalls,
             "createdAt": self.created_at,
             "processedAt": self.processed_at,
             "finishedAt": self.finished_at,
             "result": self.result,
-            "error": self.error,
-            "stacktrace": self.stacktrace,
+            "error": None if history else self.error,
+            "stacktrace": None if history else self.stacktrace,
             "progress": self.progress,
             "opts": dict(self.opts),
+            "lastError": self.error,
+            "lastStacktrace": self.stacktrace,
         }
 
     @classmethod
@@ -156,6 +184,7 @@ class Job:
             delay=float(s("delay") or 0) / 1000.0,
             attempts=int(opts.get("attempts", 1)),
             attempts_made=int(s("attempts_made") or 0),
+            started=int(s("deliveries") or 0),
             stalls=int(s("stalls") or 0),
             created_at=num("created_at") or 0.0,
             processed_at=num("processed_at"),

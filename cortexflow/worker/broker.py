@@ -319,6 +319,7 @@ class CortexBroker(AsyncBroker):
             name=job.name,
             queue=job.queue,
             attempt=job.attempts_made + 1,
+            started=job.started,
             priority=job.priority,
             created_at=job.created_at,
             data=job.data,

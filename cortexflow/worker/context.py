@@ -30,6 +30,7 @@ class JobContext:
         "priority",
         "queue",
         "settings",
+        "started",
     )
 
     def __init__(
@@ -46,6 +47,7 @@ class JobContext:
         data: Any,
         enqueue: Enqueue | None = None,
         settings: Mapping[str, Any] | None = None,
+        started: int | None = None,
     ) -> None:
         self._engine = engine
         self._enqueue = enqueue
@@ -54,6 +56,10 @@ class JobContext:
         self.name = name
         self.queue = queue
         self.attempt = attempt  # 1 for the first run
+        # Runs started, this one included (BullMQ's attemptsStarted): more than `attempt` when
+        # an earlier run never finished (its worker died or stopped and gave the job back), and
+        # not reset by a retry. 1 on the job's very first run; None: the same as `attempt`.
+        self.started = attempt if started is None else started
         self.priority = priority
         self.created_at = created_at
         self.data = data

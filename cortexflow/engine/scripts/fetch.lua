@@ -13,8 +13,10 @@ Each job is read before it is written, and values another client may have broken
 counter) are checked, so no call errors after its first write.
 Returns {wait_ms, stalled_failed, job, job, ...}: wait_ms is how long until there may be work
 (-1: only an enqueue or a resume can bring some); each job is one JSON array text
-[id, token, name, data, opts, priority, attempts_made, created_at, delay, stalls] with data and
-opts inlined as the JSON they are stored as (one reply element and one parse per job). ]]
+[id, token, name, data, opts, priority, attempts_made, created_at, delay, stalls, deliveries]
+with data and opts inlined as the JSON they are stored as (one reply element and one parse per
+job); deliveries counts the leases of the job, this one included (1 on its first run; a stall,
+a release by a stopping worker and a `retry` do not reset it). ]]
 --@include common
 local prefix = ARGV[1]
 local n = tonumber(ARGV[2])
@@ -161,7 +163,7 @@ for i = 1, #popped, 2 do
     out[#out + 1] = '[' .. cjson.encode(id) .. ',' .. cjson.encode(token) .. ',' ..
       cjson.encode(f[1] or '') .. ',' .. (f[2] or 'null') .. ',' .. (f[3] or 'null') .. ',' ..
       (f[4] or 'null') .. ',' .. (f[5] or 'null') .. ',' .. (f[6] or 'null') .. ',' ..
-      (f[7] or 'null') .. ',' .. (f[8] or 'null') .. ']'
+      (f[7] or 'null') .. ',' .. (f[8] or 'null') .. ',' .. deliveries .. ']'
   end
 end
 
