@@ -14,8 +14,13 @@ from cortexflow import errors
 from cortexflow.termsafe import escape_controls
 
 
-def global_options() -> argparse.ArgumentParser:
-    """Options every subcommand takes (docs/cli.md)."""
+def global_options(*, defaults: bool = True) -> argparse.ArgumentParser:
+    """Options every subcommand takes (docs/cli.md).
+
+    ``defaults=False`` is for a command's own subcommands (`schedules trigger`): argparse copies
+    every value of a subparser's namespace over its parent's, so a default there would undo the
+    option given before the subcommand (`schedules -f other.yaml trigger NAME`).
+    """
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("global options")
     g.add_argument(
@@ -31,6 +36,9 @@ def global_options() -> argparse.ArgumentParser:
     g.add_argument("--no-color", action="store_true", help="no ANSI colours (also: NO_COLOR=1)")
     g.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     g.add_argument("-v", "--verbose", action="count", default=0, help="more detail on stderr")
+    if not defaults:
+        for action in g._group_actions:
+            action.default = argparse.SUPPRESS
     return p
 
 
