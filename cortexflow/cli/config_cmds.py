@@ -129,5 +129,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             err(f"wrote {tasks} (the handler of the starter queue)")
         except OSError as exc:
             err(f"warning: cannot write {tasks}: {exc.strerror or exc}")
-    err(f"next: cortexflow validate -f {target}")
+    # Show the command as the user will type it: no -f for the file found without one.
+    chosen = args.path or args.file
+    err(f"next: cortexflow validate -f {target}" if chosen else "next: cortexflow validate")
     return errors.EXIT_OK
