@@ -25,6 +25,7 @@ from cortexflow.errors import EXIT_FAILURE, EXIT_OK, CortexflowError, JobNotFoun
 
 if TYPE_CHECKING:
     from cortexflow.api.manager import QueueManager
+    from cortexflow.engine.queue import QueueEngine
 
 # `jobs` without --state lists these, in this order.
 JOB_STATES = ("active", "waiting", "delayed", "failed", "completed")
@@ -266,13 +267,28 @@ async def _retry(args: argparse.Namespace, manager: QueueManager) -> int:
     engine = manager.get_queue(args.queue)
     await manager.connect()
     retried = await engine.retry(args.ids or None)
+    moved = set(retried)
+    missed = [i for i in dict.fromkeys(args.ids) if i not in moved]
+    if missed and not retried:
+        # Nothing moved: only the error (a "moved 0" line first read as a success).
+        raise CortexflowError(await _not_retried(engine, args.queue, missed))
     print_json({"retried": retried}) if args.json else out("\n".join(retried)) if retried else None
     _say(args, f"moved {len(retried)} failed job(s) of {args.queue!r} back to waiting")
-    missed = [i for i in args.ids if i not in set(retried)]
     if missed:
-        err(f"error: not failed (or no such job), not retried: {', '.join(missed)}")
+        err(f"error: {await _not_retried(engine, args.queue, missed)}")
         return EXIT_FAILURE
     return EXIT_OK
+
+
+async def _not_retried(engine: QueueEngine, queue: str, ids: list[str]) -> str:
+    """Why ``ids`` were not retried: no such job, or the state each is in (only a failed job
+    can be retried)."""
+    why = []
+    for job_id in ids:
+        job = await engine.get_job(job_id)
+        state = f"no such job in queue {queue!r}" if job is None else f"{job.state}, not failed"
+        why.append(f"{job_id} ({state})")
+    return f"not retried: {'; '.join(why)}"
 
 
 async def _promote(args: argparse.Namespace, manager: QueueManager) -> int:
