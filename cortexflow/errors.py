@@ -43,6 +43,12 @@ class PayloadError(CortexflowError):
         super().__init__(f"payload for queue {queue!r} refused: {lines}")
 
 
+def _clause(reason: str) -> str:
+    """``reason`` without its closing full stop, to be followed by ". ": redis-py's messages end
+    with one ("Connection refused."), which gave "refused.. Start" in the CLI and the HTTP 503."""
+    return reason.rstrip().rstrip(".")
+
+
 class RedisUnavailableError(CortexflowError):
     """Redis/Valkey could not be reached. ``url`` is already redacted."""
 
@@ -50,9 +56,9 @@ class RedisUnavailableError(CortexflowError):
         self.url = url
         self.reason = reason
         super().__init__(
-            f"cannot reach Redis at {url}: {reason}. Start the server (or `cortexflow up` for the "
-            "embedded one), or point --redis-url / REDIS_URL / redis.url in queues.yaml at a "
-            "reachable server."
+            f"cannot reach Redis at {url}: {_clause(reason)}. Start the server (or `cortexflow "
+            "up` for the embedded one), or point --redis-url / REDIS_URL / redis.url in "
+            "queues.yaml at a reachable server."
         )
 
 
@@ -67,7 +73,7 @@ class RedisAuthError(RedisUnavailableError):
     def __init__(self, url: str, reason: str, problem: str, fix: str) -> None:
         self.problem = problem
         self.fix = fix
-        CortexflowError.__init__(self, f"{problem} at {url}: {reason}. {fix}")
+        CortexflowError.__init__(self, f"{problem} at {url}: {_clause(reason)}. {fix}")
         self.url = url
         self.reason = reason
 
