@@ -57,6 +57,17 @@ async def metrics_route(request: Request) -> Response:
     return Response(body, media_type=metrics.CONTENT_TYPE)
 
 
+async def favicon(request: Request) -> Response:
+    """/favicon.ico, which browsers ask for whatever the page links: the static SVG icon (no
+    token needed, as for /static)."""
+    icon = resources.files("cortexflow.dashboard") / "static" / "favicon.svg"
+    return Response(
+        icon.read_bytes(),
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
+
+
 def create_app(manager: QueueManager, auth: Auth, settings: Settings | None = None) -> Starlette:
     """The app over ``manager`` (closed when the app shuts down)."""
 
@@ -71,6 +82,7 @@ def create_app(manager: QueueManager, auth: Auth, settings: Settings | None = No
     routes = [
         Route("/healthz", healthz),
         Route("/metrics", metrics_route),
+        Route("/favicon.ico", favicon),
         *api.routes,
         *pages.routes,
         Mount("/static", StaticFiles(directory=static), name="static"),
