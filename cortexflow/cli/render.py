@@ -81,18 +81,19 @@ def age(ts: float | None, now: float | None = None) -> str:
 
 
 def jobs_table(jobs: Sequence[Any], width: int = WIDTH) -> str:
-    """ID, STATE, NAME, TRIES (made/allowed), PRIO, AGE, and ERROR (the first line of the last
-    error) when any listed job has one; NAME and ERROR shrink to keep within ``width`` (ERROR
-    down to MIN_ERROR characters)."""
+    """ID, STATE, NAME, TRIES (made/allowed, an active job's running attempt counted), PRIO,
+    AGE, and ERROR (the first line of the error) when any listed job has one that explains its
+    state (a completed job's earlier error is history: not shown); NAME and ERROR shrink to
+    keep within ``width`` (ERROR down to MIN_ERROR characters)."""
     now = time.time()
-    errors = [first_line(j.error) for j in jobs]
+    errors = [first_line(j.current_error) for j in jobs]
     with_error = any(errors)
     rows = [
         [
             j.id,
             j.state,
             j.name,
-            f"{j.attempts_made}/{j.attempts}",
+            f"{j.tries}/{j.attempts}",
             str(j.priority),
             age(j.created_at, now),
             *([error or "-"] if with_error else []),
@@ -139,7 +140,7 @@ def job_text(job: Any, logs: Sequence[str]) -> str:
         ("name", job.name),
         ("state", job.state),
         ("priority", str(job.priority)),
-        ("attempts", f"{job.attempts_made} made of {job.attempts}"),
+        ("attempts", attempts_text(job)),
         ("created", timestamp(job.created_at)),
         ("processed", timestamp(job.processed_at)),
         ("finished", timestamp(job.finished_at)),
@@ -152,13 +153,27 @@ def job_text(job: Any, logs: Sequence[str]) -> str:
     if job.state == "completed":
         fields.append(("result", compact(job.result)))
     if job.error:
-        fields.append(("error", job.error))
-    lines = [f"{k + ':':<11}{v}" for k, v in fields]
+        # A completed job keeps the error of an earlier failed run: history, labelled as such.
+        history = job.error_is_history
+        fields.append(("last failed attempt" if history else "error", job.error))
+    lines = [f"{k + ':':<10} {v}" for k, v in fields]
     if job.stacktrace:
-        lines += ["traceback:", *("  " + t for t in job.stacktrace.rstrip().splitlines())]
+        label = "its traceback:" if job.error_is_history else "traceback:"
+        lines += [label, *("  " + t for t in job.stacktrace.rstrip().splitlines())]
     if logs:
         lines += ["logs:", *("  " + t for t in logs)]
     return "\n".join(lines)
+
+
+def attempts_text(job: Any) -> str:
+    """Attempts made (runs that ended) of those allowed, runs started (BullMQ's attemptsStarted:
+    more than made when a run stalled or was given back, or the job was retried) and stalls."""
+    text = f"{job.attempts_made} made of {job.attempts}, {job.started} started"
+    if job.state == "active":
+        text += " (one running)"
+    if job.stalls:
+        text += f", {job.stalls} stall(s)"
+    return text
 
 
 class ProgressBar:
