@@ -62,24 +62,6 @@ def test_queues_under_test_runs_real_workers(tmp_path: Path, redis_url: str) -> 
         assert queues.stats("double")["completed"] == 1
 
 
-def test_the_plugin_runs_the_example_apps_tests_with_no_redis(tmp_path: Path) -> None:
-    app = tmp_path / "own_app"
-    shutil.copytree(REPO / "examples" / "own_app", app)
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CORTEXFLOW_FILE")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"],
-        cwd=app,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert "5 passed" in proc.stdout
-    assert not (app / ".cortexflow").exists(), "the fixture must not use the folder's server"
-
-
 def run_pytest(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``python -m pytest`` in ``folder`` as a user runs it: no REDIS_URL, no CORTEXFLOW_FILE."""
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CORTEXFLOW_FILE")}
@@ -92,6 +74,15 @@ def run_pytest(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=240,
         check=False,
     )
+
+
+def test_the_plugin_runs_the_example_apps_tests_with_no_redis(tmp_path: Path) -> None:
+    app = tmp_path / "own_app"
+    shutil.copytree(REPO / "examples" / "own_app", app)
+    proc = run_pytest(app)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "5 passed" in proc.stdout
+    assert not (app / ".cortexflow").exists(), "the fixture must not use the folder's server"
 
 
 APP_TESTS = """\
