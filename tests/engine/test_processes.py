@@ -15,7 +15,6 @@ import pytest
 import redis
 
 from cortexflow.config import load_config
-from cortexflow.embedded import ServerProcess
 from cortexflow.engine.jobs import JobOptions
 from tests.helpers.jobs import engine_for, wait_workers_ready
 from tests.helpers.poll import wait_for_async
@@ -71,6 +70,7 @@ async def _done(e: Any, n: int) -> bool:
     return bool(s["completed"] + s["failed"] >= n)
 
 
+@pytest.mark.transports
 def test_kill9_jobs_recovered_after_the_lease_without_new_traffic(
     tmp_path: Path, redis_url: str, redis_client: Any, workers: Any
 ) -> None:
@@ -121,6 +121,7 @@ async def _active(e: Any, n: int) -> bool:
     return bool((await e.stats())["active"] >= n)
 
 
+@pytest.mark.transports
 def test_heartbeat_keeps_a_long_job_from_running_twice(
     tmp_path: Path, redis_url: str, redis_client: Any, workers: Any
 ) -> None:
@@ -233,10 +234,11 @@ def test_chaos_sigkill_workers_loses_nothing(
     assert duplicates <= kills * 8, "more reruns than jobs in flight at the kills"
 
 
+@pytest.mark.transports
 def test_workers_survive_a_redis_restart_and_lose_no_acknowledged_job(
-    tmp_path: Path, workers: Any
+    tmp_path: Path, workers: Any, private_server: Any
 ) -> None:
-    server = ServerProcess(tmp_path / "data", appendonly=True)
+    server = private_server(tmp_path / "data", appendonly=True)
     server.start()
     try:
         url = server.url
@@ -283,6 +285,7 @@ def test_workers_survive_a_redis_restart_and_lose_no_acknowledged_job(
         server.stop()
 
 
+@pytest.mark.transports
 def test_sigterm_finishes_running_jobs_then_exits_0(
     tmp_path: Path, redis_url: str, redis_client: Any, workers: Any
 ) -> None:
@@ -318,6 +321,7 @@ def test_sigterm_finishes_running_jobs_then_exits_0(
     asyncio.run(main())
 
 
+@pytest.mark.transports
 def test_stop_timeout_gives_unfinished_jobs_back_to_waiting(
     tmp_path: Path, redis_url: str, redis_client: Any, workers: Any
 ) -> None:

@@ -36,8 +36,12 @@ from tests.helpers.jobs import engine_for
 from tests.helpers.procs import Proc
 from tests.helpers.project import write_project
 
+# The lease promise holds on the embedded default (unix socket) and over TCP.
+pytestmark = pytest.mark.transports
+
 HANDLER = r"""
 import asyncio, json, os, time
+
 
 RUNS = os.environ["TEST_RUNS_FILE"]
 
@@ -71,9 +75,12 @@ KINDS = ["ok"] * 16 + ["block", "hang", "fail"]
 
 @pytest.mark.slow
 def test_random_faults_lose_no_acknowledged_job(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: Callable[..., Proc]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    workers: Callable[..., Proc],
+    private_server: Callable[..., ServerProcess],
 ) -> None:
-    server = ServerProcess(tmp_path / "data", appendonly=True)
+    server = private_server(tmp_path / "data", appendonly=True)
     server.start()
     runs_file = tmp_path / "runs.jsonl"
     monkeypatch.setenv("TEST_RUNS_FILE", str(runs_file))  # the workers inherit it

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from cortexflow.embedded import pid_alive
@@ -18,9 +19,13 @@ from tests.helpers.poll import wait_for
 from tests.helpers.procs import Proc
 from tests.helpers.project import write_project
 
+# The lease promise holds on the embedded default (unix socket) and over TCP.
+pytestmark = pytest.mark.transports
+
 HANDLERS = """
 import json, os, time
 import redis
+
 
 def work(data):
     r = redis.Redis.from_url(os.environ["TEST_REDIS_URL"])

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from cortexflow.engine.jobs import JobOptions
@@ -21,9 +22,13 @@ from tests.helpers.poll import wait_for
 from tests.helpers.procs import Proc
 from tests.helpers.project import write_project
 
+# The lease promise holds on the embedded default (unix socket) and over TCP.
+pytestmark = pytest.mark.transports
+
 BLOCKING = '''
 import json, os, time
 import redis
+
 
 def _r():
     return redis.Redis.from_url(os.environ["TEST_REDIS_URL"])

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -30,11 +31,14 @@ from tests.helpers.poll import wait_for, wait_for_async
 from tests.helpers.procs import Proc
 from tests.helpers.project import RECORDER, write_project
 
+# The lease promise holds on the embedded default (unix socket) and over TCP.
+pytestmark = pytest.mark.transports
+
 
 def test_a_redis_outage_longer_than_the_lease_runs_no_job_twice(
-    tmp_path: Path, workers: Callable[..., Proc]
+    tmp_path: Path, workers: Callable[..., Proc], private_server: Callable[..., ServerProcess]
 ) -> None:
-    server = ServerProcess(tmp_path / "data", appendonly=True)
+    server = private_server(tmp_path / "data", appendonly=True)
     server.start()
     try:
         url = server.url

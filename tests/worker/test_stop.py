@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import redis
 
 from tests.helpers.jobs import Jobs
@@ -24,9 +25,13 @@ from tests.helpers.poll import wait_for
 from tests.helpers.procs import Proc
 from tests.helpers.project import write_project
 
+# The lease promise holds on the embedded default (unix socket) and over TCP.
+pytestmark = pytest.mark.transports
+
 HANDLERS = """
 import json, os, time
 import redis
+
 
 def send(data):
     '''A sync handler that takes data['seconds'] and records that it ran to the end.'''
