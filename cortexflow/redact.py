@@ -20,12 +20,13 @@ def redact_url(url: str) -> str:
     still hidden whole. Query options named ``*password`` (a Sentinel URL's
     ``sentinel_password``) are hidden too. Without ``://`` the text is not a URL we can read, so
     nothing of it is echoed (it may be the password alone, set where the URL should be).
+    A ``unix://`` URL's path may hold ``@`` too: see `_split_userinfo`.
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
         # Not a URL at all: perhaps the password itself, pasted where the URL goes.
         return "<unparseable url>" if url else url
-    userinfo, at, hostpart = rest.rpartition("@")
+    userinfo, at, hostpart = _split_userinfo(scheme, rest)
     if at:
         user = userinfo.split(":", 1)[0]
         if "/" in user or "?" in user or "#" in user:
@@ -42,16 +43,34 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{rest}"
 
 
+def _split_userinfo(scheme: str, rest: str) -> tuple[str, str, str]:
+    """``rest`` (the URL after ``scheme://``) as (userinfo, "@", the rest), or ("", "", rest)
+    without userinfo.
+
+    A network URL's userinfo runs to the last ``@``. A ``unix://`` URL names a file, whose path
+    may hold ``@`` itself (``unix:///srv/a@b/valkey.sock``): it has userinfo only when something
+    stands between ``unix://`` and the path (``unix://:pw@/path``), and that userinfo ends at the
+    last ``@`` that starts the absolute path (``@/``), else at the last ``@``."""
+    if scheme.lower() != "unix":
+        return rest.rpartition("@")
+    if not rest or rest.startswith("/"):
+        return "", "", rest
+    end = rest.rfind("@/")
+    if end < 0:
+        return rest.rpartition("@")
+    return rest[:end], "@", rest[end + 1 :]
+
+
 def _secret_pieces(url: str) -> list[str]:
     """The parts of ``url`` that may be secret: its userinfo, whole and in the pieces a URL
     parser could cut it into, and the values of ``*password`` query options."""
     from urllib.parse import unquote
 
-    _scheme, sep, rest = url.partition("://")
+    scheme, sep, rest = url.partition("://")
     if not sep:
         return [url] if url else []
     pieces: list[str] = []
-    userinfo, at, _host = rest.rpartition("@")
+    userinfo, at, _host = _split_userinfo(scheme, rest)
     if at and userinfo:
         pieces += [userinfo, unquote(userinfo)]
         user, colon, password = userinfo.partition(":")
@@ -82,7 +101,8 @@ def invalid_url_reason(url: str, exc: Exception) -> str:
 
     With credentials in the URL the parser's own message is not repeated at all: it quotes
     whatever piece it choked on, which may be a fragment of the password too short to mask."""
-    if "@" not in url.partition("://")[2]:
+    scheme, _sep, rest = url.partition("://")
+    if not _split_userinfo(scheme, rest)[1]:
         return f"invalid URL ({scrub_secrets(str(exc), url)})"
     return (
         "invalid URL (the parser's message is not shown: it may quote the password); a "

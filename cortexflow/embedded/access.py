@@ -6,8 +6,10 @@ One concept: the server's door.
   and it must belong to the user running cortexflow;
 - the server listens on a unix socket inside that folder (``unixsocketperm 700``) and on no TCP
   port. The socket path is fixed per data folder, so a client reconnects to the same address
-  after the server (or `up`) restarts. A path too long for a unix socket (about 107 bytes) moves
-  to a private per-user runtime folder, under a name derived from the data folder's path;
+  after the server (or `up`) restarts. A path too long for a unix socket (about 107 bytes), or
+  one a client could not find again from a URL (a name that is not UTF-8, a non-ASCII name
+  under an ASCII locale), moves to a private per-user runtime folder, under a name derived
+  from the data folder's path;
 - ``CORTEXFLOW_EMBEDDED_LISTEN=host:port`` opens a TCP port as well, for other hosts; it
   requires ``CORTEXFLOW_EMBEDDED_PASSWORD`` (at least 16 characters), which the server then
   asks of every client, the local ones included (they read it from the folder's 0600
@@ -25,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cortexflow.embedded.process import ServerError
+from cortexflow.embedded.process import ServerError, preparing, url_safe
 
 ENV_LISTEN = "CORTEXFLOW_EMBEDDED_LISTEN"
 ENV_PASSWORD = "CORTEXFLOW_EMBEDDED_PASSWORD"  # noqa: S105 - the variable's name
@@ -69,6 +71,16 @@ def exposure_from_env(env: Mapping[str, str] | None = None) -> Exposure | None:
 
 def secure_folder(path: Path) -> None:
     """Create ``path`` 0700 (or tighten it), refuse one another user owns, tighten its files."""
+    with preparing("create", path):
+        _secure_folder(path)
+
+
+def _secure_folder(path: Path) -> None:
+    if not path.is_symlink() and path.exists() and not path.is_dir():
+        raise ServerError(
+            f"{path}, where the embedded server keeps its data, is a file, not a folder; "
+            "remove it (cortexflow recreates it), or set REDIS_URL (or redis.url in queues.yaml)"
+        )
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = path.lstat()
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
@@ -102,7 +114,7 @@ def socket_path(data_dir: Path) -> Path:
     """The server's unix socket for ``data_dir``: the same path every time for one folder."""
     data_dir = Path(data_dir).resolve()
     inside = data_dir / SOCKET_NAME
-    if len(os.fsencode(inside)) <= MAX_SOCKET_PATH:
+    if url_safe(inside) and len(os.fsencode(inside)) <= MAX_SOCKET_PATH:
         return inside
     digest = hashlib.sha256(os.fsencode(data_dir)).hexdigest()[:20]
     return _runtime_dir() / f"{digest}.sock"
@@ -115,19 +127,22 @@ def _runtime_dir() -> Path:
         base = Path(xdg) / "cortexflow"
     else:
         base = Path(tempfile.gettempdir()) / f"cortexflow-{os.geteuid()}"
-    with contextlib.suppress(FileExistsError):  # a dangling link: refused below
-        base.mkdir(mode=0o700, exist_ok=True)
-    info = base.lstat()
+    with preparing("create", base, "where the embedded server's socket goes"):
+        with contextlib.suppress(FileExistsError):  # a dangling link: refused below
+            base.mkdir(mode=0o700, exist_ok=True)
+        info = base.lstat()
     if (
-        stat.S_ISLNK(info.st_mode)
+        not url_safe(base)
+        or stat.S_ISLNK(info.st_mode)
         or not stat.S_ISDIR(info.st_mode)
         or info.st_uid != os.geteuid()
         or stat.S_IMODE(info.st_mode) & 0o077
     ):
         raise ServerError(
             f"{base} (where the embedded server's socket goes, the data folder's path being too "
-            "long for a unix socket) is not a private folder of yours; remove it, or run "
-            "cortexflow from a folder with a shorter path"
+            "long for a unix socket or not UTF-8) is not a private folder of yours with a UTF-8 "
+            "name; remove it (or point TMPDIR elsewhere), or run cortexflow from a folder with a "
+            "shorter, UTF-8 path"
         )
     return base
 

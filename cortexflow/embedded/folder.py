@@ -8,6 +8,7 @@ folder's permissions, the unix socket, an opt-in TCP port) is `embedded.access`.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -26,7 +27,13 @@ from cortexflow.embedded.access import (
     secure_folder,
     socket_path,
 )
-from cortexflow.embedded.process import ServerError, ServerProcess, ping, server_url
+from cortexflow.embedded.process import (
+    ServerError,
+    ServerProcess,
+    ping,
+    preparing,
+    server_url,
+)
 
 DATA_DIR_NAME = ".cortexflow"
 Owner = Literal["up", "command"]
@@ -46,7 +53,7 @@ class ServerState:
 
     @property
     def socket_path(self) -> Path | None:
-        return Path(self.socket) if self.socket else None
+        return Path(_name_from_text(self.socket)) if self.socket else None
 
     @property
     def url(self) -> str:
@@ -61,9 +68,19 @@ class ServerState:
             port=server.port,
             owner=owner,
             owner_pid=os.getpid(),
-            socket=str(server.unix_socket or ""),
+            socket=_name_as_text(server.unix_socket) if server.unix_socket else "",
             auth=bool(server.password),
         )
+
+
+def _name_as_text(path: Path) -> str:
+    """A file name as server.json keeps it: its bytes as UTF-8, whatever this run's locale."""
+    return os.fsencode(path).decode("utf-8", "surrogateescape")
+
+
+def _name_from_text(text: str) -> str:
+    """The name `_name_as_text` wrote, in this run's filesystem encoding."""
+    return os.fsdecode(text.encode("utf-8", "surrogateescape"))
 
 
 def data_dir_for(config: Config) -> Path:
@@ -118,10 +135,13 @@ class DataFolder:
     def _open(self, name: str) -> int:
         if not self.path.is_dir() or not (self.path / ".gitignore").exists():
             secure_folder(self.path)
-            fd = os.open(self.path / ".gitignore", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write("# cortexflow's embedded server data: not for version control\n*\n")
-        return os.open(self.path / name, os.O_RDWR | os.O_CREAT, 0o600)
+            with preparing("write to", self.path):
+                gitignore = self.path / ".gitignore"
+                fd = os.open(gitignore, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write("# cortexflow's embedded server data: not for version control\n*\n")
+        with preparing("write to", self.path):
+            return os.open(self.path / name, os.O_RDWR | os.O_CREAT, 0o600)
 
     def new_server(self) -> ServerProcess:
         """The folder's server, not started: its unix socket, and TCP only if the operator
@@ -178,10 +198,11 @@ class DataFolder:
 
     def write_state(self, state: ServerState) -> None:
         tmp = self.state_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(asdict(state)))
-        tmp.replace(self.state_file)
+        with preparing("write to", self.path):
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(asdict(state)))
+            tmp.replace(self.state_file)
 
     def clear_state(self) -> None:
         self.state_file.unlink(missing_ok=True)
@@ -268,16 +289,27 @@ def shared_server(data_dir: Path, timeout: float = 60.0) -> Iterator[str]:
     """Use the folder's running server, or start one that the last user stops."""
     folder = DataFolder(data_dir)
     started: ServerProcess | None = None
+    users: int | None = None
     with folder.locked(timeout):
-        state = folder.live_state()
-        if state is None:
-            folder.clear_state()
-            started = folder.new_server()
-            started.start()  # its own session: a Ctrl-C meant for one command spares it
-            state = ServerState.of(started, "command")
-            folder.write_state(state)
-        users = folder.join()
-        url = folder.client_url(state)
+        try:
+            state = folder.live_state()
+            if state is None:
+                folder.clear_state()
+                started = folder.new_server()
+                started.start()  # its own session: a Ctrl-C meant for one command spares it
+                state = ServerState.of(started, "command")
+                folder.write_state(state)
+            users = folder.join()
+            url = folder.client_url(state)
+        except BaseException:
+            # Whatever failed, a server started here has no user left: it must not run on.
+            if users is not None:
+                os.close(users)
+            if started is not None:
+                started.stop()
+                with contextlib.suppress(OSError):
+                    folder.clear_state()
+            raise
     try:
         yield url
     finally:

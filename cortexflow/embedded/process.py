@@ -18,6 +18,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -27,6 +29,24 @@ from cortexflow.errors import CortexflowError
 
 class ServerError(CortexflowError):
     """The embedded server binary is missing or did not start."""
+
+
+@contextmanager
+def preparing(
+    doing: str, path: Path, what: str = "the embedded server's data folder"
+) -> Iterator[None]:
+    """An OSError while ``doing`` something to the embedded server's folder ``path`` (a
+    read-only project folder, a file where the folder goes) becomes a ServerError that says
+    what failed, where, and how to get going again."""
+    try:
+        yield
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+        raise ServerError(
+            f"cannot {doing} {path}, {what}: "
+            f"{exc.strerror or exc}{where}. Make {Path(path).parent} a folder you can write "
+            "to, or use a Redis server of your own: set REDIS_URL (or redis.url in queues.yaml)"
+        ) from exc
 
 
 def find_server_binary() -> str:
@@ -131,20 +151,24 @@ class ServerProcess:
         server keeps the wrapper's pid). Call it from the main thread: the signal is tied to the
         thread that forked.
         """
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with preparing("create", self.data_dir):
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if self.password:
+                self._write_auth_file(self.password)
         argv = self.argv()
         if die_with_parent:
             argv = with_parent_death_signal(argv)
-        if self.password:
-            self._write_auth_file(self.password)
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=new_session,
-            umask=0o077,  # the AOF, the log and the socket: the owner's alone
-        )
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=new_session,
+                umask=0o077,  # the AOF, the log and the socket: the owner's alone
+            )
+        except OSError as exc:
+            raise ServerError(f"cannot run {argv[0]}: {exc.strerror or exc}") from exc
 
     @property
     def auth_file(self) -> Path:
@@ -207,8 +231,25 @@ def server_url(host: str, port: int, unix_socket: Path | None, password: str | N
     """``unix:///path?db=0`` for a socket, else ``redis://host:port/0``; with the password."""
     auth = f":{quote(password, safe='')}@" if password else ""
     if unix_socket is not None:
+        if not url_safe(unix_socket):
+            raise ServerError(
+                f"the embedded server's socket {unix_socket} has a name this locale cannot put "
+                "in a URL; run cortexflow under a UTF-8 locale (e.g. LC_ALL=C.UTF-8), or set "
+                "REDIS_URL (or redis.url in queues.yaml)"
+            )
         return f"unix://{auth}{quote(str(unix_socket))}?db=0"
     return f"redis://{auth}{host}:{port}/0"
+
+
+def url_safe(path: Path) -> bool:
+    """Can a client find ``path`` again from a URL? Clients decode a URL's path as UTF-8 and
+    open it in the filesystem's encoding: both must agree on the name (not so for a name that
+    is not UTF-8, or any non-ASCII name when Python runs with an ASCII filesystem encoding)."""
+    text = str(path)
+    try:
+        return os.fsencode(text) == text.encode("utf-8")
+    except UnicodeError:
+        return False
 
 
 def ping(host: str, port: int, unix_socket: Path | None = None) -> bool:
@@ -228,5 +269,5 @@ def ping(host: str, port: int, unix_socket: Path | None = None) -> bool:
             s.sendall(b"PING\r\n")
             # A server that wants a password is up too: it answers -NOAUTH.
             return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a name this locale cannot encode
         return False

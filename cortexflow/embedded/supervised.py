@@ -6,6 +6,7 @@ one a command started is waited for, then replaced.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import time
@@ -133,11 +134,7 @@ def supervised_server(
                         "taking the server over"
                     )
             if state is None:
-                folder.clear_state()
-                server = folder.new_server()
-                server.start(die_with_parent=True)
-                handle = SupervisedServer(folder, server, folder.join())
-                handle._record()
+                handle = _start(folder)
                 break
         time.sleep(0.2)
     try:
@@ -145,3 +142,24 @@ def supervised_server(
     finally:
         if handle.server.proc is not None:
             handle.stop(log=log)
+
+
+def _start(folder: DataFolder) -> SupervisedServer:
+    """Start the folder's server as `up`'s and record it (under ``folder.locked``); whatever
+    fails once it runs stops it again, for nobody would own it."""
+    folder.clear_state()
+    server = folder.new_server()
+    server.start(die_with_parent=True)
+    users: int | None = None
+    try:
+        users = folder.join()
+        handle = SupervisedServer(folder, server, users)
+        handle._record()
+    except BaseException:
+        if users is not None:
+            os.close(users)
+        server.stop()
+        with contextlib.suppress(OSError):
+            folder.clear_state()
+        raise
+    return handle
