@@ -45,6 +45,7 @@ async def collect_status(url: str, prefix: str) -> list[dict[str, Any]]:
                     "jobs_done": worker.get("jobs_done"),
                     "jobs_failed": worker.get("jobs_failed"),
                     "reason": proc.get("reason"),
+                    "leases_failing_since": worker.get("leases_failing_since"),
                 }
             )
     return rows

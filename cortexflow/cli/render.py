@@ -64,7 +64,10 @@ def stats_table(stats: Sequence[Mapping[str, Any]]) -> str:
 def health_text(report: Mapping[str, Any]) -> str:
     rows = [[name, "ok" if ok else "UNHEALTHY"] for name, ok in report["queues"].items()]
     verdict = "healthy" if report["healthy"] else "UNHEALTHY"
-    return f"{verdict}\n" + table(["QUEUE", "STATUS"], rows)
+    text = f"{verdict}\n" + table(["QUEUE", "STATUS"], rows)
+    for name, n in report.get("leaseRenewalFailing", {}).items():
+        text += f"\n{name}: lease renewal failing on {n} worker(s)"
+    return text
 
 
 def timestamp(ts: float | None) -> str:
@@ -238,6 +241,12 @@ def status_table(rows: Sequence[Mapping[str, Any]]) -> str:
         for r in rows
     ]
     lines = [table(header, cells)]
+    for r in rows:
+        if since := r.get("leases_failing_since"):
+            lines.append(
+                f"worker {r['pid']} of {r['queue']}: lease renewal failing for "
+                f"{age(since)} (its running jobs may be run again elsewhere)"
+            )
     fatal = [r for r in rows if r["state"] == "fatal" and r.get("reason")]
     seen: set[str] = set()
     for r in fatal:

@@ -11,9 +11,10 @@ pipeline per node, never a cross-slot command). docs/cluster.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -26,6 +27,8 @@ from redis.exceptions import (
     ClusterDownError,
     ConnectionError,
     MovedError,
+    RedisClusterUnreachableError,
+    SlotNotCoveredError,
     TimeoutError,
     TryAgainError,
 )
@@ -42,7 +45,13 @@ NODE_FAILURES = (ConnectionError, TimeoutError, OSError)
 # pause, so its attempts are spent in well under a second, before a failover (node timeout +
 # election: 3-5 s with a 2 s node timeout) has promoted a replica. A few quick attempts each
 # time, and the backoff of connection.py between them.
-CLUSTER_ERRORS = (ConnectionError, TimeoutError, ClusterDownError)
+CLUSTER_ERRORS = (
+    ConnectionError,
+    TimeoutError,
+    ClusterDownError,
+    RedisClusterUnreachableError,
+    SlotNotCoveredError,
+)
 INNER_RETRIES = 2
 # After a node failed, how long to keep reloading the topology for another owner of its slots
 # before running the batch again (a restarting node without replicas keeps its slots: then
@@ -53,6 +62,17 @@ FAILOVER_WAIT = 5.0
 # whole retry budget on it; run_pinned reloads the topology from the other nodes and runs the
 # batch on whichever node owns the slots then.
 _REFUSED_IS_FINAL = contextvars.ContextVar("refused_is_final", default=False)
+
+
+@contextlib.contextmanager
+def unreachable_is_connection_error() -> Iterator[None]:
+    """redis-py's cluster errors for "no node answers" (RedisClusterUnreachableError,
+    SlotNotCoveredError) are not RedisErrors, so every ``except RedisError`` that rides out an
+    outage would miss them: they are raised as the ConnectionError they mean."""
+    try:
+        yield
+    except (RedisClusterUnreachableError, SlotNotCoveredError) as exc:
+        raise ConnectionError(f"Redis Cluster unreachable: {exc}") from exc
 
 
 def refused(error: BaseException) -> bool:
@@ -105,9 +125,10 @@ class ClusterClient(RedisCluster):
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         """redis-py's routing and redirects, retried with backoff (see CLUSTER_ERRORS)."""
         call = super().execute_command
-        return await self.backoff.call_with_retry(
-            lambda: call(*args, **kwargs), lambda _error: asyncio.sleep(0)
-        )
+        with unreachable_is_connection_error():
+            return await self.backoff.call_with_retry(
+                lambda: call(*args, **kwargs), lambda _error: asyncio.sleep(0)
+            )
 
     def client_for(self, name: str) -> aioredis.Redis:
         """The plain (non-cluster) client of the node ``host:port``, made on first use."""
@@ -333,7 +354,10 @@ async def _reload(
     loop = asyncio.get_running_loop()
     pause = 0.01
     while True:
-        await cluster.nodes_manager.initialize(last_failed_node_name=failed[0] if failed else None)
+        with unreachable_is_connection_error():
+            await cluster.nodes_manager.initialize(
+                last_failed_node_name=failed[0] if failed else None
+            )
         owners = {await owner(cluster, key) for key in keys}
         if not owners & set(failed) or loop.time() >= deadline:
             return

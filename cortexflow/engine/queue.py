@@ -418,7 +418,9 @@ async def health(
     unhealthy when Redis does not answer.
 
     Queues with dead letters that could not be copied (set aside) are listed under
-    ``deadLettersNotCopied: {name: count}``, present only when there are some."""
+    ``deadLettersNotCopied: {name: count}``, present only when there are some; queues with
+    live workers whose lease renewals fail now are unhealthy and listed under
+    ``leaseRenewalFailing: {name: workers}``."""
     try:
         await client.ping()
         expected = await registry.expected_counts(client, prefix, queues)
@@ -427,13 +429,26 @@ async def health(
             for q in queues:
                 pipe.llen(QueueKeys(prefix, q).dlq_failed)
             stuck = dict(zip(queues, map(int, await pipe.execute()), strict=True))
+        failing = {q: await _renewals_failing(client, prefix, q) for q, n in live.items() if n}
     except (RedisConnectionError, RedisTimeoutError, OSError):
         return {"healthy": False, "queues": dict.fromkeys(queues, False)}
-    status = {q: live[q] > 0 or (expected[q] == 0 and not require_workers) for q in queues}
+    status = {
+        q: (live[q] > 0 or (expected[q] == 0 and not require_workers)) and not failing.get(q)
+        for q in queues
+    }
     report: dict[str, Any] = {"healthy": all(status.values()), "queues": status}
     if any(stuck.values()):
         report["deadLettersNotCopied"] = {q: n for q, n in stuck.items() if n}
+    if any(failing.values()):
+        report["leaseRenewalFailing"] = {q: n for q, n in failing.items() if n}
     return report
+
+
+async def _renewals_failing(client: Client, prefix: str, queue: str) -> int:
+    """How many live workers of ``queue`` report that renewing their leases fails: their
+    running jobs may be run again elsewhere, so the queue is not healthy."""
+    workers = await registry.live_workers(client, prefix, queue)
+    return sum(1 for w in workers if w.get("leases_failing_since"))
 
 
 def stats_dict(name: str, counts: Mapping[str, int], paused: bool) -> dict[str, Any]:

@@ -115,6 +115,13 @@ class CortexBroker(AsyncBroker):
                 self._dlq_pending.set()
                 self._tasks.append(asyncio.create_task(self._dead_letters(), name="cortexflow-dlq"))
 
+    def background(self) -> dict[str, asyncio.Task[Any]]:
+        """The tasks this broker needs until it shuts down, by what they do (worker/vitals.py
+        watches them)."""
+        names = {"cortexflow-finisher": "finisher (records outcomes)", "cortexflow-dlq": (
+            "dead-letter copier")}  # fmt: skip
+        return {names.get(t.get_name(), t.get_name()): t for t in self._tasks}
+
     async def stop_runs(self, wait: float = 1.0) -> None:
         """Cancel the runs that can be stopped (async handlers, and sync ones whose thread has
         not started), and wait up to ``wait`` seconds for them to end. Their jobs go back to

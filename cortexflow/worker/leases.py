@@ -14,6 +14,11 @@ probe to the loop every tick and measures how long the loop takes to run it.
   run again elsewhere, and ``cortexflow up`` starts a new worker). Many short blocks in a row
   only delay timeouts; they do not count.
 
+The thread must never be silently gone: an unexpected error in it is logged with its traceback
+and kept in ``failure``, and ``fault()`` tells the worker's watchdog (worker/vitals.py) that the
+thread died or stopped ticking, so the worker stops and a new one takes its place instead of
+running jobs whose leases nobody renews.
+
 Leases are keyed by delivery, (job id, lease token), never by job id alone: the same job can be
 held twice by one worker (its lease ran out and it was leased again), and each delivery's run,
 renewal and outcome must stay apart.
@@ -28,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from cortexflow.engine.renewal import SyncRenewer
 
@@ -39,6 +44,9 @@ FAILURE_LOG_EVERY = 5.0  # seconds between two "renewal failed" lines during an 
 FROZEN = 1.0  # the thread itself missed its ticks this long: the process was stopped, not the loop
 EXIT_LOOP_BLOCKED = 70  # the worker process gave up on an event loop blocked past a job's timeout
 WARN_FRACTION = 0.25  # warn when the loop was blocked for more than this share of the lease
+# What a renewal may raise while Redis is away: retried. RedisClusterException is not a
+# RedisError (a whole Cluster unreachable, a slot not covered).
+TRANSIENT = (RedisError, RedisClusterException, OSError)
 
 
 def call_timeout(lease: float) -> float:
@@ -83,6 +91,9 @@ class LeaseKeeper:
         self._renewed_at = 0.0  # monotonic start of the last successful renewal
         self._failed_logged = 0.0  # when a failed renewal was last logged (0: renewals work)
         self._waiters: list[tuple[float, asyncio.Future[None]]] = []
+        self.last_tick = 0.0  # monotonic time of the thread's last tick (0: not started)
+        self.failure: BaseException | None = None  # what ended the thread, if anything did
+        self.failing_since: float | None = None  # wall clock of the first failed renewal
 
     # -- the loop's side: one dict operation each, on the hot path ----------------------------
     # No lock: single dict operations are atomic under the GIL, and the thread only ever reads
@@ -101,8 +112,24 @@ class LeaseKeeper:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self.last_tick = time.monotonic()
+        self._thread = threading.Thread(target=self._guarded, name=self._name, daemon=True)
         self._thread.start()
+
+    def fault(self, now: float, stall_after: float) -> str | None:
+        """Why the thread can no longer be trusted with the leases, or None: it died (with
+        ``failure``), or it has not ticked for ``stall_after`` seconds (monotonic ``now``)."""
+        if self._thread is None or self._stop.is_set():
+            return None
+        if self.failure is not None or not self._thread.is_alive():
+            cause = repr(self.failure) if self.failure is not None else "it ended"
+            return f"the lease renewal thread died ({cause})"
+        if now - self.last_tick > stall_after:
+            return (
+                f"the lease renewal thread has not run for {now - self.last_tick:.1f}s "
+                f"(more than lease/3 = {stall_after:.1f}s)"
+            )
+        return None
 
     async def renewed(self, timeout: float) -> bool:
         """Wait until a renewal that started after this call succeeded (after an outage: the
@@ -126,11 +153,19 @@ class LeaseKeeper:
 
     # -- the thread ----------------------------------------------------------------------------
 
+    def _guarded(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # any error: the watchdog must learn it, and the log
+            self.failure = exc
+            log.critical("the lease renewal thread died: %r", exc, exc_info=exc)
+
     def _run(self) -> None:
         next_renewal = time.monotonic() + self.interval
         last = time.monotonic()
         while not self._stop.wait(TICK):
             now = time.monotonic()
+            self.last_tick = now
             if now - last > FROZEN:
                 # This thread did not run either: the whole process was stopped (SIGSTOP, a
                 # paused VM), not its event loop blocked. Measure the loop afresh.
@@ -144,7 +179,9 @@ class LeaseKeeper:
         held = list(self._held.copy())
         try:
             lost = self._renewer.renew(held)
-        except (RedisError, OSError) as exc:
+        except TRANSIENT as exc:
+            if self.failing_since is None:
+                self.failing_since = time.time()
             # Retried every tick: say so once, then every few seconds, not ten times a second.
             if started - self._failed_logged >= FAILURE_LOG_EVERY:
                 self._failed_logged = started
@@ -153,6 +190,7 @@ class LeaseKeeper:
         if self._failed_logged:
             log.info("lease renewals work again")
             self._failed_logged = 0.0
+        self.failing_since = None
         self._renewed_at = started
         if lost:
             now_held = self._held.copy()

@@ -1,6 +1,6 @@
 """``QueueWorker``: one queue's worker inside any asyncio loop — the broker, the receiver that
-runs its jobs (JobReceiver, a taskiq Receiver), the lease thread, a registry heartbeat, a
-graceful stop.
+runs its jobs (JobReceiver, a taskiq Receiver), the lease thread, a registry heartbeat, the
+watchdog over them (worker/vitals.py), a graceful stop.
 
 WorkerManager embeds it; ``run_worker`` (worker/run.py) wraps it in the process the supervisor
 spawns.
@@ -38,6 +38,7 @@ from cortexflow.worker.leases import EXIT_LOOP_BLOCKED, LeaseKeeper, call_timeou
 from cortexflow.worker.processes import ProcessPool, process_runner
 from cortexflow.worker.receiver import JobReceiver
 from cortexflow.worker.threads import HandlerThreads
+from cortexflow.worker.vitals import EXIT_WORKER_FAULT, Vitals
 
 log = logging.getLogger("cortexflow.worker")
 
@@ -80,6 +81,9 @@ class QueueWorker:
         self._finish = asyncio.Event()
         self._listen: asyncio.Task[None] | None = None
         self._beat: asyncio.Task[None] | None = None
+        self._vitals: Vitals | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self.fault: str | None = None  # why the watchdog ended this worker
         self.broker: CortexBroker | None = None
 
     async def start(self) -> None:
@@ -127,6 +131,11 @@ class QueueWorker:
         self._listen.add_done_callback(self._listen_ended)
         self.state = "running"
         self._beat = asyncio.create_task(self._publish_loop(), name="cf-registry")
+        self._vitals = Vitals(q.lease, self._on_fault)
+        self._vitals.keeper(self.keeper)
+        for what, task in {**broker.background(), "registry heartbeat": self._beat}.items():
+            self._vitals.task(what, task)
+        self._watchdog = asyncio.create_task(self._vitals.run(), name="cf-vitals")
         ready = asyncio.create_task(broker.ready.wait())
         done, _ = await asyncio.wait({ready, self._listen}, return_when=asyncio.FIRST_COMPLETED)
         if self._listen in done:
@@ -214,6 +223,52 @@ class QueueWorker:
                 if key[0] in job_ids:
                     keeper.drop(key)
 
+    def _on_fault(self, cause: str) -> None:
+        """The watchdog found a part this worker cannot run without dead or stalled: stop
+        taking jobs and end, without giving the running jobs back (their leases may no longer
+        be renewed: they run again elsewhere once the lease ran out, never alongside)."""
+        self.fault = cause
+        self.failed = self.gave_up = True
+        self.state = "failed"
+        if self.broker is not None:
+            self.broker.fetch_enabled = False
+        log.error(
+            "%s: this worker stops taking jobs and exits so a new one takes its place; its "
+            "running jobs run again after their lease",
+            cause,
+        )
+        if self._exit_on_hang:
+            self._ending = asyncio.ensure_future(self._exit_for_fault())
+        else:  # embedded in an application: stop this worker, not the process
+            self._ending = asyncio.ensure_future(self._end_for_fault())
+
+    async def _end_for_fault(self) -> None:
+        broker = self.broker
+        if broker is not None:
+            with contextlib.suppress(Exception):
+                await broker.stop_runs(wait=0.5)  # not given back: they stall, then run again
+                await broker.flush(timeout=2.0)
+        self._finish.set()
+        await self._close()
+        if self.on_give_up is not None:
+            self.on_give_up()
+
+    async def _exit_for_fault(self) -> None:
+        """A worker process: keep the outcomes already decided, leave the registry, exit."""
+        broker = self.broker
+        with contextlib.suppress(Exception):
+            if broker is not None:
+                await asyncio.wait_for(broker.flush(timeout=2.0), 3.0)
+            await asyncio.wait_for(
+                registry.remove_worker(
+                    self.client, self.config.redis.prefix, self.queue.name, self.worker_id
+                ),
+                2.0,
+            )
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(EXIT_WORKER_FAULT)
+
     async def stop(self, timeout: float | None = None) -> None:
         """Stop fetching now; let running jobs finish within ``timeout`` (default: the config's
         stop_timeout); then stop the runs that can be stopped (async handlers) and give their
@@ -278,6 +333,10 @@ class QueueWorker:
         if broker is None:  # closed already (a stop and an abort may both get here)
             return
         self.state = "stopped"
+        if self._vitals is not None:
+            self._vitals.stop()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self._beat is not None:
             self._beat.cancel()
             await asyncio.wait({self._beat}, timeout=2.0)  # bounded: see broker.shutdown
@@ -308,6 +367,9 @@ class QueueWorker:
             "active": b.running if b else 0,
             "state": self.state,
             "supervisor_pid": int_from_env(ENV_PARENT_PID),
+            # Wall clock of the first of the lease renewals failing now (None: they work):
+            # `status` and `health` report it (engine/queue.py health).
+            "leases_failing_since": self.keeper.failing_since if self.keeper else None,
         }
 
     async def _publish_loop(self) -> None:
