@@ -22,6 +22,7 @@ from typing import Any
 from cortexflow.config.model import Config, QueueConfig
 from cortexflow.embedded.supervised import SupervisedServer
 from cortexflow.redact import redact_url
+from cortexflow.supervisor.background import Background
 from cortexflow.supervisor.child import (
     Child,
     spawn_child,
@@ -115,14 +116,17 @@ class Supervisor:
             for q, r in self.queues.items()
         )
         self._event(f"up: {names or 'no queues'} on {redact_url(self.url)} (pid {os.getpid()})")
-        publishing = asyncio.create_task(self.publisher.run(self.url))
-        scheduling = asyncio.create_task(self.scheduler.run(self.url), name="scheduler")
+        background = Background(self.sink)
+        background.start("status publisher", lambda: self.publisher.run(self.url))
+        background.start("scheduler", lambda: self.scheduler.run(self.url))
         try:
             while True:
                 self._wake.clear()
                 now = time.monotonic()
                 self._handle_signals(now)
                 self.tick(now)
+                if not self.stopping:
+                    background.check(now)
                 cars_up = tend_all(self.sidecars, self.stopping)
                 if self.stopping and not cars_up and not any(True for _ in self.children()):
                     break
@@ -131,17 +135,11 @@ class Supervisor:
         finally:
             self._emergency_stop()
             self.scheduler.close()
-            await _finish(scheduling, self.sink)
+            await background.finish("scheduler")
             self.publisher.close()
-            try:
-                await asyncio.wait_for(asyncio.shield(publishing), 10.0)
-            except (TimeoutError, asyncio.CancelledError):
-                publishing.cancel()
-            except (
-                Exception
-            ) as exc:  # a bug there must not keep the children's cleanup from running
-                self.sink.event(f"status publishing failed: {exc!r}")
-            await self.publisher.withdraw(self.url)
+            await background.finish("status publisher")
+            with contextlib.suppress(Exception):  # the children's cleanup below must run
+                await self.publisher.withdraw(self.url)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 self._loop.remove_signal_handler(sig)
             for fd in self._lifeline:
@@ -426,13 +424,3 @@ class Supervisor:
         )
         self.sink.fit([f"{q}.{r}" for q, qc in wanted.items() for r in range(qc.processes)])
         return summary
-
-
-async def _finish(task: asyncio.Task[None], sink: LogSink) -> None:
-    """Wait for a background task that was asked to end; a bug there must not stop the rest."""
-    try:
-        await asyncio.wait_for(asyncio.shield(task), 10.0)
-    except (TimeoutError, asyncio.CancelledError):
-        task.cancel()
-    except Exception as exc:
-        sink.event(f"{task.get_name()} failed: {exc!r}")
