@@ -20,7 +20,7 @@ from redis.asyncio.sentinel import SentinelManagedConnection, SentinelManagedSSL
 from cortexflow.config.model import QueueConfig
 from cortexflow.embedded import ServerProcess, find_server_binary, free_port
 from cortexflow.engine.cluster import ClusterClient
-from cortexflow.engine.connection import connect, ping
+from cortexflow.engine.connection import connect, connect_sync, ping
 from cortexflow.engine.urls import SentinelURL, parse_sentinel_url
 from cortexflow.errors import RedisUnavailableError
 from cortexflow.redact import redact_url
@@ -128,6 +128,48 @@ def test_tls_sentinel_url_uses_tls_to_the_master_only() -> None:
             await tls.aclose()
 
     asyncio.run(main())
+
+
+def test_the_lease_threads_sentinel_client_takes_the_same_tls_options() -> None:
+    """The blocking client (the lease thread's) is built from the same URL description as the
+    async one: TLS to the master, and to the sentinels when sentinel_ssl says so (it once
+    ignored sentinel_ssl, so TLS-only sentinels failed every renewal)."""
+    url = (
+        "rediss+sentinel://127.0.0.1:1/svc?ssl_cert_reqs=none&sentinel_ssl=true"
+        "&sentinel_username=s&sentinel_password=pw"
+    )
+    client = connect_sync(url, 1.0)
+    try:
+        assert isinstance(client, redis.Redis)
+        pool = client.connection_pool
+        assert issubclass(pool.connection_class, redis.SSLConnection)
+        assert pool.connection_kwargs["ssl_cert_reqs"] == "none"
+        sentinel = pool.sentinel_manager.sentinels[0]  # type: ignore[attr-defined]
+        kwargs = sentinel.connection_pool.connection_kwargs
+        assert sentinel.connection_pool.connection_class is redis.SSLConnection
+        assert (kwargs["username"], kwargs["password"]) == ("s", "pw")
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["unix:///tmp/x.sock", "unix:///tmp/x.sock?db=3", "redis://127.0.0.1:1/2", "rediss://h:1/0"],
+)
+def test_a_unix_socket_gets_no_tcp_option_and_tcp_keeps_its_keepalive(url: str) -> None:
+    """Each kind gets only the options it takes: redis-py refuses socket_keepalive on a unix
+    connection at its first command (how the lease thread died on the default set-up)."""
+    sync = connect_sync(url, 1.0)
+    aio = connect(url)
+    try:
+        for kwargs in (
+            sync.connection_pool.connection_kwargs,
+            aio.connection_pool.connection_kwargs,
+        ):
+            assert ("socket_keepalive" in kwargs) == (not url.startswith("unix"))
+    finally:
+        sync.close()
+        asyncio.run(aio.aclose())
 
 
 @pytest.mark.parametrize(
