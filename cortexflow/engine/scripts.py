@@ -1,12 +1,12 @@
 """The Lua scripts, each loaded once per client and called by SHA (EVALSHA).
 
 redis-py's Script objects reload a script by itself after a server restart (NOSCRIPT).
-A line ``--@include NAME`` in a script is replaced by ``scripts/include/NAME.lua`` (functions
-several scripts share), so the server sees one self-contained script.
-
-``finish_fetch`` is composed here from ``finish.lua`` and ``fetch.lua`` unchanged (see
-``scripts/finish_fetch.lua``): the worker records its outcomes and leases its next jobs in one
-script call, one round trip, no pipeline (a Cluster routes it like any single-slot call).
+A line ``--@include NAME`` in a script (or in an include) is replaced by
+``scripts/include/NAME.lua`` (functions several scripts share), the first time it appears in
+that script only, so the server sees one self-contained script with each function once. The
+bodies of ``fetch`` and ``finish`` are such functions, so that ``finish_fetch`` runs both: the
+worker records its outcomes and leases its next jobs in one script call, one round trip, no
+pipeline (a Cluster routes it like any single-slot call).
 """
 
 from __future__ import annotations
@@ -38,20 +38,24 @@ NAMES = (
     "register",
     "finish_fetch",
 )
-# Scripts made of others: each part's body becomes a function taking its own KEYS and ARGV.
-COMPOSED = {"finish_fetch": ("finish", "fetch")}
 
 
 @cache
 def source(name: str) -> str:
+    """Script ``name`` as the server runs it: its includes pasted in, each once."""
     folder = resources.files("cortexflow.engine") / "scripts"
-    parts = COMPOSED.get(name, ())
-    lines = [f"local function {part}(KEYS, ARGV)\n{source(part)}end" for part in parts]
-    for line in (folder / f"{name}.lua").read_text().splitlines():
-        if line.startswith("--@include "):
-            lines.append((folder / "include" / f"{line.split()[1]}.lua").read_text().rstrip("\n"))
-        else:
-            lines.append(line)
+    lines: list[str] = []
+    included: set[str] = set()
+
+    def paste(text: str) -> None:
+        for line in text.splitlines():
+            if not line.startswith("--@include "):
+                lines.append(line)
+            elif (part := line.split()[1]) not in included:
+                included.add(part)
+                paste((folder / "include" / f"{part}.lua").read_text())
+
+    paste((folder / f"{name}.lua").read_text())
     return "\n".join(lines) + "\n"
 
 

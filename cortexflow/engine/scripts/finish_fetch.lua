@@ -1,7 +1,7 @@
 --[[ finish_fetch: record outcomes (finish.lua) then lease up to N jobs (fetch.lua) in one
 call, the worker's steady-state path (as BullMQ's moveToFinished fetches the next job).
-`finish` and `fetch` are those two scripts, each body made a function of its own KEYS and ARGV
-(cortexflow/engine/scripts.py composes them; the files are not changed by it).
+`finish` and `fetch` are the bodies of those two scripts (include/finish.lua, include/fetch.lua),
+each a function of its own KEYS and ARGV, run here one after the other.
 KEYS[1] the queue's meta key, "{prefix:queue}:meta": the other keys of the queue are named
 from it here (as cortexflow/engine/keys.py names them; tests/engine/test_finish_fetch.py checks
 that the two agree), so the hot path sends one key, not nineteen. They share its hash slot.
@@ -11,6 +11,8 @@ checks everything before its first write) is the call's error: nothing written, 
 leased. An error of fetch (it too checks before writing) comes back as the second element,
 after the outcomes were written. A wake-up token left by finish (or an add) survives a fetch
 that leases nothing. ]]
+--@include finish
+--@include fetch
 local m = tonumber(ARGV[1])
 local meta = KEYS[1]
 if not m or m < 0 or #ARGV < m + 1 or #KEYS ~= 1 or string.sub(meta, -5) ~= ':meta' then
