@@ -8,31 +8,28 @@ ordered by age (their score is a priority or a due time), so the set is walked i
 ARGV[7] jobs per call, comparing created_at: the caller passes back the cursor this call
 returns until it is ''. A cursor job that left the set meanwhile is resumed from by score.
 Returns {more (1: call again with the cursor), cursor, cursor score, removed id, ...}. ]]
+--@include common
 local grace = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local chunk = tonumber(ARGV[7])
 if not grace or not limit or limit < 1 or not chunk or chunk < 1 then
   return redis.error_reply('ERR clean: bad arguments')
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local cutoff = now - grace
+local cutoff = now_ms() - grace
 local prefix = ARGV[1]
 local out = {0, '', '0'}
+-- Remove these jobs of the set (listed in the reply, counted in one event).
+local function remove(ids)
+  if #ids == 0 then return end
+  remove_jobs(prefix, ids)
+  redis.call('ZREM', KEYS[1], unpack(ids))
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 5000, '*', 'e', 'cleaned', 'count', #ids, 'state', ARGV[4])
+  for _, id in ipairs(ids) do out[#out + 1] = id end
+end
 if ARGV[4] == 'completed' or ARGV[4] == 'failed' then
   local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff, 'LIMIT', 0, limit)
-  local keys = {}
-  for _, id in ipairs(ids) do
-    keys[#keys + 1] = prefix .. id
-    keys[#keys + 1] = prefix .. id .. ':logs'
-    out[#out + 1] = id
-  end
-  if #ids > 0 then
-    redis.call('DEL', unpack(keys))
-    redis.call('ZREM', KEYS[1], unpack(ids))
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', 5000, '*', 'e', 'cleaned', 'count', #ids, 'state', ARGV[4])
-    if #ids == limit then out[1] = 1 end
-  end
+  remove(ids)
+  if #ids == limit then out[1] = 1 end
   return out
 end
 local start = 0
@@ -57,17 +54,7 @@ for i = 1, #looked, 2 do
   end
   if #removed >= limit then break end
 end
-local keys = {}
-for _, id in ipairs(removed) do
-  keys[#keys + 1] = prefix .. id
-  keys[#keys + 1] = prefix .. id .. ':logs'
-  out[#out + 1] = id
-end
-if #removed > 0 then
-  redis.call('DEL', unpack(keys))
-  redis.call('ZREM', KEYS[1], unpack(removed))
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 5000, '*', 'e', 'cleaned', 'count', #removed, 'state', ARGV[4])
-end
+remove(removed)
 if #looked == chunk * 2 or #removed >= limit then out[1] = 1 end
 -- Resume after the last job kept; if none was kept, where this call started.
 out[2], out[3] = ARGV[5], ARGV[6]

@@ -2,6 +2,7 @@
 KEYS[1] wait  KEYS[2] delayed  KEYS[3] events (STREAM)
 ARGV[1] job key prefix  ARGV[2] '1' to include delayed  ARGV[3] batch size
 Returns the number removed by this call (call again until 0). ]]
+--@include common
 if not tonumber(ARGV[3]) or tonumber(ARGV[3]) < 1 then
   return redis.error_reply('ERR drain: bad batch size')
 end
@@ -11,12 +12,7 @@ if ARGV[2] == '1' then keys[2] = KEYS[2] end
 for _, k in ipairs(keys) do
   local ids = redis.call('ZRANGE', k, 0, tonumber(ARGV[3]) - 1)
   if #ids > 0 then
-    local doomed = {}
-    for _, id in ipairs(ids) do
-      doomed[#doomed + 1] = ARGV[1] .. id
-      doomed[#doomed + 1] = ARGV[1] .. id .. ':logs'
-    end
-    redis.call('DEL', unpack(doomed))
+    remove_jobs(ARGV[1], ids)
     redis.call('ZREM', k, unpack(ids))
     removed = removed + #ids
   end

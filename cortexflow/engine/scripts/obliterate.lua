@@ -4,6 +4,7 @@ KEYS[7..] other keys of the queue (limiter, marker, outbox, ...), deleted at the
 ARGV[1] job key prefix  ARGV[2] '1' force  ARGV[3] batch size
 Returns -1 refused (jobs are active and not forced), else the number of jobs removed by this
 call; 0 means the queue is gone. The queue is paused while it is being removed. ]]
+--@include common
 if not tonumber(ARGV[3]) or tonumber(ARGV[3]) < 1 then
   return redis.error_reply('ERR obliterate: bad batch size')
 end
@@ -14,12 +15,7 @@ local removed = 0
 for k = 1, 5 do
   local ids = redis.call('ZRANGE', KEYS[k], 0, batch - 1)
   if #ids > 0 then
-    local doomed = {}
-    for _, id in ipairs(ids) do
-      doomed[#doomed + 1] = ARGV[1] .. id
-      doomed[#doomed + 1] = ARGV[1] .. id .. ':logs'
-    end
-    redis.call('DEL', unpack(doomed))
+    remove_jobs(ARGV[1], ids)
     redis.call('ZREM', KEYS[k], unpack(ids))
     removed = removed + #ids
     batch = batch - #ids
