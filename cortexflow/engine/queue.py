@@ -1,6 +1,10 @@
 """Operations on one queue: every state change is one Lua script (see scripts/*.lua).
 
-Used by the worker (fetch / heartbeat / finish), the CLI and the Python API (everything else).
+``QueueEngine`` is what the CLI, the Python API and the dashboard call: add, stats, reading
+jobs and their logs, pause, clean, drain, obliterate, retry, promote, remove, and a running
+job's progress and log lines. The worker's own calls (fetch, heartbeat, finish) are in
+consumer.py (``QueueConsumer``), built on this class; ``Fetched`` and ``FetchResult`` are what a
+fetch returns.
 """
 
 from __future__ import annotations

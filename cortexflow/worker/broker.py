@@ -403,7 +403,7 @@ class CortexBroker(AsyncBroker):
         self, batch: list[Outcome]
     ) -> tuple[tuple[int, int, int], FetchResult | None]:
         """One finish_fetch call for ``batch``, retried until Redis takes it (an outcome is
-        never dropped); it also leases jobs for the freed slots, unless listen() is fetching
+        never dropped); it also leases jobs for the freed slots, unless feed() is fetching
         already or the worker is stopping."""
         failures = 0
         while True:

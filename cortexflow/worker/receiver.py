@@ -3,18 +3,18 @@
 The stock Receiver pulls messages one at a time from ``broker.listen()``: per message its
 prefetcher makes two tasks and two ``asyncio.wait`` calls, passes it through a queue and a
 semaphore, and ``run_task`` builds a pydantic message, resolves dependencies, runs the task under
-anyio's ``fail_after`` and a TaskiqResult. Measured here (docs/performance.md, "Worker CPU per
-job"), that was about 38 of the 91 us of worker CPU a no-op job cost, the largest share left.
-None of it is needed: the broker leases exactly as many jobs as there are free slots, in
-batches, so there is nothing to prefetch or gate, and the outcome is decided by cortexflow, not
-by a result backend. So this subclass keeps the Receiver's interface (``listen(finish_event)``,
-``max_async_tasks``, ``wait_tasks_timeout``, the executor for sync handlers) and replaces the
-message pipeline with ``start()``: the jobs a fetch returns start at once, one task each, its
-value or error handed to ``broker.ack()``.
+anyio's ``fail_after`` and a TaskiqResult. That was most of a no-op job's worker CPU (the numbers:
+docs/performance.md, "Why the worker is built the way it is"). None of it is needed: the broker
+leases exactly as many jobs as there are free slots, in batches, so there is nothing to prefetch
+or gate, and the outcome is decided by cortexflow, not by a result backend. So this subclass
+keeps the Receiver's interface (``listen(finish_event)``, ``max_async_tasks``,
+``wait_tasks_timeout``, the executor for sync handlers) and replaces the message pipeline with
+``start()``: the jobs a fetch returns start at once, one task each, its value or error handed to
+``broker.ack()``.
 
 Timeouts take one timer for all runs (``RunTimeouts``), not one per run: ``asyncio.timeout``
-schedules and cancels a timer handle for every job (3.7 us each under uvloop here, a seventh of
-a no-op job's worker CPU), although runs almost never time out.
+schedules and cancels a timer handle for every job (its cost: docs/performance.md, same
+section), although runs almost never time out.
 """
 
 from __future__ import annotations
