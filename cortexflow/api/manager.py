@@ -131,6 +131,13 @@ class QueueManager:
         await self.connect()
         return self._redis()
 
+    async def new_client(self, *, max_connections: int | None = None) -> Client:
+        """A client of its own (its own connection pool, at most ``max_connections``) to the
+        server this manager uses; the caller closes it. The dashboard's event streams block on
+        one, so they never hold the connections every other request needs."""
+        await self.connect()
+        return connect(self._url, max_connections=max_connections)
+
     def get_queue(self, queue: str) -> QueueEngine:
         """The queue's engine, for job-level operations (get_job, list_jobs, retry, promote, ...).
 

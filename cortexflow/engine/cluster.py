@@ -149,7 +149,11 @@ class ClusterClient(RedisCluster):
 
 
 def connect_cluster(
-    url: str | RedisTarget, *, retries: int = 8, socket_timeout: float = SOCKET_TIMEOUT
+    url: str | RedisTarget,
+    *,
+    retries: int = 8,
+    socket_timeout: float = SOCKET_TIMEOUT,
+    max_connections: int | None = None,
 ) -> ClusterClient:
     """A cluster client for ``url`` with transport.py's timeouts and retries.
 
@@ -167,6 +171,8 @@ def connect_cluster(
     common = parsed.node_options()
     options = async_options("tcp", retries, socket_timeout)
     node_kwargs = {**options, **common, "retry": backoff_retry(retries, NodeRetry)}
+    if max_connections is not None:
+        node_kwargs["max_connections"] = max_connections
     del options["retry"]  # the cluster's own: ClusterClient
     return ClusterClient(
         startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],

@@ -109,8 +109,16 @@ def _direct_sends(client: aioredis.Redis) -> aioredis.Redis:
     return client
 
 
-def connect(url: str, *, retries: int = 8, socket_timeout: float = SOCKET_TIMEOUT) -> Client:
+def connect(
+    url: str,
+    *,
+    retries: int = 8,
+    socket_timeout: float = SOCKET_TIMEOUT,
+    max_connections: int | None = None,
+) -> Client:
     """An async client for ``url`` that retries transient errors.
+
+    ``max_connections`` bounds its pool (per node on a Cluster); None: redis-py's default.
 
     Retries use exponential backoff (10 ms doubling, capped at 1 s), covering a server restart
     or an AOF reload (BusyLoadingError), and with Sentinel a failover (the client asks the
@@ -120,8 +128,12 @@ def connect(url: str, *, retries: int = 8, socket_timeout: float = SOCKET_TIMEOU
     """
     target = describe(url)
     if target.kind == "cluster":
-        return connect_cluster(target, retries=retries, socket_timeout=socket_timeout)
+        return connect_cluster(
+            target, retries=retries, socket_timeout=socket_timeout, max_connections=max_connections
+        )
     options = async_options(target.kind, retries, socket_timeout)
+    if max_connections is not None:
+        options["max_connections"] = max_connections
     if target.kind == "sentinel":
         return _connect_sentinel(target, options)
     try:

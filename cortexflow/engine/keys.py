@@ -128,3 +128,14 @@ def schedules_key(prefix: str) -> str:
 def schedulers_alive_key(prefix: str) -> str:
     """STRING: when (server ms) a scheduler last said it was running (catch_up: none)."""
     return f"{{{prefix}}}:schedulers-alive"
+
+
+def dashboard_session_key(prefix: str, digest: str) -> str:
+    """HASH of one dashboard login (role, token fingerprint), with the session's TTL. ``digest``
+    is the SHA-256 of the session id, so the keys do not hold what a browser sends."""
+    return f"{{{prefix}}}:dash:session:{digest}"
+
+
+def dashboard_login_failures_key(prefix: str, client: str) -> str:
+    """STRING: failed logins of one client address in the current window (expires with it)."""
+    return f"{{{prefix}}}:dash:login-failures:{client}"
