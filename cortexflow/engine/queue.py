@@ -1,10 +1,7 @@
 """Operations on one queue: every state change is one Lua script (see scripts/*.lua).
 
-``QueueEngine`` is what the CLI, the Python API and the dashboard call: add, stats, reading
-jobs and their logs, pause, clean, drain, obliterate, retry, promote, remove, and a running
-job's progress and log lines. The worker's own calls (fetch, heartbeat, finish) are in
-consumer.py (``QueueConsumer``), built on this class; ``Fetched`` and ``FetchResult`` are what a
-fetch returns.
+Used by the CLI, the Python API and the dashboard; the worker leases, renews and finishes jobs
+through consumer.py (fetch / heartbeat / finish), built on this class.
 """
 
 from __future__ import annotations
