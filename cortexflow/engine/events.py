@@ -16,7 +16,7 @@ from typing import Any
 from cortexflow.engine.connection import Client
 from cortexflow.engine.keys import QueueKeys
 
-# The scripts spell the same number in their XADD calls.
+# scripts/include/events.lua, which every script's XADD goes through, names the same number.
 EVENTS_MAXLEN = 5000
 
 JOB_EVENTS = (

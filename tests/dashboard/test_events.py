@@ -20,9 +20,8 @@ from cortexflow.engine import events as stream
 from cortexflow.engine import history
 from cortexflow.engine.events import EVENTS_MAXLEN, Event
 from cortexflow.engine.keys import QueueKeys
+from cortexflow.engine.scripts import source
 from tests.helpers.dashboard import wait_until, workers, write_project
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -188,11 +187,11 @@ def test_events_command_text_and_unknown_queue(project: Path, redis_url: str) ->
 
 
 def test_history_buckets_match_the_script() -> None:
-    lua = (REPO / "cortexflow/engine/scripts/finish.lua").read_text()
+    lua = source("finish")  # with its includes: the function's body, the event stream's cap
     bounds = re.search(r"local BOUNDS = \{([^}]*)\}", lua)
     assert bounds is not None
     assert tuple(int(x) for x in bounds.group(1).split(",")) == history.BOUNDS_MS
-    assert f"'MAXLEN', '~', {EVENTS_MAXLEN}" in lua
+    assert f"local EVENTS_MAXLEN = {EVENTS_MAXLEN}\n" in lua
 
 
 def test_history_counts_durations_and_waits(project: Path, redis_url: str) -> None:

@@ -12,6 +12,7 @@ Returns the number of jobs added: a job whose id still exists is left as it is.
 Every argument is checked before the first write (the caller validated them too), so a bulk
 add is all or none. ]]
 --@include new_job
+--@include events
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix = ARGV[1]
@@ -41,7 +42,7 @@ for i = 0, n - 1 do
       redis.call('ZADD', KEYS[1], score, id)
     end
     write_new_job(jkey, ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], priority, delay, state, now, score)
-    redis.call('XADD', KEYS[5], 'MAXLEN', '~', 5000, '*', 'e', 'added', 'id', id, 'name', ARGV[b + 1], 'state', state)
+    add_event(KEYS[5], 'e', 'added', 'id', id, 'name', ARGV[b + 1], 'state', state)
     added = added + 1
   end
 end

@@ -9,6 +9,7 @@ ARGV[7] jobs per call, comparing created_at: the caller passes back the cursor t
 returns until it is ''. A cursor job that left the set meanwhile is resumed from by score.
 Returns {more (1: call again with the cursor), cursor, cursor score, removed id, ...}. ]]
 --@include common
+--@include events
 local grace = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local chunk = tonumber(ARGV[7])
@@ -23,7 +24,7 @@ local function remove(ids)
   if #ids == 0 then return end
   remove_jobs(prefix, ids)
   redis.call('ZREM', KEYS[1], unpack(ids))
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 5000, '*', 'e', 'cleaned', 'count', #ids, 'state', ARGV[4])
+  add_event(KEYS[2], 'e', 'cleaned', 'count', #ids, 'state', ARGV[4])
   for _, id in ipairs(ids) do out[#out + 1] = id end
 end
 if ARGV[4] == 'completed' or ARGV[4] == 'failed' then

@@ -3,6 +3,7 @@ KEYS[1] wait  KEYS[2] delayed  KEYS[3] events (STREAM)
 ARGV[1] job key prefix  ARGV[2] '1' to include delayed  ARGV[3] batch size
 Returns the number removed by this call (call again until 0). ]]
 --@include common
+--@include events
 if not tonumber(ARGV[3]) or tonumber(ARGV[3]) < 1 then
   return redis.error_reply('ERR drain: bad batch size')
 end
@@ -17,5 +18,5 @@ for _, k in ipairs(keys) do
     removed = removed + #ids
   end
 end
-if removed > 0 then redis.call('XADD', KEYS[3], 'MAXLEN', '~', 5000, '*', 'e', 'drained', 'count', removed) end
+if removed > 0 then add_event(KEYS[3], 'e', 'drained', 'count', removed) end
 return removed

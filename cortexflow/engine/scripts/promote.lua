@@ -4,6 +4,7 @@ ARGV[1] job key prefix  ARGV[2] job id
 Everything is read before the first write. Returns 1 if promoted, 0 if the job is not delayed
 (an id left in the delayed set without its job is dropped from it). ]]
 --@include common
+--@include events
 local id = ARGV[2]
 if id == nil or id == '' then return redis.error_reply('ERR promote: no job id') end
 if not redis.call('ZSCORE', KEYS[1], id) then return 0 end
@@ -16,6 +17,6 @@ local score = score_of(jkey)
 redis.call('ZREM', KEYS[1], id)
 redis.call('ZADD', KEYS[2], score, id)
 redis.call('HSET', jkey, 'state', 'waiting')
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', 5000, '*', 'e', 'promoted', 'id', id)
+add_event(KEYS[4], 'e', 'promoted', 'id', id)
 if redis.call('LLEN', KEYS[3]) == 0 then redis.call('RPUSH', KEYS[3], '1') end
 return 1

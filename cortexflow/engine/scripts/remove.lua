@@ -3,6 +3,7 @@ KEYS[1] wait  KEYS[2] delayed  KEYS[3] active  KEYS[4] completed  KEYS[5] failed
 KEYS[6] events (STREAM)
 ARGV[1] job key prefix  ARGV[2] job id
 Returns 1 removed, 0 no such job, -1 refused: the job is active (a worker holds it). ]]
+--@include events
 if ARGV[2] == nil or ARGV[2] == '' then return 0 end  -- no such job
 local id = ARGV[2]
 if redis.call('ZSCORE', KEYS[3], id) then return -1 end
@@ -10,5 +11,5 @@ local jkey = ARGV[1] .. id
 local existed = redis.call('DEL', jkey)
 redis.call('DEL', jkey .. ':logs')
 for _, k in ipairs({KEYS[1], KEYS[2], KEYS[4], KEYS[5]}) do redis.call('ZREM', k, id) end
-if existed == 1 then redis.call('XADD', KEYS[6], 'MAXLEN', '~', 5000, '*', 'e', 'removed', 'id', id) end
+if existed == 1 then add_event(KEYS[6], 'e', 'removed', 'id', id) end
 return existed

@@ -5,6 +5,7 @@ Every argument is checked and every job read before the first write. An id in th
 whose job is gone is dropped from the set, not moved.
 Returns the ids moved. ]]
 --@include common
+--@include events
 local ids
 if ARGV[2] == 'all' then
   local limit = tonumber(ARGV[3])
@@ -32,7 +33,7 @@ for _, p in ipairs(plan) do
     redis.call('HSET', p.jkey, 'state', 'waiting', 'attempts_made', 0, 'stalls', 0)
     redis.call('HDEL', p.jkey, 'finished_at', 'error', 'stacktrace', 'result')
     moved[#moved + 1] = p.id
-    redis.call('XADD', KEYS[4], 'MAXLEN', '~', 5000, '*', 'e', 'retried', 'id', p.id, 'by', 'retry')
+    add_event(KEYS[4], 'e', 'retried', 'id', p.id, 'by', 'retry')
   end
 end
 if #moved > 0 and redis.call('LLEN', KEYS[3]) == 0 then redis.call('RPUSH', KEYS[3], '1') end

@@ -1,6 +1,7 @@
 --[[ fetch(KEYS, ARGV): the body of fetch.lua (its header gives the keys, arguments and
 reply), a function of its own KEYS and ARGV so that finish_fetch.lua runs it too. ]]
 --@include common
+--@include events
 local function fetch(KEYS, ARGV)
   local prefix = ARGV[1]
   local n = tonumber(ARGV[2])
@@ -64,13 +65,13 @@ local function fetch(KEYS, ARGV)
         end
         finished(prefix, id, KEYS[7], keep, failed_age, failed_count, now)
         stalled_failed = stalled_failed + 1
-        redis.call('XADD', KEYS[9], 'MAXLEN', '~', 5000, '*', 'e', 'failed', 'id', id, 'error', 'stalled')
+        add_event(KEYS[9], 'e', 'failed', 'id', id, 'error', 'stalled')
       else
         local score = score_of(jkey)
         redis.call('ZREM', KEYS[3], id)
         redis.call('ZADD', KEYS[1], score, id)
         redis.call('HSET', jkey, 'state', 'waiting', 'token', '', 'stalls', stalls)
-        redis.call('XADD', KEYS[9], 'MAXLEN', '~', 5000, '*', 'e', 'stalled', 'id', id)
+        add_event(KEYS[9], 'e', 'stalled', 'id', id)
       end
     else
       redis.call('ZREM', KEYS[3], id)  -- the job is gone: nothing to recover
@@ -140,7 +141,7 @@ local function fetch(KEYS, ARGV)
       redis.call('HSET', jkey, 'state', 'active', 'processed_at', now, 'token', token,
         'deliveries', deliveries)
       redis.call('ZADD', KEYS[3], deadline, id)
-      redis.call('XADD', KEYS[9], 'MAXLEN', '~', 5000, '*', 'e', 'active', 'id', id, 'attempt', (tonumber(f[5]) or 0) + 1)
+      add_event(KEYS[9], 'e', 'active', 'id', id, 'attempt', (tonumber(f[5]) or 0) + 1)
       if rate_max > 0 then
         redis.call('ZADD', KEYS[5], now, id .. ':' .. deliveries)
       end

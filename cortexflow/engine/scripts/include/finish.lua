@@ -1,6 +1,7 @@
 --[[ finish(KEYS, ARGV): the body of finish.lua (its header gives the keys, arguments and
 reply), a function of its own KEYS and ARGV so that finish_fetch.lua runs it too. ]]
 --@include common
+--@include events
 local function finish(KEYS, ARGV)
   local prefix = ARGV[1]
   local ret = {}
@@ -95,7 +96,7 @@ local function finish(KEYS, ARGV)
       gone[#gone + 1] = id
       done = done + 1
       observe(p.times, kind)
-      redis.call('XADD', KEYS[9], 'MAXLEN', '~', 5000, '*', 'e', EVENT[kind], 'id', id)
+      add_event(KEYS[9], 'e', EVENT[kind], 'id', id)
       if kind == 'c' then
         totals.completed_total = totals.completed_total + 1
         redis.call('HSET', jkey, 'state', 'completed', 'finished_at', now, 'token', '',
