@@ -1,7 +1,9 @@
-"""Exponential backoff, as pure functions: the one formula behind every wait that grows.
+"""Exponential backoff, as pure functions: the one formula behind every wait cortexflow grows.
 
 Used for a job's retries (queues.yaml ``backoff``), the supervisor's restarts of a crashing
-worker, and a worker's pauses while Redis is unreachable.
+worker, and a worker's pauses while Redis is unreachable (``outage_pause``). Not for redis-py's
+own retries of one command (engine/transport.py ``backoff_retry``): redis-py computes those
+with its ExponentialBackoff, whose parameters are set there once.
 """
 
 from __future__ import annotations
@@ -16,6 +18,12 @@ def exponential(base: float, n: int, cap: float) -> float:
         raise ValueError("n counts from 1")
     # Bound the exponent: 2**1024 overflows a float long before any cap matters.
     return min(cap, base * 2.0 ** min(n - 1, 64))
+
+
+def outage_pause(failures: int) -> float:
+    """A worker's pause after ``failures`` calls in a row that Redis did not answer (fetch,
+    finish): 0.2 s doubling to 2 s, retried until Redis is back."""
+    return exponential(0.2, failures, 2.0)
 
 
 def backoff_bounds(

@@ -44,7 +44,7 @@ NODE_FAILURES = (ConnectionError, TimeoutError, OSError)
 # redis-py's async cluster retries these (reloading the topology each time) but without any
 # pause, so its attempts are spent in well under a second, before a failover (node timeout +
 # election: 3-5 s with a 2 s node timeout) has promoted a replica. A few quick attempts each
-# time, and the backoff of connection.py between them.
+# time, and transport.py's backoff between them.
 CLUSTER_ERRORS = (
     ConnectionError,
     TimeoutError,
@@ -120,7 +120,7 @@ class ClusterClient(RedisCluster):
         super().__init__(retry=Retry(ExponentialBackoff(), inner), **kwargs)
         self.node_kwargs = node_kwargs
         self.node_clients: dict[str, aioredis.Redis] = {}
-        self.backoff = Retry(ExponentialBackoff(cap=1.0, base=0.01), retries, CLUSTER_ERRORS)
+        self.backoff = backoff_retry(retries, errors=CLUSTER_ERRORS)
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         """redis-py's routing and redirects, retried with backoff (see CLUSTER_ERRORS)."""

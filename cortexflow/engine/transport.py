@@ -39,9 +39,16 @@ def socket_options(kind: Kind, *, timeout: float, connect_timeout: float) -> dic
     return options
 
 
-def backoff_retry(retries: int, kind: type[AsyncRetry] = AsyncRetry) -> AsyncRetry:
-    """Exponential backoff, 10 ms doubling, capped at 1 s: spans a restart or a failover."""
-    return kind(ExponentialBackoff(cap=1.0, base=0.01), retries)
+def backoff_retry(
+    retries: int,
+    kind: type[AsyncRetry] = AsyncRetry,
+    errors: tuple[type[Exception], ...] | None = None,
+) -> AsyncRetry:
+    """redis-py's retries of one call, on ``errors`` (None: redis-py's connection errors and
+    timeouts): exponential backoff, 10 ms doubling, capped at 1 s: spans a restart or a failover.
+    """
+    backoff = ExponentialBackoff(cap=1.0, base=0.01)
+    return kind(backoff, retries) if errors is None else kind(backoff, retries, errors)
 
 
 def async_options(

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from taskiq import AsyncBroker
 from taskiq.message import BrokerMessage, TaskiqMessage
 
+from cortexflow.backoff import outage_pause
 from cortexflow.engine import orphans
 from cortexflow.engine.consumer import QueueConsumer
 from cortexflow.engine.jobs import JobOptions
@@ -246,7 +247,7 @@ class CortexBroker(AsyncBroker):
                 self._outage = True
                 self._suspect(self.consumer.last_owner)
                 failures += 1
-                pause = min(0.1 * 2 ** min(failures, 5), 2.0)
+                pause = outage_pause(failures)
                 log.warning("fetch failed (%s); retrying in %.1fs", exc, pause)
                 await asyncio.sleep(pause)
                 continue
@@ -418,7 +419,7 @@ class CortexBroker(AsyncBroker):
                 if n > 0:
                     self._suspect(self.consumer.last_owner)
                 failures += 1
-                pause = min(0.1 * 2 ** min(failures, 5), 2.0)
+                pause = outage_pause(failures)
                 log.warning("recording %d outcomes failed (%s); retrying", len(batch), exc)
                 await asyncio.sleep(pause)
 
