@@ -125,7 +125,8 @@ def article(noun: str) -> str:
 
 def takes_job(func: Any) -> bool:
     """Whether a handler is called as ``f(data, job)`` (two positional parameters or
-    ``*args``) rather than ``f(data)``."""
+    ``*args``) rather than ``f(data)``: the one rule for ``validate`` (resolve_handler), the
+    worker (worker/handlers.py) and cortexflow.testing."""
     try:
         params = inspect.signature(func).parameters.values()
     except (TypeError, ValueError):

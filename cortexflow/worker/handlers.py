@@ -15,7 +15,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
-from cortexflow.config.importer import ImportFromStringError, resolve_handler
+from cortexflow.config.importer import ImportFromStringError, resolve_handler, takes_job
 from cortexflow.errors import CortexflowError
 from cortexflow.worker.context import JobContext
 from cortexflow.worker.threads import HandlerThreads
@@ -91,7 +91,7 @@ def build_runner(obj: Any, executor: Executor) -> Runner:
         return run_worker_class
     if not callable(obj):
         raise HandlerImportError(f"handler {obj!r} is not callable")
-    wants_job = _takes_two(obj)
+    wants_job = takes_job(obj)  # the rule `validate` checks the handler by
     if inspect.iscoroutinefunction(obj):
         # Always wrapped: taskiq reads the type hints of what it runs, and a user's
         # annotations may not resolve outside their module.
@@ -135,12 +135,3 @@ def _sync_runner(obj: Callable[..., Any], wants_job: bool, executor: Executor) -
         return await out if inspect.isawaitable(out) else out
 
     return run_sync
-
-
-def _takes_two(func: Callable[..., Any]) -> bool:
-    try:
-        params = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
