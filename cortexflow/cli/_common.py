@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cortexflow import errors
+from cortexflow.redact import _split_userinfo
 from cortexflow.termsafe import escape_controls
 
 
@@ -70,9 +71,14 @@ def print_json(data: Any) -> None:
 
 
 def _has_password(url: str | None) -> bool:
+    """Whether ``url`` holds a password (``user:pw@`` or a ``password=`` option).
+
+    The userinfo is found by redact's rule, which knows that a ``unix://`` URL has it only before
+    the socket's path: ``unix:///a@b:c/v.sock`` holds no password."""
     if not url:
         return False
-    userinfo, at, _ = url.partition("://")[2].rpartition("@")
+    scheme, _sep, rest = url.partition("://")
+    userinfo, at, _ = _split_userinfo(scheme, rest)
     return bool(at and ":" in userinfo) or "password=" in url.lower()
 
 
