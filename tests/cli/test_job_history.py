@@ -1,4 +1,4 @@
-"""`cortexflow job` / `jobs` / `retry` on jobs with a history (issue 21, items 5 and 7): runs
+"""`cortexflow job` / `jobs` / `retry` on jobs with a history: runs
 started beside attempts made, a completed job's earlier error shown as history, an active job's
 running try counted, and `retry` of an id that does not exist."""
 

@@ -1,4 +1,4 @@
-"""The dashboard's job and queue pages on jobs with a history (issue 21, items 5 and 7): runs
+"""The dashboard's job and queue pages on jobs with a history: runs
 started, a completed job's earlier error as history, an active job's running try; and its
 favicon and 503 text."""
 

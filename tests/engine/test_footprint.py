@@ -1,4 +1,4 @@
-"""The job hash's footprint (issue 15): a small job stores only what it does not share with its
+"""The job hash's footprint: a small job stores only what it does not share with its
 queue, so its hash stays a compact listpack; readers fill the rest, old hashes still read and run.
 
 Real Valkey (the session server), real workers in this process."""

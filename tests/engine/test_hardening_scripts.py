@@ -116,7 +116,7 @@ def test_retry_and_promote_of_a_job_without_its_hash_leave_no_half_move(redis_ur
     asyncio.run(main())
 
 
-# -- issue 11: a malformed job hash does not crash the fetch parser ---------------------------
+# -- a malformed job hash does not crash the fetch parser ------------------------------------
 
 
 def test_a_malformed_job_fails_alone_and_the_rest_of_its_batch_runs(

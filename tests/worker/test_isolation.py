@@ -91,7 +91,7 @@ def test_a_hung_handler_is_killed_at_its_timeout_and_the_retry_runs(
 def test_stop_kills_a_running_handler_and_gives_its_job_back(
     tmp_path: Path, redis_url: str, redis_client: redis.Redis, workers: Callable[..., Proc]
 ) -> None:
-    """The handler really stops, so giving its job back cannot run it twice (issue 16, 2)."""
+    """The handler really stops, so giving its job back cannot run it twice."""
     cfg = _project(tmp_path)
     (tmp_path / "queues.yaml").write_text(
         (tmp_path / "queues.yaml").read_text().replace("timeout: 4s", "timeout: 1m")

@@ -73,7 +73,7 @@ def _add(cfg: Path, url: str, queue: str, job_id: str, data: dict[str, Any]) -> 
 def test_a_handler_blocking_the_event_loop_past_the_lease_runs_once(
     tmp_path: Path, redis_url: str, redis_client: redis.Redis, workers: Callable[..., Proc]
 ) -> None:
-    """Issue 10, case 2: lease 3 s, the loop blocked 6 s, two workers: one run, completed."""
+    """Lease 3 s, the loop blocked 6 s, two workers: one run, completed."""
     cfg = _project(
         tmp_path,
         """

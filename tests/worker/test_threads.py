@@ -60,7 +60,7 @@ def _add(jobs: Jobs, datas: list[dict[str, Any]]) -> None:
 def test_two_hung_sync_handlers_do_not_starve_the_next_jobs(
     tmp_path: Path, redis_url: str, redis_client: redis.Redis, workers: Callable[..., Proc]
 ) -> None:
-    """Issue 10, case 3: concurrency 2, two hung jobs, then 20 quick ones: all 20 complete."""
+    """Concurrency 2, two hung jobs, then 20 quick ones: all 20 complete."""
     cfg = _project(tmp_path)
     jobs = Jobs(cfg, redis_url)
     worker = workers(cfg, "sync", redis_url)
