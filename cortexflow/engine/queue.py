@@ -1,7 +1,6 @@
 """Operations on one queue: every state change is one Lua script (see scripts/*.lua).
 
-Used by the CLI, the Python API and the dashboard; the worker leases, renews and finishes jobs
-through consumer.py (fetch / heartbeat / finish), built on this class.
+Used by the CLI, the API and the dashboard; the worker's fetch/heartbeat/finish are consumer.py's.
 """
 
 from __future__ import annotations
