@@ -21,9 +21,10 @@ from cortexflow.api.schedules import describe, make_schedule
 from cortexflow.config.model import Config
 from cortexflow.engine import schedules as schedule_store
 from cortexflow.engine.connection import Client, connect, ping, unusable
+from cortexflow.engine.health import health
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.options import AddOptions, bulk_options, job_options
-from cortexflow.engine.queue import QueueEngine, all_stats, health
+from cortexflow.engine.queue import QueueEngine, all_stats
 from cortexflow.errors import RedisUnavailableError, UsageError
 from cortexflow.redact import redact_url
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from cortexflow.config.model import QueueConfig, Retention, RetentionRule
 from cortexflow.engine.consumer import QueueConsumer
+from cortexflow.engine.health import health
 from cortexflow.engine.jobs import JobOptions
-from cortexflow.engine.queue import health
 from tests.helpers.jobs import engine_for, inproc_worker, make_config
 from tests.helpers.poll import wait_for_async
 
