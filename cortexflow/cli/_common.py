@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from cortexflow import errors
 from cortexflow.redact import _split_userinfo
@@ -41,12 +41,6 @@ def global_options(*, defaults: bool = True) -> argparse.ArgumentParser:
         for action in g._group_actions:
             action.default = argparse.SUPPRESS
     return p
-
-
-def use_color(args: argparse.Namespace, stream: TextIO = sys.stderr) -> bool:
-    if getattr(args, "no_color", False) or os.environ.get("NO_COLOR"):
-        return False
-    return stream.isatty()
 
 
 def config_path(args: argparse.Namespace) -> Path:

@@ -63,8 +63,9 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from cortexflow.config import load_config
-    from cortexflow.supervisor.logmux import LogFormat, LogSink, want_color
+    from cortexflow.supervisor.logmux import LogFormat, LogSink
     from cortexflow.supervisor.up import UpOptions, run_up
+    from cortexflow.termsafe import want_color
 
     path = config_path(args)
     # The one loader refuses an invalid file with validate's diagnostics before anything starts;

@@ -96,16 +96,6 @@ def format_json(
     return json.dumps(record, ensure_ascii=False)
 
 
-def want_color(no_color_flag: bool, stream: TextIO) -> bool:
-    """Colour only on a terminal, and never with --no-color or NO_COLOR set."""
-    if no_color_flag or os.environ.get("NO_COLOR"):
-        return False
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
 @dataclass
 class LogSink:
     """Where `up` writes: children's lines to ``out``, the supervisor's own to ``err``."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import json
 
-from cortexflow.supervisor.logmux import LineSplitter, LogSink, format_text, want_color
+from cortexflow.supervisor.logmux import LineSplitter, LogSink, format_text
+from cortexflow.termsafe import want_color
 
 
 def test_splitter_joins_chunks_and_splits_lines() -> None:
