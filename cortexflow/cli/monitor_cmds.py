@@ -35,9 +35,27 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
     help = "serve the web dashboard, the JSON API and /metrics"
     p = sub.add_parser("dashboard", parents=parents, help=help, description=help)
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int_range(0, 65535), default=8000, help="default 8000")
+    p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int_range(0, 65535), default=None, help="default 8000")
     p.add_argument("--metrics-public", action="store_true", help="serve /metrics without a token")
+    p.add_argument(
+        "--max-streams",
+        type=int_range(1, 10000),
+        default=50,
+        help="event streams (SSE) open at once; the one past it gets 503 (default 50)",
+    )
+    p.add_argument(
+        "--print-url",
+        action="store_true",
+        help="print the URL to open (with the generated token) and exit; host and port "
+        "default to queues.yaml's dashboard: section",
+    )
+    p.add_argument(
+        "--no-login-url",
+        dest="login_url",
+        action="store_false",
+        help="never print the token: say where it is kept instead (what `up` passes)",
+    )
     p.set_defaults(func=_dashboard)
 
 
@@ -70,10 +88,27 @@ async def _events(args: argparse.Namespace, manager: QueueManager) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from cortexflow.dashboard.serve import ServeOptions, serve
+    from cortexflow.dashboard.serve import ServeOptions, print_url, serve
     from cortexflow.worker.env import ENV_REDIS_URL
 
     # Under `up` (dashboard: in queues.yaml) the supervisor passes the URL it resolved.
     url = args.redis_url or os.environ.get(ENV_REDIS_URL) or None
-    options = ServeOptions(config_path(args), url, args.host, args.port, args.metrics_public)
+    host, port = args.host, args.port
+    if args.print_url:
+        from cortexflow.config import load_config
+
+        section = load_config(config_path(args)).dashboard
+        host = host or (section.host if section else None)
+        port = port if port is not None else (section.port if section else None)
+    options = ServeOptions(
+        config_path(args),
+        url,
+        host or "127.0.0.1",
+        8000 if port is None else port,
+        args.metrics_public,
+        args.max_streams,
+        args.login_url,
+    )
+    if args.print_url:
+        return print_url(options, say=out)
     return serve(options, say=err)

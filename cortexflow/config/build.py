@@ -110,7 +110,9 @@ def _redis(raw: Mapping[str, Any], env: Mapping[str, str]) -> RedisConfig:
 
 
 def _dashboard(raw: Mapping[str, Any]) -> DashboardConfig:
-    return DashboardConfig(**{k: raw[k] for k in ("host", "port", "metrics_public") if k in raw})
+    return DashboardConfig(
+        **{k: raw[k] for k in ("host", "port", "metrics_public", "max_streams") if k in raw}
+    )
 
 
 def _restart(raw: Mapping[str, Any]) -> RestartPolicy:

@@ -128,6 +128,7 @@ class DashboardConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     metrics_public: bool = False
+    max_streams: int = 50  # SSE streams open at once (dashboard/sse.py MAX_STREAMS)
 
 
 @dataclass(frozen=True)

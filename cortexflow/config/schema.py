@@ -565,6 +565,15 @@ def build_schema() -> dict[str, Any]:
                         "default": False,
                         "examples": [False],
                     },
+                    "max_streams": _int(
+                        "Event streams (SSE) open at once; the one past it gets 503. They "
+                        "read Redis through connections of their own, so pages, the API and "
+                        "/healthz keep answering however many are open.",
+                        50,
+                        [50],
+                        1,
+                        10000,
+                    ),
                 },
                 "default": None,
                 "examples": [{"host": "127.0.0.1", "port": 8000}],

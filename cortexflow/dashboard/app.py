@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from cortexflow.api.manager import QueueManager
-from cortexflow.dashboard import api, metrics, pages
+from cortexflow.dashboard import api, metrics, pages, sessions, sse
 from cortexflow.dashboard.auth import Auth
 from cortexflow.dashboard.guard import error, identify
 from cortexflow.errors import RedisUnavailableError
@@ -24,22 +24,25 @@ from cortexflow.errors import RedisUnavailableError
 @dataclass(frozen=True)
 class Settings:
     metrics_public: bool = False
+    max_streams: int = sse.MAX_STREAMS
 
 
 async def healthz(request: Request) -> Response:
     """200 when Redis answers, 503 otherwise; no token needed. With ``?require_workers=1``
-    also 503 while a queue has no live worker (`cortexflow health --require-workers`)."""
+    also 503 while a queue has no live worker (`cortexflow health --require-workers`).
+    Without a token the body says only ``{"ok": ...}``; with one (read or admin) also why:
+    the error, or the per-queue report."""
     manager: QueueManager = request.app.state.manager
+    known = identify(request.app.state.auth, request) is not None
     try:
         await manager.connect()
         await (await manager.redis_client()).ping()
     except (RedisUnavailableError, RedisError, OSError) as exc:
-        return JSONResponse({"ok": False, "error": str(exc)}, status_code=503)
+        return JSONResponse({"ok": False, **({"error": str(exc)} if known else {})}, 503)
     if request.query_params.get("require_workers") in ("1", "true", "yes"):
         report = await manager.health_check(require_workers=True)
-        return JSONResponse(
-            {"ok": report["healthy"], **report}, status_code=200 if report["healthy"] else 503
-        )
+        body = {"ok": report["healthy"], **(report if known else {})}
+        return JSONResponse(body, status_code=200 if report["healthy"] else 503)
     return JSONResponse({"ok": True})
 
 
@@ -76,7 +79,10 @@ def create_app(manager: QueueManager, auth: Auth, settings: Settings | None = No
         try:
             yield
         finally:
-            await manager.close()
+            try:
+                await app.state.streams.close()
+            finally:
+                await manager.close()
 
     static = str(resources.files("cortexflow.dashboard") / "static")
     routes = [
@@ -88,7 +94,9 @@ def create_app(manager: QueueManager, auth: Auth, settings: Settings | None = No
         Mount("/static", StaticFiles(directory=static), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_middleware(sessions.Sessions, auth=auth, manager=manager)
     app.state.manager = manager
     app.state.auth = auth
     app.state.settings = settings or Settings()
+    app.state.streams = sse.Streams(manager, app.state.settings.max_streams)
     return app

@@ -2,21 +2,26 @@
 
 - ``$CORTEXFLOW_TOKEN``: the admin token (everything); ``$CORTEXFLOW_READ_TOKEN``: read-only
   (GET routes and /metrics). Neither set: a token generated once into ``.cortexflow/token``
-  (mode 0600) next to queues.yaml, and used as the admin token.
+  next to queues.yaml, and used as the admin token. The folder is made 0700 and the file is
+  created 0600 without following links (O_EXCL|O_NOFOLLOW); a token file that is a link, is
+  not a regular file, belongs to another user or that others may read or write is refused.
+- Beyond loopback, the tokens must be chosen (from the environment) and 16+ characters long.
 - The JSON API takes ``Authorization: Bearer <token>``. A browser logs in once (``/?token=`` or
-  the login form) and then carries an HttpOnly, SameSite=Strict cookie holding an HMAC of the
-  token, never the token itself.
+  the login form) and then carries an HttpOnly, SameSite=Strict cookie holding a random
+  session id, kept server-side in Redis (dashboard/sessions.py), never the token.
 - A state change made with the cookie must also send ``X-CSRF-Token`` (an HMAC of the token
   the pages embed), so another site cannot make the browser act.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import ipaddress
 import os
 import secrets
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +35,8 @@ CSRF_HEADER = "x-csrf-token"
 # Names of environment variables, not secrets.
 ENV_TOKEN = "CORTEXFLOW_TOKEN"  # noqa: S105
 ENV_READ_TOKEN = "CORTEXFLOW_READ_TOKEN"  # noqa: S105
+# A token that guards a dashboard reachable from other hosts: at least this long.
+MIN_TOKEN = 16
 
 
 @dataclass(frozen=True)
@@ -51,17 +58,82 @@ def load_tokens(env: Mapping[str, str], data_dir: Path) -> Tokens:
         raise UsageError(
             f"${ENV_READ_TOKEN} is set but ${ENV_TOKEN} is not: set an admin token too"
         )
-    path = data_dir / "token"
-    if path.is_file():
-        token = path.read_text().strip()
-        if token:
-            return Tokens(token, None, path)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
+    token, path = _token_file(data_dir)
     return Tokens(token, None, path)
+
+
+def private_folder(path: Path) -> None:
+    """Create ``path`` (``.cortexflow/``) 0700 whatever the umask, or check the one there: a
+    folder of this user's, tightened to 0700 (as the embedded server does)."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.lstat()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create {path}, where the dashboard keeps its generated token: "
+            f"{exc.strerror or exc}; make {path.parent} writable, or set ${ENV_TOKEN}"
+        ) from None
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise UsageError(
+            f"{path} is not a folder (a link or a file); remove it (cortexflow recreates it), "
+            f"or set ${ENV_TOKEN}"
+        )
+    if info.st_uid != os.geteuid():
+        raise UsageError(
+            f"{path} belongs to uid {info.st_uid}, not to you (uid {os.geteuid()}): remove "
+            f"it (cortexflow recreates it), or set ${ENV_TOKEN}"
+        )
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+
+
+def _token_file(data_dir: Path) -> tuple[str, Path]:
+    """The token kept in ``data_dir/token``, generated there the first time: written to a new
+    file (O_EXCL|O_NOFOLLOW, 0600), then linked into place, so a reader never sees it half
+    written and nothing already at that path (a file, a link) is ever written through."""
+    private_folder(data_dir)
+    path = data_dir / "token"
+    if not os.path.lexists(path):
+        token = secrets.token_urlsafe(32)
+        tmp = data_dir / f".token-{secrets.token_hex(8)}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, 0o600)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(token + "\n")
+            with contextlib.suppress(FileExistsError):  # another process was first: use its
+                os.link(tmp, path)
+        finally:
+            tmp.unlink()
+    return _read_token_file(path), path
+
+
+def _read_token_file(path: Path) -> str:
+    fix = f"remove it (a new token is generated) or set ${ENV_TOKEN}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise UsageError(f"{path} is a symbolic link, refused as a token file: {fix}") from None
+        raise UsageError(f"cannot read the token file {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise UsageError(f"{path} is not a regular file, refused as a token file: {fix}")
+        if info.st_uid != os.geteuid():
+            raise UsageError(
+                f"{path} belongs to uid {info.st_uid}, not to you (uid {os.geteuid()}), so "
+                f"someone else may have chosen that token: {fix}"
+            )
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            raise UsageError(
+                f"{path} is mode {stat.S_IMODE(info.st_mode):04o}: other users may read or "
+                f"change it; run `chmod 600 {path}` (or {fix})"
+            )
+        token = f.read(4096).decode("utf-8", "replace").strip()
+    if not token:
+        raise UsageError(f"the token file {path} is empty: {fix}")
+    return token
 
 
 def is_loopback(host: str) -> bool:
@@ -74,12 +146,23 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(host: str, env: Mapping[str, str]) -> None:
-    """Refuse to listen beyond this machine with a generated token nobody chose."""
-    if not is_loopback(host) and not env.get(ENV_TOKEN, "").strip():
+    """Refuse to listen beyond this machine with a generated token nobody chose, or with a
+    token short enough to guess."""
+    if is_loopback(host):
+        return
+    if not env.get(ENV_TOKEN, "").strip():
         raise UsageError(
             f"refusing to listen on {host} (not a loopback address) without a token: set "
             f"${ENV_TOKEN} (and optionally ${ENV_READ_TOKEN}) first"
         )
+    for name in (ENV_TOKEN, ENV_READ_TOKEN):
+        value = env.get(name, "").strip()
+        if value and len(value) < MIN_TOKEN:
+            raise UsageError(
+                f"refusing to listen on {host} (not a loopback address) with a {len(value)}-"
+                f"character ${name}: use at least {MIN_TOKEN} characters (e.g. from "
+                "`openssl rand -hex 24`)"
+            )
 
 
 def _mac(token: str, purpose: str) -> str:
@@ -109,19 +192,21 @@ class Auth:
             return None
         return self.role_for_token(token.strip())
 
-    def session_for(self, role: str) -> str:
-        """The cookie value of a browser logged in with ``role``'s token."""
-        token = dict((r, t) for t, r in self._roles)[role]
-        return f"{role}.{_mac(token, 'session')}"
+    def token_of(self, role: str) -> str | None:
+        return next((t for t, r in self._roles if r == role), None)
 
-    def role_for_session(self, cookie: str | None) -> str | None:
-        if not cookie:
-            return None
-        role, _, mac = cookie.partition(".")
-        for token, known in self._roles:
-            if known == role and hmac.compare_digest(mac, _mac(token, "session")):
-                return role
-        return None
+    def session_for(self, role: str) -> str:
+        """The cookie value of a browser logging in with ``role``'s token: a new random session
+        id, stored in Redis by the session middleware before the response leaves."""
+        from cortexflow.dashboard.sessions import mint
+
+        return mint(role)
+
+    def fingerprint(self, role: str, session_id: str) -> str | None:
+        """What a session stores of the token it was made with (an HMAC over its id, keyed by
+        the token); None when ``role`` has no token now."""
+        token = self.token_of(role)
+        return None if token is None else _mac(token, "session:" + session_id)
 
     def csrf_for(self, role: str) -> str:
         token = dict((r, t) for t, r in self._roles)[role]

@@ -18,7 +18,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from cortexflow.dashboard.auth import ADMIN, COOKIE, CSRF_HEADER, Auth
+from cortexflow.dashboard import sessions
+from cortexflow.dashboard.auth import ADMIN, CSRF_HEADER, Auth
 from cortexflow.errors import (
     CortexflowError,
     JobNotFoundError,
@@ -47,8 +48,8 @@ def identify(auth: Auth, request: Request) -> Principal | None:
     role = auth.role_for_bearer(request.headers.get("authorization"))
     if role:
         return Principal(role, "bearer")
-    role = auth.role_for_session(request.cookies.get(COOKIE))
-    return Principal(role, "cookie") if role else None
+    session = sessions.current(request.scope)  # looked up by the Sessions middleware
+    return Principal(session.role, "cookie") if session else None
 
 
 def error(status: int, message: str, **extra: Any) -> JSONResponse:

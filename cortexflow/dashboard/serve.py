@@ -20,12 +20,36 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     metrics_public: bool = False
+    max_streams: int = 50
+    # False (what `up` passes): never print the token, say where it is and how to see the URL.
+    login_url: bool = True
+
+
+def base_url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
 
 
 def login_url(host: str, port: int, tokens: Tokens) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    base = f"http://{shown}:{port}/"
+    base = base_url(host, port)
     return f"{base}?token={tokens.admin}" if tokens.file is not None else base
+
+
+def print_url(
+    options: ServeOptions,
+    env: Mapping[str, str] | None = None,
+    say: Callable[[str], None] = print,
+) -> int:
+    """`cortexflow dashboard --print-url`: the URL to open (with the generated token, when the
+    token is the generated one) for the host and port given, else queues.yaml's dashboard:
+    section's, else the defaults."""
+    from cortexflow.config import load_config
+
+    env = os.environ if env is None else env
+    config = load_config(options.config)
+    tokens = load_tokens(env, data_dir_for(config))
+    say(login_url(options.host, options.port, tokens))
+    return 0
 
 
 def serve(
@@ -42,9 +66,16 @@ def serve(
     check_bind(options.host, env)
     manager = QueueManager(options.config, options.redis_url)
     tokens = load_tokens(env, data_dir_for(manager.config))
-    app = create_app(manager, Auth(tokens), Settings(metrics_public=options.metrics_public))
+    settings = Settings(metrics_public=options.metrics_public, max_streams=options.max_streams)
+    app = create_app(manager, Auth(tokens), settings)
     url = login_url(options.host, options.port, tokens)
-    if tokens.file is not None:
+    if tokens.file is not None and not options.login_url:
+        say(
+            f"dashboard: serving {base_url(options.host, options.port)}; the "
+            f"token is in {tokens.file} (`cortexflow dashboard --print-url -f "
+            f"{options.config}` shows the login URL)"
+        )
+    elif tokens.file is not None:
         say(f"dashboard: open {url} (token kept in {tokens.file})")
     else:
         say(f"dashboard: open {url} and log in with $CORTEXFLOW_TOKEN")

@@ -88,7 +88,9 @@ def sidecars(config: Config, redis_url: str, sink: LogSink) -> list[Sidecar]:
     argv = [
         sys.executable, "-m", "cortexflow", "dashboard", "-f", str(config.path.resolve()),
         "--host", d.host, "--port", str(d.port),
+        "--max-streams", str(d.max_streams),
         *(["--metrics-public"] if d.metrics_public else []),
+        "--no-login-url",  # up's log never carries the token
     ]  # fmt: skip
     return [Sidecar("dashboard", argv, {**os.environ, ENV_REDIS_URL: redis_url}, sink)]
 

@@ -78,11 +78,14 @@ def stats(http: httpx.Client, queue: str) -> dict[str, Any]:
 
 
 def test_healthz_with_require_workers_fails_while_no_worker_runs(http: httpx.Client) -> None:
-    r = http.get("/healthz", params={"require_workers": "1"})
+    r = http.get("/healthz", params={"require_workers": "1"}, headers=READ)
     assert r.status_code == 503, r.text  # no worker of any queue is running in this test
     body = r.json()
     assert body["ok"] is False and body["healthy"] is False and set(body["queues"])
     assert not any(body["queues"].values())
+    # Without a token: healthy or not, and nothing else (no queue names).
+    anonymous = http.get("/healthz", params={"require_workers": "1"})
+    assert anonymous.status_code == 503 and anonymous.json() == {"ok": False}
     assert http.get("/healthz").status_code == 200  # plain: Redis answers
 
 
