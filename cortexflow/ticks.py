@@ -20,7 +20,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 CatchUp = Literal["none", "one", "all"]
-CATCH_UP_MODES: tuple[CatchUp, ...] = ("none", "one", "all")
 MIN_EVERY_MS = 1000
 # At most this many due ticks run in one look (the newest ones), e.g. for catch_up: all.
 CATCH_UP_CAP = 100

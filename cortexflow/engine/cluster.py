@@ -36,10 +36,9 @@ from redis.exceptions import (
 from cortexflow.engine.transport import SOCKET_TIMEOUT, async_options, backoff_retry
 from cortexflow.engine.urls import RedisTarget, describe
 
-# What a pinned node's pipeline answers when the slot is no longer (or not yet) served there:
-# refresh the topology and run the batch once more. TryAgain: a multi-key call during a slot
-# migration; ConnectionError/TimeoutError: the node died (a failover moves its slots).
-REDIRECTS = (MovedError, AskError, TryAgainError)
+# What a pinned node's pipeline raises when the node died (a failover moves its slots): refresh
+# the topology and run the batch once more (as run_pinned does for a MOVED or TRYAGAIN reply,
+# the slot no longer or not yet served there: a multi-key call during a slot migration).
 NODE_FAILURES = (ConnectionError, TimeoutError, OSError)
 # redis-py's async cluster retries these (reloading the topology each time) but without any
 # pause, so its attempts are spent in well under a second, before a failover (node timeout +

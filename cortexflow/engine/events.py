@@ -19,19 +19,6 @@ from cortexflow.engine.keys import QueueKeys
 # scripts/include/events.lua, which every script's XADD goes through, names the same number.
 EVENTS_MAXLEN = 5000
 
-JOB_EVENTS = (
-    "added",
-    "active",
-    "progress",
-    "completed",
-    "failed",
-    "retried",
-    "stalled",
-    "removed",
-    "promoted",
-)
-QUEUE_EVENTS = ("paused", "resumed", "cleaned", "drained")
-
 
 @dataclass(frozen=True)
 class Event:

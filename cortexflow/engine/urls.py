@@ -244,11 +244,6 @@ def parse_cluster_url(url: str) -> ClusterURL:
     return ClusterURL(nodes, username, password, tls, options)
 
 
-def is_cluster_url(url: str) -> bool:
-    """Whether ``url`` names a Cluster by its scheme."""
-    return url.partition("://")[0].lower() in CLUSTER_SCHEMES
-
-
 def host_port(
     item: str, default_port: int = SENTINEL_PORT, role: str = "sentinel"
 ) -> tuple[str, int]:

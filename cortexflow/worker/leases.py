@@ -88,7 +88,6 @@ class LeaseKeeper:
         self._probe_sent: float | None = None  # when the pending probe was posted
         self._warned = False
         self._hung = False
-        self._renewed_at = 0.0  # monotonic start of the last successful renewal
         self._failed_logged = 0.0  # when a failed renewal was last logged (0: renewals work)
         self._waiters: list[tuple[float, asyncio.Future[None]]] = []
         self.last_tick = 0.0  # monotonic time of the thread's last tick (0: not started)
@@ -191,7 +190,6 @@ class LeaseKeeper:
             log.info("lease renewals work again")
             self._failed_logged = 0.0
         self.failing_since = None
-        self._renewed_at = started
         if lost:
             now_held = self._held.copy()
             # A lease dropped meanwhile was finished or given back, not lost.

@@ -22,7 +22,7 @@ from cortexflow.engine.cluster import (
     owner,
     run_by_node,
 )
-from cortexflow.engine.urls import is_cluster_url, parse_cluster_url
+from cortexflow.engine.urls import describe, parse_cluster_url
 from cortexflow.errors import RedisUnavailableError
 from tests.helpers.poll import wait_for
 from tests.helpers.topology import Cluster
@@ -63,8 +63,10 @@ def test_parse_nodes_credentials_and_tls() -> None:
 
 
 def test_only_cluster_schemes_are_cluster_urls() -> None:
-    assert is_cluster_url("redis+cluster://h:1") and is_cluster_url("REDISS+CLUSTER://h:1")
-    assert not is_cluster_url("redis://h:1") and not is_cluster_url("redis+sentinel://h/m")
+    for url in ("redis+cluster://h:1", "REDISS+CLUSTER://h:1"):
+        assert describe(url).kind == "cluster"
+    for url in ("redis://h:1", "redis+sentinel://h/m"):
+        assert describe(url).kind != "cluster"
 
 
 def test_client_settings_follow_the_url_and_connection_py() -> None:
