@@ -11,10 +11,10 @@ ARGV[3 + 6i ..] per job: id, name, data (JSON), opts (JSON of the job's own opti
 Returns the number of jobs added: a job whose id still exists is left as it is.
 Every argument is checked before the first write (the caller validated them too), so a bulk
 add is all or none. ]]
+--@include common
 --@include new_job
 --@include events
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local prefix = ARGV[1]
 local n = tonumber(ARGV[2])
 if not n or #ARGV ~= 2 + n * 6 then return redis.error_reply('ERR add: bad argument count') end

@@ -2,11 +2,11 @@
 KEYS[1] active
 ARGV[1] job key prefix   ARGV[2] lease (ms)   ARGV[3..] pairs of id, token
 Returns the ids whose lease this worker no longer holds (stalled and taken over, or removed). ]]
+--@include common
 if not tonumber(ARGV[2]) or #ARGV % 2 ~= 0 then
   return redis.error_reply('ERR heartbeat: lease (ms) and pairs of id, token expected')
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local deadline = now + tonumber(ARGV[2])
 local lost = {}
 for i = 3, #ARGV, 2 do

@@ -3,12 +3,12 @@ KEYS[1] ZSET member -> deadline (ms)   KEYS[2] HASH member -> info JSON
 ARGV[1] member  ARGV[2] info JSON  ARGV[3] time to live (ms)
 Entries whose deadline passed (their process died without saying goodbye) are removed.
 Returns the server time (ms). ]]
+--@include common
 local ttl = tonumber(ARGV[3])
 if not ttl or ARGV[1] == nil or ARGV[2] == nil then
   return redis.error_reply('ERR register: bad arguments')
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)
 if #dead > 0 then
   redis.call('ZREM', KEYS[1], unpack(dead))

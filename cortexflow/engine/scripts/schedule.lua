@@ -10,9 +10,9 @@ Returns {code, n}:
   { 0, last tick}    the tick was handled already (by this or another scheduler)
   {-1, ms to wait}   the tick is still in the future by the server's clock: never early
 The job hash is written as add.lua writes it (include/new_job.lua). ]]
+--@include common
 --@include new_job
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local tick = tonumber(ARGV[2])
 if tick > now then
   return {-1, tick - now}
