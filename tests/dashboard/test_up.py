@@ -72,4 +72,5 @@ def test_config_shows_the_dashboard_section(project: tuple[Path, int]) -> None:
         "host": "127.0.0.1",
         "port": port,
         "metrics_public": False,
+        "max_streams": 50,
     }
