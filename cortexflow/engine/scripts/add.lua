@@ -46,7 +46,5 @@ for i = 0, n - 1 do
     added = added + 1
   end
 end
-if added > 0 and redis.call('LLEN', KEYS[4]) == 0 then
-  redis.call('RPUSH', KEYS[4], '1')
-end
+if added > 0 then wake(KEYS[4]) end
 return added

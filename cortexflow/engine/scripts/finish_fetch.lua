@@ -34,7 +34,5 @@ if done.err then return done end
 -- scripts a blocked BLPOP was served between them; here the token is put back.
 local woke = redis.call('LLEN', finish_keys[7]) > 0
 local got = fetch(fetch_keys, fetch_args)
-if woke and #got == 2 and redis.call('LLEN', finish_keys[7]) == 0 then
-  redis.call('RPUSH', finish_keys[7], '1')
-end
+if woke and #got == 2 then wake(finish_keys[7]) end
 return {done, got}

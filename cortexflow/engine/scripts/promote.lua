@@ -18,5 +18,5 @@ redis.call('ZREM', KEYS[1], id)
 redis.call('ZADD', KEYS[2], score, id)
 redis.call('HSET', jkey, 'state', 'waiting')
 add_event(KEYS[4], 'e', 'promoted', 'id', id)
-if redis.call('LLEN', KEYS[3]) == 0 then redis.call('RPUSH', KEYS[3], '1') end
+wake(KEYS[3])
 return 1

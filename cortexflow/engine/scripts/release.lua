@@ -17,7 +17,5 @@ for i = 2, #ARGV, 2 do
     released = released + 1
   end
 end
-if released > 0 and redis.call('LLEN', KEYS[3]) == 0 then
-  redis.call('RPUSH', KEYS[3], '1')
-end
+if released > 0 then wake(KEYS[3]) end
 return released

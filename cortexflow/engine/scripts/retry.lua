@@ -36,5 +36,5 @@ for _, p in ipairs(plan) do
     add_event(KEYS[4], 'e', 'retried', 'id', p.id, 'by', 'retry')
   end
 end
-if #moved > 0 and redis.call('LLEN', KEYS[3]) == 0 then redis.call('RPUSH', KEYS[3], '1') end
+if #moved > 0 then wake(KEYS[3]) end
 return moved

@@ -36,8 +36,6 @@ if redis.call('EXISTS', jkey) == 0 then
   local score = string.format('%.0f', (1000000 - priority) * 4294967296 + seq)
   redis.call('ZADD', KEYS[2], score, id)
   write_new_job(jkey, ARGV[6], ARGV[7], ARGV[8], priority, 0, 'waiting', now, score)
-  if redis.call('LLEN', KEYS[4]) == 0 then
-    redis.call('RPUSH', KEYS[4], '1')
-  end
+  wake(KEYS[4])
 end
 return {1, now - tick}

@@ -5,6 +5,12 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Wake an idle worker (it blocks on the queue's marker list): push a token unless one is
+-- there already, so the list holds one at most.
+local function wake(marker)
+  if redis.call('LLEN', marker) == 0 then redis.call('RPUSH', marker, '1') end
+end
+
 -- A job's waiting score as stored at add, or the lowest priority's if the hash lost it.
 local function score_of(jkey)
   local s = tonumber(redis.call('HGET', jkey, 'score'))

@@ -159,9 +159,9 @@ local function fetch(KEYS, ARGV)
     -- Nothing to do: forget stale wake-up tokens, tell the worker when to look again.
     redis.call('DEL', KEYS[6])
     out[1] = next_wakeup()
-  elseif redis.call('ZCARD', KEYS[1]) > 0 and redis.call('LLEN', KEYS[6]) == 0 then
+  elseif redis.call('ZCARD', KEYS[1]) > 0 then
     -- More work than this worker took: wake the next idle worker.
-    redis.call('RPUSH', KEYS[6], '1')
+    wake(KEYS[6])
   end
   return out
 end

@@ -63,7 +63,7 @@ local function finish(KEYS, ARGV)
   end
 
   -- 3. Write.
-  local done, lost, dead, wake = 0, 0, 0, false
+  local done, lost, dead, requeued = 0, 0, 0, false
   local owned = {}
   -- Written once for the batch, after the loop: the counters, the active set's removals and the
   -- trimming of the finished sets to the queue's retention (per job, these were five commands
@@ -112,7 +112,7 @@ local function finish(KEYS, ARGV)
           redis.call('HSET', jkey, 'state', 'waiting')
           redis.call('ZADD', KEYS[2], p.score, id)
         end
-        wake = true
+        requeued = true
       else
         totals.failed_total = totals.failed_total + 1
         redis.call('HSET', jkey, 'state', 'failed', 'finished_at', now, 'error', run[5],
@@ -142,8 +142,6 @@ local function finish(KEYS, ARGV)
     end
     redis.call('PEXPIRE', minute, 90000000)
   end
-  if wake and redis.call('LLEN', KEYS[7]) == 0 then
-    redis.call('RPUSH', KEYS[7], '1')
-  end
+  if requeued then wake(KEYS[7]) end
   return {done, lost, dead}
 end
