@@ -32,8 +32,7 @@ for i = 0, n - 1 do
   if redis.call('EXISTS', jkey) == 0 then
     local priority = tonumber(ARGV[b + 4])
     local delay = tonumber(ARGV[b + 5])
-    local seq = redis.call('HINCRBY', KEYS[3], 'seq', 1) % 4294967296
-    local score = string.format('%.0f', (1000000 - priority) * 4294967296 + seq)
+    local score = waiting_score(KEYS[3], priority)
     local state = 'waiting'
     if delay > 0 then
       state = 'delayed'

@@ -32,8 +32,7 @@ local jkey = ARGV[1] .. id
 redis.call('HSET', KEYS[1], 'last_tick', tick, 'last_run', now, 'last_job', id)
 if redis.call('EXISTS', jkey) == 0 then
   local priority = tonumber(ARGV[9])
-  local seq = redis.call('HINCRBY', KEYS[3], 'seq', 1) % 4294967296
-  local score = string.format('%.0f', (1000000 - priority) * 4294967296 + seq)
+  local score = waiting_score(KEYS[3], priority)
   redis.call('ZADD', KEYS[2], score, id)
   write_new_job(jkey, ARGV[6], ARGV[7], ARGV[8], priority, 0, 'waiting', now, score)
   wake(KEYS[4])

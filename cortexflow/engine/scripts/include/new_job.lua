@@ -1,4 +1,5 @@
---[[ new_job: the hash of a job just added (add.lua and schedule.lua write it alike).
+--[[ new_job: the hash of a job just added, and its waiting score (add.lua and schedule.lua
+write both alike).
 It holds only what the job does not share with every other: no id field (the key has it), no
 counters (attempts_made, stalls, deliveries read as 0 while absent), priority only when not 0,
 delay only when > 0, opts only when the job sets options of its own (JSON of those alone;
@@ -10,4 +11,11 @@ local function write_new_job(jkey, name, data, opts, priority, delay, state, now
   if priority ~= 0 then f[#f + 1] = 'priority'; f[#f + 1] = priority end
   if delay > 0 then f[#f + 1] = 'delay'; f[#f + 1] = delay end
   redis.call('HSET', jkey, unpack(f))
+end
+
+-- A new job's place in the wait set: higher priority first, then the order of adds (the
+-- queue's counter in its meta hash, modulo 2^32).
+local function waiting_score(meta, priority)
+  local seq = redis.call('HINCRBY', meta, 'seq', 1) % 4294967296
+  return string.format('%.0f', (1000000 - priority) * 4294967296 + seq)
 end
