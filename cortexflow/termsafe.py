@@ -15,7 +15,8 @@ from typing import TextIO
 
 # C0 controls but tab and newline, DEL, C1 controls, lone surrogates, and the bidirectional
 # overrides that can make text read backwards (Trojan Source).
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+UNSAFE_CHARS = "\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069"
+_UNSAFE = re.compile(f"[{UNSAFE_CHARS}]")
 
 
 def _spell(match: re.Match[str]) -> str:

@@ -14,7 +14,7 @@ from cortexflow.cli._common import err, out, print_json
 from cortexflow.cli.queue_ops import duration, int_range, with_manager
 from cortexflow.cli.render import ProgressBar, compact
 from cortexflow.durations import format_duration
-from cortexflow.engine.payload import encode_data, make_validator
+from cortexflow.engine.payload import JOB_ID_RULE, MAX_ATTEMPTS, encode_data, make_validator
 from cortexflow.errors import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -46,8 +46,15 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--delay", type=duration, help='run no earlier than this from now, e.g. "5s", "2h"'
     )
-    p.add_argument("--attempts", type=int_range(1), help="total runs allowed, the first included")
-    p.add_argument("--job-id", help="the job's id; adding an id that still exists adds nothing")
+    p.add_argument(
+        "--attempts",
+        type=int_range(1, MAX_ATTEMPTS),
+        help=f"total runs allowed, the first included (1-{MAX_ATTEMPTS:,})",
+    )
+    p.add_argument(
+        "--job-id",
+        help=f"the job's id ({JOB_ID_RULE}); adding an id that still exists adds nothing",
+    )
     p.add_argument(
         "--wait", action="store_true", help="wait for the job to finish, print its result"
     )

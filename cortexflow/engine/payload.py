@@ -15,9 +15,22 @@ from cortexflow.config.model import Backoff, QueueConfig
 from cortexflow.engine.jobs import MAX_PRIORITY, JobOptions, backoff_dict, new_job_id
 from cortexflow.engine.text import MAX_NAME_BYTES
 from cortexflow.errors import PayloadError, UsageError
+from cortexflow.termsafe import UNSAFE_CHARS, escape_controls
 
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
-_JOB_ID = re.compile(r"[^\s:]{1,256}")  # fullmatch: no trailing newline slips through
+MAX_JOB_ID = 256  # characters
+MAX_ATTEMPTS = 1_000_000  # a job's total runs
+MAX_DELAY = 10 * 365 * 86400.0  # seconds: a job's delay, backoff delay and max, timeout
+# What a job id may not hold: whitespace and ':' (key and command-line syntax), '/' (a URL
+# path separator, so every id is one path segment of the HTTP API and the UI), and what the
+# terminal and the UI could not show as itself: control characters, lone surrogates and the
+# bidirectional overrides (cortexflow.termsafe's set). "." and ".." are refused as well: a
+# browser or proxy folds them out of any URL path, encoded or not.
+JOB_ID_FORBIDDEN = re.compile(f"[\\s:/{UNSAFE_CHARS}]")
+JOB_ID_RULE = (
+    f"a job id is 1-{MAX_JOB_ID} characters other than whitespace, ':', '/', control "
+    "characters and bidirectional overrides, and is not '.' or '..'"
+)
 
 
 def make_validator(queue: QueueConfig) -> jsonschema.protocols.Validator | None:
@@ -96,11 +109,7 @@ def resolve_options(queue: QueueConfig, opts: JobOptions | None) -> tuple[str, i
     if opts is None:  # the common case: the queue's own (already validated) settings
         return new_job_id(), queue.priority, 0, ""
     o = opts
-    job_id = o.job_id if o.job_id is not None else new_job_id()
-    if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
-        raise UsageError(
-            f"job id {job_id!r} is not valid: use 1-256 characters without spaces or ':'"
-        )
+    job_id = new_job_id() if o.job_id is None else check_job_id(o.job_id)
     priority = queue.priority if o.priority is None else o.priority
     if (
         isinstance(priority, bool)
@@ -109,23 +118,25 @@ def resolve_options(queue: QueueConfig, opts: JobOptions | None) -> tuple[str, i
     ):
         raise UsageError(f"priority must be an integer from 0 to {MAX_PRIORITY}, got {priority!r}")
     delay = 0.0 if o.delay is None else o.delay
-    if (
-        isinstance(delay, bool)
-        or not isinstance(delay, int | float)
-        or not 0 <= delay < 10 * 365 * 86400
-    ):
-        raise UsageError(f"delay must be a non-negative duration, got {delay!r}")
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay < MAX_DELAY:
+        raise UsageError(f"delay must be a non-negative duration under 10 years, got {delay!r}")
     if o.attempts is not None and (
-        isinstance(o.attempts, bool) or not isinstance(o.attempts, int) or o.attempts < 1
+        isinstance(o.attempts, bool)
+        or not isinstance(o.attempts, int)
+        or not 1 <= o.attempts <= MAX_ATTEMPTS
     ):
-        raise UsageError(f"attempts must be an integer >= 1, got {o.attempts!r}")
-    if o.timeout is not None and (
-        isinstance(o.timeout, bool)
-        or not isinstance(o.timeout, int | float)
-        or not math.isfinite(o.timeout)
-        or o.timeout <= 0
-    ):
-        raise UsageError(f"timeout must be a positive duration, got {o.timeout!r}")
+        raise UsageError(
+            f"attempts must be an integer from 1 to {MAX_ATTEMPTS:,}, got {o.attempts!r}"
+        )
+    if o.backoff is not None:
+        for what, seconds in (("delay", o.backoff.delay), ("max", o.backoff.max)):
+            if not _duration_ok(seconds):
+                raise UsageError(
+                    f"backoff.{what} must be a non-negative duration under 10 years, "
+                    f"got {seconds!r} s"
+                )
+    if o.timeout is not None and (not _duration_ok(o.timeout) or o.timeout <= 0):
+        raise UsageError(f"timeout must be a positive duration under 10 years, got {o.timeout!r}")
     for name, value in (
         ("remove_on_complete", o.remove_on_complete),
         ("remove_on_fail", o.remove_on_fail),
@@ -140,6 +151,38 @@ def resolve_options(queue: QueueConfig, opts: JobOptions | None) -> tuple[str, i
         o.attempts, o.backoff, o.timeout, o.remove_on_complete, o.remove_on_fail
     )
     return job_id, priority, round(delay * 1000), options
+
+
+def check_job_id(job_id: Any) -> str:
+    """``job_id`` when it is a valid job id (JOB_ID_RULE), else UsageError saying why. The one
+    check of every face: the Python API, the CLI, the HTTP API and schedules all add through
+    the engine, which calls it."""
+    if not isinstance(job_id, str):
+        raise UsageError(f"a job id is a string, got {job_id!r}; {JOB_ID_RULE}")
+    shown = escape_controls(job_id[:80], keep_newlines=False) + ("..." if len(job_id) > 80 else "")
+    if not 1 <= len(job_id) <= MAX_JOB_ID:
+        raise UsageError(
+            f"job id {shown!r} is not valid: it has {len(job_id):,} characters; {JOB_ID_RULE}"
+        )
+    bad = JOB_ID_FORBIDDEN.search(job_id)
+    if bad:
+        char = bad.group()
+        what = repr(char) if char.isascii() and char.isprintable() else f"U+{ord(char):04X}"
+        raise UsageError(
+            f"job id {shown!r} is not valid: character {bad.start() + 1} is {what}; {JOB_ID_RULE}"
+        )
+    if job_id in (".", ".."):
+        raise UsageError(f"job id {job_id!r} is not valid; {JOB_ID_RULE}")
+    return job_id
+
+
+def _duration_ok(seconds: Any) -> bool:
+    return (
+        isinstance(seconds, int | float)
+        and not isinstance(seconds, bool)
+        and math.isfinite(seconds)
+        and 0 <= seconds < MAX_DELAY
+    )
 
 
 @functools.lru_cache(maxsize=256, typed=True)  # typed: True and 1 mean different things

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -12,18 +11,22 @@ from redis.exceptions import WatchError
 
 from cortexflow.engine.cluster import ClusterClient, node_client
 from cortexflow.engine.connection import Client
+from cortexflow.engine.payload import JOB_ID_FORBIDDEN
 
 PREFIX_ENV = "CORTEXFLOW_DATA_PREFIX"
 MAX_ID = 256
 
 
 def job_id(*parts: str) -> str:
-    """A job id made of ``parts`` (no spaces or ':'; long ones shortened by a hash).
+    """A job id made of ``parts`` (what a job id may not hold -- whitespace, ':', '/', control
+    and bidi characters -- replaced by '_'; long ones shortened by a hash).
 
     Follow-up jobs get ids derived from the job that adds them, so a retried run adds nothing
     twice: adding an id that exists adds nothing.
     """
-    text = re.sub(r"[\s:]", "_", "-".join(parts))
+    text = JOB_ID_FORBIDDEN.sub("_", "-".join(parts))
+    if text in ("", ".", ".."):
+        text = text.replace(".", "_") or "_"
     if len(text) <= MAX_ID:
         return text
     return text[: MAX_ID - 41] + "-" + hashlib.sha1(text.encode()).hexdigest()  # noqa: S324
