@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,8 +9,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from cortexflow.api.jsoninput import JsonInputError, parse_json
 from cortexflow.dashboard import state
-from cortexflow.dashboard.guard import HTTPError, api
+from cortexflow.dashboard.guard import HTTPError, api, error
+from cortexflow.dashboard.protect import problem_with_event_id
 from cortexflow.dashboard.sse import events_route
 from cortexflow.engine import history
 from cortexflow.engine.keys import STATES
@@ -20,6 +21,7 @@ from cortexflow.engine.queue import QueueEngine
 from cortexflow.errors import PayloadError
 
 MAX_LIMIT = 200
+MAX_START = 2**53 - 1  # a window's start: the largest integer every JSON reader keeps exact
 CLEAN_STATES = ("completed", "failed", "waiting", "delayed")
 
 
@@ -38,13 +40,18 @@ def _int(request: Request, name: str, default: int, low: int, high: int | None =
 
 
 async def _body(request: Request, default: Any = None) -> Any:
+    """The JSON body, read within the dashboard's body cap (protect.BodyLimit: 413 past it)
+    and checked as the CLI checks a payload (api.jsoninput: UTF-8, nesting up to 100 levels,
+    no lone surrogates); 422 with what is wrong and where."""
     raw = await request.body()
     if not raw.strip():
         return default
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HTTPError(422, f"the body is not JSON: {exc}") from None
+        return parse_json(raw)
+    except JsonInputError as exc:
+        where = f" (line {exc.line}, column {exc.column})" if exc.line is not None else ""
+        where = f" (at {exc.pointer or '/'})" if exc.pointer is not None else where
+        raise HTTPError(422, f"the body is not usable JSON: {exc.message}{where}") from None
 
 
 @api(write=False)
@@ -58,7 +65,7 @@ async def list_jobs(request: Request) -> Response:
     st = request.query_params.get("state") or "waiting"
     if st not in STATES:
         raise HTTPError(422, f"state must be one of {', '.join(STATES)}; got {st!r}")
-    start = _int(request, "start", 0, 0)
+    start = _int(request, "start", 0, 0, MAX_START)
     limit = _int(request, "limit", 20, 1, MAX_LIMIT)
     jobs = await engine.list_jobs(st, start, limit)
     total = await engine.client.zcard(engine.keys.state_key(st))
@@ -258,6 +265,16 @@ async def queue_metrics(request: Request) -> Response:
     )
 
 
+async def events(request: Request) -> Response:
+    """The SSE route, after the resume point is checked: a Last-Event-ID (or ?from=) that is
+    not a stream id is a 400 before the stream starts, not an error inside it."""
+    start = request.headers.get("last-event-id") or request.query_params.get("from") or ""
+    problem = problem_with_event_id(start) if start else None
+    if problem:
+        return error(400, problem)
+    return await events_route(request)
+
+
 routes = [
     Route("/api/queues", list_queues),
     Route("/api/workers", workers),
@@ -274,5 +291,5 @@ routes = [
     Route("/api/queues/{queue}/drain", drain, methods=["POST"]),
     Route("/api/queues/{queue}/retry", retry_all, methods=["POST"]),
     Route("/api/queues/{queue}/metrics", queue_metrics),
-    Route("/api/queues/{queue}/events", events_route),
+    Route("/api/queues/{queue}/events", events),
 ]

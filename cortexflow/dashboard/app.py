@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from cortexflow.api.manager import QueueManager
-from cortexflow.dashboard import api, metrics, pages, sessions, sse
+from cortexflow.dashboard import api, metrics, pages, protect, sessions, sse
 from cortexflow.dashboard.auth import Auth
 from cortexflow.dashboard.guard import error, identify
 from cortexflow.errors import RedisUnavailableError
@@ -25,6 +25,7 @@ from cortexflow.errors import RedisUnavailableError
 class Settings:
     metrics_public: bool = False
     max_streams: int = sse.MAX_STREAMS
+    max_body: int = protect.DEFAULT_MAX_BODY  # bytes of a request body (API writes)
 
 
 async def healthz(request: Request) -> Response:
@@ -99,4 +100,5 @@ def create_app(manager: QueueManager, auth: Auth, settings: Settings | None = No
     app.state.auth = auth
     app.state.settings = settings or Settings()
     app.state.streams = sse.Streams(manager, app.state.settings.max_streams)
+    protect.install(app, app.state.settings.max_body)  # last: outermost
     return app

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -28,8 +28,10 @@ from cortexflow.engine.jobs import Job
 from cortexflow.engine.keys import STATES
 from cortexflow.engine.queue import QueueEngine
 from cortexflow.errors import RedisUnavailableError
+from cortexflow.termsafe import escape_controls
 
 PAGE_SIZE = 25
+MAX_START = 2**53 - 1
 NAME_SCAN = 5000  # jobs a search by name looks at, from the page shown
 SESSION_DAYS = 30
 
@@ -43,6 +45,14 @@ _env.filters["ts"] = lambda v: (
     else "—"
 )
 _env.filters["ago"] = lambda v: _ago(v) if v else "—"
+# Text from outside (ids, names, errors, logs) goes through these: `urlpart` wherever it is put
+# into a URL (one path segment, every reserved character encoded: the server decodes it
+# exactly once), `shown` (one line) / `shown_lines` wherever it is shown, so control and
+# bidi-override characters (and lone surrogates, which no page could be encoded with) appear
+# escaped, as the CLI shows them. Autoescaping still applies after both.
+_env.filters["urlpart"] = lambda v: quote(str(v), safe="")
+_env.filters["shown"] = lambda v: escape_controls(str(v), keep_newlines=False)
+_env.filters["shown_lines"] = lambda v: escape_controls(str(v))
 
 
 def _ago(seconds_since_epoch: float) -> str:
@@ -190,7 +200,7 @@ def _window(request: Request) -> tuple[str, int]:
     if st not in STATES:
         raise HTTPError(404, f"no state {st!r}; states: {', '.join(STATES)}")
     try:
-        start = max(int(request.query_params.get("start") or 0), 0)
+        start = min(max(int(request.query_params.get("start") or 0), 0), MAX_START)
     except ValueError:
         start = 0
     return st, start
@@ -248,9 +258,10 @@ async def queue_page(request: Request) -> Response:
         if find:
             engine = await state.engine(request)
             if await engine.get_job(find) is not None:
-                return RedirectResponse(f"/queues/{engine.name}/jobs/{find}", status_code=303)
+                url = f"/queues/{quote(engine.name, safe='')}/jobs/{quote(find, safe='')}"
+                return RedirectResponse(url, status_code=303)
         ctx = await _queue_ctx(request)
-        missing = f"No job {find!r} in this queue." if find else ""
+        missing = f"No job {escape_controls(find)!r} in this queue." if find else ""
         return render(request, "queue.html", who=who, missing=missing, **ctx)
 
     return await _page(request, show)

@@ -22,18 +22,24 @@
         return r.ok ? r.text() : null;
       })
       .then(function (html) {
-        if (html === null || html === undefined) return;
+        if (html === null || html === undefined || html === el.dataset.last) return;
+        el.dataset.last = html;
+        // The server's fragment, parsed (never run: no script executes in a parsed document,
+        // and the CSP allows none inline) and moved in node by node.
         var doc = new DOMParser().parseFromString(html, "text/html");
-        var main = doc.querySelector("main");
-        var fresh = main ? null : doc.body.innerHTML;
-        if (main) {  // a full page (an error page): show its message
+        var nodes;
+        if (doc.querySelector("main")) {  // a full page (an error page): show its message as text
           var msg = doc.querySelector(".error");
-          fresh = "<p class='error'>" + (msg ? msg.textContent : "gone") + "</p>";
+          var p = document.createElement("p");
+          p.className = "error";
+          p.textContent = msg ? msg.textContent : "gone";
+          nodes = [p];
+        } else {
+          nodes = Array.prototype.slice.call(doc.body.childNodes).map(function (n) {
+            return document.adoptNode(n);
+          });
         }
-        if (fresh !== el.dataset.last) {
-          el.innerHTML = fresh;
-          el.dataset.last = fresh;
-        }
+        el.replaceChildren.apply(el, nodes);
       })
       .catch(function () { /* the server restarts: try again next tick */ });
   }
