@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from cortexflow.dashboard.minted import mint
 from cortexflow.errors import UsageError
 
 ADMIN = "admin"
@@ -198,8 +199,6 @@ class Auth:
     def session_for(self, role: str) -> str:
         """The cookie value of a browser logging in with ``role``'s token: a new random session
         id, stored in Redis by the session middleware before the response leaves."""
-        from cortexflow.dashboard.sessions import mint
-
         return mint(role)
 
     def fingerprint(self, role: str, session_id: str) -> str | None:

@@ -25,13 +25,11 @@ answer to "which session is this?" and the login routes need no Redis code of th
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import hmac
 import ipaddress
 import json
 import math
-import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -43,6 +41,7 @@ from redis.exceptions import RedisError
 
 from cortexflow.api.manager import QueueManager
 from cortexflow.dashboard.auth import COOKIE, Auth
+from cortexflow.dashboard.minted import _minted
 from cortexflow.engine.connection import Client
 from cortexflow.engine.keys import dashboard_login_failures_key, dashboard_session_key
 from cortexflow.errors import RedisUnavailableError
@@ -60,26 +59,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-# Session ids minted while one request is handled (id -> role), stored as its response starts.
-_minted: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
-    "cortexflow_minted_sessions", default=None
-)
-
 
 @dataclass(frozen=True)
 class Session:
     id: str
     role: str
-
-
-def mint(role: str) -> str:
-    """A new session id for ``role``; the middleware stores it when the response starts."""
-    pending = _minted.get()
-    if pending is None:
-        raise RuntimeError("a dashboard session can only be made inside the Sessions middleware")
-    session_id = secrets.token_urlsafe(32)
-    pending[session_id] = role
-    return session_id
 
 
 def current(scope: Scope) -> Session | None:
