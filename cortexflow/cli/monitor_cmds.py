@@ -4,6 +4,7 @@ JSON API, /metrics)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -43,6 +44,14 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         type=int_range(1, 10000),
         default=50,
         help="event streams (SSE) open at once; the one past it gets 503 (default 50)",
+    )
+    p.add_argument(
+        "--max-body",
+        type=int_range(1024, 1 << 30),
+        default=None,
+        metavar="BYTES",
+        help="largest request body of an API write; a larger one gets 413 before it is read "
+        "(default 8 MiB: a job of the largest payload fits)",
     )
     p.add_argument(
         "--print-url",
@@ -109,6 +118,8 @@ def _dashboard(args: argparse.Namespace) -> int:
         args.max_streams,
         args.login_url,
     )
+    if args.max_body is not None:
+        options = dataclasses.replace(options, max_body=args.max_body)
     if args.print_url:
         return print_url(options, say=out)
     return serve(options, say=err)

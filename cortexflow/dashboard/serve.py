@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cortexflow.api.manager import QueueManager
 from cortexflow.dashboard.auth import Auth, Tokens, check_bind, load_tokens
+from cortexflow.dashboard.protect import DEFAULT_MAX_BODY
 from cortexflow.embedded.folder import data_dir_for
 
 
@@ -23,6 +24,7 @@ class ServeOptions:
     max_streams: int = 50
     # False (what `up` passes): never print the token, say where it is and how to see the URL.
     login_url: bool = True
+    max_body: int = DEFAULT_MAX_BODY  # bytes of an API write's body (413 past it)
 
 
 def base_url(host: str, port: int) -> str:
@@ -66,7 +68,11 @@ def serve(
     check_bind(options.host, env)
     manager = QueueManager(options.config, options.redis_url)
     tokens = load_tokens(env, data_dir_for(manager.config))
-    settings = Settings(metrics_public=options.metrics_public, max_streams=options.max_streams)
+    settings = Settings(
+        metrics_public=options.metrics_public,
+        max_streams=options.max_streams,
+        max_body=options.max_body,
+    )
     app = create_app(manager, Auth(tokens), settings)
     url = login_url(options.host, options.port, tokens)
     if tokens.file is not None and not options.login_url:

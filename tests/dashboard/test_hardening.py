@@ -206,10 +206,10 @@ def test_odd_ids_are_read_retried_and_removed_through_encoded_urls(base: str) ->
 
 
 @contextlib.contextmanager
-def dashboard_process(config: Path, redis_url: str) -> Iterator[tuple[int, int]]:
+def dashboard_process(config: Path, redis_url: str, *args: str) -> Iterator[tuple[int, int]]:
     port = free_port()
     env = clean_env({"CORTEXFLOW_TOKEN": ADMIN_TOKEN})
-    argv = cortexflow_argv("dashboard", "-f", str(config), "--redis-url", redis_url)
+    argv = cortexflow_argv("dashboard", "-f", str(config), "--redis-url", redis_url, *args)
     proc = subprocess.Popen(
         [*argv, "--port", str(port)],
         env=env,
@@ -289,3 +289,15 @@ def test_a_400_mb_body_keeps_the_dashboard_process_under_100_mb(
         r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
         assert r.status_code == 200
         assert _peak_rss_mb(pid) < 100
+
+
+def test_max_body_sets_the_cap_of_api_writes(project: Path, redis_url: str) -> None:
+    """`cortexflow dashboard --max-body 4096`: a 5 KB job is refused (413) before it is read,
+    a small one is added."""
+    with dashboard_process(project, redis_url, "--max-body", "4096") as (_, port):
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        url = f"http://127.0.0.1:{port}/api/queues/work/jobs"
+        big = httpx.post(url, json={"name": "n", "data": {"x": "a" * 5000}}, headers=headers, timeout=10)
+        assert big.status_code == 413, big.text
+        small = httpx.post(url, json={"name": "n", "data": {"x": 1}}, headers=headers, timeout=10)
+        assert small.status_code in (200, 201), small.text
