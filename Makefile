@@ -1,19 +1,33 @@
 PY ?= python
 
-.PHONY: test lint check bench bench-peers bench-peers-deps bench-e2e bench-scaling
+.PHONY: test unit test-all lint check bench bench-peers bench-peers-deps bench-e2e bench-scaling
 
+# Parallel workers: the tests mostly wait (on processes, signals, leases), so twice the cores of
+# a 2-core machine keep it busy; each xdist worker starts its own Valkey.
+WORKERS ?= 4
+
+# The fast tier: every test but the slow ones (over ~5 s), in parallel.
 test:
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(WORKERS) -m "not slow"
+
+# Seconds: pure functions and the architecture test, no server.
+unit:
+	$(PY) -m pytest -q tests/unit
+
+# Every test, slow ones included, in parallel: what `make check` and CI run.
+test-all:
+	$(PY) -m pytest -q -n $(WORKERS)
 
 lint:
 	ruff check cortexflow tests bench examples
 	ruff format --check cortexflow tests bench examples
 	mypy
 
-check: lint test
+check: lint test-all
 
 # cortexflow vs taskiq-redis (bench/engine.py); JOBS=2000 or ARGS=--quick for a shorter run
 bench:
+	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/engine.py $(if $(JOBS),--jobs $(JOBS)) $(ARGS)
 
 # processing rate with 1/2/4 worker processes on one server, and 6 queues on 1 vs 3 Cluster

@@ -35,6 +35,16 @@ def pytest_configure(config: pytest.Config) -> None:
 TRANSPORTS = ("unix", "tcp")
 
 
+SLOW_TIMEOUT = 300  # seconds a slow test may take (the rest: pyproject's timeout)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test marked slow without a timeout of its own gets SLOW_TIMEOUT."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A test marked ``transports`` runs over the unix socket and over TCP."""
     marked = metafunc.definition.get_closest_marker("transports") is not None
