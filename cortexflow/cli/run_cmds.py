@@ -114,7 +114,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         replica = int(os.environ.get(ENV_REPLICA, "0") or 0)
     override = args.redis_url or os.environ.get(ENV_REDIS_URL) or None
 
-    from cortexflow.worker.run import run_worker
+    from cortexflow.worker.main import run_worker
 
     with redis_endpoint(config, override) as url:
         return run_worker(

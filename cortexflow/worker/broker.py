@@ -38,14 +38,14 @@ from cortexflow.engine.outcomes import (
 )
 from cortexflow.engine.queue import Fetched, FetchResult, QueueEngine
 from cortexflow.worker.context import JobContext
-from cortexflow.worker.leases import Delivery, LeaseKeeper
-from cortexflow.worker.runs import (
+from cortexflow.worker.job_run import (
     Formatter,
     JobResultBackend,
     Lease,
     log_failure,
     outcome_of,
 )
+from cortexflow.worker.leases import Delivery, LeaseKeeper
 
 log = logging.getLogger("cortexflow.worker")
 

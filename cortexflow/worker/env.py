@@ -1,7 +1,7 @@
 """The environment contract between `cortexflow up` and its worker processes.
 
 The supervisor sets these variables when it spawns a worker (supervisor/loop.py, child.py);
-the worker reads them (worker/run.py, cli/run_cmds.py). Both sides import the names from here.
+the worker reads them (worker/main.py, cli/run_cmds.py). Both sides import the names from here.
 """
 
 from __future__ import annotations

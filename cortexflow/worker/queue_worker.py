@@ -2,7 +2,7 @@
 runs its jobs (JobReceiver, a taskiq Receiver), the lease thread, a registry heartbeat, the
 watchdog over them (worker/vitals.py), a graceful stop.
 
-WorkerManager embeds it; ``run_worker`` (worker/run.py) wraps it in the process the supervisor
+WorkerManager embeds it; ``run_worker`` (worker/main.py) wraps it in the process the supervisor
 spawns.
 """
 

@@ -29,8 +29,8 @@ from cortexflow.engine.queue import Fetched
 from cortexflow.worker.broker import CortexBroker
 from cortexflow.worker.context import JobContext
 from cortexflow.worker.handlers import Runner
+from cortexflow.worker.job_run import Lease, RunTimeout
 from cortexflow.worker.leases import Delivery
-from cortexflow.worker.runs import Lease, RunTimeout
 
 
 class JobReceiver(Receiver):
