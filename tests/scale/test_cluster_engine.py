@@ -36,13 +36,13 @@ from tests.engine.test_finish_fetch import (  # noqa: F401
     test_finishing_and_leasing_the_next_job_is_one_script_call,
     test_the_combined_script_is_loaded_again_after_a_script_flush,
 )
-from tests.engine.test_hardening_deadletters import (  # noqa: F401
+from tests.engine.test_dead_letter_copier import (  # noqa: F401
     test_a_job_retried_by_an_operator_that_fails_again_is_a_second_dead_letter,
     test_an_entry_that_cannot_be_copied_is_set_aside_and_counted,
     test_an_oversized_dead_letter_does_not_wedge_the_outbox,
     test_stalled_failures_reach_the_dead_letter_queue_without_a_restart,
 )
-from tests.engine.test_hardening_progress import (  # noqa: F401
+from tests.engine.test_progress_and_logs import (  # noqa: F401
     test_a_run_that_lost_its_lease_cannot_write,
     test_progress_and_logs_after_the_job_was_removed_resurrect_nothing,
 )

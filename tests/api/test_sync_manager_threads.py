@@ -1,4 +1,4 @@
-"""One SyncQueueManager shared by the threads of a WSGI-style app (issue: 39 of 40 adds failed
+"""One SyncQueueManager shared by the threads of a WSGI-style app (once 39 of 40 adds failed
 with "This event loop is already running")."""
 
 from __future__ import annotations

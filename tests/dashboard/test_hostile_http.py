@@ -1,4 +1,4 @@
-"""The dashboard over HTTP against hostile input (issue 23, items 1, 2, 3 and 6): security
+"""The dashboard over HTTP against hostile input: security
 headers on every response, no inline script or style for the CSP to break, bodies capped while
 they are read (a 400 MB body keeps a real dashboard process under 100 MB), every malformed
 request a 4xx with a JSON error, and odd job ids that round-trip through encoded URLs."""
