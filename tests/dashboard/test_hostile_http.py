@@ -297,7 +297,9 @@ def test_max_body_sets_the_cap_of_api_writes(project: Path, redis_url: str) -> N
     with dashboard_process(project, redis_url, "--max-body", "4096") as (_, port):
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         url = f"http://127.0.0.1:{port}/api/queues/work/jobs"
-        big = httpx.post(url, json={"name": "n", "data": {"x": "a" * 5000}}, headers=headers, timeout=10)
+        big = httpx.post(
+            url, json={"name": "n", "data": {"x": "a" * 5000}}, headers=headers, timeout=10
+        )
         assert big.status_code == 413, big.text
         small = httpx.post(url, json={"name": "n", "data": {"x": 1}}, headers=headers, timeout=10)
         assert small.status_code in (200, 201), small.text

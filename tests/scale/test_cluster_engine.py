@@ -31,20 +31,16 @@ from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.queue import QueueEngine
 from cortexflow.queues.common import write_once
 from tests.engine.conftest import workers  # noqa: F401 (the fixture the process tests take)
-from tests.engine.test_finish_fetch import (  # noqa: F401
-    test_a_finish_recorded_twice_is_counted_lost_and_leases_nothing_twice,
-    test_finishing_and_leasing_the_next_job_is_one_script_call,
-    test_the_combined_script_is_loaded_again_after_a_script_flush,
-)
 from tests.engine.test_dead_letter_copier import (  # noqa: F401
     test_a_job_retried_by_an_operator_that_fails_again_is_a_second_dead_letter,
     test_an_entry_that_cannot_be_copied_is_set_aside_and_counted,
     test_an_oversized_dead_letter_does_not_wedge_the_outbox,
     test_stalled_failures_reach_the_dead_letter_queue_without_a_restart,
 )
-from tests.engine.test_progress_and_logs import (  # noqa: F401
-    test_a_run_that_lost_its_lease_cannot_write,
-    test_progress_and_logs_after_the_job_was_removed_resurrect_nothing,
+from tests.engine.test_finish_fetch import (  # noqa: F401
+    test_a_finish_recorded_twice_is_counted_lost_and_leases_nothing_twice,
+    test_finishing_and_leasing_the_next_job_is_one_script_call,
+    test_the_combined_script_is_loaded_again_after_a_script_flush,
 )
 from tests.engine.test_ops import (  # noqa: F401 (collected: they run on the Cluster here)
     test_add_returns_id_and_same_id_adds_nothing,
@@ -59,6 +55,10 @@ from tests.engine.test_processes import (  # noqa: F401
     test_kill9_jobs_recovered_after_the_lease_without_new_traffic,
     test_pause_stops_starts_on_every_worker,
     test_rate_limit_holds_across_three_processes,
+)
+from tests.engine.test_progress_and_logs import (  # noqa: F401
+    test_a_run_that_lost_its_lease_cannot_write,
+    test_progress_and_logs_after_the_job_was_removed_resurrect_nothing,
 )
 from tests.engine.test_semantics import (  # noqa: F401
     test_backoff_gaps_follow_the_formula,
