@@ -162,14 +162,14 @@ def check_job_id(job_id: Any) -> str:
     shown = escape_controls(job_id[:80], keep_newlines=False) + ("..." if len(job_id) > 80 else "")
     if not 1 <= len(job_id) <= MAX_JOB_ID:
         raise UsageError(
-            f"job id {shown!r} is not valid: it has {len(job_id):,} characters; {JOB_ID_RULE}"
+            f"job id '{shown}' is not valid: it has {len(job_id):,} characters; {JOB_ID_RULE}"
         )
     bad = JOB_ID_FORBIDDEN.search(job_id)
     if bad:
         char = bad.group()
         what = repr(char) if char.isascii() and char.isprintable() else f"U+{ord(char):04X}"
         raise UsageError(
-            f"job id {shown!r} is not valid: character {bad.start() + 1} is {what}; {JOB_ID_RULE}"
+            f"job id '{shown}' is not valid: character {bad.start() + 1} is {what}; {JOB_ID_RULE}"
         )
     if job_id in (".", ".."):
         raise UsageError(f"job id {job_id!r} is not valid; {JOB_ID_RULE}")
