@@ -107,6 +107,7 @@ def test_close_stops_the_loop_thread_and_later_calls_say_so(project: Path, redis
     manager.close()  # twice is fine
 
 
+@pytest.mark.slow
 def test_a_forked_child_uses_the_parents_manager_with_its_own_loop_and_connections(
     project: Path, redis_url: str
 ) -> None:

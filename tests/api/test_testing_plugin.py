@@ -76,6 +76,7 @@ def run_pytest(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_the_plugin_runs_the_example_apps_tests_with_no_redis(tmp_path: Path) -> None:
     app = tmp_path / "own_app"
     shutil.copytree(REPO / "examples" / "own_app", app)
@@ -121,6 +122,7 @@ def test_a_kept_manager_is_refused_in_the_next_test(cortexflow):
 """
 
 
+@pytest.mark.slow
 def test_get_queue_manager_under_the_fixture_never_starts_the_folders_server(
     tmp_path: Path,
 ) -> None:

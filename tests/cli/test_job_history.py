@@ -54,6 +54,7 @@ def test_job_says_how_many_runs_started_after_a_stall(cf: Cli, jobs: Jobs) -> No
     assert "attempts:  0 made of 3, 2 started (one running), 1 stall(s)\n" in r.stdout
 
 
+@pytest.mark.slow
 def test_a_completed_job_shows_its_earlier_error_as_history(cf: Cli, jobs: Jobs) -> None:
     jobs.run("work", lambda e: completed_after_a_failure(e, "done"))
     jobs.run("work", lambda e: failed_once(e, "again"))

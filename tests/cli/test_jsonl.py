@@ -7,9 +7,12 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.procs import Cli, run_on_terminal
 
 
+@pytest.mark.slow
 def test_100k_jobs_enqueue_with_a_progress_bar_on_a_terminal(cf: Cli, project: Path) -> None:
     jsonl = project.parent / "events.jsonl"
     with jsonl.open("w") as f:
@@ -38,6 +41,7 @@ def test_no_bar_without_a_terminal_and_ids_on_stdout(cf: Cli, project: Path) -> 
     assert "\r" not in r.stderr and "enqueued 5 jobs on 'analytics'" in r.stderr
 
 
+@pytest.mark.slow
 def test_a_bad_line_stops_the_whole_input(cf: Cli, project: Path) -> None:
     rows = [json.dumps({"userId": f"u{i}", "type": "sms"}) for i in range(1, 3501)]
     rows[1499] = '{"userId": "u1500", "type" "sms"}'  # line 1500: not JSON

@@ -10,6 +10,7 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
 import redis
 
 from tests.helpers.jobs import workers_in_thread
@@ -148,6 +149,7 @@ def test_enqueue_wait_prints_the_result(cf: Cli, project: Path, redis_url: str) 
 # -- monitoring --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_stats_health_pause_resume(cf: Cli, project: Path, redis_url: str) -> None:
     cf("enqueue", "analytics", "-", input='{"event": "x"}')
     r = cf("pause", "analytics")
@@ -238,6 +240,7 @@ def test_stats_watch_refreshes_until_interrupted(
 # -- operations --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_failed_jobs_retry_clean_and_job_view(cf: Cli, project: Path, redis_url: str) -> None:
     lines = "\n".join(
         json.dumps({"userId": f"u{i}", "type": "sms", "fail": i < 3}) for i in range(6)
@@ -282,6 +285,7 @@ def test_failed_jobs_retry_clean_and_job_view(cf: Cli, project: Path, redis_url:
     assert r.returncode == 2 and "not a duration" in r.stderr
 
 
+@pytest.mark.slow
 def test_promote_remove_drain_obliterate(cf: Cli, project: Path) -> None:
     for i in range(3):
         cf("enqueue", "analytics", "-", "--job-id", f"w{i}", input='{"event": "e"}')

@@ -105,6 +105,7 @@ XSS = "%3Cimg%20src%3Dx%20onerror%3Dalert(document.domain)%3E"
 XSS_TWIN = quote(XSS, safe="")  # %253Cimg%2520src...
 
 
+@pytest.mark.slow
 def test_percent_encoded_ids_cannot_run_script_in_the_queue_page(
     watched: Watched, base: str
 ) -> None:
@@ -186,6 +187,7 @@ def _surrogate(value: Any) -> bool:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+@pytest.mark.slow
 @given(job_id=ids, payload=data, name=any_text)
 def test_any_id_and_data_render_without_script_and_round_trip(
     watched: Watched, base: str, job_id: str, payload: dict[str, Any], name: str

@@ -29,6 +29,7 @@ def answers(url: str) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_up_runs_restarts_and_stops_the_dashboard(
     project: tuple[Path, int], redis_url: str
 ) -> None:

@@ -196,6 +196,7 @@ def test_every_skip_is_used() -> None:
 @pytest.mark.parametrize(
     "doc", [d for d in DOCS if _has_commands(d)], ids=lambda d: str(d.relative_to(REPO))
 )
+@pytest.mark.slow
 def test_console_commands_run(doc: Path, tmp_path: Path) -> None:
     folder = scratch(doc, tmp_path / "work")
     ran = last = 0

@@ -85,6 +85,7 @@ def copy_example(example: str, dest: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_own_app_readme(tmp_path: Path, runner: list[Runner]) -> None:
     folder = copy_example("own_app", tmp_path)
     r = Runner("own_app", folder)
@@ -104,6 +105,7 @@ def test_own_app_readme(tmp_path: Path, runner: list[Runner]) -> None:
     assert "order A-1002 failed for good: UnrecoverableError: cannot charge 0 EUR" in up.log()
 
 
+@pytest.mark.slow
 def test_custom_worker_readme(tmp_path: Path, runner: list[Runner]) -> None:
     folder = copy_example("custom_worker", tmp_path)
     r = Runner("custom_worker", folder)
@@ -120,6 +122,7 @@ def test_custom_worker_readme(tmp_path: Path, runner: list[Runner]) -> None:
              30, message="translated")  # fmt: skip
 
 
+@pytest.mark.slow
 def test_api_service_readme(tmp_path: Path, runner: list[Runner]) -> None:
     # The "repository root": the shipped queues.yaml and schemas, and the app.
     shutil.copy(REPO / "queues.yaml", tmp_path / "queues.yaml")

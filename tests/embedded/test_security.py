@@ -213,6 +213,7 @@ def test_a_signal_to_a_command_stops_the_server_it_started(
         out.close()
 
 
+@pytest.mark.slow
 def test_an_app_stays_connected_across_a_restart_of_up(
     tmp_path: Path, start_up: Callable[..., Proc]
 ) -> None:
@@ -259,6 +260,7 @@ def test_an_app_stays_connected_across_a_restart_of_up(
         loop.close()
 
 
+@pytest.mark.slow
 def test_up_takes_over_the_server_of_an_app_that_started_first(
     tmp_path: Path, start_up: Callable[..., Proc]
 ) -> None:

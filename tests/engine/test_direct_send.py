@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 
 from cortexflow.engine.connection import connect
@@ -47,6 +48,7 @@ def test_a_command_makes_no_task(redis_url: str) -> None:
     assert _count_tasks(redis_url, calls) == 0
 
 
+@pytest.mark.slow
 def test_a_write_the_kernel_does_not_take_at_once_still_arrives_whole(redis_url: str) -> None:
     """32 MiB values overflow the socket buffers: the rest of the write goes through
     redis-py's path (drain, bounded by the socket timeout), and every byte arrives."""

@@ -25,6 +25,7 @@ def _runs(client: redis.Redis) -> list[dict[str, Any]]:
     return [json.loads(x) for x in client.lrange("test:runs", 0, -1)]
 
 
+@pytest.mark.slow
 def test_rate_limit_holds_across_three_processes(
     tmp_path: Path, redis_url: str, redis_client: Any, workers: Any
 ) -> None:
@@ -234,6 +235,7 @@ def test_chaos_sigkill_workers_loses_nothing(
     assert duplicates <= kills * 8, "more reruns than jobs in flight at the kills"
 
 
+@pytest.mark.slow
 @pytest.mark.transports
 def test_workers_survive_a_redis_restart_and_lose_no_acknowledged_job(
     tmp_path: Path, workers: Any, private_server: Any

@@ -79,6 +79,7 @@ def _finished(manager: SyncQueueManager, ids: list[str]) -> list[dict]:
     return manager.run(read())
 
 
+@pytest.mark.slow
 def test_two_hosts_share_the_work_under_one_rate_limit(
     tmp_path: Path, start_up: Callable[..., Proc], redis_url: str
 ) -> None:
@@ -108,6 +109,7 @@ def test_two_hosts_share_the_work_under_one_rate_limit(
     assert {r["host"] for r in rows} == {"host-a", "host-b"}, rows
 
 
+@pytest.mark.slow
 def test_a_host_killed_with_sigkill_has_its_jobs_finished_by_the_other(
     tmp_path: Path, start_up: Callable[..., Proc], redis_url: str
 ) -> None:

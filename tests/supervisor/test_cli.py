@@ -48,6 +48,7 @@ def test_up_usage_errors(tmp_path: Path) -> None:
     assert not (tmp_path / ".cortexflow").exists()
 
 
+@pytest.mark.slow
 def test_worker_exit_codes(tmp_path: Path, redis_url: str) -> None:
     write_project(tmp_path, BROKEN, SUPERVISED)
     assert run_cli("worker", "work", "--redis-url", redis_url, cwd=tmp_path).returncode == 1

@@ -110,7 +110,11 @@ def _up(start_up: Callable[..., Proc], folder: Path) -> Proc:
 
 @pytest.mark.parametrize(
     "handler, isolation",
-    [("run_async", "none"), ("run_sync", "none"), ("run_async", "process")],
+    [  # the first in the fast tier (make test): the default path is tested first
+        ("run_async", "none"),
+        pytest.param("run_sync", "none", marks=pytest.mark.slow),
+        pytest.param("run_async", "process", marks=pytest.mark.slow),
+    ],
 )
 def test_a_job_running_3x_its_lease_runs_once_on_the_embedded_default(
     tmp_path: Path, start_up: Callable[..., Proc], handler: str, isolation: str
@@ -163,6 +167,7 @@ def test_a_70s_job_at_the_default_lease_runs_once_on_the_embedded_default(
     assert job["stalls"] == 0, job
 
 
+@pytest.mark.slow
 def test_a_dead_lease_thread_ends_the_worker_and_up_replaces_it(
     tmp_path: Path, start_up: Callable[..., Proc]
 ) -> None:

@@ -7,6 +7,8 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from cortexflow.embedded import DataFolder, pid_alive
 from tests.helpers.jobs import Jobs
 from tests.helpers.procs import run_cli, wait_gone
@@ -19,6 +21,7 @@ def _job(tmp_path: Path, job_id: str) -> dict[str, object]:
     return dict(json.loads(result.stdout))
 
 
+@pytest.mark.slow
 def test_up_with_no_redis_url_runs_and_keeps_jobs_enqueued_while_it_was_down(
     tmp_path: Path, start_up
 ) -> None:

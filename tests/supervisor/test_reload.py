@@ -6,6 +6,8 @@ import signal
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from cortexflow.embedded import pid_alive
 from tests.helpers.jobs import Jobs
 from tests.helpers.poll import wait_for
@@ -52,6 +54,7 @@ def test_a_broken_file_on_sighup_keeps_the_old_config_running(
     assert up.wait_exit(20) == 0
 
 
+@pytest.mark.slow
 def test_a_changed_concurrency_replaces_the_children_without_losing_a_job(
     tmp_path: Path, redis_url: str, start_up
 ) -> None:

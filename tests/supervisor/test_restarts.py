@@ -9,12 +9,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.helpers.jobs import Jobs
 from tests.helpers.poll import wait_for
 from tests.helpers.procs import run_cli
 from tests.helpers.project import SUPERVISED, write_project
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_restarted_within_the_backoff_and_its_jobs_complete(
     tmp_path: Path, redis_url: str, start_up
 ) -> None:
@@ -111,6 +114,7 @@ def test_a_handler_that_raises_at_import_makes_its_queue_fatal_and_the_others_ru
     assert up.wait_exit(15) == 0
 
 
+@pytest.mark.slow
 def test_a_child_crashing_at_start_backs_off_1_2_4_seconds_then_goes_fatal(
     tmp_path: Path, redis_url: str, start_up
 ) -> None:

@@ -7,6 +7,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from cortexflow.embedded import DataFolder
 from tests.helpers.jobs import Jobs
 from tests.helpers.poll import wait_for
@@ -48,6 +50,7 @@ def test_sigterm_lets_50_running_one_second_jobs_finish_and_exits_0(
     print(f"50 running jobs drained, exit 0 in {took:.2f}s")
 
 
+@pytest.mark.slow
 def test_jobs_longer_than_stop_timeout_go_back_to_waiting_and_run_on_the_next_up(
     tmp_path: Path, redis_url: str, start_up
 ) -> None:

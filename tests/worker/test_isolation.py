@@ -60,6 +60,7 @@ def _ran(client: redis.Redis) -> list[dict[str, Any]]:
     return [json.loads(x) for x in client.lrange("test:ran", 0, -1)]
 
 
+@pytest.mark.slow
 def test_a_hung_handler_is_killed_at_its_timeout_and_the_retry_runs(
     tmp_path: Path, redis_url: str, redis_client: redis.Redis, workers: Callable[..., Proc]
 ) -> None:

@@ -70,6 +70,7 @@ def _add(cfg: Path, url: str, queue: str, job_id: str, data: dict[str, Any]) -> 
     Jobs(cfg, url).run(queue, lambda e: e.add("n", data, JobOptions(job_id=job_id)))
 
 
+@pytest.mark.slow
 def test_a_handler_blocking_the_event_loop_past_the_lease_runs_once(
     tmp_path: Path, redis_url: str, redis_client: redis.Redis, workers: Callable[..., Proc]
 ) -> None:

@@ -35,6 +35,7 @@ from tests.helpers.project import RECORDER, write_project
 pytestmark = pytest.mark.transports
 
 
+@pytest.mark.slow
 def test_a_redis_outage_longer_than_the_lease_runs_no_job_twice(
     tmp_path: Path, workers: Callable[..., Proc], private_server: Callable[..., ServerProcess]
 ) -> None:

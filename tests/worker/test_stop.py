@@ -102,6 +102,7 @@ def test_sigterm_to_up_and_every_worker_at_once_is_one_stop(
     assert sorted(int(str(s["n"])) for s in _sent(redis_url)) == [0, 1, 2, 3], log
 
 
+@pytest.mark.slow
 def test_a_sync_job_still_running_at_the_stop_deadline_is_not_given_back(
     tmp_path: Path, redis_url: str, workers: Callable[..., Proc]
 ) -> None:
