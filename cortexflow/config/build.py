@@ -15,6 +15,7 @@ from cortexflow.config.model import (
     Backoff,
     Config,
     DashboardConfig,
+    LoggingConfig,
     QueueConfig,
     RateLimit,
     RedisConfig,
@@ -69,6 +70,7 @@ def build_config(
             name: build_schedule(name, raw) for name, raw in (data.get("schedules") or {}).items()
         },
         dashboard=None if data.get("dashboard") is None else _dashboard(data["dashboard"]),
+        logging=LoggingConfig(**(data.get("logging") or {})),
     )
 
 

@@ -35,6 +35,7 @@ def config_to_dict(config: Config, *, redact: bool = True) -> dict[str, Any]:
             "stable_after": format_duration(r.stable_after),
         },
         **({"dashboard": dataclasses.asdict(config.dashboard)} if config.dashboard else {}),
+        "logging": dataclasses.asdict(config.logging),
         "queues": {name: _queue(q, config) for name, q in config.queues.items()},
         "schedules": {name: schedule_to_dict(s) for name, s in config.schedules.items()},
     }

@@ -132,6 +132,14 @@ class DashboardConfig:
 
 
 @dataclass(frozen=True)
+class LoggingConfig:
+    """`logging:` in queues.yaml: how `up`, `worker` and `dashboard` write their logs (their
+    --log-format flag wins; cortexflow/logs.py)."""
+
+    format: Literal["text", "json"] = "text"
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     queues: Mapping[str, QueueConfig]
@@ -141,6 +149,7 @@ class Config:
     restart: RestartPolicy = RestartPolicy()
     schedules: Mapping[str, ScheduleConfig] = field(default_factory=dict, hash=False)
     dashboard: DashboardConfig | None = None  # None: `up` runs no dashboard
+    logging: LoggingConfig = LoggingConfig()
 
     @property
     def base_dir(self) -> Path:

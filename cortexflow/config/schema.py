@@ -578,6 +578,28 @@ def build_schema() -> dict[str, Any]:
                 "default": None,
                 "examples": [{"host": "127.0.0.1", "port": 8000}],
             },
+            "logging": {
+                "description": (
+                    "How `cortexflow up`, `worker` and `dashboard` write their logs; their "
+                    "--log-format flag wins."
+                ),
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "format": {
+                        "description": (
+                            "text: lines for people; json: one JSON object per line (ts, "
+                            "level, logger, pid, queue, replica, job_id, attempt, trace_id, "
+                            "span_id, message, exc) for a log pipeline."
+                        ),
+                        "enum": ["text", "json"],
+                        "default": "text",
+                        "examples": ["json"],
+                    },
+                },
+                "default": {"format": "text"},
+                "examples": [{"format": "json"}],
+            },
             "restart": {
                 "description": "How the supervisor restarts a worker process that exits.",
                 "type": "object",
