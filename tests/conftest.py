@@ -45,6 +45,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
 
 
+def _utf8_safe(text: str) -> str:
+    """``text`` with lone surrogates written as escapes (UTF-8 cannot carry them)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Tests of hostile Unicode (Hypothesis ids and data with lone surrogates) may capture such
+    text in their output or failure; xdist must send every report to the controller as UTF-8,
+    and a report it cannot encode crashes the whole run. Escape it here."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    report.sections = [(title, _utf8_safe(text)) for title, text in report.sections]
+    if report.longrepr is not None:
+        text = str(report.longrepr)
+        if _utf8_safe(text) != text:
+            report.longrepr = _utf8_safe(text)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A test marked ``transports`` runs over the unix socket and over TCP."""
     marked = metafunc.definition.get_closest_marker("transports") is not None
