@@ -31,7 +31,8 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "--log-format",
         choices=("text", "json"),
         default=None,
-        help="text: `HH:MM:SS queue.N | line` (default); json: one object per line",
+        help="text: `HH:MM:SS queue.N | line` (default); json: one object per line "
+        "(default: logging.format of queues.yaml)",
     )
     p.set_defaults(func=cmd_up)
 
@@ -51,6 +52,13 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         help='how long running jobs may take to finish on SIGTERM, e.g. "30s" '
         "(default: stop_timeout of queues.yaml)",
     )
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=None,
+        help="text: `LEVEL logger: message`; json: one object per line "
+        "(default: logging.format of queues.yaml, else text)",
+    )
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser(
@@ -63,7 +71,8 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from cortexflow.config import load_config
-    from cortexflow.supervisor.logmux import LogFormat, LogSink
+    from cortexflow.logs import LogFormat, resolve_format
+    from cortexflow.supervisor.logmux import LogSink
     from cortexflow.supervisor.up import UpOptions, run_up
     from cortexflow.termsafe import want_color
 
@@ -71,8 +80,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     # The one loader refuses an invalid file with validate's diagnostics before anything starts;
     # handlers are imported by the children, never by the supervisor (docs/supervisor.md).
     config = load_config(path, check_imports=False)
-    as_json = args.log_format == "json" or (args.log_format is None and args.json)
-    fmt: LogFormat = "json" if as_json else "text"
+    flag = args.log_format or ("json" if args.json else None)
+    fmt: LogFormat = resolve_format(flag, config.logging.format)
     sink = LogSink(
         out=sys.stdout,
         err=sys.stderr,
@@ -114,11 +123,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
         replica = int(os.environ.get(ENV_REPLICA, "0") or 0)
     override = args.redis_url or os.environ.get(ENV_REDIS_URL) or None
 
+    from cortexflow.logs import resolve_format
     from cortexflow.worker.main import run_worker
 
+    log_format = resolve_format(args.log_format, config.logging.format)
     with redis_endpoint(config, override) as url:
         return run_worker(
-            config, args.queue, redis_url=url, replica=replica, stop_timeout=stop_timeout
+            config,
+            args.queue,
+            redis_url=url,
+            replica=replica,
+            stop_timeout=stop_timeout,
+            log_format=log_format,
         )
 
 

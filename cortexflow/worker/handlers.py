@@ -7,6 +7,7 @@ a class with an async ``process(self, job)`` (BaseWorker subclasses, docs/api.md
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import threading
@@ -108,12 +109,13 @@ def _sync_runner(obj: Callable[..., Any], wants_job: bool, executor: Executor) -
 
     async def run_sync(data: Any, job: JobContext, run: Run) -> Any:
         call = functools.partial(obj, data, job) if wants_job else functools.partial(obj, data)
+        context = contextvars.copy_context()  # the run's job id (logs) reaches its thread
 
         def in_thread() -> Any:
             if not run._enter():
                 raise asyncio.CancelledError
             try:
-                return call()
+                return context.run(call)
             finally:
                 with run._lock:  # type: ignore[union-attr]
                     run.in_thread = False

@@ -26,6 +26,7 @@ from cortexflow.errors import (
     RedisUnavailableError,
     UsageError,
 )
+from cortexflow.logs import ENV_LOG_FORMAT, LogFormat, setup_logging
 from cortexflow.pdeathsig import die_with_parent
 from cortexflow.worker.env import (
     ENV_LIFELINE_FD,
@@ -49,11 +50,11 @@ def run_worker(
     redis_url: str,
     replica: int = 0,
     stop_timeout: float | None = None,
+    log_format: LogFormat = "text",
 ) -> int:
     """Run one queue's worker in this process until SIGTERM/SIGINT; returns the exit code."""
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(log_format, queue=queue, replica=replica)
+    os.environ[ENV_LOG_FORMAT] = log_format  # the handler processes (isolation: process) too
     logging.getLogger("taskiq").setLevel(logging.WARNING)
     # A failed run is reported once, by cortexflow, with its retry decision.
     logging.getLogger("taskiq.receiver.receiver").setLevel(logging.CRITICAL)
@@ -84,10 +85,10 @@ async def _serve(
         worker = QueueWorker(config, queue, redis_url, replica=replica, exit_on_hang=True)
         await worker.start()
     except (HandlerImportError, UsageError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        _error(exc)
         return EXIT_CONFIG
     except (RedisUnavailableError, RedisError, OSError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        _error(exc)
         return EXIT_UNAVAILABLE
     worker.on_give_up = lambda: signals.put_nowait(signal.SIGTERM)
     _signal_ready()
@@ -124,6 +125,14 @@ async def _serve(
             await stopping
         await worker.abort()
         return EXIT_FAILURE
+
+
+def _error(exc: BaseException) -> None:
+    """Why the worker cannot start: a plain line, or a log record in the JSON format."""
+    if os.environ.get(ENV_LOG_FORMAT) == "json":
+        log.error("error: %s", exc)
+    else:
+        sys.stderr.write(f"error: {exc}\n")
 
 
 def _second_request(first_at: float) -> bool:

@@ -32,6 +32,7 @@ from typing import Any
 from cortexflow.config.model import QueueConfig
 from cortexflow.engine.queue import QueueEngine
 from cortexflow.errors import UnrecoverableError
+from cortexflow.logs import reset_job, set_job
 from cortexflow.pdeathsig import die_with_parent
 from cortexflow.worker.context import JobContext
 from cortexflow.worker.handlers import HandlerImportError, Run, Runner
@@ -265,7 +266,11 @@ def child_main(conn: Connection, spec: str, base_dir: str, url: str, parent: int
         return
     from concurrent.futures import ThreadPoolExecutor
 
+    from cortexflow.logs import resolve_format, setup_logging
     from cortexflow.worker.handlers import build_runner, load_handler
+
+    if resolve_format(None) == "json":  # the worker's format, from its environment
+        setup_logging("json")
 
     try:
         runner = build_runner(load_handler(spec, Path(base_dir)), ThreadPoolExecutor(1))
@@ -302,6 +307,7 @@ def _run_one(
         data=fields["data"],
         settings=fields["settings"],
     )
+    running = set_job(job.id, job.attempt)  # the handler's log lines carry them
     try:
         result = loop.run_until_complete(runner(fields["data"], job, Run()))
         return ("ok", result, _rss())
@@ -315,6 +321,8 @@ def _run_one(
             isinstance(exc, UnrecoverableError),
             _rss(),
         )
+    finally:
+        reset_job(running)
 
 
 def _rss() -> int:

@@ -26,6 +26,7 @@ from concurrent.futures import Executor
 from taskiq.receiver import Receiver
 
 from cortexflow.engine.queue import Fetched
+from cortexflow.logs import set_job
 from cortexflow.worker.broker import CortexBroker
 from cortexflow.worker.context import JobContext
 from cortexflow.worker.handlers import Runner
@@ -90,6 +91,7 @@ class JobReceiver(Receiver):
             task.add_done_callback(runs.discard)
 
     async def _run(self, lease: Lease, ctx: JobContext) -> None:
+        set_job(ctx.id, ctx.attempt)  # log lines of this run (this task's context) carry them
         broker = self._broker
         timeout = lease.timeout
         broker.keeper.hold(lease.key, timeout)  # the lease thread watches the run's timeout

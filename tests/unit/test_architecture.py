@@ -37,7 +37,7 @@ ALLOWED = {
     "cli": {"config", "engine", "embedded", "worker", "supervisor", "api", "queues", "dashboard"},
 }
 LEAVES = {
-    "errors", "durations", "backoff", "redact", "pdeathsig", "ticks", "termsafe", "telemetry",
+    "errors", "durations", "backoff", "redact", "pdeathsig", "ticks", "termsafe", "logs", "telemetry",
     "__init__", "__main__",
 }  # fmt: skip
 
