@@ -2,6 +2,11 @@
 
 Bytes arrive in chunks of any size (a 1 MB line, half a line, ten lines at once);
 ``LineSplitter`` turns them into whole lines and ``LogSink`` renders and writes them.
+
+In JSON (cortexflow/logs.py has the record's fields) a child's line that is a JSON object (a
+worker's log record) passes through, given its queue, replica and pid if it lacks them; any
+other line (a handler's print(), a traceback the interpreter wrote) becomes the ``message``
+of an object with the child's queue, replica, pid and ``stream``.
 """
 
 from __future__ import annotations
@@ -10,12 +15,20 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Literal, TextIO
+from typing import Any, TextIO
 
+from cortexflow.logs import LogFormat, dumps, iso_utc
 from cortexflow.termsafe import escape_controls
 
-LogFormat = Literal["text", "json"]
+__all__ = [
+    "LineSplitter",
+    "LogFormat",
+    "LogSink",
+    "decode_line",
+    "format_event",
+    "format_json",
+    "format_text",
+]
 
 # A line longer than this is written in pieces of this size (memory stays bounded).
 MAX_LINE = 4 * 1024 * 1024
@@ -69,10 +82,6 @@ def clock(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
-def iso_utc(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def format_text(ts: float, name: str, width: int, line: str, color: str | None = None) -> str:
     """``12:00:01 notifications.0 | line``, the name padded to ``width``."""
     line = escape_controls(line, keep_newlines=False)  # a child's ESC never reaches the terminal
@@ -85,15 +94,47 @@ def format_text(ts: float, name: str, width: int, line: str, color: str | None =
 def format_json(
     ts: float, queue: str, replica: int | None, pid: int | None, stream: str, line: str
 ) -> str:
-    record = {
-        "ts": iso_utc(ts),
-        "queue": queue,
-        "replica": replica,
-        "pid": pid,
-        "stream": stream,
-        "line": line,
-    }
-    return json.dumps(record, ensure_ascii=False)
+    """A child's line as one JSON object (see the module doc)."""
+    if line.startswith("{"):
+        record = _object(line)
+        if record is not None:
+            if "queue" in record and "replica" in record and "pid" in record:
+                return line  # a worker's own record: already one object on one line
+            record.setdefault("queue", queue)
+            record.setdefault("replica", replica)
+            record.setdefault("pid", pid)
+            return dumps(record)
+    return dumps(
+        {
+            "ts": iso_utc(ts),
+            "pid": pid,
+            "queue": queue,
+            "replica": replica,
+            "stream": stream,
+            "message": line,
+        }
+    )
+
+
+def _object(line: str) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def format_event(ts: float, line: str) -> str:
+    """One line of the supervisor's own, as the record its logger would write."""
+    return dumps(
+        {
+            "ts": iso_utc(ts),
+            "level": "INFO",
+            "logger": "cortexflow.supervisor",
+            "pid": os.getpid(),
+            "message": line,
+        }
+    )
 
 
 @dataclass
@@ -133,7 +174,7 @@ class LogSink:
         ts = time.time() if ts is None else ts
         for line in message.splitlines() or [""]:
             if self.fmt == "json":
-                text = format_json(ts, SUPERVISOR_NAME, None, os.getpid(), "supervisor", line)
+                text = format_event(ts, line)
             else:
                 color = _SUPERVISOR_COLOR if self.color else None
                 text = format_text(ts, SUPERVISOR_NAME, self.width, line, color)

@@ -21,6 +21,7 @@ from typing import Any
 
 from cortexflow.config.model import Config, QueueConfig
 from cortexflow.embedded.supervised import SupervisedServer
+from cortexflow.logs import ENV_LOG_FORMAT
 from cortexflow.redact import redact_url
 from cortexflow.supervisor.background import Background
 from cortexflow.supervisor.child import (
@@ -291,6 +292,7 @@ class Supervisor:
             ENV_LIFELINE_FD: str(self._lifeline[0]),
             ENV_REPLICA: str(slot.replica),
             ENV_REDIS_URL: self.url,
+            ENV_LOG_FORMAT: self.sink.fmt,  # a worker's own lines in up's format
         }
         try:
             child = spawn_child(

@@ -16,6 +16,7 @@ import time
 
 from cortexflow import pdeathsig
 from cortexflow.config.model import Config
+from cortexflow.logs import ENV_LOG_FORMAT
 from cortexflow.supervisor.logmux import LogSink
 from cortexflow.worker.env import ENV_REDIS_URL
 
@@ -92,7 +93,8 @@ def sidecars(config: Config, redis_url: str, sink: LogSink) -> list[Sidecar]:
         *(["--metrics-public"] if d.metrics_public else []),
         "--no-login-url",  # up's log never carries the token
     ]  # fmt: skip
-    return [Sidecar("dashboard", argv, {**os.environ, ENV_REDIS_URL: redis_url}, sink)]
+    env = {**os.environ, ENV_REDIS_URL: redis_url, ENV_LOG_FORMAT: sink.fmt}
+    return [Sidecar("dashboard", argv, env, sink)]
 
 
 def tend_all(cars: list[Sidecar], stopping: bool) -> bool:

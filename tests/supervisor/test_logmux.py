@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 from cortexflow.supervisor.logmux import LineSplitter, LogSink, format_text
 from cortexflow.termsafe import want_color
@@ -69,10 +70,33 @@ def test_json_format_has_one_object_per_line() -> None:
     assert record["replica"] == 1
     assert record["pid"] == 42
     assert record["stream"] == "stdout"
-    assert record["line"] == 'say "hi"'
-    assert record["ts"].endswith("Z")
-    sink.event("started")
-    assert json.loads(err.getvalue())["queue"] == "supervisor"
+    assert record["message"] == 'say "hi"'
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["ts"])
+    sink.event("started\nsecond line")
+    events = [json.loads(line) for line in err.getvalue().splitlines()]
+    assert [e["message"] for e in events] == ["started", "second line"]
+    assert {e["logger"] for e in events} == {"cortexflow.supervisor"}
+    assert {e["level"] for e in events} == {"INFO"}
+
+
+def test_a_childs_json_record_passes_through_and_other_lines_are_wrapped() -> None:
+    out = io.StringIO()
+    sink = LogSink(out, io.StringIO(), fmt="json")
+    worker = '{"ts": "x", "level": "WARNING", "pid": 7, "queue": "q", "replica": 0, "message": "m"}'
+    sink.child_line("q", 0, 7, "stderr", worker)
+    sink.child_line("q", 0, 7, "stdout", '{"from": "a handler\'s print"}')
+    sink.child_line("q", 0, 7, "stdout", "{not json")
+    sink.child_line("q", 0, 7, "stdout", "[1, 2]")
+    sink.child_line("q", 0, 7, "stderr", "a \x1b[31m line\ttab")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 5
+    assert lines[0] == worker  # verbatim
+    records = [json.loads(line) for line in lines]
+    assert records[1] == {"from": "a handler's print", "queue": "q", "replica": 0, "pid": 7}
+    assert records[2]["message"] == "{not json" and records[2]["stream"] == "stdout"
+    assert records[3]["message"] == "[1, 2]"
+    assert records[4]["message"] == "a \x1b[31m line\ttab"  # escaped by JSON, kept as text
+    assert "\x1b" not in out.getvalue()
 
 
 def test_no_colour_off_a_terminal_or_with_no_color(monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -47,13 +47,13 @@ def test_json_log_format(tmp_path: Path, redis_url: str, start_up) -> None:
     Jobs(path, redis_url).add("noisy-queue", [{"n": 7}])
     up.wait_for(r"still-alive 7", 20)
     records = [json.loads(line) for line in up.out().splitlines()]
-    mine = next(r for r in records if r["line"] == "still-alive 7")
+    mine = next(r for r in records if r.get("message") == "still-alive 7")
     assert mine["queue"] == "noisy-queue"
     assert mine["replica"] == 0
     assert mine["stream"] == "stderr"
     assert isinstance(mine["pid"], int)
-    assert set(mine) == {"ts", "queue", "replica", "pid", "stream", "line"}
+    assert set(mine) == {"ts", "queue", "replica", "pid", "stream", "message"}
     events = [json.loads(line) for line in up.err().splitlines()]
-    assert all(e["queue"] == "supervisor" for e in events)
+    assert all(e["logger"] == "cortexflow.supervisor" for e in events)
     up.send(signal.SIGTERM)
     assert up.wait_exit(20) == 0

@@ -139,9 +139,11 @@ def test_a_child_crashing_at_start_backs_off_1_2_4_seconds_then_goes_fatal(
         return time.mktime(time.strptime(e["ts"][:19], "%Y-%m-%dT%H:%M:%S")) + float(e["ts"][19:23])
 
     exits = [
-        e for e in events if e["line"].startswith("crashy.0") and "exited with code 3" in e["line"]
+        e
+        for e in events
+        if e["message"].startswith("crashy.0") and "exited with code 3" in e["message"]
     ]
-    starts = [e for e in events if e["line"].startswith("crashy.0 started")]
+    starts = [e for e in events if e["message"].startswith("crashy.0 started")]
     assert len(starts) == 4  # the first start and 3 restarts; the 4th exit is one too many
     assert len(exits) == 4
     gaps = [at(s) - at(x) for x, s in zip(exits, starts[1:], strict=False)]
