@@ -14,7 +14,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from cortexflow.config.model import QueueConfig
-from cortexflow.engine import events
+from cortexflow.engine import events, tracing
 from cortexflow.engine.cluster import ClusterClient, node_pipeline, run_by_node
 from cortexflow.engine.connection import Client
 from cortexflow.engine.jobs import Job, JobOptions
@@ -93,7 +93,17 @@ class QueueEngine:
     ) -> list[str]:
         """Add all jobs atomically (all or none); returns their ids in order.
 
-        ``validate=False`` skips the payload schema (dead-letter copies carry an envelope)."""
+        ``validate=False`` skips the payload schema (dead-letter copies carry an envelope).
+        With a TracerProvider set, the add is a span whose context the jobs carry (tracing)."""
+        if (tracer := tracing.tracer()) is not None and jobs:
+            return await tracing.traced_add(
+                tracer, self.name, jobs, lambda ctx: self._add_bulk(jobs, validate, ctx)
+            )
+        return await self._add_bulk(jobs, validate, "")
+
+    async def _add_bulk(
+        self, jobs: Sequence[tuple[str, Any, JobOptions | None]], validate: bool, trace_ctx: str
+    ) -> list[str]:
         args: list[Any] = [self.keys.job_prefix, len(jobs)]
         ids: list[str] = []
         for index, (name, data, opts) in enumerate(jobs):
@@ -105,6 +115,8 @@ class QueueEngine:
                 raise
             check_name(name)
             job_id, priority, delay_ms, options = resolve_options(self.config, opts)
+            if trace_ctx:
+                options = tracing.with_context(options, trace_ctx)
             ids.append(job_id)
             args += [job_id, name, text, options, priority, delay_ms]
         if not jobs:

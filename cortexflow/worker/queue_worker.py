@@ -35,6 +35,7 @@ from cortexflow.worker.env import (
 )
 from cortexflow.worker.handlers import Runner, build_runner, load_handler
 from cortexflow.worker.leases import EXIT_LOOP_BLOCKED, LeaseKeeper, call_timeout
+from cortexflow.worker.otel import run_telemetry
 from cortexflow.worker.processes import ProcessPool, process_runner
 from cortexflow.worker.receiver import JobReceiver
 from cortexflow.worker.threads import HandlerThreads
@@ -126,6 +127,8 @@ class QueueWorker:
         broker.is_worker_process = True
         self.broker = broker
         await broker.startup()
+        # Spans and metrics per run when telemetry is on (decided here, once): otel.py.
+        runner = run_telemetry(runner, broker, own_process=self._exit_on_hang)
         self._receiver = JobReceiver(broker, runner, executor=self._executor)
         self._listen = asyncio.create_task(self._receiver.listen(self._finish), name=f"cf-{q.name}")
         self._listen.add_done_callback(self._listen_ended)
