@@ -12,7 +12,7 @@ from typing import Any
 from tests.helpers.jobs import Jobs
 from tests.helpers.project import write_project
 
-HANDLERS = '''
+HANDLERS = """
 import logging
 import threading
 
@@ -32,7 +32,7 @@ async def work(data, job):
 
 def sync_work(data, job):
     log.warning("sync %s in %s", data["n"], threading.current_thread().name)
-'''
+"""
 
 QUEUES = """
 version: 1
@@ -72,7 +72,9 @@ def test_worker_json_lines_carry_the_job_and_the_exception(
     worker = workers(path, "work", redis_url, "--log-format", "json", "--replica", "3")
     worker.wait_for("worker ready", 30)
     jobs = Jobs(path, redis_url)
-    ok, failing, caught = jobs.add("work", [{"n": 1}, {"n": 2, "fail": True}, {"n": 3, "caught": 1}])
+    ok, failing, caught = jobs.add(
+        "work", [{"n": 1}, {"n": 2, "fail": True}, {"n": 3, "caught": 1}]
+    )
     jobs.wait_stats("work", lambda s: s["completed"] == 2 and s["failed"] == 1, 30)
     worker.terminate()
     assert worker.out() == ""
