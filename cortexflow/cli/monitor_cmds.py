@@ -65,6 +65,13 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         action="store_false",
         help="never print the token: say where it is kept instead (what `up` passes)",
     )
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=None,
+        help="json: its own and uvicorn's log lines as one JSON object each "
+        "(default: logging.format of queues.yaml, else text)",
+    )
     p.set_defaults(func=_dashboard)
 
 
@@ -120,6 +127,8 @@ def _dashboard(args: argparse.Namespace) -> int:
     )
     if args.max_body is not None:
         options = dataclasses.replace(options, max_body=args.max_body)
+    if args.log_format is not None:
+        options = dataclasses.replace(options, log_format=args.log_format)
     if args.print_url:
         return print_url(options, say=out)
     return serve(options, say=err)

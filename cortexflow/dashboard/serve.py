@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from collections.abc import Callable, Mapping
@@ -12,6 +13,7 @@ from cortexflow.api.manager import QueueManager
 from cortexflow.dashboard.auth import Auth, Tokens, check_bind, load_tokens
 from cortexflow.dashboard.protect import DEFAULT_MAX_BODY
 from cortexflow.embedded.folder import data_dir_for
+from cortexflow.logs import resolve_format, setup_logging, uvicorn_log_config
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class ServeOptions:
     # False (what `up` passes): never print the token, say where it is and how to see the URL.
     login_url: bool = True
     max_body: int = DEFAULT_MAX_BODY  # bytes of an API write's body (413 past it)
+    log_format: str | None = None  # --log-format; None: $CORTEXFLOW_LOG_FORMAT, queues.yaml's
 
 
 def base_url(host: str, port: int) -> str:
@@ -67,6 +70,10 @@ def serve(
     env = os.environ if env is None else env
     check_bind(options.host, env)
     manager = QueueManager(options.config, options.redis_url)
+    log_format = resolve_format(options.log_format, manager.config.logging.format, env)
+    if log_format == "json":
+        setup_logging("json")
+        say = logging.getLogger("cortexflow.dashboard").info
     tokens = load_tokens(env, data_dir_for(manager.config))
     settings = Settings(
         metrics_public=options.metrics_public,
@@ -86,7 +93,12 @@ def serve(
     else:
         say(f"dashboard: open {url} and log in with $CORTEXFLOW_TOKEN")
     config = uvicorn.Config(
-        app, host=options.host, port=options.port, log_level="warning", lifespan="on"
+        app,
+        host=options.host,
+        port=options.port,
+        log_level="warning",
+        lifespan="on",
+        log_config=uvicorn_log_config(log_format) or uvicorn.config.LOGGING_CONFIG,
     )
     # uvicorn stops gracefully on SIGTERM/SIGINT, then re-raises the signal under the handler
     # that was installed before it ran: this one only records, so SIGTERM ends with exit 0.

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.dashboard import free_port
 from tests.helpers.jobs import Jobs
 from tests.helpers.project import write_project
 
@@ -108,13 +109,15 @@ def test_every_line_of_up_is_json_under_load_a_failure_and_a_kill(
 def test_logging_format_json_in_queues_yaml_is_the_flag_and_the_flag_wins(
     tmp_path: Path, redis_url: str, start_up
 ) -> None:
+    sections = f"logging: {{format: json}}\ndashboard: {{port: {free_port()}}}"
     write_project(
         tmp_path,
-        QUEUES.format(logging="logging: {format: json}").replace("processes: 2", "processes: 1"),
+        QUEUES.format(logging=sections).replace("processes: 2", "processes: 1"),
         {"handlers.py": HANDLERS},
     )
     as_json = start_up(tmp_path, "--redis-url", redis_url)
     as_json.wait_for(r'work\.0 \(pid \d+\) ready"', 30)
+    as_json.wait_for(r'"logger": "cortexflow.dashboard", .*"message": "dashboard: serving', 30)
     as_json.send(signal.SIGTERM)
     assert as_json.wait_exit(20) == 0
     ready = [r for r in records(as_json.out()) if r["message"].startswith("worker ready")]
@@ -123,6 +126,7 @@ def test_logging_format_json_in_queues_yaml_is_the_flag_and_the_flag_wins(
 
     as_text = start_up(tmp_path, "--redis-url", redis_url, "--log-format", "text")
     as_text.wait_for(r"work\.0 \(pid \d+\) ready$", 30)
+    as_text.wait_for(r"^dashboard: serving", 30)
     as_text.send(signal.SIGTERM)
     assert as_text.wait_exit(20) == 0
     assert re.search(
