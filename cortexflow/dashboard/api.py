@@ -13,7 +13,7 @@ from cortexflow.api.jsoninput import JsonInputError, parse_json
 from cortexflow.dashboard import state
 from cortexflow.dashboard.guard import HTTPError, api, error
 from cortexflow.dashboard.protect import problem_with_event_id
-from cortexflow.dashboard.sse import events_route
+from cortexflow.dashboard.sse import events_route, multi_events_route
 from cortexflow.engine import history
 from cortexflow.engine.keys import STATES
 from cortexflow.engine.payload import encode_data, make_validator
@@ -265,14 +265,22 @@ async def queue_metrics(request: Request) -> Response:
     )
 
 
-async def events(request: Request) -> Response:
-    """The SSE route, after the resume point is checked: a Last-Event-ID (or ?from=) that is
-    not a stream id is a 400 before the stream starts, not an error inside it."""
+def _bad_resume_point(request: Request) -> Response | None:
+    """A Last-Event-ID (or ?from=) that is not a stream id: a 400 before the stream starts,
+    not an error inside it."""
     start = request.headers.get("last-event-id") or request.query_params.get("from") or ""
     problem = problem_with_event_id(start) if start else None
-    if problem:
-        return error(400, problem)
-    return await events_route(request)
+    return error(400, problem) if problem else None
+
+
+async def events(request: Request) -> Response:
+    """One queue's SSE stream, after the resume point is checked."""
+    return _bad_resume_point(request) or await events_route(request)
+
+
+async def all_events(request: Request) -> Response:
+    """Several queues' SSE stream (?queues=a,b or all), after the resume point is checked."""
+    return _bad_resume_point(request) or await multi_events_route(request)
 
 
 routes = [
@@ -292,4 +300,5 @@ routes = [
     Route("/api/queues/{queue}/retry", retry_all, methods=["POST"]),
     Route("/api/queues/{queue}/metrics", queue_metrics),
     Route("/api/queues/{queue}/events", events),
+    Route("/api/events", all_events),
 ]

@@ -108,3 +108,36 @@ def serve_dashboard(
 def workers(config: Path, redis_url: str, queues: list[str] | None = None) -> Any:
     """WorkerManager on its own event loop in a thread (tests.helpers.jobs.workers_in_thread)."""
     return workers_in_thread(config, redis_url, queues)
+
+
+@contextlib.contextmanager
+def dashboard_process(config: Path, redis_url: str, *args: str) -> Iterator[str]:
+    """A real ``cortexflow dashboard`` process (admin and read tokens from the environment) on
+    a free port, answering /healthz; yields its base URL and kills it at the end."""
+    import httpx
+
+    from tests.helpers.procs import Proc, cortexflow_argv
+
+    port = free_port()
+    argv = ["dashboard", "-f", str(config), "--redis-url", redis_url, "--port", str(port)]
+    proc = Proc(
+        cortexflow_argv(*argv, *args),
+        cwd=config.parent,
+        env={"CORTEXFLOW_TOKEN": ADMIN_TOKEN, "CORTEXFLOW_READ_TOKEN": READ_TOKEN},
+        name="dashboard",
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        assert proc.alive(), proc.log()
+        try:
+            return httpx.get(base + "/healthz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_until(healthy, timeout=60, what="dashboard answering /healthz")
+        yield base
+        assert "Traceback" not in proc.log(), proc.log()
+    finally:
+        proc.kill()
