@@ -1,4 +1,14 @@
 // cortexflow dashboard: live fragments and API actions. Plain JS, no dependencies.
+//
+// A [data-live] element is a fragment of the page the script re-fetches. With data-stream (an
+// SSE URL: /api/events?queues=...) it follows that stream: an event of its queue(s) (of its job,
+// with data-job) re-fetches it at once, coalesced (one fetch in flight, one pending, at most
+// one start per GAP ms); it is still re-fetched every SLOW ms for what no event tells (workers'
+// heartbeats, delayed jobs falling due, "2m ago"). While the stream is down (an error, or 503
+// at the --max-streams cap) it is polled every data-every ms as before, and the stream is
+// tried again after 1 s, 2 s, 4 s ... up to 15 s. A hidden tab holds no stream and polls
+// nothing. document.body.dataset.liveMode says which: "stream" or "poll" (streamErrors: how
+// many times a stream failed).
 (function () {
   "use strict";
   var csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
@@ -10,7 +20,7 @@
     box.className = bad ? "bad" : "ok";
   }
 
-  // -- live fragments: each [data-live] element re-fetches its URL every data-every ms ------
+  // -- live fragments: fetch a [data-live] element's URL, put the fragment in ---------------
   function refresh(el) {
     if (el.contains(document.activeElement) && document.activeElement.tagName === "INPUT") {
       return Promise.resolve();
@@ -44,13 +54,108 @@
       .catch(function () { /* the server restarts: try again next tick */ });
   }
 
+  // -- coalesced re-fetch: at most one fetch in flight and one pending ------------------------
+  var GAP = 100;
+  var SLOW = 15000;
+
+  function kick(el) {
+    var st = el._live || (el._live = { busy: false, pending: false, timer: null, started: 0 });
+    if (st.busy || st.timer) { st.pending = st.busy; return; }
+    var wait = st.started + GAP - Date.now();
+    if (wait > 0) { st.timer = setTimeout(function () { st.timer = null; kick(el); }, wait); return; }
+    st.busy = true;
+    st.started = Date.now();
+    refresh(el).then(function () {
+      st.busy = false;
+      if (st.pending) { st.pending = false; kick(el); }
+    });
+  }
+
   function refreshAll() {
-    document.querySelectorAll("[data-live]").forEach(refresh);
+    document.querySelectorAll("[data-live]").forEach(kick);
+  }
+
+  // -- the event streams, one per distinct data-stream URL -------------------------------------
+  var EVENTS = ["added", "active", "progress", "completed", "failed", "retried", "removed",
+    "promoted", "stalled", "cleaned", "drained", "paused", "resumed"];
+  var streams = {};
+  var streamErrors = 0;
+
+  function showMode() {
+    var urls = Object.keys(streams);
+    var up = urls.length > 0 && urls.every(function (u) { return streams[u].up; });
+    document.body.dataset.liveMode = up ? "stream" : "poll";
+  }
+
+  function follow(url, els) {
+    var s = { url: url, els: els, source: null, up: false, retry: null, backoff: 1000 };
+    streams[url] = s;
+    s.onEvent = function (ev) {
+      var job = null;
+      try { job = JSON.parse(ev.data).jobId; } catch (e) { /* no data: refresh anyway */ }
+      s.els.forEach(function (el) {
+        if (!el.dataset.job || !job || job === el.dataset.job) kick(el);
+      });
+    };
+    return s;
+  }
+
+  function open(s) {
+    if (s.source || s.retry || document.hidden) return;
+    var source = new EventSource(s.url);
+    s.source = source;
+    source.onopen = function () {
+      s.up = true;
+      s.backoff = 1000;
+      showMode();
+      s.els.forEach(kick);  // what changed while the stream was down
+    };
+    source.onerror = function () {  // 503 at the cap, a network error, the server restarting
+      document.body.dataset.streamErrors = String(++streamErrors);
+      close(s);
+      s.retry = setTimeout(function () { s.retry = null; open(s); }, s.backoff);
+      s.backoff = Math.min(s.backoff * 2, 15000);
+    };
+    EVENTS.forEach(function (name) { source.addEventListener(name, s.onEvent); });
+  }
+
+  function close(s) {
+    if (s.source) { s.source.close(); s.source = null; }
+    s.up = false;
+    showMode();
+  }
+
+  function streaming(el) {
+    var s = el.dataset.stream && streams[el.dataset.stream];
+    return !!(s && s.up);
   }
 
   document.querySelectorAll("[data-live]").forEach(function (el) {
+    var url = el.dataset.stream;
+    if (url) (streams[url] || follow(url, [])).els.push(el);
     var every = parseInt(el.dataset.every || "2000", 10);
-    setInterval(function () { if (!document.hidden) refresh(el); }, every);
+    setInterval(function () {
+      if (document.hidden) return;
+      var st = el._live;
+      if (streaming(el) && st && Date.now() - st.started < SLOW) return;
+      kick(el);
+    }, every);
+  });
+  Object.keys(streams).forEach(function (url) { open(streams[url]); });
+  showMode();
+
+  document.addEventListener("visibilitychange", function () {
+    Object.keys(streams).forEach(function (url) {
+      var s = streams[url];
+      if (document.hidden) {
+        if (s.retry) { clearTimeout(s.retry); s.retry = null; }
+        close(s);
+      } else {
+        s.backoff = 1000;
+        open(s);
+      }
+    });
+    if (!document.hidden) refreshAll();
   });
 
   // -- actions: buttons and forms with data-api call the JSON API ------------------------------
