@@ -47,7 +47,10 @@ from cortexflow.worker.env import (
 # Seconds a ready child runs before `status` shows it "stable". Display only: the restart
 # backoff resets after restart.stable_after (queues.yaml, 120 s by default), a separate setting.
 SHOWN_STABLE_AFTER = 10.0
-CLEAN_STOP_CODES = (0, -signal.SIGTERM)
+# How a child asked to stop may end cleanly: exit 0, killed by our SIGTERM before it set up
+# its handlers, or 128+SIGTERM when the SIGTERM came while the CLI was still starting it (the
+# CLI unwinds with that code; no job was taken yet).
+CLEAN_STOP_CODES = (0, -signal.SIGTERM, 128 + signal.SIGTERM)
 
 Command = Callable[[Config, str, int], list[str]]
 

@@ -54,7 +54,7 @@ def test_a_killed_worker_is_restarted_within_the_backoff_and_its_jobs_complete(
     jobs.wait_stats("work", lambda s: s["completed"] == 10, 30)
     assert jobs.states("work", ids) == ["completed"] * 10
     up.send(signal.SIGTERM)
-    assert up.wait_exit(15) == 0
+    assert up.wait_exit(15) == 0, up.log()
 
 
 def test_a_handler_that_raises_at_import_makes_its_queue_fatal_and_the_others_run(
@@ -111,7 +111,7 @@ def test_a_handler_that_raises_at_import_makes_its_queue_fatal_and_the_others_ru
     print(f"FATAL {fatal_after:.1f}s after up started")
 
     up.send(signal.SIGTERM)
-    assert up.wait_exit(15) == 0
+    assert up.wait_exit(15) == 0, up.log()
 
 
 @pytest.mark.slow
@@ -156,7 +156,7 @@ def test_a_child_crashing_at_start_backs_off_1_2_4_seconds_then_goes_fatal(
     jobs.add("good", [{"seconds": 0}])
     jobs.wait_stats("good", lambda s: s["completed"] == 1, 20)
     up.send(signal.SIGTERM)
-    assert up.wait_exit(15) == 0
+    assert up.wait_exit(15) == 0, up.log()
 
 
 def test_exit_on_fatal_stops_everything_with_exit_1(
@@ -177,3 +177,35 @@ def test_exit_on_fatal_stops_everything_with_exit_1(
     up = start_up(tmp_path, "--redis-url", redis_url, "--exit-on-fatal")
     assert up.wait_exit(30) == 1
     assert "--exit-on-fatal: stopping every queue" in up.err()
+
+
+@pytest.mark.slow
+def test_a_stop_while_a_restarted_worker_is_still_starting_is_clean(
+    tmp_path: Path, redis_url: str, start_up
+) -> None:
+    """SIGTERM to `up` just as it restarts a killed worker: the new worker may get the stop
+    while the CLI is still starting it (it then exits 143, having taken no job). That is a
+    clean stop: `up` exits 0. The stop lands at several points of the restart window in turn
+    (the backoff is 1 s, the start takes a few hundred ms)."""
+    write_project(
+        tmp_path,
+        """
+        version: 1
+        queues:
+          work:
+            handler: handlers:sleepy
+        """,
+        SUPERVISED,
+    )
+    codes = []
+    for delay in (1.0, 1.15, 1.3, 1.45, 1.6, 1.8):
+        up = start_up(tmp_path, "--redis-url", redis_url)
+        first = int(up.wait_for(r"work\.0 \(pid (\d+)\) ready", 30)[0].group(1))
+        os.kill(first, signal.SIGKILL)
+        up.wait_for(r"work\.0 \(pid \d+\) killed by SIGKILL", 10)
+        time.sleep(delay)
+        up.send(signal.SIGTERM)
+        code = up.wait_exit(30)
+        codes.append(code)
+        assert code == 0, (delay, up.log())
+    assert codes == [0] * 6
