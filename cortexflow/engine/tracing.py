@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 _tracer: Any = None
@@ -34,6 +34,49 @@ def tracer() -> Any | None:
     return _tracer
 
 
+def carrier() -> dict[str, str]:
+    """The current span's W3C context (``traceparent``, ``tracestate`` when there is one), or
+    ``{}`` when nothing traces in this process: what a job's options, or the fields sent to a
+    handler's process, carry."""
+    return {} if tracer() is None else _inject()
+
+
+def _inject() -> dict[str, str]:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    out: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(out)
+    return out
+
+
+def extract(fields: Mapping[str, Any]) -> Any:
+    """The OTel context of the W3C fields in ``fields`` (a job's options), None without any."""
+    if "traceparent" not in fields:
+        return None
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    found = {k: fields[k] for k in ("traceparent", "tracestate") if k in fields}
+    return TraceContextTextMapPropagator().extract(found)
+
+
+def attach(fields: Mapping[str, Any]) -> Any:
+    """Make the W3C context in ``fields`` the current one; a token for ``detach``, or None when
+    nothing traces in this process (no provider set) or ``fields`` carry no context."""
+    if tracer() is None or "traceparent" not in fields:
+        return None
+    from opentelemetry import context
+
+    return context.attach(extract(fields))
+
+
+def detach(token: Any) -> None:
+    """Undo an ``attach`` (None: nothing was attached)."""
+    if token is not None:
+        from opentelemetry import context
+
+        context.detach(token)
+
+
 def with_context(options: str, fields: str) -> str:
     """The job's stored options JSON (``''`` for none) with the trace fields added."""
     return "{" + fields + "}" if not options else options[:-1] + "," + fields + "}"
@@ -49,7 +92,6 @@ async def traced_add(
     W3C context as JSON members for the jobs' options. A bulk add is one span (its jobs are
     each a child of it: ``messaging.batch.message_count`` says how many)."""
     from opentelemetry.trace import SpanKind
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     attributes: dict[str, Any] = {
         "messaging.system": "cortexflow",
@@ -64,9 +106,7 @@ async def traced_add(
     with tracer.start_as_current_span(
         f"send {queue}", kind=SpanKind.PRODUCER, attributes=attributes
     ) as span:
-        carrier: dict[str, str] = {}
-        TraceContextTextMapPropagator().inject(carrier)
-        ids = await add(json.dumps(carrier, separators=(",", ":"))[1:-1])
+        ids = await add(json.dumps(_inject(), separators=(",", ":"))[1:-1])
         if len(ids) == 1:
             span.set_attribute("messaging.message.id", ids[0])
         return ids

@@ -5,7 +5,8 @@ runner is returned as it is, so a job costs exactly what it did. It reports when
 
 - the worker is a process of its own (``cortexflow worker``, the children of ``up``) and the
   OTEL_* variables ask for an exporter (OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER, or an
-  OTLP endpoint): ``setup_from_env`` then sets the SDK's providers up, once per process;
+  OTLP endpoint): ``telemetry.setup_from_env`` then sets the SDK's providers up, once per
+  process;
 - or a TracerProvider is already set globally (by the app that embeds the worker, or by the
   handler's module): its spans go wherever that provider sends them.
 
@@ -17,107 +18,24 @@ options, engine/tracing.py) and is the current span while the handler runs, so t
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import time
-from importlib.metadata import entry_points
 from typing import Any
 
 from cortexflow.engine import tracing
 from cortexflow.engine.history import BOUNDS_MS
 from cortexflow.engine.jobs import Job
 from cortexflow.engine.outcomes import OutcomeKind, decide
+from cortexflow.telemetry import setup_from_env
 from cortexflow.worker.broker import CortexBroker
 from cortexflow.worker.context import JobContext
 from cortexflow.worker.handlers import Run, Runner
 from cortexflow.worker.job_run import Lease, RunTimeout, error_message
 
-log = logging.getLogger("cortexflow.worker")
-_configured: tuple[bool, bool] | None = None  # (traces, metrics) set up from the environment
 OUTCOMES = {
     OutcomeKind.COMPLETED: "completed",
     OutcomeKind.RETRY: "retried",
     OutcomeKind.FAILED: "failed",
 }
-
-
-def _exporters(signal: str) -> list[str]:
-    """The exporter names OTEL_<SIGNAL>_EXPORTER asks for; unset: OTLP when an endpoint is."""
-    raw = os.environ.get(f"OTEL_{signal.upper()}_EXPORTER")
-    if raw is None:
-        endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
-            f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"
-        )
-        return ["otlp"] if endpoint else []
-    return [n for n in (x.strip() for x in raw.split(",")) if n and n != "none"]
-
-
-def _load(signal: str, name: str) -> Any:
-    """A new exporter, by the name its package registers (``otlp``: the protocol's one)."""
-    if name == "otlp":
-        grpc = os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf") == "grpc"
-        name = "otlp_proto_grpc" if grpc else "otlp_proto_http"
-    found = entry_points(group=f"opentelemetry_{signal}_exporter", name=name)
-    if not found:
-        log.warning("OTEL_%s_EXPORTER: no exporter %r is installed", signal.upper(), name)
-        return None
-    return next(iter(found)).load()()
-
-
-def setup_from_env() -> tuple[bool, bool]:
-    """Set the SDK's tracer and meter providers up from the OTEL_* variables (once per process);
-    returns which were. Nothing is imported when the variables ask for nothing."""
-    global _configured
-    if _configured is not None:
-        return _configured
-    _configured = (False, False)
-    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return _configured
-    traces, metrics = _exporters("traces"), _exporters("metrics")
-    if not traces and not metrics:
-        return _configured
-    try:
-        from opentelemetry.sdk.resources import Resource
-    except ImportError:
-        log.warning(
-            "the OTEL_* variables ask for telemetry, but the otel extra is not installed "
-            "(pip install 'cortexflow[otel]'): nothing is exported"
-        )
-        return _configured
-    named = "OTEL_SERVICE_NAME" in os.environ or "service.name=" in os.environ.get(
-        "OTEL_RESOURCE_ATTRIBUTES", ""
-    )
-    resource = Resource.create({} if named else {"service.name": "cortexflow"})
-    _configured = (_trace_provider(resource, traces), _meter_provider(resource, metrics))
-    return _configured
-
-
-def _trace_provider(resource: Any, names: list[str]) -> bool:
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-    exporters = [e for e in (_load("traces", n) for n in names) if e is not None]
-    if not exporters:
-        return False
-    provider = TracerProvider(resource=resource)  # flushed at exit (shutdown_on_exit)
-    for exporter in exporters:
-        provider.add_span_processor(BatchSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    return True
-
-
-def _meter_provider(resource: Any, names: list[str]) -> bool:
-    from opentelemetry import metrics
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-
-    exporters = [e for e in (_load("metrics", n) for n in names) if e is not None]
-    if not exporters:
-        return False
-    readers = [PeriodicExportingMetricReader(e) for e in exporters]
-    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
-    return True
 
 
 def run_telemetry(runner: Runner, broker: CortexBroker, *, own_process: bool) -> Runner:
@@ -192,16 +110,10 @@ class RunTelemetry:
 
     def _start_span(self, job: Job, ctx: JobContext, wait: float) -> tuple[Any, Any]:
         from opentelemetry import context, trace
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-        opts = job.opts
-        parent = None
-        if "traceparent" in opts:
-            carrier = {k: opts[k] for k in ("traceparent", "tracestate") if k in opts}
-            parent = TraceContextTextMapPropagator().extract(carrier)
         span = self._tracer.start_span(
             f"process {job.queue}",
-            context=parent,
+            context=tracing.extract(job.opts),
             kind=trace.SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "cortexflow",

@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from cortexflow.config.model import QueueConfig
+from cortexflow.engine import tracing
 from cortexflow.engine.queue import QueueEngine
 from cortexflow.errors import UnrecoverableError
 from cortexflow.logs import reset_job, set_job
 from cortexflow.pdeathsig import die_with_parent
+from cortexflow.telemetry import flush_traces, setup_from_env
 from cortexflow.worker.context import JobContext
 from cortexflow.worker.handlers import HandlerImportError, Run, Runner
 
@@ -231,6 +233,9 @@ def _job_fields(job: JobContext) -> dict[str, Any]:
         # for job.log() / job.update_progress() in the child: the run's lease and the queue
         "token": job._token,
         "prefix": job._engine.prefix,
+        # the run's span (W3C traceparent/tracestate; {} when nothing traces): the child makes
+        # it current, so what the handler adds or calls there is a child of the run
+        "trace": tracing.carrier(),
     }
 
 
@@ -308,6 +313,7 @@ def _run_one(
         settings=fields["settings"],
     )
     running = set_job(job.id, job.attempt)  # the handler's log lines carry them
+    traced = _attach_trace(fields.get("trace"))
     try:
         result = loop.run_until_complete(runner(fields["data"], job, Run()))
         return ("ok", result, _rss())
@@ -323,6 +329,20 @@ def _run_one(
         )
     finally:
         reset_job(running)
+        if traced:
+            tracing.detach(traced[0])
+            flush_traces()  # this process may be SIGKILLed (retired, timed out) at any time
+
+
+def _attach_trace(carrier: dict[str, str] | None) -> tuple[Any] | None:
+    """Make the run's span (from the worker) the current context, (its token,) when the run
+    is traced and this process traces (the OTEL_* variables it inherited set a provider up, or
+    the handler's module set one); None otherwise. opentelemetry is imported only then."""
+    if not carrier:
+        return None
+    setup_from_env(metrics=False)  # once; the worker counts the runs, the child only traces
+    token = tracing.attach(carrier)
+    return None if token is None else (token,)
 
 
 def _rss() -> int:

@@ -115,13 +115,13 @@ def test_no_extra_no_import_and_nothing_exported(
     by_cortexflow = sorted(
         [name, Path(where).name] for r in reports for name, where in r["asked"] if CF in where
     )
-    assert by_cortexflow == [["opentelemetry", "otel.py"]]
+    assert by_cortexflow == [["opentelemetry", "telemetry.py"]]
     assert otlp.spans == [] and otlp.metrics == []
 
 
 def test_sdk_disabled_turns_the_worker_off(monkeypatch: pytest.MonkeyPatch) -> None:
     """OTEL_SDK_DISABLED=true: no provider is set up, whatever else the variables ask for."""
-    from cortexflow.worker import otel
+    from cortexflow import telemetry as otel
 
     monkeypatch.setattr(otel, "_configured", None)
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
