@@ -26,6 +26,9 @@ class Settings:
     metrics_public: bool = False
     max_streams: int = sse.MAX_STREAMS
     max_body: int = protect.DEFAULT_MAX_BODY  # bytes of a request body (API writes)
+    # the queue gauges over OpenTelemetry: True once `serve` set a MeterProvider up from the
+    # OTEL_* variables (otel_metrics.py); registered when the app starts
+    otel_metrics: bool = False
 
 
 async def healthz(request: Request) -> Response:
@@ -77,9 +80,16 @@ def create_app(manager: QueueManager, auth: Auth, settings: Settings | None = No
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gauges = None
+        if app.state.settings.otel_metrics:
+            from cortexflow.dashboard import otel_metrics
+
+            gauges = otel_metrics.start(manager)
         try:
             yield
         finally:
+            if gauges is not None:
+                gauges.closed = True  # the SDK's last collection, at exit, reads nothing
             try:
                 await app.state.streams.close()
             finally:

@@ -89,10 +89,15 @@ def _buckets(counts: Sequence[int]) -> list[tuple[str, float]]:
     return out
 
 
-async def render(client: Client, prefix: str, queues: Sequence[str]) -> bytes:
+async def read(client: Client, prefix: str, queues: Sequence[str]) -> Snapshot:
+    """Everything the metrics say, read from Redis now (also what the OTel gauges report)."""
     stats = await all_stats(client, prefix, queues)
     totals = await history.totals(client, prefix, queues)
     workers = await registry.live_worker_counts(client, prefix, queues)
+    return Snapshot(stats, totals, workers)
+
+
+async def render(client: Client, prefix: str, queues: Sequence[str]) -> bytes:
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(Snapshot(stats, totals, workers))
+    reg.register(await read(client, prefix, queues))
     return generate_latest(reg)

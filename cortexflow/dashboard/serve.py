@@ -14,6 +14,7 @@ from cortexflow.dashboard.auth import Auth, Tokens, check_bind, load_tokens
 from cortexflow.dashboard.protect import DEFAULT_MAX_BODY
 from cortexflow.embedded.folder import data_dir_for
 from cortexflow.logs import resolve_format, setup_logging, uvicorn_log_config
+from cortexflow.telemetry import setup_from_env
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ def serve(
     tokens = load_tokens(env, data_dir_for(manager.config))
     settings = Settings(
         metrics_public=options.metrics_public,
+        # the queue gauges over OpenTelemetry, when the OTEL_* variables ask for metrics
+        otel_metrics=setup_from_env(traces=False)[1],
         max_streams=options.max_streams,
         max_body=options.max_body,
     )

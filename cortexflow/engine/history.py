@@ -140,3 +140,15 @@ async def totals(client: Client, prefix: str, queues: Sequence[str]) -> dict[str
             pipe.hgetall(QueueKeys(prefix, q).metrics_total)
         raw = await pipe.execute()
     return {q: Summary.from_hash(h) for q, h in zip(queues, raw, strict=True)}
+
+
+async def failed_for_good(client: Client, prefix: str, queues: Sequence[str]) -> dict[str, int]:
+    """Jobs failed for good, all time, of several queues, one round trip: the queue's own count
+    (``failed_total`` of its meta hash), which the finish script and the stall recovery in the
+    fetch script both increment, so unlike the metrics hashes' ``f`` it includes the jobs
+    failed by stalling (their worker died)."""
+    async with client.pipeline(transaction=False) as pipe:
+        for q in queues:
+            pipe.hget(QueueKeys(prefix, q).meta, "failed_total")
+        raw = await pipe.execute()
+    return {q: int(v or 0) for q, v in zip(queues, raw, strict=True)}

@@ -93,7 +93,7 @@ def _metric(m: Any) -> dict[str, Any]:
         "points": [
             {
                 "attributes": _attrs(p.attributes),
-                "value": p.as_int if kind == "sum" else p.count,
+                "value": p.count if kind == "histogram" else _value(p),  # sum, gauge: the number
             }
             for p in points
         ],
