@@ -54,7 +54,20 @@ def identify(auth: Auth, request: Request) -> Principal | None:
 
 def error(status: int, message: str, **extra: Any) -> JSONResponse:
     headers = {"WWW-Authenticate": 'Bearer realm="cortexflow"'} if status == 401 else None
-    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+    body = _utf8_safe({"error": message, **extra})
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _utf8_safe(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings written as an escape: an error may
+    quote the request's own bad text (a key holding one), and the answer must still encode."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_utf8_safe(k): _utf8_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_utf8_safe(v) for v in value]
+    return value
 
 
 def _map(exc: Exception) -> JSONResponse:
