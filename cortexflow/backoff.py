@@ -11,6 +11,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+# A job's total runs, the first included: the one bound that queues.yaml (`attempts`), the CLI
+# (`--attempts`), the Python and HTTP APIs and the engine's check at add all use.
+MAX_ATTEMPTS = 1_000_000
+
 
 def exponential(base: float, n: int, cap: float) -> float:
     """``min(cap, base * 2**(n-1))`` for the n-th wait in a row (n counts from 1)."""

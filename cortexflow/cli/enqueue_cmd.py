@@ -10,11 +10,12 @@ import time
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
+from cortexflow.backoff import MAX_ATTEMPTS
 from cortexflow.cli._common import err, out, print_json
 from cortexflow.cli.queue_ops import duration, int_range, with_manager
 from cortexflow.cli.render import ProgressBar, compact
 from cortexflow.durations import format_duration
-from cortexflow.engine.payload import JOB_ID_RULE, MAX_ATTEMPTS, encode_data, make_validator
+from cortexflow.engine.payload import JOB_ID_RULE, encode_data, make_validator
 from cortexflow.errors import (
     EXIT_FAILURE,
     EXIT_OK,

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from cortexflow.backoff import MAX_ATTEMPTS
 from cortexflow.durations import DURATION_PATTERN
 
 # No public URL serves the schema; `cortexflow init` writes the packaged copy beside the
@@ -151,7 +152,7 @@ def queue_settings() -> dict[str, Any]:
             "default": None,
             "examples": [{"max": 100, "duration": "1s"}],
         },
-        "attempts": _int("Total runs of a job, the first included.", 3, [3, 5], 1),
+        "attempts": _int("Total runs of a job, the first included.", 3, [3, 5], 1, MAX_ATTEMPTS),
         "backoff": {
             "description": (
                 "Wait before a failed job runs again: fixed `delay`, or exponential "
@@ -373,7 +374,9 @@ def schedule_schema() -> dict[str, Any]:
                     "priority": _int(
                         "Priority of the job; higher runs first.", None, [10], 0, 1_000_000
                     ),
-                    "attempts": _int("Total runs of the job, the first included.", None, [5], 1),
+                    "attempts": _int(
+                        "Total runs of the job, the first included.", None, [5], 1, MAX_ATTEMPTS
+                    ),
                     "timeout": _no_default(
                         _duration("A run longer than this fails.", None, ["1m"])
                     ),

@@ -11,6 +11,7 @@ from typing import Any
 
 import jsonschema
 
+from cortexflow.backoff import MAX_ATTEMPTS
 from cortexflow.config.model import Backoff, QueueConfig
 from cortexflow.engine.jobs import MAX_PRIORITY, JobOptions, backoff_dict, new_job_id
 from cortexflow.engine.text import MAX_NAME_BYTES
@@ -19,7 +20,6 @@ from cortexflow.termsafe import UNSAFE_CHARS, escape_controls
 
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 MAX_JOB_ID = 256  # characters
-MAX_ATTEMPTS = 1_000_000  # a job's total runs
 MAX_DELAY = 10 * 365 * 86400.0  # seconds: a job's delay, backoff delay and max, timeout
 # What a job id may not hold: whitespace and ':' (key and command-line syntax), '/' (a URL
 # path separator, so every id is one path segment of the HTTP API and the UI), and what the

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -239,3 +240,25 @@ def test_payload_examples_match_the_original_service() -> None:
     # an email needs a body or html
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft7Validator(doc("email-sending")).validate({"to": "a@b.c", "subject": "s"})
+
+
+def test_attempts_has_the_bound_every_face_checks(tmp_path: Path) -> None:
+    """queues.yaml refuses what every add would refuse: attempts above MAX_ATTEMPTS (a queue
+    that validates but whose every job fails at add would be worse than an error here)."""
+    from cortexflow.backoff import MAX_ATTEMPTS
+    from cortexflow.config import load_config
+    from cortexflow.config.schema import render_schema
+    from cortexflow.errors import ConfigError
+
+    path = tmp_path / "queues.yaml"
+    (tmp_path / "h.py").write_text("def run(data):\n    return None\n")
+    path.write_text(f"queues:\n  q:\n    handler: h:run\n    attempts: {MAX_ATTEMPTS + 1}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert f"from 1 to {MAX_ATTEMPTS}" in str(refused.value)
+    path.write_text(f"queues:\n  q:\n    handler: h:run\n    attempts: {MAX_ATTEMPTS}\n")
+    assert load_config(path).queues["q"].attempts == MAX_ATTEMPTS
+    bounds = re.findall(
+        r'"attempts": \{[^}]*?"maximum": (\d+)', json.dumps(json.loads(render_schema()))
+    )
+    assert bounds and all(int(b) == MAX_ATTEMPTS for b in bounds), bounds
