@@ -18,11 +18,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from cortexflow.embedded import DataFolder
-from tests.helpers.dashboard import free_port
+from tests.helpers.dashboard import free_port, wait_healthy
 from tests.helpers.poll import wait_for
 from tests.helpers.procs import CliResult, Proc, cortexflow_argv, run_cli, wait_gone
 
@@ -233,16 +232,8 @@ def test_dashboard(app: App) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     dashboard = app.start("dashboard", "--port", str(port), name="dashboard")
-
-    def healthy() -> bool:
-        assert dashboard.alive(), dashboard.log()
-        try:
-            return httpx.get(base + "/healthz", timeout=5).status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
-        wait_for(healthy, 60, message="the dashboard answers /healthz")
+        wait_healthy(dashboard, base)
         assert f"dashboard: open {base}/" in stop(dashboard, signal.SIGTERM)
     finally:
         dashboard.kill()

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from cortexflow.embedded import DataFolder
-from tests.helpers.dashboard import free_port, wait_until, write_project
+from tests.helpers.dashboard import free_port, wait_healthy, wait_until, write_project
 from tests.helpers.procs import Proc, cortexflow_argv, wait_gone
 
 CMD = [sys.executable, "-m", "cortexflow", "dashboard", "-f"]
@@ -135,15 +135,7 @@ def test_in_the_folder_of_queues_yaml_without_f_on_the_embedded_server(project: 
     d = Proc(cortexflow_argv("dashboard", "--port", str(port)), cwd=project.parent, name="dash")
     try:
         base = f"http://127.0.0.1:{port}"
-
-        def healthy() -> bool:
-            assert d.alive(), d.log()
-            try:
-                return httpx.get(base + "/healthz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(healthy, timeout=60, what="dashboard answering /healthz")
+        wait_healthy(d, base)
         state = DataFolder(project.parent / ".cortexflow").read_state()
         assert state is not None and state.socket and state.port == 0, state  # the unix socket
         assert d.terminate(30) == 0, d.log()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from importlib import resources
@@ -20,12 +19,10 @@ import pytest
 
 from tests.helpers.dashboard import (
     ADMIN_TOKEN,
-    free_port,
     serve_dashboard,
-    wait_until,
+    start_dashboard,
     write_project,
 )
-from tests.helpers.procs import clean_env, cortexflow_argv
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # As docs/dashboard.md states them (written out: the test holds the promise, not the code).
@@ -210,32 +207,12 @@ def test_odd_ids_are_read_retried_and_removed_through_encoded_urls(base: str) ->
 
 @contextlib.contextmanager
 def dashboard_process(config: Path, redis_url: str, *args: str) -> Iterator[tuple[int, int]]:
-    port = free_port()
-    env = clean_env({"CORTEXFLOW_TOKEN": ADMIN_TOKEN})
-    argv = cortexflow_argv("dashboard", "-f", str(config), "--redis-url", redis_url, *args)
-    proc = subprocess.Popen(
-        [*argv, "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """A real dashboard process: (its pid, its port)."""
+    proc, base = start_dashboard(config, redis_url, *args)
     try:
-
-        def up() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, what="the dashboard answers /healthz")
-        yield proc.pid, port
+        yield proc.pid, int(base.rsplit(":", 1)[1])
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        proc.kill()
 
 
 def _peak_rss_mb(pid: int) -> float:

@@ -13,7 +13,13 @@ import httpx
 import pytest
 import redis
 
-from tests.helpers.dashboard import ADMIN_TOKEN, READ_TOKEN, free_port, wait_until, write_project
+from tests.helpers.dashboard import (
+    ADMIN_TOKEN,
+    READ_TOKEN,
+    free_port,
+    start_dashboard,
+    write_project,
+)
 from tests.helpers.procs import Proc, clean_env, cortexflow_argv
 
 OTHER_ADMIN = "another-admin-token-0123"
@@ -30,26 +36,8 @@ def start(project: Path, redis_url: str) -> Iterator[Start]:
     procs: list[Proc] = []
 
     def run(admin: str = ADMIN_TOKEN) -> str:
-        port = free_port()
-        proc = Proc(
-            cortexflow_argv(
-                "dashboard", "-f", str(project), "--redis-url", redis_url, "--port", str(port)
-            ),
-            cwd=project.parent,
-            env={"CORTEXFLOW_TOKEN": admin, "CORTEXFLOW_READ_TOKEN": READ_TOKEN},
-            name="dashboard",
-        )
+        proc, base = start_dashboard(project, redis_url, admin=admin)
         procs.append(proc)
-        base = f"http://127.0.0.1:{port}"
-
-        def healthy() -> bool:
-            assert proc.alive(), proc.log()
-            try:
-                return httpx.get(base + "/healthz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(healthy, timeout=60, what="dashboard answering /healthz")
         return base
 
     yield run

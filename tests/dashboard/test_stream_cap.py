@@ -14,8 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers.dashboard import ADMIN_TOKEN, READ_TOKEN, free_port, wait_until, write_project
-from tests.helpers.procs import Proc, cortexflow_argv
+from tests.helpers.dashboard import (
+    ADMIN_TOKEN,
+    READ_TOKEN,
+    start_dashboard,
+    wait_until,
+    write_project,
+)
+from tests.helpers.procs import Proc
 
 CLIENTS = 200
 
@@ -23,29 +29,6 @@ CLIENTS = 200
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     return write_project(tmp_path / "proj")
-
-
-def dashboard(project: Path, redis_url: str, *args: str) -> tuple[Proc, str]:
-    port = free_port()
-    proc = Proc(
-        cortexflow_argv(
-            "dashboard", "-f", str(project), "--redis-url", redis_url, "--port", str(port), *args
-        ),
-        cwd=project.parent,
-        env={"CORTEXFLOW_TOKEN": ADMIN_TOKEN, "CORTEXFLOW_READ_TOKEN": READ_TOKEN},
-        name="dashboard",
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        assert proc.alive(), proc.log()
-        try:
-            return httpx.get(base + "/healthz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_until(healthy, timeout=60, what="dashboard answering /healthz")
-    return proc, base
 
 
 @pytest.fixture
@@ -104,7 +87,7 @@ async def timed_get(client: httpx.AsyncClient, path: str) -> tuple[int, float]:
 def test_200_streams_past_the_cap_get_503_and_the_rest_keeps_answering(
     project: Path, redis_url: str, running: list[Proc]
 ) -> None:
-    proc, base = dashboard(project, redis_url)  # the default cap: 50
+    proc, base = start_dashboard(project, redis_url)  # the default cap: 50
     running.append(proc)
     port = int(base.rsplit(":", 1)[1])
 
@@ -151,7 +134,7 @@ def test_200_streams_past_the_cap_get_503_and_the_rest_keeps_answering(
 
 
 def test_max_streams_option(project: Path, redis_url: str, running: list[Proc]) -> None:
-    proc, base = dashboard(project, redis_url, "--max-streams", "2")
+    proc, base = start_dashboard(project, redis_url, "--max-streams", "2")
     running.append(proc)
     port = int(base.rsplit(":", 1)[1])
 

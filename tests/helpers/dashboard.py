@@ -110,23 +110,10 @@ def workers(config: Path, redis_url: str, queues: list[str] | None = None) -> An
     return workers_in_thread(config, redis_url, queues)
 
 
-@contextlib.contextmanager
-def dashboard_process(config: Path, redis_url: str, *args: str) -> Iterator[str]:
-    """A real ``cortexflow dashboard`` process (admin and read tokens from the environment) on
-    a free port, answering /healthz; yields its base URL and kills it at the end."""
+def wait_healthy(proc: Any, base: str, timeout: float = 60) -> None:
+    """Wait until the dashboard process ``proc`` (a tests.helpers.procs.Proc) answers /healthz
+    at ``base``; fail with its log if it exits first."""
     import httpx
-
-    from tests.helpers.procs import Proc, cortexflow_argv
-
-    port = free_port()
-    argv = ["dashboard", "-f", str(config), "--redis-url", redis_url, "--port", str(port)]
-    proc = Proc(
-        cortexflow_argv(*argv, *args),
-        cwd=config.parent,
-        env={"CORTEXFLOW_TOKEN": ADMIN_TOKEN, "CORTEXFLOW_READ_TOKEN": READ_TOKEN},
-        name="dashboard",
-    )
-    base = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
         assert proc.alive(), proc.log()
@@ -135,8 +122,39 @@ def dashboard_process(config: Path, redis_url: str, *args: str) -> Iterator[str]
         except httpx.TransportError:
             return False
 
+    wait_until(healthy, timeout=timeout, what="dashboard answering /healthz")
+
+
+def start_dashboard(
+    config: Path, redis_url: str, *args: str, admin: str = ADMIN_TOKEN
+) -> tuple[Any, str]:
+    """A real ``cortexflow dashboard`` process (admin and read tokens from the environment) on
+    a free port, answering /healthz: (its Proc, its base URL). The caller kills it."""
+    from tests.helpers.procs import Proc, cortexflow_argv
+
+    port = free_port()
+    argv = ["dashboard", "-f", str(config), "--redis-url", redis_url, "--port", str(port)]
+    proc = Proc(
+        cortexflow_argv(*argv, *args),
+        cwd=config.parent,
+        env={"CORTEXFLOW_TOKEN": admin, "CORTEXFLOW_READ_TOKEN": READ_TOKEN},
+        name="dashboard",
+    )
+    base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(healthy, timeout=60, what="dashboard answering /healthz")
+        wait_healthy(proc, base)
+    except BaseException:
+        proc.kill()
+        raise
+    return proc, base
+
+
+@contextlib.contextmanager
+def dashboard_process(config: Path, redis_url: str, *args: str) -> Iterator[str]:
+    """start_dashboard as a context: yields the base URL, checks the log held no traceback,
+    kills the process at the end."""
+    proc, base = start_dashboard(config, redis_url, *args)
+    try:
         yield base
         assert "Traceback" not in proc.log(), proc.log()
     finally:
