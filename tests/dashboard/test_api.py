@@ -21,7 +21,6 @@ from tests.helpers.dashboard import (
     serve_dashboard,
     wait_until,
     workers,
-    write_project,
 )
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -46,17 +45,6 @@ WRITE_ROUTES = [
     ("POST", "/api/queues/work/drain"),
     ("POST", "/api/queues/work/retry"),
 ]
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path / "proj")
-
-
-@pytest.fixture
-def base(project: Path, redis_url: str) -> Iterator[str]:
-    with serve_dashboard(project, redis_url) as url:
-        yield url
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,48 +15,17 @@ import pytest
 
 from tests.helpers.dashboard import (
     ADMIN_TOKEN,
-    serve_dashboard,
+    CHROMIUM,
     wait_until,
     workers,
-    write_project,
 )
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)"
 )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path / "proj")
-
-
-@pytest.fixture
-def base(project: Path, redis_url: str) -> Iterator[str]:
-    with serve_dashboard(project, redis_url) as url:
-        yield url
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from cortexflow.termsafe import escape_controls
-from tests.helpers.dashboard import ADMIN_TOKEN, serve_dashboard, wait_until, workers, write_project
+from tests.helpers.dashboard import ADMIN_TOKEN, CHROMIUM, wait_until, workers
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -38,25 +35,6 @@ document.addEventListener("securitypolicyviolation", function (e) {
   window.__report("csp " + e.violatedDirective + " " + e.blockedURI);
 });
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path / "proj")
-
-
-@pytest.fixture
-def base(project: Path, redis_url: str) -> Iterator[str]:
-    with serve_dashboard(project, redis_url) as url:
-        yield url
 
 
 class Watched:

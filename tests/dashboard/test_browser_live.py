@@ -7,7 +7,6 @@ page falls back to polling, then takes the stream again once a place is free."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,13 +17,11 @@ import pytest
 
 from tests.helpers.dashboard import (
     ADMIN_TOKEN,
+    CHROMIUM,
     READ_TOKEN,
     dashboard_process,
-    write_project,
 )
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 LIMIT_MS = 500  # the issue's bound; typically 50-200 ms here
 
@@ -50,19 +47,6 @@ OBSERVE = """() => {
     if (pill) window.__counts.push([pill.textContent.trim(), Date.now()]);
   }).observe(document.body, {childList: true, subtree: true, characterData: true});
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path / "proj")
 
 
 @pytest.fixture

@@ -17,15 +17,10 @@ import httpx
 import pytest
 
 from cortexflow.embedded import DataFolder
-from tests.helpers.dashboard import free_port, wait_healthy, wait_until, write_project
+from tests.helpers.dashboard import free_port, wait_healthy, wait_until
 from tests.helpers.procs import Proc, cortexflow_argv, wait_gone
 
 CMD = [sys.executable, "-m", "cortexflow", "dashboard", "-f"]
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path / "proj")
 
 
 def env_without_tokens(**extra: str) -> dict[str, str]:

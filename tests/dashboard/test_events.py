@@ -21,12 +21,7 @@ from cortexflow.engine import history
 from cortexflow.engine.events import EVENTS_MAXLEN, Event
 from cortexflow.engine.keys import QueueKeys
 from cortexflow.engine.scripts import source
-from tests.helpers.dashboard import wait_until, workers, write_project
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path / "proj")
+from tests.helpers.dashboard import wait_until, workers
 
 
 async def collect(events: QueueEvents, until: Any, timeout: float = 20.0) -> list[Event]:

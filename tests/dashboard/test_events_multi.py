@@ -5,12 +5,10 @@ auth, errors and Last-Event-ID resume."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from cortexflow.dashboard.sse import merged
 from cortexflow.engine.events import Event
@@ -18,24 +16,11 @@ from tests.helpers.dashboard import (
     ADMIN_TOKEN,
     READ_TOKEN,
     dashboard_process,
-    serve_dashboard,
-    write_project,
 )
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 TIMEOUT = httpx.Timeout(20)
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path / "proj")
-
-
-@pytest.fixture
-def base(project: Path, redis_url: str) -> Iterator[str]:
-    with serve_dashboard(project, redis_url) as url:
-        yield url
 
 
 def add(base: str, queue: str, name: str) -> str:

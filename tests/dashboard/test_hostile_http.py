@@ -15,13 +15,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
-import pytest
 
 from tests.helpers.dashboard import (
     ADMIN_TOKEN,
-    serve_dashboard,
     start_dashboard,
-    write_project,
 )
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -38,17 +35,6 @@ HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
 }
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path / "proj")
-
-
-@pytest.fixture
-def base(project: Path, redis_url: str) -> Iterator[str]:
-    with serve_dashboard(project, redis_url) as url:
-        yield url
 
 
 def _secured(r: httpx.Response) -> None:

@@ -14,16 +14,11 @@ import pytest
 
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.queue import QueueEngine
-from tests.helpers.dashboard import ADMIN_TOKEN, free_port, serve_dashboard, write_project
+from tests.helpers.dashboard import ADMIN_TOKEN, free_port, serve_dashboard
 from tests.helpers.history import ERROR, completed_after_a_failure, failed_once, lease
 from tests.helpers.jobs import Jobs
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path / "proj")
 
 
 @pytest.fixture

@@ -18,17 +18,11 @@ from tests.helpers.dashboard import (
     READ_TOKEN,
     free_port,
     start_dashboard,
-    write_project,
 )
 from tests.helpers.procs import Proc, clean_env, cortexflow_argv
 
 OTHER_ADMIN = "another-admin-token-0123"
 Start = Callable[..., str]
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path / "proj")
 
 
 @pytest.fixture

@@ -19,16 +19,10 @@ from tests.helpers.dashboard import (
     READ_TOKEN,
     start_dashboard,
     wait_until,
-    write_project,
 )
 from tests.helpers.procs import Proc
 
 CLIENTS = 200
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path / "proj")
 
 
 @pytest.fixture

@@ -15,13 +15,8 @@ import pytest
 
 from cortexflow.dashboard.auth import load_tokens
 from cortexflow.errors import UsageError
-from tests.helpers.dashboard import free_port, wait_until, write_project
+from tests.helpers.dashboard import free_port, wait_until
 from tests.helpers.procs import Proc, clean_env, cortexflow_argv, run_cli
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path / "proj")
 
 
 def test_dashboard_makes_the_folder_0700_and_the_token_0600_under_umask_000(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -13,6 +14,19 @@ from typing import Any
 
 from tests.helpers.jobs import workers_in_thread
 from tests.helpers.poll import wait_for
+
+# The browser tests' Chromium: Debian's package, driven by Playwright with executable_path.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 QUEUES_YAML = """\
 version: 1
