@@ -111,17 +111,18 @@ class CortexBroker(AsyncBroker):
     async def startup(self) -> None:
         await super().startup()
         if self.is_worker_process:
-            self._tasks = [asyncio.create_task(self._finisher(), name="cortexflow-finisher")]
+            # Named by what they do: the watchdog (worker/vitals.py) says which one died.
+            finisher = asyncio.create_task(self._finisher(), name="finisher (records outcomes)")
+            self._tasks = [finisher]
             if self.dead_letter is not None:
                 self._dlq_pending.set()
-                self._tasks.append(asyncio.create_task(self._dead_letters(), name="cortexflow-dlq"))
+                copier = asyncio.create_task(self._dead_letters(), name="dead-letter copier")
+                self._tasks.append(copier)
 
     def background(self) -> dict[str, asyncio.Task[Any]]:
-        """The tasks this broker needs until it shuts down, by what they do (worker/vitals.py
-        watches them)."""
-        names = {"cortexflow-finisher": "finisher (records outcomes)", "cortexflow-dlq": (
-            "dead-letter copier")}  # fmt: skip
-        return {names.get(t.get_name(), t.get_name()): t for t in self._tasks}
+        """The tasks this broker needs until it shuts down, by name (worker/vitals.py watches
+        them)."""
+        return {t.get_name(): t for t in self._tasks}
 
     async def stop_runs(self, wait: float = 1.0) -> None:
         """Cancel the runs that can be stopped (async handlers, and sync ones whose thread has
