@@ -371,7 +371,7 @@ class QueueWorker:
             "state": self.state,
             "supervisor_pid": int_from_env(ENV_PARENT_PID),
             # Wall clock of the first of the lease renewals failing now (None: they work):
-            # `status` and `health` report it (engine/queue.py health).
+            # `status` and `health` report it (engine/health.py).
             "leases_failing_since": self.keeper.failing_since if self.keeper else None,
         }
 
