@@ -16,6 +16,9 @@ EXIT_UNAVAILABLE = 69
 # (ACL) the permission: retrying will not help, fixing the URL or the server's ACL will.
 EXIT_NOPERM = 77
 EXIT_CONFIG = 78
+# sysexits' EX_DATAERR: the data on the server is in a format this release cannot work on
+# (engine/dataformat.py): upgrading cortexflow (or migrating the data) will, retrying will not.
+EXIT_DATA_FORMAT = 65
 
 
 class CortexflowError(Exception):
@@ -76,6 +79,19 @@ class RedisAuthError(RedisUnavailableError):
         CortexflowError.__init__(self, f"{problem} at {url}: {_clause(reason)}. {fix}")
         self.url = url
         self.reason = reason
+
+
+class DataFormatError(RedisUnavailableError):
+    """The server answered, but the data under the prefix is in a format this release cannot
+    work on (written by a newer, incompatible release; or too old to migrate; or a migration
+    that must wait for older workers to stop). ``str()`` says which format is stored, which
+    this release reads, and what to do. A RedisUnavailableError too: the server cannot be used.
+    """
+
+    def __init__(self, message: str) -> None:
+        CortexflowError.__init__(self, message)
+        self.url = ""
+        self.reason = message
 
 
 class JobNotFoundError(CortexflowError):

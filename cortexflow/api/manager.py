@@ -21,6 +21,7 @@ from cortexflow.api.schedules import describe, make_schedule
 from cortexflow.config.model import Config
 from cortexflow.engine import schedules as schedule_store
 from cortexflow.engine.connection import Client, connect, ping, unusable
+from cortexflow.engine.dataformat import ensure_format
 from cortexflow.engine.health import health
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.options import AddOptions, bulk_options, job_options
@@ -83,7 +84,9 @@ class QueueManager:
         return self._client
 
     async def connect(self) -> None:
-        """Resolve the server and check that it answers (RedisUnavailableError otherwise).
+        """Resolve the server and check that it answers (RedisUnavailableError otherwise) and
+        that its data is in a format this release works on (DataFormatError otherwise; older
+        data is migrated: engine/dataformat.py).
 
         The check uses a client that barely retries, so a wrong URL fails in milliseconds;
         the manager's own client retries transient errors (a restart, an AOF reload).
@@ -95,6 +98,8 @@ class QueueManager:
                 await ping(probe, self._url)
             finally:
                 await probe.aclose()
+            with self._errors():  # refuses data of a format this release cannot work on
+                await ensure_format(self._redis(), self.config.redis.prefix, self.queue_names)
             self._pinged = True
 
     @contextlib.contextmanager

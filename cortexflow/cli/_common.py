@@ -86,6 +86,9 @@ def run_command(args: argparse.Namespace) -> int:
         )
     try:
         return func(args)
+    except errors.DataFormatError as exc:
+        err(f"error: {exc}")
+        return errors.EXIT_DATA_FORMAT
     except errors.RedisAuthError as exc:
         err(f"error: {exc}")
         return errors.EXIT_NOPERM

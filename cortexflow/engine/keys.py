@@ -130,6 +130,16 @@ def schedulers_alive_key(prefix: str) -> str:
     return f"{{{prefix}}}:schedulers-alive"
 
 
+def format_key(prefix: str) -> str:
+    """STRING (JSON): the data format of everything under ``prefix`` (engine/dataformat.py)."""
+    return f"{{{prefix}}}:format"
+
+
+def format_lock_key(prefix: str) -> str:
+    """STRING (with a TTL): held by the one process migrating the data format."""
+    return f"{{{prefix}}}:format:lock"
+
+
 def dashboard_session_key(prefix: str, digest: str) -> str:
     """HASH of one dashboard login (role, token fingerprint), with the session's TTL. ``digest``
     is the SHA-256 of the session id, so the keys do not hold what a browser sends."""

@@ -3,7 +3,8 @@ runs, and the start-up check of a configured one.
 
 With no Redis URL configured, `up` runs its folder's server (embedded/supervised.py) and stops it
 last; the reconcile loop asks ServerWatch every tick to restart it, with the workers' backoff,
-when it dies. With a URL, check_server makes sure it answers and warns when it may evict jobs.
+when it dies. With a URL, check_server makes sure it answers and warns when it may evict jobs;
+check_data_format, with either, that this release can work on the data there.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from cortexflow.config.model import Config, RestartPolicy
 from cortexflow.embedded.folder import data_dir_for
 from cortexflow.embedded.supervised import SupervisedServer, supervised_server
 from cortexflow.engine.connection import connect, ping
+from cortexflow.engine.dataformat import ensure_format
 from cortexflow.redact import redact_url
 from cortexflow.supervisor.logmux import LogSink
 from cortexflow.supervisor.policy import RestartHistory, Verdict, decide_after_exit, describe_exit
@@ -88,5 +90,15 @@ async def check_server(url: str, sink: LogSink, embedded: bool) -> None:
                 "pressure it may silently delete jobs. Set `maxmemory-policy noeviction` on "
                 "that server."
             )
+    finally:
+        await client.aclose()
+
+
+async def check_data_format(url: str, config: Config) -> None:
+    """DataFormatError unless this release can work on the data under the prefix (it migrates
+    data of an older format it knows), before any worker starts (engine/dataformat.py)."""
+    client = connect(url, retries=3)
+    try:
+        await ensure_format(client, config.redis.prefix, list(config.queues))
     finally:
         await client.aclose()

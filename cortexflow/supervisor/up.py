@@ -11,7 +11,7 @@ from cortexflow.supervisor.logmux import LogSink
 from cortexflow.supervisor.loop import Command, Supervisor, UpOptions, worker_command
 from cortexflow.supervisor.plan import select_queues
 from cortexflow.supervisor.reload import Loader
-from cortexflow.supervisor.server import check_server, endpoint
+from cortexflow.supervisor.server import check_data_format, check_server, endpoint
 
 __all__ = ["UpOptions", "run_up"]
 
@@ -38,6 +38,7 @@ def run_up(
 
         async def main() -> int:
             await check_server(url, sink, embedded=server is not None)
+            await check_data_format(url, config)
             supervisor = Supervisor(
                 config, url, sink, options=options, loader=loader, command=command, server=server
             )

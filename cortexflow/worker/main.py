@@ -23,6 +23,7 @@ from cortexflow.errors import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_UNAVAILABLE,
+    DataFormatError,
     RedisUnavailableError,
     UsageError,
 )
@@ -84,8 +85,8 @@ async def _serve(
     try:
         worker = QueueWorker(config, queue, redis_url, replica=replica, exit_on_hang=True)
         await worker.start()
-    except (HandlerImportError, UsageError) as exc:
-        _error(exc)
+    except (HandlerImportError, UsageError, DataFormatError) as exc:
+        _error(exc)  # a data format this release cannot work on: restarting will not help
         return EXIT_CONFIG
     except (RedisUnavailableError, RedisError, OSError) as exc:
         _error(exc)

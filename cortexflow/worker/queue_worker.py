@@ -24,6 +24,7 @@ from cortexflow.config.model import Config
 from cortexflow.engine import registry
 from cortexflow.engine.connection import connect, ping
 from cortexflow.engine.consumer import QueueConsumer
+from cortexflow.engine.dataformat import FORMAT, ensure_format
 from cortexflow.engine.queue import QueueEngine
 from cortexflow.engine.renewal import SyncRenewer
 from cortexflow.redact import redact_url
@@ -97,6 +98,7 @@ class QueueWorker:
         self.block_client = connect(self.redis_url)
         await ping(self.client, redact_url(self.redis_url))
         prefix = self.config.redis.prefix
+        await ensure_format(self.client, prefix, list(self.config.queues))
         engine = QueueEngine(self.client, q, prefix)
         dlq = None
         if q.dead_letter:
@@ -373,6 +375,9 @@ class QueueWorker:
             # Wall clock of the first of the lease renewals failing now (None: they work):
             # `status` and `health` report it (engine/health.py).
             "leases_failing_since": self.keeper.failing_since if self.keeper else None,
+            # The data format this worker's code works on: a migration that older code cannot
+            # follow waits until no worker of an older format runs (engine/dataformat.py).
+            "format": FORMAT,
         }
 
     async def _publish_loop(self) -> None:
