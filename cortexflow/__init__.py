@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from cortexflow.errors import LeaseLostError, UnrecoverableError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 if TYPE_CHECKING:
     from cortexflow.api.base_worker import BaseWorker
