@@ -22,6 +22,7 @@ from cortexflow.dashboard import sessions
 from cortexflow.dashboard.auth import ADMIN, CSRF_HEADER, Auth
 from cortexflow.errors import (
     CortexflowError,
+    DataFormatError,
     JobNotFoundError,
     PayloadError,
     RedisUnavailableError,
@@ -80,6 +81,8 @@ def _map(exc: Exception) -> JSONResponse:
         return error(404, str(exc))
     if isinstance(exc, UsageError):
         return error(422, str(exc))
+    if isinstance(exc, DataFormatError):  # it answers; its data is not for this release
+        return error(503, str(exc))
     if isinstance(exc, RedisUnavailableError | RedisConnectionError | RedisTimeoutError):
         return error(503, f"Redis does not answer: {exc}")
     if isinstance(exc, CortexflowError):
