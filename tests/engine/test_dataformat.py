@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -246,3 +247,28 @@ def test_a_release_without_the_migration_path_refuses(
 
     asyncio.run(main())
     assert not redis_client.exists(KEY)
+
+
+def test_on_the_embedded_default_a_newer_format_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No URL anywhere: the folder's embedded server (started here by the Python API, joined by
+    the commands run in the folder) gets the format key, and refuses a newer one."""
+    for name in list(os.environ):
+        if name.startswith("CORTEXFLOW_") or name == "REDIS_URL":
+            monkeypatch.delenv(name)
+    project = write_project(tmp_path, QUEUES_YAML, TASKS)
+
+    async def main() -> None:
+        async with QueueManager(project) as manager:
+            assert manager.url.startswith("unix://"), manager.url
+            client = await manager.redis_client()
+            stored = json.loads(await client.get(KEY) or b"")
+            assert stored["version"] == FORMAT
+            await client.set(KEY, json.dumps(NEWER))
+            for argv, code in ((("stats",), 65), (("worker", "fmt"), 78)):
+                r = await asyncio.to_thread(run_cli, *argv, cwd=tmp_path, timeout=30)
+                assert r.returncode == code, f"{argv}: {r.returncode}\n{r.stderr}"
+                assert "the data under prefix 'cortexflow' is in format 99" in r.stderr
+
+    asyncio.run(main())
