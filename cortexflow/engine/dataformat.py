@@ -22,12 +22,15 @@ it half done, so another process may run it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from redis.exceptions import ResponseError
 
 from cortexflow import __version__
 from cortexflow.engine import registry
@@ -142,12 +145,19 @@ async def ensure_format(
         raise DataFormatError(why)
     if stored.version >= code.format:
         if not stored.present:  # format 1 data (or none): say so, once, for later releases
-            await client.set(
-                format_key(prefix), _encode(code.format, code.oldest_reader, code), nx=True
-            )
+            await _record(client, prefix, code)
         return stored
     await _migrate(client, prefix, queues, code, lock_ttl)
     return stored
+
+
+async def _record(client: Client, prefix: str, code: Code) -> None:
+    """Record the format of data that has no key yet. Only a note for later releases (no key
+    reads as format 1 anyway), so a server that refuses the write (full under noeviction, a
+    read-only replica, an ACL without it) does not stop a process that only reads or waits."""
+    value = _encode(code.format, code.oldest_reader, code)
+    with contextlib.suppress(ResponseError):
+        await client.set(format_key(prefix), value, nx=True)
 
 
 async def _migrate(

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 import redis
 
 from cortexflow.api.manager import QueueManager
+from cortexflow.embedded import ServerProcess
 from cortexflow.engine import connect, registry
 from cortexflow.engine.connection import Client
 from cortexflow.engine.dataformat import (
@@ -272,3 +273,25 @@ def test_on_the_embedded_default_a_newer_format_is_refused(
                 assert "the data under prefix 'cortexflow' is in format 99" in r.stderr
 
     asyncio.run(main())
+
+
+def test_a_full_server_still_answers_reads_without_the_format_recorded(
+    tmp_path: Path, private_server: Callable[..., ServerProcess]
+) -> None:
+    """The format of a server without the key is only noted, never required: a server that
+    refuses every write (maxmemory reached under noeviction) still serves `stats`."""
+    server = private_server(tmp_path / "full", appendonly=False)
+    server.start()
+    try:
+        client = redis.Redis.from_url(server.url)
+        client.config_set("maxmemory", "1")  # below what it uses: every write is refused
+        with pytest.raises(redis.ResponseError, match="maxmemory"):
+            client.set("probe", "x")
+        project = write_project(tmp_path / "app", QUEUES_YAML, TASKS)
+        r = run_cli("stats", "--json", "-f", str(project), "--redis-url", server.url)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)[0]["waiting"] == 0
+        assert client.get(KEY) is None
+        client.close()
+    finally:
+        server.kill()
