@@ -3,9 +3,9 @@ run by this interpreter and venv with ``PYTHONPATH`` pointing there (so it runs 
 installed dependencies, as a host upgraded in place would), and a project both versions run.
 
 ``PREVIOUS_RELEASE`` is the tag tested against; raise it at each release (docs/operations.md,
-"Releases"). Without the tag (an archive, a shallow clone without tags) the tests skip saying
-so, unless ``CI`` is set: CI clones the whole history, tags included, so a missing tag there is
-a failure, not a skip.
+"Releases"). Without the tag (an archive, a shallow clone without tags) the tests skip, saying
+so, unless ``CI`` is set (CI clones the whole history, tags included) or the checkout has other
+release tags: then a missing tag is a failure, not a skip.
 """
 
 from __future__ import annotations
@@ -46,6 +46,11 @@ def previous_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("git") is None or not (REPO / ".git").exists():
         _missing(f"not a git checkout: the tag {PREVIOUS_RELEASE} cannot be read")
     if _git("rev-parse", "-q", "--verify", f"{PREVIOUS_RELEASE}^{{commit}}").returncode != 0:
+        if tags := _git("tag", "-l", "v*").stdout.split():  # a clone with tags, not this one
+            pytest.fail(
+                f"the tag {PREVIOUS_RELEASE} is missing though this checkout has release tags "
+                f"({', '.join(tags[-3:])}): set PREVIOUS_RELEASE to the last release's tag"
+            )
         _missing(
             f"the tag {PREVIOUS_RELEASE} is not in this checkout (a shallow clone or one "
             "without tags): `git fetch --tags` to run the mixed-version tests"
