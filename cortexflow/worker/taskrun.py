@@ -92,11 +92,14 @@ class TaskRunner:
                 await maybe_await(middleware.on_error(message, result, error))
         for middleware in self._post:
             await maybe_await(middleware.post_execute(message, result))
-        if error is not None and not isinstance(error, NoResultError):
-            raise error
-        # The outcome is recorded by cortexflow's finish, right after this run ends.
-        for middleware in self._saved if not isinstance(error, NoResultError) else ():
+        if isinstance(error, NoResultError):  # taskiq saves no result, so no post_save
+            return None
+        # As in taskiq, after every run, failed or not; cortexflow's finish records the outcome
+        # (value or error, and whether it is retried) right after this run ends.
+        for middleware in self._saved:
             await maybe_await(middleware.post_save(message, result))
+        if error is not None:
+            raise error
         return value
 
     async def _run(
