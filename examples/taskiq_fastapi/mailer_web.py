@@ -5,9 +5,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Response
-from taskiq import AsyncTaskiqTask
-
 from mailer_tasks import broker, report, welcome
+from taskiq import AsyncTaskiqTask
 
 
 @asynccontextmanager
