@@ -73,11 +73,22 @@ class TaskRunner:
             if task.sync is not None:
                 return await task.sync((task.func, args, kwargs), job, run)
             return await task.func(*args, **kwargs)
-        message = _message(job, data, args, kwargs)
+        if not self._hooks:  # dependencies or arguments to parse, no middleware
+            message = _message(job, data, args, kwargs) if task.context else None
+            value, error = await self._run(task, message, args, kwargs, job, run)
+            if error is not None and not isinstance(error, NoResultError):
+                raise error
+            return value
+        return await self._hooked(task, _message(job, data, args, kwargs), job, run)
+
+    async def _hooked(
+        self, task: Prepared, message: TaskiqMessage, job: JobContext, run: Run
+    ) -> Any:
+        """A run with the middlewares' hooks around it, as taskiq's Receiver makes it."""
         for middleware in self._pre:
             message = await maybe_await(middleware.pre_execute(message))
         start = time.monotonic()
-        value, error = await self._run(task, message, job, run)
+        value, error = await self._run(task, message, message.args, message.kwargs, job, run)
         if isinstance(error, Requeue):
             raise error  # not a failure: the job goes back to waiting (JobReceiver)
         result: TaskiqResult[Any] = TaskiqResult(
@@ -103,11 +114,17 @@ class TaskRunner:
         return value
 
     async def _run(
-        self, task: Prepared, message: TaskiqMessage, job: JobContext, run: Run
+        self,
+        task: Prepared,
+        message: TaskiqMessage | None,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        job: JobContext,
+        run: Run,
     ) -> tuple[Any, BaseException | None]:
-        """Parse the arguments, resolve the dependencies, call, close them: (value, error)."""
-        args, kwargs = message.args, message.kwargs
-        name = message.task_name
+        """Parse the arguments, resolve the dependencies, call, close them: (value, error).
+        ``message`` is None when nothing asks for it (no middleware, no Context dependency)."""
+        name = job.name
         for index, adapter in task.positions:
             if index < len(args):
                 args[index] = parse_argument(args[index], adapter, str(index), name)
@@ -122,10 +139,11 @@ class TaskRunner:
                 broker = self.broker
                 context = {
                     **broker.custom_dependency_context,
-                    Context: JobTaskContext(message, broker),
                     TaskiqState: broker.state,
                     JobContext: job,
                 }
+                if message is not None:
+                    context[Context] = JobTaskContext(message, broker)
                 resolver = task.graph.async_ctx(context)
                 kwargs = {**await resolver.resolve_kwargs(), **kwargs}
             if task.sync is not None:

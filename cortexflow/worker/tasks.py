@@ -139,6 +139,7 @@ class Prepared:
     positions: list[tuple[int, Any]] = field(default_factory=list)  # (index, adapter)
     names: dict[str, Any] = field(default_factory=dict)  # kwarg -> adapter
     simple: bool = True  # no dependency and nothing to parse: the short path
+    context: bool = False  # a dependency asks for taskiq's Context (built only then)
 
 
 def _call(call: tuple[Callable[..., Any], list[Any], dict[str, Any]]) -> Any:
@@ -165,6 +166,7 @@ def prepare(func: Callable[..., Any], executor: Executor, overrides: dict[Any, A
             task.positions.append((index, adapter))
         task.names[name] = adapter
     task.simple = task.graph is None and not task.positions and not task.names
+    task.context = any(d.dependency is Context for d in graph.ordered_deps)
     return task
 
 
