@@ -145,8 +145,9 @@ class CortexflowBroker(AsyncBroker):
 
     def _job(self, message: BrokerMessage) -> Kick:
         """The job a message becomes: (queue, name, data, options)."""
-        if not isinstance(self.formatter, TaskFormatter):
-            raise UsageError("; ".join(refusals(self)) or "the formatter must be TaskFormatter")
+        problems = refusals(self)
+        if problems or not isinstance(self.formatter, TaskFormatter):
+            raise UsageError("; ".join(problems) or "the formatter must be TaskFormatter")
         msg = self.formatter.loads(message.message)
         sent = dict(msg.labels)
         msg.parse_labels()

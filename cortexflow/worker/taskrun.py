@@ -60,19 +60,24 @@ class TaskRunner:
                 "import the module that defines it in the module of `tasks:`, or label the "
                 "task with this queue"
             )
-        if self.broker.dependency_overrides != self._overrides:  # set after startup: rebuild
-            self._overrides = dict(self.broker.dependency_overrides)
-            task = self.tasks[name] = prepare(task.func, self._executor, self._overrides)
         return task
 
     async def __call__(self, data: Any, job: JobContext, run: Run) -> Any:
-        task = self._task(job.name)
-        current_job.set(job)
-        args, kwargs = _arguments(data)
-        if task.simple and not self._hooks:  # the short path: the call alone
+        task = self.tasks.get(job.name) or self._task(job.name)
+        if task.simple and not self._hooks and type(data) is dict:  # the short path: the call
             if task.sync is not None:
-                return await task.sync((task.func, args, kwargs), job, run)
-            return await task.func(*args, **kwargs)
+                return await task.sync(
+                    (task.func, data.get("args", ()), data.get("kwargs", {})), job, run
+                )
+            return await task.func(*data.get("args", ()), **data.get("kwargs", {}))
+        overrides = self.broker.dependency_overrides
+        if overrides != self._overrides:  # set after the worker started: graphs built again
+            self._overrides = dict(overrides)
+            task = self.tasks[job.name] = prepare(task.func, self._executor, self._overrides)
+        current_job.set(job)  # where ProgressTracker's progress goes (cortexflow.taskiq)
+        args, kwargs = _arguments(data)
+        if task.simple and not self._hooks:
+            return await self._run_simple(task, args, kwargs, job, run)
         if not self._hooks:  # dependencies or arguments to parse, no middleware
             message = _message(job, data, args, kwargs) if task.context else None
             value, error = await self._run(task, message, args, kwargs, job, run)
@@ -80,6 +85,13 @@ class TaskRunner:
                 raise error
             return value
         return await self._hooked(task, _message(job, data, args, kwargs), job, run)
+
+    async def _run_simple(
+        self, task: Prepared, args: list[Any], kwargs: dict[str, Any], job: JobContext, run: Run
+    ) -> Any:
+        if task.sync is not None:
+            return await task.sync((task.func, args, kwargs), job, run)
+        return await task.func(*args, **kwargs)
 
     async def _hooked(
         self, task: Prepared, message: TaskiqMessage, job: JobContext, run: Run

@@ -72,9 +72,8 @@ def refusals(broker: AsyncBroker) -> list[str]:
             )
     formatter = type(broker.formatter).__name__
     serializer = type(getattr(broker, "serializer", None)).__name__
-    if formatter not in ("TaskFormatter", "JSONFormatter") and not (
-        formatter == "ProxyFormatter" and serializer in ("JSONSerializer", "ORJSONSerializer")
-    ):
+    json_serializer = serializer in ("JSONSerializer", "ORJSONSerializer")
+    if formatter not in ("TaskFormatter", "JSONFormatter", "ProxyFormatter") or not json_serializer:
         found.append(
             f"the broker's formatter ({formatter}, serializer {serializer}) is not JSON: "
             "cortexflow stores jobs as JSON only; remove with_formatter()/with_serializer()"

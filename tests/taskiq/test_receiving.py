@@ -216,6 +216,11 @@ def test_progress_of_a_running_task(make_app: Callable[..., App]) -> None:
             "broker.with_serializer(PickleSerializer()).with_formatter(ProxyFormatter(broker))",
             "is not JSON",
         ),
+        (
+            "from taskiq.serializers import PickleSerializer\n"
+            "broker.with_serializer(PickleSerializer())",
+            "is not JSON",
+        ),
     ],
 )
 def test_what_cortexflow_cannot_honour_is_refused_at_startup(
