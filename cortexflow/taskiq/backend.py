@@ -23,6 +23,7 @@ from cortexflow.worker.tasks import current_job
 
 if TYPE_CHECKING:
     from cortexflow.engine.queue import QueueEngine
+    from cortexflow.taskiq.listen import Listener
 
 log = logging.getLogger("cortexflow.taskiq")
 
@@ -49,6 +50,8 @@ class CortexflowResultBackend(AsyncResultBackend[Any]):
     def __init__(self, engines: Callable[[], Awaitable[dict[str, QueueEngine]]]) -> None:
         self._engines = engines
         self._queue_of: OrderedDict[str, str] = OrderedDict()
+        # Under `taskiq worker` (listen.py): the jobs it holds, and the results saved for them.
+        self.listener: Listener | None = None
 
     def remember(self, task_id: str, queue: str) -> None:
         self._queue_of[task_id] = queue
@@ -66,7 +69,10 @@ class CortexflowResultBackend(AsyncResultBackend[Any]):
         return None
 
     async def set_result(self, task_id: str, result: TaskiqResult[Any]) -> None:
-        """Nothing to do: the worker's finish records the run's outcome in the job."""
+        """Under `cortexflow up`, nothing to do: the worker's finish records the run's outcome
+        in the job. Under `taskiq worker`, kept for the ack that follows (listen.py)."""
+        if self.listener is not None and task_id in self.listener.held:
+            self.listener.results[task_id] = result
 
     async def is_result_ready(self, task_id: str) -> bool:
         try:
@@ -97,13 +103,20 @@ class CortexflowResultBackend(AsyncResultBackend[Any]):
 
     async def set_progress(self, task_id: str, progress: TaskProgress[Any]) -> None:
         """Within a task (ProgressTracker): stored as its job's progress, under its lease."""
-        job = current_job.get()
-        if job is None or job.id != task_id:
-            raise RuntimeError("a task's progress is set from within that task only")
         state = progress.state
-        await job.update_progress(
-            {"state": state.value if isinstance(state, TaskState) else state, "meta": progress.meta}
-        )
+        value: dict[str, Any] = {
+            "state": state.value if isinstance(state, TaskState) else state,
+            "meta": progress.meta,
+        }
+        job = current_job.get()
+        if job is not None and job.id == task_id:
+            await job.update_progress(value)
+            return
+        if self.listener is not None and (held := self.listener.held.get(task_id)) is not None:
+            engines = await self._engines()
+            await engines[held.job.queue].update_progress(task_id, held.token, value)
+            return
+        raise RuntimeError("a task's progress is set from within that task only")
 
     async def get_progress(self, task_id: str) -> TaskProgress[Any] | None:
         """The job's progress: ProgressTracker's ``{state, meta}``, or what the task stored

@@ -17,7 +17,7 @@ import math
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
-from taskiq import AsyncBroker, AsyncTaskiqDecoratedTask
+from taskiq import AckableMessage, AsyncBroker, AsyncTaskiqDecoratedTask
 from taskiq.abc.formatter import TaskiqFormatter
 from taskiq.message import BrokerMessage, TaskiqMessage
 
@@ -200,13 +200,12 @@ class CortexflowBroker(AsyncBroker):
 
     # -- consuming ---------------------------------------------------------------------------
 
-    async def listen(self) -> AsyncGenerator[bytes, None]:
-        """Workers of ``cortexflow up`` (or ``cortexflow worker QUEUE``) run the tasks."""
-        raise UsageError(
-            "run this broker's tasks with `cortexflow up` (queues with `tasks:` in "
-            f"{self.config.path.name}), not `taskiq worker`"
-        )
-        yield b""  # pragma: no cover - makes this an async generator, as taskiq declares it
+    def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        """For ``taskiq worker module:broker``: the slower, compatible path (listen.py);
+        `cortexflow up` is the way to run tasks."""
+        from cortexflow.taskiq.listen import listen
+
+        return listen(self)
 
 
 def _number(labels: Mapping[str, Any], key: str, kind: type[int] | type[float]) -> Any:
