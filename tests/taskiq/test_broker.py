@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from taskiq.kicker import AsyncKicker
 
+from cortexflow.api.manager import QueueManager
 from cortexflow.errors import UsageError
 from tests.helpers.poll import wait_for_async
 from tests.taskiq.conftest import App
@@ -232,3 +235,43 @@ def test_unknown_queue_fails_at_decoration_listing_the_queues(
         app.broker.task(queue="plain")(lambda: None)
     with pytest.raises(UsageError, match="schedules:"):
         app.broker.task(queue="emails", schedule=[{"cron": "* * * * *"}])(lambda: None)
+
+
+RESTART = """
+import asyncio
+
+@broker.task(queue="emails")
+async def slow_echo(value, seconds: float):
+    await asyncio.sleep(seconds)
+    return value
+"""
+
+
+@pytest.mark.slow
+def test_wait_result_rides_out_a_server_restart(
+    make_app: Callable[..., App], tmp_path: Path, private_server: Callable[..., Any]
+) -> None:
+    """The server stops while the task runs and wait_result() polls; it comes back (its AOF
+    kept the job): the worker records the result and wait_result() returns it, no error."""
+    server = private_server(tmp_path / "data", appendonly=True)
+    server.start()
+    try:
+        app = make_app(RESTART)
+        app.url = server.url
+        app.broker.manager = QueueManager(app.config, server.url)
+
+        async def main() -> None:
+            async with app.workers("emails"):
+                task = await app.module.slow_echo.kiq("back", 3.0)
+                waiting = asyncio.ensure_future(task.wait_result(timeout=60))
+                await asyncio.sleep(1.0)  # running, and wait_result() polling
+                await asyncio.to_thread(server.stop)
+                await asyncio.sleep(8.0)  # the outage: longer than the client's own retries
+                await asyncio.to_thread(server.start)
+                result = await waiting
+                assert not result.is_err, result.error
+                assert result.return_value == "back"
+
+        asyncio.run(main())
+    finally:
+        server.stop()
