@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from taskiq.exceptions import SendTaskError
 
 from cortexflow.config import check_config
 from cortexflow.worker.handlers import HandlerImportError
@@ -253,3 +255,34 @@ def test_validate_checks_the_queue_labels_of_the_tasks(tmp_path: Path) -> None:
     assert (problem.line, problem.column) == (5, 12)  # `tasks:` of queue emails
     assert "'emials'" in problem.message or '"emials"' in problem.message
     assert "emails, reports" in (problem.hint or "")
+
+
+def test_validate_cli_reports_the_tasks_line_and_config_prints_tasks(
+    make_app: Callable[..., App], tmp_path: Path, cli: Callable[..., Any]
+) -> None:
+    app = make_app("")
+    shown = cli("config", "-f", str(app.path))
+    assert shown.returncode == 0, shown.stderr
+    assert f"tasks: {app.module.__name__}:broker" in shown.stdout
+    assert "handler: ''" not in shown.stdout
+    app.path.write_text(
+        app.path.read_text().replace(
+            "    concurrency: 1\n", "    concurrency: 1\n    handler: x:y\n", 1
+        )
+    )
+    checked = cli("validate", "-f", str(app.path))
+    assert checked.returncode != 0
+    assert "queues.yaml:12:12" in checked.stdout + checked.stderr  # the `tasks:` of reports
+    assert "has both handler and tasks" in checked.stdout + checked.stderr
+
+
+def test_a_label_that_is_not_a_number_fails_the_kiq(make_app: Callable[..., App]) -> None:
+    app = make_app('@broker.task(queue="emails")\nasync def t(): ...\n')
+
+    async def main() -> None:
+        with pytest.raises(SendTaskError) as failed:
+            await app.module.t.kicker().with_labels(priority="high").kiq()
+        assert "label priority" in str(failed.value.__cause__)
+        await app.broker.manager.close()
+
+    asyncio.run(main())
