@@ -167,7 +167,9 @@ def _queue(
         kwargs["max_jobs_per_child"] = int(raw["max_jobs_per_child"])
     if raw.get("max_memory_per_child") is not None:
         kwargs["max_memory_per_child"] = parse_memory(raw["max_memory_per_child"])
-    return QueueConfig(name=name, handler=raw["handler"], **kwargs)
+    if raw.get("tasks") is not None:
+        kwargs["tasks"] = raw["tasks"]
+    return QueueConfig(name=name, handler=raw.get("handler") or "", **kwargs)
 
 
 def parse_memory(text: str) -> int:

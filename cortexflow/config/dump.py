@@ -83,8 +83,9 @@ def _queue(q: QueueConfig, config: Config) -> dict[str, Any]:
     payload_schema = None
     if q.payload_schema is not None:
         payload_schema = os.path.relpath(q.payload_schema, config.base_dir)
+    runs = {"tasks": q.tasks} if q.tasks is not None else {"handler": q.handler}
     return {
-        "handler": q.handler,
+        **runs,
         "concurrency": q.concurrency,
         "processes": "auto" if q.processes_auto else q.processes,
         "priority": q.priority,

@@ -51,7 +51,7 @@ class Retention:
 @dataclass(frozen=True)
 class QueueConfig:
     name: str
-    handler: str
+    handler: str  # "" when the queue runs taskiq tasks (``tasks``)
     concurrency: int = 10
     processes: int = 1  # `processes: auto` is resolved to this host's CPU count when loaded
     processes_auto: bool = field(default=False, compare=False)  # it was written `auto`
@@ -75,6 +75,9 @@ class QueueConfig:
     max_memory_per_child: int | None = None  # bytes
     # Free-form settings for the handler (`job.settings`); the schema default is {}.
     settings: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    # "package.module:broker": the queue runs that taskiq broker's tasks labelled with this
+    # queue (cortexflow.taskiq) instead of a ``handler``.
+    tasks: str | None = None
 
 
 @dataclass(frozen=True)

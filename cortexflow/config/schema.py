@@ -431,16 +431,29 @@ def build_schema() -> dict[str, Any]:
         "description": "One queue: its handler and how its jobs run.",
         "type": "object",
         "additionalProperties": False,
-        "required": ["handler"],
+        # `tasks:` stands in for `handler:` (a queue of taskiq tasks); semantic.py refuses both.
+        "if": {"required": ["tasks"]},
+        "else": {"required": ["handler"]},
         "properties": {
             "handler": {
                 "description": (
                     'The function that processes a job, "package.module:function" (or a '
-                    "BaseWorker subclass). queues.yaml's folder is searched first."
+                    "BaseWorker subclass). queues.yaml's folder is searched first. Required, "
+                    "unless the queue runs taskiq tasks (`tasks`)."
                 ),
                 "type": "string",
                 "pattern": HANDLER_PATTERN,
                 "examples": ["cortexflow.queues.email_sending:handle", "myapp.workers:EmailWorker"],
+            },
+            "tasks": {
+                "description": (
+                    'A taskiq broker, "package.module:broker" (cortexflow.taskiq\'s '
+                    "broker_from_config): the queue runs the broker's tasks whose queue label is "
+                    "this queue, instead of a handler. queues.yaml's folder is searched first."
+                ),
+                "type": "string",
+                "pattern": HANDLER_PATTERN,
+                "examples": ["myapp.tasks:broker"],
             },
             **queue_settings(),
         },

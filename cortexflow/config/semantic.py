@@ -21,6 +21,7 @@ import jsonschema
 from cortexflow.config.diagnostics import Diagnostic
 from cortexflow.config.importer import ImportFromStringError, resolve_handler
 from cortexflow.config.schema import HANDLER_PATTERN
+from cortexflow.config.tasks_check import check_tasks
 from cortexflow.config.yamlmarks import Document, PathT, dotted
 from cortexflow.durations import DURATION_PATTERN, DurationError, parse_duration
 from cortexflow.ticks import (
@@ -71,6 +72,7 @@ def check_semantics(
     defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
     assert isinstance(queues, dict) and isinstance(defaults, dict)
     imported: dict[str, ImportFromStringError | None] = {}
+    imported_brokers: dict[str, Any] = {}
     for name, queue in queues.items():
         if not isinstance(queue, dict):
             continue
@@ -89,6 +91,7 @@ def check_semantics(
                 checker.report(
                     (*base, "handler"), f"handler.{problem.kind}", str(problem), problem.hint
                 )
+        _check_tasks(checker, name, queue, queues, imported_brokers if check_imports else None)
         _check_backoff(checker, name, queue, defaults)
         _check_dead_letter(checker, name, queue, defaults, queues)
     for path, value in _payload_schema_refs(queues, defaults):
@@ -101,6 +104,20 @@ def check_semantics(
             if isinstance(schedule, dict) and not doc.is_broken(("schedules", name)):
                 _check_schedule(checker, name, schedule, queues, defaults)
     return checker.result
+
+
+def _check_tasks(
+    c: _Checker,
+    name: str,
+    queue: dict[str, Any],
+    queues: dict[str, Any],
+    brokers: dict[str, Any] | None,
+) -> None:
+    """A queue's ``tasks:`` (config/tasks_check.py); ``brokers`` None: import nothing."""
+    for where, code, message, hint in check_tasks(name, queue, queues, c.base_dir, brokers):
+        path: PathT = ("queues", name, *where)
+        if not c.doc.is_broken(path):
+            c.report(path, code, message, hint)
 
 
 def _q(text: str) -> str:

@@ -89,20 +89,31 @@ class QueueEngine:
         return (await self.add_bulk([(name, data, opts)]))[0]
 
     async def add_bulk(
-        self, jobs: Sequence[tuple[str, Any, JobOptions | None]], *, validate: bool = True
+        self,
+        jobs: Sequence[tuple[str, Any, JobOptions | None]],
+        *,
+        validate: bool = True,
+        added: list[int] | None = None,
     ) -> list[str]:
         """Add all jobs atomically (all or none); returns their ids in order.
 
         ``validate=False`` skips the payload schema (dead-letter copies carry an envelope).
-        With a TracerProvider set, the add is a span whose context the jobs carry (tracing)."""
+        ``added``, when given, gets the number of jobs really added appended (an id that still
+        exists adds nothing). With a TracerProvider set, the add is a span whose context the
+        jobs carry (tracing)."""
+        count = added if added is not None else []
         if (tracer := tracing.tracer()) is not None and jobs:
             return await tracing.traced_add(
-                tracer, self.name, jobs, lambda ctx: self._add_bulk(jobs, validate, ctx)
+                tracer, self.name, jobs, lambda ctx: self._add_bulk(jobs, validate, ctx, count)
             )
-        return await self._add_bulk(jobs, validate, "")
+        return await self._add_bulk(jobs, validate, "", count)
 
     async def _add_bulk(
-        self, jobs: Sequence[tuple[str, Any, JobOptions | None]], validate: bool, trace_ctx: str
+        self,
+        jobs: Sequence[tuple[str, Any, JobOptions | None]],
+        validate: bool,
+        trace_ctx: str,
+        added: list[int],
     ) -> list[str]:
         args: list[Any] = [self.keys.job_prefix, len(jobs)]
         ids: list[str] = []
@@ -124,7 +135,7 @@ class QueueEngine:
         k = self.keys
         add_keys = [k.wait, k.delayed, k.meta, k.marker, k.events]
         if not self.durable_adds:
-            await self.scripts.add(keys=add_keys, args=args)
+            added.append(int(await self.scripts.add(keys=add_keys, args=args)))
             return ids
         # WAITAOF waits for the writes of its own connection: one pipeline, one connection.
         pipe = (
@@ -135,10 +146,11 @@ class QueueEngine:
         async with pipe:
             await self.scripts.add(keys=add_keys, args=args, client=pipe)  # type: ignore[arg-type]
             pipe.execute_command("WAITAOF", 1, 0, DURABLE_TIMEOUT_MS)
-            added, fsynced = await pipe.execute(raise_on_error=False)
-        if isinstance(added, BaseException):
-            raise added
+            count, fsynced = await pipe.execute(raise_on_error=False)
+        if isinstance(count, BaseException):
+            raise count
         _check_fsynced(fsynced)
+        added.append(int(count))
         return ids
 
     # -- inspection ------------------------------------------------------------------------

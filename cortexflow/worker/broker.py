@@ -25,12 +25,11 @@ from typing import Any, NoReturn
 
 from redis.exceptions import RedisError
 from taskiq import AsyncBroker
-from taskiq.message import BrokerMessage, TaskiqMessage
+from taskiq.message import BrokerMessage
 
 from cortexflow.backoff import outage_pause
 from cortexflow.engine import orphans
 from cortexflow.engine.consumer import QueueConsumer
-from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.options import AddOptions, job_options
 from cortexflow.engine.outcomes import (
     Outcome,
@@ -198,22 +197,9 @@ class CortexBroker(AsyncBroker):
                 log.warning("background task %s did not stop; abandoning it", t.get_name())
         await super().shutdown()
 
-    # -- producing through taskiq (task.kiq()) -----------------------------------------------
-
     async def kick(self, message: BrokerMessage) -> None:
-        msg = TaskiqMessage.model_validate_json(message.message)
-        data = (
-            msg.args[0]
-            if len(msg.args) == 1 and not msg.kwargs
-            else {"args": msg.args, "kwargs": msg.kwargs}
-        )
-        labels = message.labels
-        opts = JobOptions(
-            job_id=message.task_id,
-            priority=labels.get("priority"),
-            delay=float(labels["delay"]) if labels.get("delay") is not None else None,
-        )
-        await self.engine.add(message.task_name, data, opts)
+        """No kiq() here: cortexflow.taskiq's broker (broker_from_config) adds tasks."""
+        raise NotImplementedError("add taskiq tasks with cortexflow.taskiq.broker_from_config()")
 
     # -- consuming ---------------------------------------------------------------------------
 
@@ -359,6 +345,26 @@ class CortexBroker(AsyncBroker):
         # fetch for it too (a round trip for one job) before the finisher has even run.
         self._finisher_idle.clear()
         self._slot_freed.set()
+
+    async def give_back(self, lease: Lease) -> None:
+        """The run asked for its job to go back to waiting (a taskiq task's
+        ``Context.requeue()``): released at once, no attempt counted, the slot freed."""
+        if lease.acked or self.leases.get(lease.key) is not lease:
+            return
+        lease.acked = True
+        self.running -= 1
+        try:
+            await self.consumer.release([lease.key])
+        except RedisError as exc:
+            log.warning(
+                "could not give job %s back (%s); it runs again once its lease runs out",
+                lease.key[0],
+                exc,
+            )
+        finally:
+            self.leases.pop(lease.key, None)
+            self.keeper.drop(lease.key)
+            self._slot_freed.set()
 
     def _outcome(self, lease: Lease, value: Any, error: BaseException | None) -> Outcome:
         """The run's outcome (``outcome_of``), counted and, for a failure, logged."""

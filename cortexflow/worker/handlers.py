@@ -101,10 +101,10 @@ def build_runner(obj: Any, executor: Executor) -> Runner:
 
         return run_async
 
-    return _sync_runner(obj, wants_job, executor)
+    return sync_runner(obj, wants_job, executor)
 
 
-def _sync_runner(obj: Callable[..., Any], wants_job: bool, executor: Executor) -> Runner:
+def sync_runner(obj: Callable[..., Any], wants_job: bool, executor: Executor) -> Runner:
     """A sync handler runs in a thread of ``executor`` (HandlerThreads in a worker)."""
 
     async def run_sync(data: Any, job: JobContext, run: Run) -> Any:

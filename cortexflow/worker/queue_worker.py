@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import RedisError
+from taskiq import AsyncBroker
 
 from cortexflow.config.model import Config
 from cortexflow.engine import registry
@@ -34,11 +35,13 @@ from cortexflow.worker.env import (
     host_name,
     int_from_env,
 )
-from cortexflow.worker.handlers import Runner, build_runner, load_handler
+from cortexflow.worker.handlers import HandlerImportError, Runner, build_runner, load_handler
 from cortexflow.worker.leases import EXIT_LOOP_BLOCKED, LeaseKeeper, call_timeout
 from cortexflow.worker.otel import run_telemetry
 from cortexflow.worker.processes import ProcessPool, process_runner
 from cortexflow.worker.receiver import JobReceiver
+from cortexflow.worker.taskrun import TaskRunner
+from cortexflow.worker.tasks import load_task_broker, start_broker, stop_broker
 from cortexflow.worker.threads import HandlerThreads
 from cortexflow.worker.vitals import EXIT_WORKER_FAULT, Vitals
 
@@ -166,6 +169,15 @@ class QueueWorker:
             f"cf-{q.name}", max_abandoned=q.concurrency, on_too_many=self._too_many_stuck
         )
         self._pool: ProcessPool | None = None
+        self._task_broker: AsyncBroker | None = None
+        if q.tasks is not None:  # a taskiq broker's tasks: started here, in this loop
+            broker = load_task_broker(q, self.config.base_dir)
+            try:
+                await start_broker(broker)
+            except Exception as exc:  # the user's startup hook (a lifespan, a middleware)
+                raise HandlerImportError(f"tasks {q.tasks!r}: its startup raised {exc!r}") from exc
+            self._task_broker = broker
+            return TaskRunner(broker, q, self._executor)
         if q.isolation == "process" and self._handler is None:
             # The handler is imported in the children only (HandlerImportError from start()).
             self._pool = ProcessPool(q, self.config.base_dir, q.concurrency, self.redis_url)
@@ -355,6 +367,9 @@ class QueueWorker:
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._pool is not None:
             self._pool.close()
+        if self._task_broker is not None:
+            with contextlib.suppress(Exception):  # a user's shutdown hook must not stop the close
+                await stop_broker(self._task_broker)
         await self.client.aclose()
         await self.consumer_client.aclose()
         await self.block_client.aclose()

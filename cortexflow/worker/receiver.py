@@ -32,6 +32,7 @@ from cortexflow.worker.context import JobContext
 from cortexflow.worker.handlers import Runner
 from cortexflow.worker.job_run import Lease, RunTimeout
 from cortexflow.worker.leases import Delivery
+from cortexflow.worker.tasks import Requeue
 
 
 class JobReceiver(Receiver):
@@ -108,6 +109,8 @@ class JobReceiver(Receiver):
                 raise
             else:  # the handler's own CancelledError: a failed attempt
                 broker.ack(lease, None, exc)
+        except Requeue:  # a taskiq task's Context.requeue(): back to waiting, no attempt
+            await broker.give_back(lease)
         except BaseException as exc:  # any error of the handler fails the attempt
             broker.ack(lease, None, exc)
         else:

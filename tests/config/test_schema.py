@@ -38,7 +38,7 @@ DRAFT7_KEYWORDS = {
     "if", "then", "else", "allOf", "anyOf", "oneOf", "not", "format", "definitions",
     "contentMediaType", "contentEncoding",
 }  # fmt: skip
-NO_DEFAULT = {"handler", "queues", "max"}  # required keys have no default
+NO_DEFAULT = {"handler", "tasks", "queues", "max"}  # required keys have no default
 # A schedule's required keys, and its job options whose absence means "the queue's setting".
 NO_DEFAULT_PATHS = {
     f"schedules.*.{key}" for key in ("queue", "cron", "every", "name", "start_at")
@@ -159,7 +159,7 @@ def test_schema_defaults_equal_dataclass_defaults() -> None:
     queue = top["queues"]["additionalProperties"]["properties"]
     q_defaults = _field_defaults(QueueConfig)
     for name, prop in queue.items():
-        if name == "handler":
+        if name in ("handler", "tasks"):  # one of the two is required: no default
             continue
         if name == "backoff":
             continue
@@ -190,7 +190,9 @@ def test_schema_defaults_equal_dataclass_defaults() -> None:
     # rate limit duration
     assert _seconds(queue["rate_limit"]["properties"]["duration"]["default"]) == 1.0
     # defaults: block has the same settings
-    assert top["defaults"]["properties"] == {k: v for k, v in queue.items() if k != "handler"}
+    assert top["defaults"]["properties"] == {
+        k: v for k, v in queue.items() if k not in ("handler", "tasks")
+    }
     # top level
     assert _seconds(top["stop_timeout"]["default"]) == _field_defaults(Config)["stop_timeout"]
     assert top["version"]["default"] == _field_defaults(Config)["version"]

@@ -35,6 +35,7 @@ ALLOWED = {
     "api": {"config", "engine", "embedded", "worker"},
     "dashboard": {"config", "engine", "embedded", "api"},
     "cli": {"config", "engine", "embedded", "worker", "supervisor", "api", "queues", "dashboard"},
+    "taskiq": {"config", "engine", "embedded", "worker", "api"},
 }
 LEAVES = {
     "errors", "durations", "backoff", "redact", "pdeathsig", "ticks", "termsafe", "logs", "telemetry",
