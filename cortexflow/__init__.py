@@ -9,7 +9,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from cortexflow.errors import LeaseLostError, UnrecoverableError
+from cortexflow.errors import (
+    CortexflowError,
+    EvictionPolicyError,
+    LeaseLostError,
+    RedisUnavailableError,
+    ServerFullError,
+    UnrecoverableError,
+)
 
 __version__ = "0.2.0"
 
@@ -33,10 +40,14 @@ _LAZY = {
 
 __all__ = [
     "BaseWorker",
+    "CortexflowError",
+    "EvictionPolicyError",
     "LeaseLostError",
     "QueueEvents",
     "QueueManager",
     "QueueName",
+    "RedisUnavailableError",
+    "ServerFullError",
     "SyncQueueManager",
     "UnrecoverableError",
     "WorkerManager",

@@ -12,6 +12,9 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 69
+# sysexits' EX_TEMPFAIL: the server is full (maxmemory reached, writes refused); nothing was
+# written, and the same command succeeds once there is room again.
+EXIT_TEMPFAIL = 75
 # sysexits' EX_NOPERM: the server answered but refused the credentials, the database number or
 # (ACL) the permission: retrying will not help, fixing the URL or the server's ACL will.
 EXIT_NOPERM = 77
@@ -92,6 +95,55 @@ class DataFormatError(RedisUnavailableError):
         CortexflowError.__init__(self, message)
         self.url = ""
         self.reason = message
+
+
+class ServerFullError(CortexflowError):
+    """The server refused a write because it is full: its ``maxmemory`` is reached and its
+    ``maxmemory-policy`` (noeviction) refuses writes instead of deleting keys. Nothing was
+    written; the same call succeeds once there is room. ``used`` and ``maxmemory`` are bytes
+    (None when the server would not say)."""
+
+    def __init__(self, used: int | None, maxmemory: int | None) -> None:
+        self.used = used
+        self.maxmemory = maxmemory
+        if used is not None and maxmemory:
+            state = (
+                f"it uses {_size(used)} of its maxmemory of {_size(maxmemory)} "
+                f"({100 * used / maxmemory:.0f}%)"
+            )
+        else:
+            state = "its maxmemory is reached"
+        super().__init__(
+            f"the Redis server is full: {state}, and it refuses writes (maxmemory-policy "
+            "noeviction), so nothing was written. Make room (finished jobs kept: lower "
+            "`retention` in queues.yaml or run `cortexflow clean QUEUE --grace 1h`; a backlog: "
+            "add workers) or raise the server's maxmemory (`CONFIG SET maxmemory 2gb` and in "
+            "its config file), then try again."
+        )
+
+
+class EvictionPolicyError(CortexflowError):
+    """The server's ``maxmemory-policy`` deletes keys when it is full (anything but
+    noeviction), which loses jobs without an error; refused unless ``redis.allow_eviction``."""
+
+    def __init__(self, url: str, policy: str) -> None:
+        self.url = url
+        self.policy = policy
+        super().__init__(
+            f"Redis at {url} has maxmemory-policy {policy}: when it fills up it deletes keys, "
+            "jobs among them, and those jobs are lost without an error. Set the policy to "
+            "noeviction on that server (`CONFIG SET maxmemory-policy noeviction`, and in its "
+            "config file or parameter group); or, to use it anyway, set `allow_eviction: true` "
+            "under `redis:` in queues.yaml."
+        )
+
+
+def _size(n: int) -> str:
+    """Bytes as a person reads them: 1.3 MB, 512 KB, 2.0 GB."""
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
 
 
 class JobNotFoundError(CortexflowError):

@@ -28,7 +28,7 @@ from cortexflow.api.jsoninput import JsonInputError, parse_json
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.payload import MAX_PAYLOAD_BYTES, encode_data, make_validator
 from cortexflow.engine.queue import QueueEngine
-from cortexflow.errors import PayloadError
+from cortexflow.errors import PayloadError, ServerFullError
 
 DEFAULT_BATCH = 1000
 MAX_ERRORS = 100
@@ -67,6 +67,7 @@ class BulkReport:
     more_errors: int = 0  # bad lines beyond the MAX_ERRORS reported
     server_error: str | None = None  # the write that failed half-way, if one did
     unreachable: bool = False  # ... because the connection failed (not a refusal)
+    full: bool = False  # ... because the server is out of memory (ServerFullError)
     written_through: int = 0  # the last input line whose job is written
 
     @property
@@ -207,6 +208,10 @@ async def _flush(
     """Write one batch (atomic); False, with ``server_error`` set, when the server failed."""
     try:
         report.ids.extend(await engine.add_bulk(jobs))
+    except ServerFullError as exc:
+        report.server_error = str(exc)
+        report.full = True
+        return False
     except (RedisError, OSError) as exc:
         report.server_error = f"{type(exc).__name__}: {exc}"
         report.unreachable = isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError))

@@ -8,6 +8,7 @@ for code without an event loop.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -24,10 +25,13 @@ from cortexflow.engine.connection import Client, connect, ping, unusable
 from cortexflow.engine.dataformat import ensure_format
 from cortexflow.engine.health import health
 from cortexflow.engine.jobs import JobOptions
+from cortexflow.engine.memory import check_eviction
 from cortexflow.engine.options import AddOptions, bulk_options, job_options
 from cortexflow.engine.queue import QueueEngine, all_stats
 from cortexflow.errors import RedisUnavailableError, UsageError
 from cortexflow.redact import redact_url
+
+log = logging.getLogger("cortexflow")
 
 
 class QueueManager:
@@ -89,13 +93,18 @@ class QueueManager:
         data is migrated: engine/dataformat.py).
 
         The check uses a client that barely retries, so a wrong URL fails in milliseconds;
-        the manager's own client retries transient errors (a restart, an AOF reload).
+        the manager's own client retries transient errors (a restart, an AOF reload). It also
+        refuses, with EvictionPolicyError, a server whose maxmemory-policy may delete jobs when
+        it is full, unless queues.yaml sets ``redis.allow_eviction: true``.
         """
         self._redis()
         if not self._pinged:
             probe = connect(self._url, retries=2)
             try:
                 await ping(probe, self._url)
+                allowed = self.config.redis.allow_eviction
+                if warning := await check_eviction(probe, self._url, allowed):
+                    log.warning("%s", warning)
             finally:
                 await probe.aclose()
             with self._errors():  # refuses data of a format this release cannot work on

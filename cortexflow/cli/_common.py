@@ -76,6 +76,18 @@ def _has_password(url: str | None) -> bool:
     return bool(at and ":" in userinfo) or "password=" in url.lower()
 
 
+# The exit code of each error a command may end with: the first class that matches
+# (docs/cli.md "Exit codes"); any other CortexflowError exits 1.
+_EXIT_CODES: tuple[tuple[type[errors.CortexflowError], int], ...] = (
+    (errors.DataFormatError, errors.EXIT_DATA_FORMAT),
+    (errors.RedisAuthError, errors.EXIT_NOPERM),
+    (errors.RedisUnavailableError, errors.EXIT_UNAVAILABLE),
+    (errors.ServerFullError, errors.EXIT_TEMPFAIL),
+    (errors.EvictionPolicyError, errors.EXIT_CONFIG),
+    (errors.UsageError, errors.EXIT_USAGE),
+)
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Call the command's function and map cortexflow's errors to messages and exit codes."""
     func: Callable[[argparse.Namespace], int] = args.func
@@ -86,41 +98,37 @@ def run_command(args: argparse.Namespace) -> int:
         )
     try:
         return func(args)
-    except errors.DataFormatError as exc:
-        err(f"error: {exc}")
-        return errors.EXIT_DATA_FORMAT
-    except errors.RedisAuthError as exc:
-        err(f"error: {exc}")
-        return errors.EXIT_NOPERM
-    except errors.RedisUnavailableError as exc:
-        err(f"error: {exc}")
-        return errors.EXIT_UNAVAILABLE
     except errors.ConfigError as exc:
         err(str(exc))
         return exc.exit_code
-    except errors.UsageError as exc:
-        err(f"error: {exc}")
-        return errors.EXIT_USAGE
     except errors.CortexflowError as exc:
         err(f"error: {exc}")
-        return errors.EXIT_FAILURE
+        return next((c for cls, c in _EXIT_CODES if isinstance(exc, cls)), errors.EXIT_FAILURE)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return _stdout_closed()
     except Exception as exc:
-        # A command the server refused (an ACL without access to cortexflow's keys, a read-only
-        # replica, OOM under noeviction) is the deployment's problem, not a bug: no traceback.
-        from redis.exceptions import RedisError
+        return _refused(exc)
 
-        if not isinstance(exc, RedisError):
-            raise
-        err(
-            f"error: Redis refused the command: {exc}. If the server uses ACLs, the user needs "
-            "the keys of this prefix (e.g. `~{cortexflow:* ~{cortexflow}:*`) and the commands "
-            "of @read @write @scripting @list @sortedset @hash @string @stream @connection."
-        )
-        return errors.EXIT_FAILURE
+
+def _refused(exc: Exception) -> int:
+    """A command the server refused (an ACL without access to cortexflow's keys, a read-only
+    replica, OOM under noeviction) is the deployment's problem, not a bug: no traceback.
+    Anything else is re-raised."""
+    from redis.exceptions import OutOfMemoryError, RedisError
+
+    if not isinstance(exc, RedisError):
+        raise exc
+    if isinstance(exc, OutOfMemoryError):  # a write other than an add (retry, pause, ...)
+        err(f"error: {errors.ServerFullError(None, None)}")
+        return errors.EXIT_TEMPFAIL
+    err(
+        f"error: Redis refused the command: {exc}. If the server uses ACLs, the user needs "
+        "the keys of this prefix (e.g. `~{cortexflow:* ~{cortexflow}:*`) and the commands "
+        "of @read @write @scripting @list @sortedset @hash @string @stream @connection."
+    )
+    return errors.EXIT_FAILURE
 
 
 def _stdout_closed() -> int:

@@ -19,6 +19,7 @@ from cortexflow.engine.payload import JOB_ID_RULE, encode_data, make_validator
 from cortexflow.errors import (
     EXIT_FAILURE,
     EXIT_OK,
+    EXIT_TEMPFAIL,
     EXIT_UNAVAILABLE,
     CortexflowError,
     PayloadError,
@@ -266,6 +267,8 @@ def _jsonl_summary(
             if not args.fresh_ids
             else "  the ids written are on stdout; with --fresh-ids a rerun adds them again"
         )
+        if report.full:
+            return EXIT_TEMPFAIL
         return EXIT_UNAVAILABLE if report.unreachable else EXIT_FAILURE
     if not args.quiet and not report.failures:
         rate = len(report.ids) / elapsed if elapsed > 0 else 0.0

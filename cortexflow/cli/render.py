@@ -67,6 +67,13 @@ def health_text(report: Mapping[str, Any]) -> str:
     text = f"{verdict}\n" + table(["QUEUE", "STATUS"], rows)
     for name, n in report.get("leaseRenewalFailing", {}).items():
         text += f"\n{name}: lease renewal failing on {n} worker(s)"
+    if report.get("memoryPressure"):
+        m = report["memory"]
+        text += (
+            f"\nmemory pressure: the server uses {m['percent']}% of its maxmemory "
+            f"({m['usedMemory']:,} of {m['maxmemory']:,} bytes); once it is full, adds are "
+            "refused (exit 75): make room or raise maxmemory"
+        )
     return text
 
 

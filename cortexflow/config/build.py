@@ -108,6 +108,8 @@ def _redis(raw: Mapping[str, Any], env: Mapping[str, str]) -> RedisConfig:
         kwargs["prefix"] = raw["prefix"]
     if raw.get("durable_adds") is not None:
         kwargs["durable_adds"] = bool(raw["durable_adds"])
+    if raw.get("allow_eviction") is not None:
+        kwargs["allow_eviction"] = bool(raw["allow_eviction"])
     return RedisConfig(**kwargs)
 
 

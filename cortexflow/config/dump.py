@@ -26,6 +26,7 @@ def config_to_dict(config: Config, *, redact: bool = True) -> dict[str, Any]:
             "url": url,
             "prefix": config.redis.prefix,
             "durable_adds": config.redis.durable_adds,
+            "allow_eviction": config.redis.allow_eviction,
         },
         "stop_timeout": format_duration(config.stop_timeout),
         "restart": {

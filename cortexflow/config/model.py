@@ -87,6 +87,8 @@ class RedisConfig:
     prefix: str = DEFAULT_PREFIX
     # An add returns only once the server has written it to its append-only file (WAITAOF).
     durable_adds: bool = False
+    # Start even when the server's maxmemory-policy may delete keys (jobs) when it is full.
+    allow_eviction: bool = False
 
 
 @dataclass(frozen=True)

@@ -516,8 +516,24 @@ def build_schema() -> dict[str, Any]:
                         "default": False,
                         "examples": [False, True],
                     },
+                    "allow_eviction": {
+                        "description": (
+                            "true: use a server whose maxmemory-policy is not noeviction. By "
+                            "default `up`, `worker`, `dashboard` and the Python API's first "
+                            "connection refuse one: such a server deletes keys when it is full, "
+                            "jobs among them, and they are lost without an error."
+                        ),
+                        "type": "boolean",
+                        "default": False,
+                        "examples": [False, True],
+                    },
                 },
-                "default": {"url": None, "prefix": "cortexflow", "durable_adds": False},
+                "default": {
+                    "url": None,
+                    "prefix": "cortexflow",
+                    "durable_adds": False,
+                    "allow_eviction": False,
+                },
                 "examples": [{"url": "redis://localhost:6379/0", "prefix": "cortexflow"}],
             },
             "defaults": {

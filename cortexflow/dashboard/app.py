@@ -18,7 +18,8 @@ from cortexflow.api.manager import QueueManager
 from cortexflow.dashboard import api, metrics, pages, protect, sessions, sse
 from cortexflow.dashboard.auth import Auth
 from cortexflow.dashboard.guard import error, identify
-from cortexflow.errors import RedisUnavailableError
+from cortexflow.engine.memory import read_memory
+from cortexflow.errors import CortexflowError, RedisUnavailableError
 
 
 @dataclass(frozen=True)
@@ -35,19 +36,27 @@ async def healthz(request: Request) -> Response:
     """200 when Redis answers, 503 otherwise; no token needed. With ``?require_workers=1``
     also 503 while a queue has no live worker (`cortexflow health --require-workers`).
     Without a token the body says only ``{"ok": ...}``; with one (read or admin) also why:
-    the error, or the per-queue report."""
+    the error, or the per-queue report. At memory pressure (the server's used memory at 90% of
+    its maxmemory or more) the body also says ``"memoryPressure": true`` (and, with a token,
+    the ``memory`` report), still with 200 unless ``require_workers`` is asked."""
     manager: QueueManager = request.app.state.manager
     known = identify(request.app.state.auth, request) is not None
     try:
         await manager.connect()
         await (await manager.redis_client()).ping()
-    except (RedisUnavailableError, RedisError, OSError) as exc:
+    except (CortexflowError, RedisError, OSError) as exc:
         return JSONResponse({"ok": False, **({"error": str(exc)} if known else {})}, 503)
     if request.query_params.get("require_workers") in ("1", "true", "yes"):
         report = await manager.health_check(require_workers=True)
         body = {"ok": report["healthy"], **(report if known else {})}
         return JSONResponse(body, status_code=200 if report["healthy"] else 503)
-    return JSONResponse({"ok": True})
+    memory = await read_memory(await manager.redis_client())
+    if memory is None or not memory.pressure:
+        return JSONResponse({"ok": True})
+    # Still 200: the dashboard and the server work (reads, and adds until it is full); a probe
+    # that restarts on failure would take the dashboard away when it is needed.
+    body = {"ok": True, "memoryPressure": True, **({"memory": memory.report()} if known else {})}
+    return JSONResponse(body)
 
 
 async def metrics_route(request: Request) -> Response:

@@ -3,7 +3,7 @@
 Every API handler is wrapped by ``api(write=...)``: 401 without valid credentials, 403 for a
 read-only token on a write or a cookie write without its CSRF token, then cortexflow's errors
 mapped to statuses (404 unknown queue/job, 422 invalid input, 409 a refused state change,
-503 Redis unreachable).
+503 Redis unreachable, 507 Redis full: out of memory, refusing writes).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -26,6 +27,7 @@ from cortexflow.errors import (
     JobNotFoundError,
     PayloadError,
     RedisUnavailableError,
+    ServerFullError,
     UsageError,
 )
 
@@ -83,6 +85,10 @@ def _map(exc: Exception) -> JSONResponse:
         return error(422, str(exc))
     if isinstance(exc, DataFormatError):  # it answers; its data is not for this release
         return error(503, str(exc))
+    if isinstance(exc, ServerFullError):
+        return error(507, str(exc), usedMemory=exc.used, maxmemory=exc.maxmemory)
+    if isinstance(exc, OutOfMemoryError):  # a write other than an add (retry, pause, ...)
+        return error(507, str(ServerFullError(None, None)))
     if isinstance(exc, RedisUnavailableError | RedisConnectionError | RedisTimeoutError):
         return error(503, f"Redis does not answer: {exc}")
     if isinstance(exc, CortexflowError):

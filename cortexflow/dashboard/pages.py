@@ -156,7 +156,8 @@ async def _overview_ctx(request: Request) -> dict[str, Any]:
     per_queue: dict[str, int] = {}
     for w in workers:
         per_queue[w["queue"]] = per_queue.get(w["queue"], 0) + 1
-    return {"stats": stats, "workers": workers, "per_queue": per_queue}
+    memory = await state.memory(request)
+    return {"stats": stats, "workers": workers, "per_queue": per_queue, "memory": memory}
 
 
 async def overview(request: Request) -> Response:
@@ -232,6 +233,7 @@ async def _queue_ctx(request: Request) -> dict[str, Any]:
         "workers": workers,
         "sources": state.dead_letter_sources(request).get(engine.name, []),
         "recent": await events.recent(engine.client, engine.prefix, engine.name, 15),
+        "memory": await state.memory(request),
     }
 
 

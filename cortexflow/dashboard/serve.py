@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -10,9 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cortexflow.api.manager import QueueManager
+from cortexflow.config.model import Config
 from cortexflow.dashboard.auth import Auth, Tokens, check_bind, load_tokens
 from cortexflow.dashboard.protect import DEFAULT_MAX_BODY
 from cortexflow.embedded.folder import data_dir_for
+from cortexflow.engine.connection import connect, ping
+from cortexflow.engine.memory import check_eviction
+from cortexflow.errors import RedisUnavailableError
 from cortexflow.logs import resolve_format, setup_logging, uvicorn_log_config
 from cortexflow.telemetry import setup_from_env
 
@@ -58,6 +63,28 @@ def print_url(
     return 0
 
 
+def check_policy(url: str | None, config: Config, say: Callable[[str], None]) -> None:
+    """Refuse to start (EvictionPolicyError) on a server whose maxmemory-policy may delete
+    jobs, unless queues.yaml allows it. A server that does not answer is not refused: the
+    dashboard starts and /healthz answers 503 until it does. No URL: the embedded server,
+    started with noeviction."""
+    if not url:
+        return
+
+    async def check() -> None:
+        client = connect(url, retries=1)
+        try:
+            await ping(client, url)
+            if warning := await check_eviction(client, url, config.redis.allow_eviction):
+                say(warning)
+        except RedisUnavailableError:
+            pass
+        finally:
+            await client.aclose()
+
+    asyncio.run(check())
+
+
 def serve(
     options: ServeOptions,
     env: Mapping[str, str] | None = None,
@@ -75,6 +102,7 @@ def serve(
     if log_format == "json":
         setup_logging("json")
         say = logging.getLogger("cortexflow.dashboard").info
+    check_policy(options.redis_url or manager.config.redis.url, manager.config, say)
     tokens = load_tokens(env, data_dir_for(manager.config))
     settings = Settings(
         metrics_public=options.metrics_public,

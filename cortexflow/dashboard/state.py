@@ -12,6 +12,7 @@ from cortexflow.api.manager import QueueManager
 from cortexflow.dashboard.guard import HTTPError
 from cortexflow.engine import registry
 from cortexflow.engine.connection import Client
+from cortexflow.engine.memory import read_memory
 from cortexflow.engine.queue import QueueEngine
 
 
@@ -36,6 +37,13 @@ async def engine(request: Request, queue: str | None = None) -> QueueEngine:
         raise HTTPError(404, f"no queue {name!r}; queues: {', '.join(m.queue_names)}")
     await m.connect()
     return m.get_queue(name)
+
+
+async def memory(request: Request) -> dict[str, Any] | None:
+    """The server's memory report (``{usedMemory, maxmemory, percent, policy, pressure}``), for
+    the banner shown at memory pressure; None when INFO is refused."""
+    reading = await read_memory(await client(request))
+    return None if reading is None else reading.report()
 
 
 def dead_letter_sources(request: Request) -> dict[str, list[str]]:

@@ -1,6 +1,7 @@
 """Is every queue served? ``health``: Redis answers, each queue a running `up` expects workers
-for has a live one, and no live worker's lease renewals are failing; dead letters set aside are
-reported too. The CLI's `health`, the API's ``health_check`` and the dashboard's /healthz."""
+for has a live one, no live worker's lease renewals are failing, and the server is not nearly
+full (memory pressure); dead letters set aside are reported too. The CLI's `health`, the API's
+``health_check`` and the dashboard's /healthz."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from cortexflow.engine import registry
 from cortexflow.engine.connection import Client
 from cortexflow.engine.keys import QueueKeys
+from cortexflow.engine.memory import read_memory
 
 
 async def health(
@@ -25,7 +27,10 @@ async def health(
     Queues with dead letters that could not be copied (set aside) are listed under
     ``deadLettersNotCopied: {name: count}``, present only when there are some; queues with
     live workers whose lease renewals fail now are unhealthy and listed under
-    ``leaseRenewalFailing: {name: workers}``."""
+    ``leaseRenewalFailing: {name: workers}``. ``memory`` (when INFO answers) is the server's
+    ``{usedMemory, maxmemory, percent, policy, pressure}``; at or above PRESSURE_THRESHOLD of
+    its maxmemory (adds will soon be refused) the report is unhealthy and says
+    ``memoryPressure: true``."""
     try:
         await client.ping()
         expected = await registry.expected_counts(client, prefix, queues)
@@ -35,13 +40,19 @@ async def health(
                 pipe.llen(QueueKeys(prefix, q).dlq_failed)
             stuck = dict(zip(queues, map(int, await pipe.execute()), strict=True))
         failing = {q: await _renewals_failing(client, prefix, q) for q, n in live.items() if n}
+        memory = await read_memory(client)
     except (RedisConnectionError, RedisTimeoutError, OSError):
         return {"healthy": False, "queues": dict.fromkeys(queues, False)}
     status = {
         q: (live[q] > 0 or (expected[q] == 0 and not require_workers)) and not failing.get(q)
         for q in queues
     }
-    report: dict[str, Any] = {"healthy": all(status.values()), "queues": status}
+    pressure = memory is not None and memory.pressure
+    report: dict[str, Any] = {"healthy": all(status.values()) and not pressure, "queues": status}
+    if memory is not None:
+        report["memory"] = memory.report()
+    if pressure:
+        report["memoryPressure"] = True
     if any(stuck.values()):
         report["deadLettersNotCopied"] = {q: n for q, n in stuck.items() if n}
     if any(failing.values()):

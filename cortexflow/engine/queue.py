@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from cortexflow.config.model import QueueConfig
 from cortexflow.engine import events, tracing
@@ -19,6 +19,7 @@ from cortexflow.engine.cluster import ClusterClient, node_pipeline, run_by_node
 from cortexflow.engine.connection import Client
 from cortexflow.engine.jobs import Job, JobOptions
 from cortexflow.engine.keys import STATES, QueueKeys
+from cortexflow.engine.memory import full_error
 from cortexflow.engine.payload import check_name, encode_data, make_validator, resolve_options
 from cortexflow.engine.scripts import Scripts
 from cortexflow.engine.text import MAX_LOG_LINE_BYTES, bounded, replace_surrogates
@@ -100,13 +101,17 @@ class QueueEngine:
         ``validate=False`` skips the payload schema (dead-letter copies carry an envelope).
         ``added``, when given, gets the number of jobs really added appended (an id that still
         exists adds nothing). With a TracerProvider set, the add is a span whose context the
-        jobs carry (tracing)."""
+        jobs carry (tracing). ServerFullError (nothing written) when the server is out of
+        memory and refuses writes."""
         count = added if added is not None else []
-        if (tracer := tracing.tracer()) is not None and jobs:
-            return await tracing.traced_add(
-                tracer, self.name, jobs, lambda ctx: self._add_bulk(jobs, validate, ctx, count)
-            )
-        return await self._add_bulk(jobs, validate, "", count)
+        try:
+            if (tracer := tracing.tracer()) is not None and jobs:
+                return await tracing.traced_add(
+                    tracer, self.name, jobs, lambda ctx: self._add_bulk(jobs, validate, ctx, count)
+                )
+            return await self._add_bulk(jobs, validate, "", count)
+        except OutOfMemoryError:
+            raise await full_error(self.client) from None
 
     async def _add_bulk(
         self,

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 from cortexflow.engine.connection import connect_sync
 from cortexflow.engine.keys import QueueKeys
 from cortexflow.engine.scripts import source
@@ -26,6 +28,7 @@ class SyncRenewer:
         self._keys = [keys.active]
         self._head: list[Any] = [keys.job_prefix, round(lease * 1000)]
         self._script = self.client.register_script(source("heartbeat"))
+        self._flags = True  # the script keeps its `#!lua flags=` line (servers from Redis 7)
 
     def renew(self, leases: Sequence[tuple[str, str]]) -> set[str]:
         """Extend each lease this worker still holds; returns the ids it no longer holds.
@@ -36,7 +39,16 @@ class SyncRenewer:
         args = list(self._head)
         for job_id, token in leases:
             args += [job_id, token]
-        lost = self._script(keys=self._keys, args=args)
+        try:
+            lost = self._script(keys=self._keys, args=args)
+        except ResponseError as exc:
+            if not self._flags or "compil" not in str(exc).lower():
+                raise
+            # A server older than Redis 7 reads `#!lua` as Lua and fails: renew without the
+            # flag there (a full server then refuses renewals: docs/engine.md).
+            self._flags = False
+            self._script = self.client.register_script(source("heartbeat").split("\n", 1)[1])
+            lost = self._script(keys=self._keys, args=args)
         return {x.decode() if isinstance(x, bytes) else str(x) for x in lost}
 
     def close(self) -> None:

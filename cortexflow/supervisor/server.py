@@ -3,8 +3,8 @@ runs, and the start-up check of a configured one.
 
 With no Redis URL configured, `up` runs its folder's server (embedded/supervised.py) and stops it
 last; the reconcile loop asks ServerWatch every tick to restart it, with the workers' backoff,
-when it dies. With a URL, check_server makes sure it answers and warns when it may evict jobs;
-check_data_format, with either, that this release can work on the data there.
+when it dies. With a URL, check_server makes sure it answers and refuses one that may evict
+jobs; check_data_format, with either, that this release can work on the data there.
 """
 
 from __future__ import annotations
@@ -13,14 +13,12 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 
-from redis.exceptions import RedisError
-
 from cortexflow.config.model import Config, RestartPolicy
 from cortexflow.embedded.folder import data_dir_for
 from cortexflow.embedded.supervised import SupervisedServer, supervised_server
 from cortexflow.engine.connection import connect, ping
 from cortexflow.engine.dataformat import ensure_format
-from cortexflow.redact import redact_url
+from cortexflow.engine.memory import check_eviction
 from cortexflow.supervisor.logmux import LogSink
 from cortexflow.supervisor.policy import RestartHistory, Verdict, decide_after_exit, describe_exit
 
@@ -72,24 +70,18 @@ class ServerWatch:
         return True
 
 
-async def check_server(url: str, sink: LogSink, embedded: bool) -> None:
-    """RedisUnavailableError unless the server answers; warn when it may evict jobs."""
+async def check_server(url: str, sink: LogSink, embedded: bool, allow_eviction: bool) -> None:
+    """RedisUnavailableError unless the server answers; EvictionPolicyError when it may evict
+    jobs (its maxmemory-policy is not noeviction) and queues.yaml does not allow that; a
+    warning when the policy cannot be read or is allowed. The embedded server is started with
+    noeviction: nothing to check."""
     client = connect(url, retries=3)
     try:
         await ping(client, url)
         if embedded:
             return
-        try:
-            info = await client.info("memory")
-        except RedisError:
-            return  # INFO refused (a restricted ACL): nothing to check
-        policy = str(info.get("maxmemory_policy", "noeviction"))
-        if policy != "noeviction":
-            sink.event(
-                f"warning: {redact_url(url)} has maxmemory-policy {policy}: under memory "
-                "pressure it may silently delete jobs. Set `maxmemory-policy noeviction` on "
-                "that server."
-            )
+        if warning := await check_eviction(client, url, allow_eviction):
+            sink.event(warning)
     finally:
         await client.aclose()
 

@@ -37,7 +37,9 @@ def run_up(
             )
 
         async def main() -> int:
-            await check_server(url, sink, embedded=server is not None)
+            await check_server(
+                url, sink, embedded=server is not None, allow_eviction=config.redis.allow_eviction
+            )
             await check_data_format(url, config)
             supervisor = Supervisor(
                 config, url, sink, options=options, loader=loader, command=command, server=server

@@ -24,6 +24,7 @@ from cortexflow.errors import (
     EXIT_OK,
     EXIT_UNAVAILABLE,
     DataFormatError,
+    EvictionPolicyError,
     RedisUnavailableError,
     UsageError,
 )
@@ -85,8 +86,8 @@ async def _serve(
     try:
         worker = QueueWorker(config, queue, redis_url, replica=replica, exit_on_hang=True)
         await worker.start()
-    except (HandlerImportError, UsageError, DataFormatError) as exc:
-        _error(exc)  # a data format this release cannot work on: restarting will not help
+    except (HandlerImportError, UsageError, DataFormatError, EvictionPolicyError) as exc:
+        _error(exc)  # data or a server this release cannot work on: restarting will not help
         return EXIT_CONFIG
     except (RedisUnavailableError, RedisError, OSError) as exc:
         _error(exc)

@@ -26,6 +26,7 @@ from cortexflow.engine import registry
 from cortexflow.engine.connection import connect, ping
 from cortexflow.engine.consumer import QueueConsumer
 from cortexflow.engine.dataformat import FORMAT, ensure_format
+from cortexflow.engine.memory import check_eviction
 from cortexflow.engine.queue import QueueEngine
 from cortexflow.engine.renewal import SyncRenewer
 from cortexflow.redact import redact_url
@@ -94,12 +95,15 @@ class QueueWorker:
     async def start(self) -> None:
         """Import the handler, connect, and start fetching; returns once the first fetch ran.
 
-        Raises HandlerImportError (bad handler) or RedisUnavailableError."""
+        Raises HandlerImportError (bad handler), RedisUnavailableError or EvictionPolicyError."""
         q = self.queue
         runner = await self._runner()
         self.client = connect(self.redis_url)
         self.block_client = connect(self.redis_url)
         await ping(self.client, redact_url(self.redis_url))
+        allowed = self.config.redis.allow_eviction
+        if warning := await check_eviction(self.client, self.redis_url, allowed):
+            log.warning("%s", warning)
         prefix = self.config.redis.prefix
         await ensure_format(self.client, prefix, list(self.config.queues))
         engine = QueueEngine(self.client, q, prefix)
