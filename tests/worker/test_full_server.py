@@ -53,6 +53,7 @@ QUEUES = """
 queues:
   work:
     handler: files:run
+    processes: 2
     concurrency: 4
     lease: 2s
   ticks:
@@ -95,24 +96,20 @@ def test_a_full_server_refuses_adds_and_running_jobs_finish_once_there_is_room(
         cfg = write_project(tmp_path / "app", QUEUES, {"files.py": FILES_HANDLER})
         folder = cfg.parent
         up = start_up(folder, "--redis-url", url)
-        wait_workers_ready(client, "work", 1)
 
-        for i in range(4):
-            r = run_cli(
-                "enqueue",
-                "work",
-                "-",
-                "--job-id",
-                f"j{i}",
-                "-f",
-                str(cfg),
-                "--redis-url",
-                url,
-                input="{}",
-            )
-            assert r.returncode == 0, r.stderr
+        wait_workers_ready(client, "work", 2)
+
+        async def add_four() -> None:
+            async with QueueManager(cfg, url) as m:
+                jobs = [{"name": "work", "data": {}, "opts": {"job_id": f"j{i}"}} for i in range(4)]
+                await m.add_bulk("work", jobs)
+
+        # One add wakes one worker, which leases all four: the other stays idle, and would
+        # take over any of them whose lease ran out.
+        asyncio.run(add_four())
         wait_for(lambda: len(runs(folder)) == 4, 30, message="the 4 jobs did not start")
-
+        pids = {p.read_text() for p in (folder / "runs").iterdir()}
+        assert len(pids) == 1, "the jobs were split between the two workers"
         fill(client)
         # An add is refused, saying why and what to do; nothing is written.
         r = run_cli(
@@ -168,6 +165,6 @@ def test_a_full_server_refuses_adds_and_running_jobs_finish_once_there_is_room(
         )
         assert up.alive()
         log = up.err_path.read_text() + up.out_path.read_text()
-        assert len(re.findall(r"started \(pid \d+\)", log)) == 2, log  # no worker restarted
+        assert len(re.findall(r"started \(pid \d+\)", log)) == 3, log  # no worker restarted
     finally:
         server.stop()
