@@ -285,7 +285,8 @@ class QueueConsumer:
         args: list[Any] = [self.engine.keys.job_prefix, round(self.engine.config.lease * 1000)]
         for jid, token in leases:
             args += [jid, token]
-        lost = await self.engine.scripts.heartbeat(keys=[self.engine.keys.active], args=args)
+        keys = [self.engine.keys.active, self.engine.keys.meta]
+        lost = await self.engine.scripts.heartbeat(keys=keys, args=args)
         return [x.decode() for x in lost]
 
     def _finish_argv(self, outcomes: Sequence[Outcome]) -> list[Any]:

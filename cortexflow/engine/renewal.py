@@ -25,7 +25,7 @@ class SyncRenewer:
     def __init__(self, url: str, prefix: str, queue: str, lease: float, timeout: float) -> None:
         self.client = connect_sync(url, timeout)
         keys = QueueKeys(prefix, queue)
-        self._keys = [keys.active]
+        self._keys = [keys.active, keys.meta]
         self._head: list[Any] = [keys.job_prefix, round(lease * 1000)]
         self._script = self.client.register_script(source("heartbeat"))
         self._flags = True  # the script keeps its `#!lua flags=` line (servers from Redis 7)

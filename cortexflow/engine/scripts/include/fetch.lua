@@ -2,6 +2,7 @@
 reply), a function of its own KEYS and ARGV so that finish_fetch.lua runs it too. ]]
 --@include common
 --@include events
+--@include lease_clock
 local function fetch(KEYS, ARGV)
   local prefix = ARGV[1]
   local n = tonumber(ARGV[2])
@@ -30,9 +31,14 @@ local function fetch(KEYS, ARGV)
   end
 
   -- 2. Active jobs whose lease ran out (their worker died) go back to waiting, or fail
-  --    once they have been recovered max_stalls times.
+  --    once they have been recovered max_stalls times; none while the lease clock settles
+  --    after a stall of the server (include/lease_clock.lua).
   local stalled_failed = 0
-  local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 500)
+  local settle = settling_until(KEYS[4], now, lease)
+  local expired = {}
+  if not settle then
+    expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 500)
+  end
   for _, id in ipairs(expired) do
     local jkey = prefix .. id
     local f = redis.call('HMGET', jkey, 'stalls', 'opts', 'attempts_made', 'state')
@@ -84,7 +90,7 @@ local function fetch(KEYS, ARGV)
     if d[2] then w = math.max(tonumber(d[2]) - now, 0) end
     local a = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
     if a[2] then
-      local s = math.max(tonumber(a[2]) - now, 0) + 1
+      local s = math.max(math.max(tonumber(a[2]), settle or 0) - now, 0) + 1
       if w < 0 or s < w then w = s end
     end
     return w
@@ -129,6 +135,7 @@ local function fetch(KEYS, ARGV)
   local popped = redis.call('ZPOPMIN', KEYS[1], n)
   local out = {0, stalled_failed}
   local deadline = now + lease
+  if #popped > 0 then leases_granted(KEYS[4], now) end
   for i = 1, #popped, 2 do
     local id = popped[i]
     local jkey = prefix .. id
