@@ -129,10 +129,15 @@ class EvictionPolicyError(CortexflowError):
     def __init__(self, url: str, policy: str) -> None:
         self.url = url
         self.policy = policy
+        loss = (
+            "keys that have a time to live (metrics, rate-limit windows, handlers' idempotency "
+            "markers), which is lost without an error"
+            if policy.startswith("volatile")
+            else "keys, jobs among them, and those jobs are lost without an error"
+        )
         super().__init__(
-            f"Redis at {url} has maxmemory-policy {policy}: when it fills up it deletes keys, "
-            "jobs among them, and those jobs are lost without an error. Set the policy to "
-            "noeviction on that server (`CONFIG SET maxmemory-policy noeviction`, and in its "
+            f"Redis at {url} has maxmemory-policy {policy}: when it fills up it deletes {loss}. "
+            "Set the policy to noeviction on that server (`CONFIG SET maxmemory-policy noeviction`, and in its "
             "config file or parameter group); or, to use it anyway, set `allow_eviction: true` "
             "under `redis:` in queues.yaml."
         )
