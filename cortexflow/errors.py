@@ -137,9 +137,9 @@ class EvictionPolicyError(CortexflowError):
         )
         super().__init__(
             f"Redis at {url} has maxmemory-policy {policy}: when it fills up it deletes {loss}. "
-            "Set the policy to noeviction on that server (`CONFIG SET maxmemory-policy noeviction`, and in its "
-            "config file or parameter group); or, to use it anyway, set `allow_eviction: true` "
-            "under `redis:` in queues.yaml."
+            "Set the policy to noeviction on that server (`CONFIG SET maxmemory-policy "
+            "noeviction`, and in its config file or parameter group); or, to use it anyway, set "
+            "`allow_eviction: true` under `redis:` in queues.yaml."
         )
 
 

@@ -48,7 +48,7 @@ class QueueKeys:
         return self.k("failed")
 
     @property
-    def meta(self) -> str:  # HASH paused, seq, totals
+    def meta(self) -> str:  # HASH paused, seq, totals, renewed_at/resumed_at (lease_clock.lua)
         return self.k("meta")
 
     @property
