@@ -90,6 +90,7 @@ def test_config_resolved_yaml_and_json_with_secret_redacted(cli: Cli, tmp_path: 
         "url": "redis://app:***@db:6379/0",
         "prefix": "cortexflow",
         "durable_adds": False,
+        "allow_eviction": False,
     }
     assert data["queues"]["a"]["concurrency"] == 4
     assert data["queues"]["a"]["timeout"] == "5m"

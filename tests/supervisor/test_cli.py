@@ -83,15 +83,17 @@ def evicting_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
     server.stop()
 
 
-def test_up_warns_about_eviction_and_never_prints_the_password(
+def test_up_allowed_an_evicting_server_warns_and_never_prints_the_password(
     tmp_path: Path, evicting_server: ServerProcess, start_up
 ) -> None:
+    """Without `allow_eviction` `up` refuses the server (tests/api/test_eviction_policy.py)."""
     write_project(
         tmp_path,
         """
         version: 1
         redis:
           url: ${SECRET_URL}
+          allow_eviction: true
         queues:
           work:
             handler: handlers:sleepy
@@ -101,7 +103,7 @@ def test_up_warns_about_eviction_and_never_prints_the_password(
     url = f"redis://:s3cret-pw@127.0.0.1:{evicting_server.port}/0"
     up = start_up(tmp_path, "work", env={"SECRET_URL": url})
     up.wait_for(r"work\.0 \(pid \d+\) ready", 30)
-    up.wait_for(r"maxmemory-policy allkeys-lru", 5)
+    up.wait_for(r"maxmemory-policy allkeys-lru \(allowed by redis.allow_eviction\)", 5)
     status = run_cli("status", cwd=tmp_path, env={"SECRET_URL": url})
     assert status.returncode == 0, status.stderr
     assert re.search(r"work\s+0\s+\d+\s+(ready|stable)", status.stdout)

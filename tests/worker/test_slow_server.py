@@ -90,6 +90,8 @@ def start(
 
     asyncio.run(add())
     wait_for(lambda: len(runs(cfg.parent)) == 4, 30, message="the 4 jobs did not start")
+    # The queue's lease clock starts at its first renewal (lease/3 after the lease).
+    wait_for(lambda: client.hexists("{cortexflow:work}:meta", "renewed_at"), 10)
     return client, cfg.parent
 
 

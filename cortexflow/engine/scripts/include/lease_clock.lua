@@ -7,8 +7,9 @@ The queue's meta hash holds `renewed_at`, when the server last served a renewal 
 and `resumed_at`, when it served the first call after a gap of more than lease/2 without one:
 the server was not serving, or every holder was gone. For lease/3 after that (SETTLE: a live
 worker's lease thread retries every 0.1 s after a failure, and renews every lease/3 anyway)
-fetch recovers no stalled job; after it, those still not renewed are recovered as before. A
-lease granted by fetch counts as a renewal. ]]
+fetch recovers no stalled job; after it, those still not renewed are recovered as before. The
+clock starts at the queue's first renewal (until then, a lease that runs out is recovered at
+once, as before); from then on a lease granted by fetch counts as a renewal. ]]
 
 -- A renewal was served now (heartbeat.lua): tick the clock, and start settling after a gap.
 local function renewal_served(meta, now, lease)
@@ -20,10 +21,12 @@ local function renewal_served(meta, now, lease)
   end
 end
 
--- fetch leased jobs now: a lease granted counts as one renewed (the clock runs from the first
--- lease of the queue, not from its first renewal, lease/3 later).
+-- fetch leased jobs now: once the clock runs, a lease granted counts as one renewed (a stall
+-- within lease/3 of a lease, before its first renewal, is then covered too).
 local function leases_granted(meta, now)
-  redis.call('HSET', meta, 'renewed_at', now)
+  if redis.call('HEXISTS', meta, 'renewed_at') == 1 then
+    redis.call('HSET', meta, 'renewed_at', now)
+  end
 end
 
 -- fetch: the time until which stalled jobs must not be recovered, or nil (recover now). Starts
