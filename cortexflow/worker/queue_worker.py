@@ -92,6 +92,15 @@ class QueueWorker:
         self.fault: str | None = None  # why the watchdog ended this worker
         self.broker: CortexBroker | None = None
 
+    async def _check_server(self) -> None:
+        """The server answers, keeps every job (its eviction policy, unless queues.yaml allows
+        one that evicts), and holds data this release can work on (or migrates it)."""
+        await ping(self.client, redact_url(self.redis_url))
+        allowed = self.config.redis.allow_eviction
+        if warning := await check_eviction(self.client, self.redis_url, allowed):
+            log.warning("%s", warning)
+        await ensure_format(self.client, self.config.redis.prefix, list(self.config.queues))
+
     async def start(self) -> None:
         """Import the handler, connect, and start fetching; returns once the first fetch ran.
 
@@ -100,12 +109,8 @@ class QueueWorker:
         runner = await self._runner()
         self.client = connect(self.redis_url)
         self.block_client = connect(self.redis_url)
-        await ping(self.client, redact_url(self.redis_url))
-        allowed = self.config.redis.allow_eviction
-        if warning := await check_eviction(self.client, self.redis_url, allowed):
-            log.warning("%s", warning)
+        await self._check_server()
         prefix = self.config.redis.prefix
-        await ensure_format(self.client, prefix, list(self.config.queues))
         engine = QueueEngine(self.client, q, prefix)
         dlq = None
         if q.dead_letter:
