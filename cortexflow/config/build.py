@@ -165,6 +165,8 @@ def _queue(
         kwargs["settings"] = dict(raw["settings"])
     if raw.get("isolation") is not None:
         kwargs["isolation"] = raw["isolation"]
+    if raw.get("process") is not None:
+        kwargs["process"] = raw["process"]
     if raw.get("max_jobs_per_child") is not None:
         kwargs["max_jobs_per_child"] = int(raw["max_jobs_per_child"])
     if raw.get("max_memory_per_child") is not None:

@@ -89,6 +89,7 @@ def _queue(q: QueueConfig, config: Config) -> dict[str, Any]:
         **runs,
         "concurrency": q.concurrency,
         "processes": "auto" if q.processes_auto else q.processes,
+        "process": q.process,
         "priority": q.priority,
         "rate_limit": (
             {"max": q.rate_limit.max, "duration": format_duration(q.rate_limit.duration)}

@@ -55,6 +55,9 @@ class QueueConfig:
     concurrency: int = 10
     processes: int = 1  # `processes: auto` is resolved to this host's CPU count when loaded
     processes_auto: bool = field(default=False, compare=False)  # it was written `auto`
+    # The worker process this queue shares with the queues of the same name (None: its own,
+    # named after the queue; see ``process_name``).
+    process: str | None = None
     priority: int = 0
     rate_limit: RateLimit | None = None
     attempts: int = 3
@@ -78,6 +81,11 @@ class QueueConfig:
     # "package.module:broker": the queue runs that taskiq broker's tasks labelled with this
     # queue (cortexflow.taskiq) instead of a ``handler``.
     tasks: str | None = None
+
+    @property
+    def process_name(self) -> str:
+        """The worker process this queue runs in: ``process``, else the queue's own name."""
+        return self.process or self.name
 
 
 @dataclass(frozen=True)
@@ -159,6 +167,13 @@ class Config:
     @property
     def base_dir(self) -> Path:
         return self.path.parent
+
+    def process_groups(self) -> dict[str, tuple[str, ...]]:
+        """Worker process name -> the queues it runs, in the order of queues.yaml."""
+        groups: dict[str, list[str]] = {}
+        for name, q in self.queues.items():
+            groups.setdefault(q.process_name, []).append(name)
+        return {process: tuple(names) for process, names in groups.items()}
 
     def queue(self, name: str) -> QueueConfig:
         """Return the queue's config; UsageError naming the known queues if it is not declared."""

@@ -130,6 +130,18 @@ def queue_settings() -> dict[str, Any]:
             "default": 1,
             "examples": [1, 4, "auto"],
         },
+        "process": {
+            "description": (
+                "The worker process this queue runs in: queues with the same `process` share "
+                "one process (one event loop, one connection pool, one lease thread; each keeps "
+                "its own concurrency, rate limit, timeouts and retries). Unset: the queue's own "
+                "name, a process of its own. Queues of one process must agree on `processes`."
+            ),
+            "type": ["string", "null"],
+            "pattern": QUEUE_NAME_PATTERN,
+            "default": None,
+            "examples": ["light", "main"],
+        },
         "priority": _int(
             "Default priority of a job; higher runs first (0..1000000).",
             0,

@@ -19,6 +19,7 @@ from typing import Any
 import jsonschema
 
 from cortexflow.config.diagnostics import Diagnostic
+from cortexflow.config.groups import check_process_groups
 from cortexflow.config.importer import ImportFromStringError, resolve_handler
 from cortexflow.config.schema import HANDLER_PATTERN
 from cortexflow.config.tasks_check import check_tasks
@@ -98,6 +99,7 @@ def check_semantics(
         if not doc.is_broken(path):
             _check_payload_schema(checker, path, value)
     _check_dead_letter_cycles(checker, queues, defaults)
+    check_process_groups(checker.report, queues, defaults)
     schedules = data.get("schedules")
     if isinstance(schedules, dict):
         for name, schedule in schedules.items():
