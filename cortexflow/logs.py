@@ -34,6 +34,18 @@ _job: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar(
 )
 
 
+_queue: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "cortexflow_queue", default=None
+)
+
+
+def set_queue(name: str) -> None:
+    """Mark the current context as working for queue ``name``: in a worker process that
+    serves several queues, each queue's tasks run in a context of their own, so every record
+    they write carries their queue (over the process's static one)."""
+    _queue.set(name)
+
+
 def set_job(job_id: str, attempt: int) -> contextvars.Token[tuple[str, int] | None]:
     """Mark the current context as running ``job_id``'s ``attempt`` (each run is a task of its
     own, so its context ends with it; ``reset_job(token)`` undoes it elsewhere)."""
@@ -113,6 +125,9 @@ class JsonFormatter(logging.Formatter):
             "pid": record.process if record.process is not None else os.getpid(),
             **self._static,
         }
+        queue = _queue.get()
+        if queue is not None:
+            out["queue"] = queue
         job = _job.get()
         if job is not None:
             out["job_id"], out["attempt"] = job

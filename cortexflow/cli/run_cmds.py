@@ -39,11 +39,20 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "worker",
         parents=parents,
-        help="run one queue's worker in this process, without a supervisor",
-        description="Run one queue's worker (for one-queue-per-container deployments). "
-        "SIGTERM/SIGINT stop it gracefully within stop_timeout.",
+        help="run queues' workers in this process, without a supervisor",
+        description="Run the worker of one queue (for one-queue-per-container deployments), "
+        "of several queues in one process (QUEUE QUEUE...), or of every queue of a worker "
+        "process of queues.yaml (--process NAME). SIGTERM/SIGINT stop it gracefully within "
+        "stop_timeout.",
     )
-    p.add_argument("queue", metavar="QUEUE")
+    p.add_argument("queues", nargs="*", metavar="QUEUE")
+    p.add_argument(
+        "--process",
+        default=None,
+        metavar="NAME",
+        help="run every queue whose `process:` is NAME (a queue's own name for a queue "
+        "without one)",
+    )
     p.add_argument("--replica", type=int, default=None, help="replica number (for status)")
     p.add_argument(
         "--stop-timeout",
@@ -113,11 +122,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         err(str(exc))
         # Under `up`, a config the child cannot load is a config error: the queue goes FATAL.
         return errors.EXIT_CONFIG if supervised else exc.exit_code
-    if args.queue not in config.queues:
+    queues = _worker_queues(args, config)
+    unknown = [q for q in queues if q not in config.queues]
+    if unknown:
         if supervised:
-            err(f"error: queue {args.queue!r} is not declared in {config.path}")
+            err(f"error: queue {unknown[0]!r} is not declared in {config.path}")
             return errors.EXIT_CONFIG
-        config.queue(args.queue)  # raises UsageError naming the known queues
+        config.queue(unknown[0])  # raises UsageError naming the known queues
     replica = args.replica
     if replica is None:
         replica = int(os.environ.get(ENV_REPLICA, "0") or 0)
@@ -130,12 +141,30 @@ def cmd_worker(args: argparse.Namespace) -> int:
     with redis_endpoint(config, override) as url:
         return run_worker(
             config,
-            args.queue,
+            queues,
             redis_url=url,
             replica=replica,
             stop_timeout=stop_timeout,
             log_format=log_format,
         )
+
+
+def _worker_queues(args: argparse.Namespace, config: Any) -> tuple[str, ...]:
+    """The queues `worker` runs: those named, and those of ``--process`` (UsageError if
+    neither, or for a process no queue names)."""
+    queues = list(dict.fromkeys(args.queues))
+    if args.process is not None:
+        groups = config.process_groups()
+        if args.process not in groups:
+            known = ", ".join(sorted(groups)) or "(none)"
+            raise errors.UsageError(
+                f"no queue runs in process {args.process!r}; processes of "
+                f"{config.path.name}: {known}"
+            )
+        queues += [q for q in groups[args.process] if q not in queues]
+    if not queues:
+        raise errors.UsageError("name the queues to run (QUEUE...) or --process NAME")
+    return tuple(queues)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

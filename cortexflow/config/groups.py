@@ -29,9 +29,7 @@ def _setting(
     return default, None
 
 
-def check_process_groups(
-    report: Report, queues: dict[str, Any], defaults: dict[str, Any]
-) -> None:
+def check_process_groups(report: Report, queues: dict[str, Any], defaults: dict[str, Any]) -> None:
     """Report each queue whose ``processes`` differs from the first queue of its process."""
     first: dict[str, tuple[str, Any, PathT | None]] = {}
     for name, queue in queues.items():

@@ -62,8 +62,60 @@ Delivery = tuple[str, str]  # (job id, lease token)
 HangCallback = Callable[[list[str], float], None]
 
 
+class LeaseThread:
+    """The thread that ticks the lease keepers of one worker process: one keeper per queue,
+    so queues sharing a process (``process:`` in queues.yaml) share one thread. It ends once
+    its last keeper detached."""
+
+    def __init__(self, name: str = "cortexflow-leases") -> None:
+        self.name = name
+        self.keepers: list[LeaseKeeper] = []
+        self.failure: BaseException | None = None  # what ended the thread, if anything did
+        self._lock = threading.Lock()  # held while one keeper ticks, and to detach one
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def attach(self, keeper: LeaseKeeper) -> None:
+        with self._lock:
+            self.keepers.append(keeper)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._guarded, name=self.name, daemon=True)
+                self._thread.start()
+
+    def detach(self, keeper: LeaseKeeper) -> None:
+        """Tick ``keeper`` no more (returns once its tick under way, if any, is over); the last
+        one to go ends the thread."""
+        with self._lock:
+            if keeper in self.keepers:
+                self.keepers.remove(keeper)
+            last = not self.keepers
+            if last:
+                self._stop.set()
+        thread = self._thread
+        if last and thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and self.failure is None
+
+    def _guarded(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # any error: the watchdog must learn it, and the log
+            self.failure = exc
+            log.critical("the lease renewal thread died: %r", exc, exc_info=exc)
+
+    def _run(self) -> None:
+        while not self._stop.wait(TICK):
+            for keeper in list(self.keepers):
+                with self._lock:
+                    if keeper in self.keepers:
+                        keeper.tick(time.monotonic())
+
+
 class LeaseKeeper:
-    """The lease thread of one worker (one queue)."""
+    """The leases of one queue's worker, renewed from a LeaseThread (its own, or one shared by
+    the queues of its process)."""
 
     def __init__(
         self,
@@ -83,7 +135,9 @@ class LeaseKeeper:
         self._held: dict[Delivery, float | None] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread: LeaseThread | None = None
+        self._next_renewal = 0.0
+        self._last = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._probe_sent: float | None = None  # when the pending probe was posted
         self._warned = False
@@ -109,19 +163,23 @@ class LeaseKeeper:
     def held(self) -> int:
         return len(self._held)
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop, thread: LeaseThread | None = None) -> None:
+        """Start renewing from ``thread`` (shared by the queues of one process), or from a
+        thread of this keeper's own."""
         self._loop = loop
-        self.last_tick = time.monotonic()
-        self._thread = threading.Thread(target=self._guarded, name=self._name, daemon=True)
-        self._thread.start()
+        self.last_tick = self._last = time.monotonic()
+        self._next_renewal = self._last + self.interval
+        self._thread = thread if thread is not None else LeaseThread(self._name)
+        self._thread.attach(self)
 
     def fault(self, now: float, stall_after: float) -> str | None:
         """Why the thread can no longer be trusted with the leases, or None: it died (with
         ``failure``), or it has not ticked for ``stall_after`` seconds (monotonic ``now``)."""
         if self._thread is None or self._stop.is_set():
             return None
-        if self.failure is not None or not self._thread.is_alive():
-            cause = repr(self.failure) if self.failure is not None else "it ended"
+        failure = self.failure or self._thread.failure
+        if failure is not None or not self._thread.alive():
+            cause = repr(failure) if failure is not None else "it ended"
             return f"the lease renewal thread died ({cause})"
         if now - self.last_tick > stall_after:
             return (
@@ -146,33 +204,23 @@ class LeaseKeeper:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5.0)
+        if self._thread is not None:
+            self._thread.detach(self)
         self._renewer.close()
 
-    # -- the thread ----------------------------------------------------------------------------
+    # -- in the thread -------------------------------------------------------------------------
 
-    def _guarded(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:  # any error: the watchdog must learn it, and the log
-            self.failure = exc
-            log.critical("the lease renewal thread died: %r", exc, exc_info=exc)
-
-    def _run(self) -> None:
-        next_renewal = time.monotonic() + self.interval
-        last = time.monotonic()
-        while not self._stop.wait(TICK):
-            now = time.monotonic()
-            self.last_tick = now
-            if now - last > FROZEN:
-                # This thread did not run either: the whole process was stopped (SIGSTOP, a
-                # paused VM), not its event loop blocked. Measure the loop afresh.
-                self._probe_sent = None
-            last = now
-            self._watch(now)
-            if now >= next_renewal or self._waiters:
-                next_renewal = now + (self.interval if self._renew(now) else 0.0)
+    def tick(self, now: float) -> None:
+        """One check, every TICK: probe the loop, renew when due (or right after a failure)."""
+        self.last_tick = now
+        if now - self._last > FROZEN:
+            # This thread did not run either: the whole process was stopped (SIGSTOP, a
+            # paused VM), not its event loop blocked. Measure the loop afresh.
+            self._probe_sent = None
+        self._last = now
+        self._watch(now)
+        if now >= self._next_renewal or self._waiters:
+            self._next_renewal = now + (self.interval if self._renew(now) else 0.0)
 
     def _renew(self, started: float) -> bool:
         held = list(self._held.copy())

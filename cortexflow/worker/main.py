@@ -1,18 +1,19 @@
-"""``run_worker``: the worker process the supervisor spawns (`cortexflow worker QUEUE`): a
-QueueWorker (worker/queue_worker.py) with signal handling, the parent-death signal, the lifeline
-pipe and the readiness pipe."""
+"""``run_worker``: the worker process the supervisor spawns (`cortexflow worker QUEUE...`): a
+WorkerGroup of one or more queues (worker/group.py) with signal handling, the parent-death
+signal, the lifeline pipe and the readiness pipe."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -28,7 +29,7 @@ from cortexflow.errors import (
     RedisUnavailableError,
     UsageError,
 )
-from cortexflow.logs import ENV_LOG_FORMAT, LogFormat, setup_logging
+from cortexflow.logs import ENV_LOG_FORMAT, LogFormat, set_queue, setup_logging
 from cortexflow.pdeathsig import die_with_parent
 from cortexflow.worker.env import (
     ENV_LIFELINE_FD,
@@ -37,8 +38,9 @@ from cortexflow.worker.env import (
     int_from_env,
     supervised,
 )
+from cortexflow.worker.group import WorkerGroup
 from cortexflow.worker.handlers import HandlerImportError
-from cortexflow.worker.queue_worker import EXIT_STUCK, QueueWorker
+from cortexflow.worker.queue_worker import EXIT_STUCK
 
 log = logging.getLogger("cortexflow.worker")
 
@@ -47,15 +49,20 @@ SAME_REQUEST = 2.0  # seconds within which a repeated signal is the same stop re
 
 def run_worker(
     config: Config,
-    queue: str,
+    queue: str | Sequence[str],
     *,
     redis_url: str,
     replica: int = 0,
     stop_timeout: float | None = None,
     log_format: LogFormat = "text",
 ) -> int:
-    """Run one queue's worker in this process until SIGTERM/SIGINT; returns the exit code."""
-    setup_logging(log_format, queue=queue, replica=replica)
+    """Run the worker of one queue, or of several sharing this process (one event loop), until
+    SIGTERM/SIGINT; returns the exit code."""
+    queues = (queue,) if isinstance(queue, str) else tuple(queue)
+    if len(queues) == 1:
+        setup_logging(log_format, queue=queues[0], replica=replica)
+    else:  # each queue's records carry their queue (logs.set_queue); the rest the process's
+        setup_logging(log_format, process=config.queue(queues[0]).process_name, replica=replica)
     os.environ[ENV_LOG_FORMAT] = log_format  # the handler processes (isolation: process) too
     logging.getLogger("taskiq").setLevel(logging.WARNING)
     # A failed run is reported once, by cortexflow, with its retry decision.
@@ -66,7 +73,7 @@ def run_worker(
         import uvloop
 
         runner = uvloop.run
-    code = int(runner(_serve(config, queue, redis_url, replica, stop_timeout)))
+    code = int(runner(_serve(config, queues, redis_url, replica, stop_timeout)))
     stuck = [t for t in threading.enumerate() if t.is_alive() and not t.daemon]
     if len(stuck) > 1:  # besides this main thread: handler threads that never returned
         log.warning("exiting with %d handler thread(s) still running", len(stuck) - 1)
@@ -76,7 +83,11 @@ def run_worker(
 
 
 async def _serve(
-    config: Config, queue: str, redis_url: str, replica: int, stop_timeout: float | None
+    config: Config,
+    queues: tuple[str, ...],
+    redis_url: str,
+    replica: int,
+    stop_timeout: float | None,
 ) -> int:
     loop = asyncio.get_running_loop()
     signals: asyncio.Queue[int] = asyncio.Queue()
@@ -84,7 +95,7 @@ async def _serve(
         loop.add_signal_handler(sig, signals.put_nowait, sig)
     _watch_lifeline(loop, signals)
     try:
-        worker = QueueWorker(config, queue, redis_url, replica=replica, exit_on_hang=True)
+        worker = WorkerGroup(config, queues, redis_url, replica=replica, exit_on_hang=True)
         await worker.start()
     except (HandlerImportError, UsageError, DataFormatError, EvictionPolicyError) as exc:
         _error(exc)  # data or a server this release cannot work on: restarting will not help
@@ -94,13 +105,8 @@ async def _serve(
         return EXIT_UNAVAILABLE
     worker.on_give_up = lambda: signals.put_nowait(signal.SIGTERM)
     _signal_ready()
-    log.info(
-        "worker ready: queue=%s replica=%d pid=%d concurrency=%d",
-        queue,
-        replica,
-        os.getpid(),
-        worker.queue.concurrency,
-    )
+    for one in worker.workers:
+        one_ready(one.queue.name, replica, one.queue.concurrency, len(queues))
     first = await signals.get()
     if worker.gave_up:
         log.info("stopping (running jobs may finish)")
@@ -127,6 +133,18 @@ async def _serve(
             await stopping
         await worker.abort()
         return EXIT_FAILURE
+
+
+def one_ready(queue: str, replica: int, concurrency: int, shared: int) -> None:
+    """The ready line of one queue (in its own context: a shared process's record names it)."""
+    context = contextvars.copy_context()
+    context.run(set_queue, queue)
+    line = "worker ready: queue=%s replica=%d pid=%d concurrency=%d"
+    args: tuple[object, ...] = (queue, replica, os.getpid(), concurrency)
+    if shared > 1:
+        line += " (one of %d queues in this process)"
+        args += (shared,)
+    context.run(log.info, line, *args)
 
 
 def _error(exc: BaseException) -> None:

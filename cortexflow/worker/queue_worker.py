@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -23,7 +24,7 @@ from taskiq import AsyncBroker
 
 from cortexflow.config.model import Config
 from cortexflow.engine import registry
-from cortexflow.engine.connection import connect, ping
+from cortexflow.engine.connection import Client, connect, ping
 from cortexflow.engine.consumer import QueueConsumer
 from cortexflow.engine.dataformat import FORMAT, ensure_format
 from cortexflow.engine.memory import check_eviction
@@ -37,7 +38,7 @@ from cortexflow.worker.env import (
     int_from_env,
 )
 from cortexflow.worker.handlers import HandlerImportError, Runner, build_runner, load_handler
-from cortexflow.worker.leases import EXIT_LOOP_BLOCKED, LeaseKeeper, call_timeout
+from cortexflow.worker.leases import EXIT_LOOP_BLOCKED, LeaseKeeper, LeaseThread, call_timeout
 from cortexflow.worker.otel import run_telemetry
 from cortexflow.worker.processes import ProcessPool, process_runner
 from cortexflow.worker.receiver import JobReceiver
@@ -54,6 +55,15 @@ STOP_MARGIN = 0.5  # seconds kept from the supervisor's stop_timeout to give job
 EXIT_STUCK = 75  # drained and exited: too many sync handler threads stuck past their timeout
 
 
+@dataclass
+class SharedParts:
+    """What the queues of one worker process share: the connection pool of their commands
+    and the lease thread. Each queue keeps its own fetch connections, slots and leases."""
+
+    client: Client
+    leases: LeaseThread
+
+
 class QueueWorker:
     """Processes one queue in the running event loop until ``stop()``."""
 
@@ -66,6 +76,7 @@ class QueueWorker:
         replica: int = 0,
         handler: Any = None,
         exit_on_hang: bool = False,
+        shared: SharedParts | None = None,
     ) -> None:
         self.config = config
         self.queue = config.queue(queue)  # UsageError for an unknown queue
@@ -75,6 +86,7 @@ class QueueWorker:
         self.started_at = time.time()
         self.state = "starting"
         self._handler = handler
+        self._shared = shared
         # A worker process gives up when its event loop is blocked past a job's timeout; a
         # worker embedded in an application (WorkerManager) only lets those jobs' leases go.
         self._exit_on_hang = exit_on_hang
@@ -107,7 +119,7 @@ class QueueWorker:
         Raises HandlerImportError (bad handler), RedisUnavailableError or EvictionPolicyError."""
         q = self.queue
         runner = await self._runner()
-        self.client = connect(self.redis_url)
+        self.client = self._shared.client if self._shared else connect(self.redis_url)
         self.block_client = connect(self.redis_url)
         await self._check_server()
         prefix = self.config.redis.prefix
@@ -134,7 +146,7 @@ class QueueWorker:
         self.keeper = LeaseKeeper(
             renewer, q.lease, on_hang=self._on_hang, name=f"cf-{q.name}-leases"
         )
-        self.keeper.start(asyncio.get_running_loop())
+        self.keeper.start(asyncio.get_running_loop(), self._shared.leases if self._shared else None)
         broker = CortexBroker(
             engine, consumer, keeper=self.keeper, dead_letter=dlq, engine_for=engine_for
         )
@@ -379,7 +391,8 @@ class QueueWorker:
         if self._task_broker is not None:
             with contextlib.suppress(Exception):  # a user's shutdown hook must not stop the close
                 await stop_broker(self._task_broker)
-        await self.client.aclose()
+        if self._shared is None:  # a shared pool is closed by the process, once
+            await self.client.aclose()
         await self.consumer_client.aclose()
         await self.block_client.aclose()
 
