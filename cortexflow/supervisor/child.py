@@ -38,7 +38,8 @@ class Child:
         proc: subprocess.Popen[bytes],
         fds: Mapping[str, int],
     ) -> None:
-        self.queue = queue
+        self.queue = queue  # the process's name (a queue's own for a queue that runs alone)
+        self.queues: tuple[str, ...] = (queue,)  # the queues it runs
         self.replica = replica
         self.proc = proc
         self.started = time.monotonic()

@@ -28,6 +28,7 @@ __all__ = [
     "format_event",
     "format_json",
     "format_text",
+    "route_line",
 ]
 
 # A line longer than this is written in pieces of this size (memory stays bounded).
@@ -122,6 +123,29 @@ def _object(line: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
+
+
+def route_line(
+    process: str, queues: tuple[str, ...], line: str, fmt: LogFormat
+) -> list[tuple[str, str]]:
+    """Whose line this is, and the text to show, for a child running ``queues``.
+
+    A process of one queue: all its lines are that queue's. A shared process writes its log
+    records as JSON (`up` asks it to), each naming its queue: the record goes under that queue,
+    passed on as it is in JSON, or rendered ``LEVEL logger: message`` (and its traceback's
+    lines) in text. Any other line (a handler's print()) goes under the process's name."""
+    if len(queues) <= 1:
+        return [(queues[0] if queues else process, line)]
+    record = _object(line) if line.startswith("{") else None
+    if record is None:
+        return [(process, line)]
+    queue = record.get("queue")
+    owner = queue if isinstance(queue, str) and queue in queues else process
+    if fmt == "json":
+        return [(owner, line)]
+    text = f"{record.get('level', 'INFO')} {record.get('logger', '')}: {record.get('message', '')}"
+    extra = str(record["exc"]).splitlines() if record.get("exc") else []
+    return [(owner, text), *((owner, more) for more in extra)]
 
 
 def format_event(ts: float, line: str) -> str:

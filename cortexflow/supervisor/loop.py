@@ -1,4 +1,5 @@
-"""`cortexflow up`: the reconcile loop, one worker child per (queue, replica) (docs/supervisor.md).
+"""`cortexflow up`: the reconcile loop, one worker child per (process, replica)
+(docs/supervisor.md); a process runs one queue, or the queues that share it (``process:``).
 
 Every tick (100 ms, or at once when a signal arrives) the loop compares the processes that
 should run with the ones that do: it reaps exits, decides restarts (policy.py), starts
@@ -13,13 +14,12 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cortexflow.config.model import Config, QueueConfig
+from cortexflow.config.model import Config
 from cortexflow.embedded.supervised import SupervisedServer
 from cortexflow.logs import ENV_LOG_FORMAT
 from cortexflow.redact import redact_url
@@ -28,8 +28,17 @@ from cortexflow.supervisor.child import (
     Child,
     spawn_child,
 )
-from cortexflow.supervisor.logmux import LogSink
-from cortexflow.supervisor.plan import QueueRun, Slot, process_row, select_queues
+from cortexflow.supervisor.logmux import LogSink, route_line
+from cortexflow.supervisor.plan import (
+    Command,
+    QueueRun,
+    Slot,
+    log_names,
+    process_rows,
+    process_specs,
+    select_queues,
+    worker_command,
+)
 from cortexflow.supervisor.policy import ChildState, Verdict, decide_after_exit, describe_exit
 from cortexflow.supervisor.reload import Loader, apply_queues, load_reloaded
 from cortexflow.supervisor.scheduler import Scheduler
@@ -51,16 +60,6 @@ SHOWN_STABLE_AFTER = 10.0
 # its handlers, or 128+SIGTERM when the SIGTERM came while the CLI was still starting it (the
 # CLI unwinds with that code; no job was taken yet).
 CLEAN_STOP_CODES = (0, -signal.SIGTERM, 128 + signal.SIGTERM)
-
-Command = Callable[[Config, str, int], list[str]]
-
-
-def worker_command(config: Config, queue: str, replica: int) -> list[str]:
-    """A fresh interpreter running `cortexflow worker` (never a fork of the supervisor)."""
-    return [
-        sys.executable, "-m", "cortexflow", "worker", queue,
-        "-f", str(config.path.resolve()), "--replica", str(replica),
-    ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ class Supervisor:
         self.loader = loader
         self.command = command
         self.server = server
-        self.queues: dict[str, QueueRun] = {}
+        self.queues: dict[str, QueueRun] = {}  # by process name
         self.retiring: list[Child] = []  # asked to stop; no longer any slot's child
         self.signals: list[int] = []
         self.stopping = False
@@ -104,7 +103,7 @@ class Supervisor:
         self.publisher = StatusPublisher(
             self.snapshot, self.expected, lambda: self.config.redis.prefix, sink
         )
-        self._apply_queues(select_queues(config, options.queues))
+        self._apply_queues(select_queues(config, options.queues))  # grouped by process there
         self.scheduler = Scheduler(lambda: self.config, sink.event)
         self.sidecars = sidecars(config, redis_url, sink)  # the dashboard, if queues.yaml asks
 
@@ -116,8 +115,9 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             self._loop.add_signal_handler(sig, self._record_signal, sig)
         names = ", ".join(
-            f"{q} x{r.config.processes}{' (auto)' if r.config.processes_auto else ''}"
-            for q, r in self.queues.items()
+            f"{r.config.describe()} x{r.config.processes}"
+            f"{' (auto)' if r.config.processes_auto else ''}"
+            for r in self.queues.values()
         )
         self._event(f"up: {names or 'no queues'} on {redact_url(self.url)} (pid {os.getpid()})")
         background = Background(self.sink)
@@ -260,9 +260,18 @@ class Supervisor:
 
     def _make_fatal(self, run: QueueRun, reason: str, child: Child, now: float) -> None:
         run.fatal = reason
-        tail = "\n".join(f"    {line}" for line in child.stderr_tail) or "    (no stderr output)"
+        tail = (
+            "\n".join(
+                f"    {text}"
+                for line in child.stderr_tail
+                for _, text in route_line(child.queue, child.queues, line, "text")
+            )
+            or "    (no stderr output)"
+        )
+        spec = run.config
+        what = f"queue {spec.name}" if spec.queue_names == (spec.name,) else spec.describe()
         self._event(
-            f"queue {run.config.name} is FATAL: {reason}; not restarting it (the other queues "
+            f"{what} is FATAL: {reason}; not restarting it (the other queues "
             f"keep running; fix it and send SIGHUP to retry).\n"
             f"  last stderr lines of {child.name}:\n{tail}"
         )
@@ -295,13 +304,16 @@ class Supervisor:
             ENV_LIFELINE_FD: str(self._lifeline[0]),
             ENV_REPLICA: str(slot.replica),
             ENV_REDIS_URL: self.url,
-            ENV_LOG_FORMAT: self.sink.fmt,  # a worker's own lines in up's format
+            # A worker's own lines in up's format; a shared process's in JSON, each record
+            # naming its queue, which `up` renders in its format under that queue's name.
+            ENV_LOG_FORMAT: "json" if len(run.config.queues) > 1 else self.sink.fmt,
         }
         try:
             child = spawn_child(
-                slot.queue, slot.replica, self.command(self.config, slot.queue, slot.replica),
+                slot.queue, slot.replica, self.command(self.config, run.config, slot.replica),
                 env, keep_fds=(self._lifeline[0],),
             )  # fmt: skip
+            child.queues = run.config.queue_names
         except OSError as exc:
             decision = decide_after_exit(slot.history, None, 0.0, now, self.config.restart)
             slot.history = decision.history
@@ -314,9 +326,13 @@ class Supervisor:
         self._event(f"{child.name} started (pid {child.pid})")
 
     def _child_line(self, child: Child, stream: str, line: str) -> None:
+        """One line of a child, under its queue's name: a shared process's records name
+        their queue (it writes JSON to `up`, which renders it in `up`'s format)."""
         run = self.queues.get(child.queue)
-        color = run.color if run is not None else 0
-        self.sink.child_line(child.queue, child.replica, child.pid, stream, line, color)
+        base = run.color if run is not None else 0
+        for queue, text in route_line(child.queue, child.queues, line, self.sink.fmt):
+            color = base + child.queues.index(queue) if queue in child.queues else base
+            self.sink.child_line(queue, child.replica, child.pid, stream, text, color)
 
     def _promote(self, now: float) -> None:
         for run in self.queues.values():
@@ -381,21 +397,15 @@ class Supervisor:
     # -- status ----------------------------------------------------------------------------
 
     def expected(self) -> dict[str, int]:
-        return {name: run.config.processes for name, run in self.queues.items()}
+        """Workers expected per queue (for `health`): each of its process's replicas runs one."""
+        return {
+            queue: run.config.processes
+            for run in self.queues.values()
+            for queue in run.config.queue_names
+        }
 
     def snapshot(self) -> dict[str, Any]:
         """What `cortexflow status` shows of this supervisor (published every ~2 s)."""
-        now = time.monotonic()
-        processes = [
-            process_row(run, slot, now) for run in self.queues.values() for slot in run.slots
-        ]
-        processes += [
-            {
-                "queue": c.queue, "replica": c.replica, "pid": c.pid, "state": c.state.value,
-                "restarts": 0, "started_at": c.started_wall, "retiring": True,
-            }
-            for c in self.retiring
-        ]  # fmt: skip
         return {
             "host": host_name(),
             "pid": os.getpid(),
@@ -403,11 +413,7 @@ class Supervisor:
             "file": str(self.config.path),
             "state": "stopping" if self.stopping else "running",
             "embedded_server_pid": self.server.pid if self.server else None,
-            "queues": {
-                name: {"processes": run.config.processes, "fatal": run.fatal}
-                for name, run in self.queues.items()
-            },
-            "processes": processes,
+            **process_rows(self.queues, self.retiring, time.monotonic()),
         }
 
     # -- reload (SIGHUP) -------------------------------------------------------------------
@@ -422,10 +428,11 @@ class Supervisor:
         summary = self._apply_queues(wanted)
         self._event(f"SIGHUP: reloaded {path.name}: {summary}")
 
-    def _apply_queues(self, wanted: dict[str, QueueConfig]) -> str:
-        """Make ``self.queues`` match ``wanted``; returns what changed, for the log."""
+    def _apply_queues(self, queues: Mapping[str, Any]) -> str:
+        """Make ``self.queues`` match the processes of ``queues``; returns what changed."""
+        wanted = process_specs(queues)
         summary, self._colors = apply_queues(
             self.queues, wanted, self._retire, self._colors, time.monotonic()
         )
-        self.sink.fit([f"{q}.{r}" for q, qc in wanted.items() for r in range(qc.processes)])
+        self.sink.fit(log_names(wanted))
         return summary

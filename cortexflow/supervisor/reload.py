@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cortexflow.config.model import Config, QueueConfig
 from cortexflow.supervisor.child import Child
-from cortexflow.supervisor.plan import QueueRun, Slot, plan_reload, select_queues
+from cortexflow.supervisor.plan import ProcessSpec, QueueRun, Slot, plan_reload, select_queues
 from cortexflow.supervisor.policy import ChildState
 
 Retire = Callable[[Child, float], None]  # ask a child to stop; it is no longer any slot's
@@ -40,12 +40,13 @@ def load_reloaded(
 
 def apply_queues(
     queues: dict[str, QueueRun],
-    wanted: dict[str, QueueConfig],
+    wanted: dict[str, ProcessSpec],
     retire: Retire,
     next_color: int,
     now: float,
 ) -> tuple[str, int]:
-    """Make ``queues`` match ``wanted``; returns what changed (for the log) and the next colour."""
+    """Make the running processes (``queues``, by process name) match ``wanted``; returns
+    what changed (for the log) and the next colour."""
     running = {name: run.config for name, run in queues.items()}
     fatal = {name for name, run in queues.items() if run.fatal}
     plan = plan_reload(running, fatal, wanted)
@@ -54,7 +55,7 @@ def apply_queues(
             _drop_slot(slot, retire, now)
     for name in plan.added:
         queues[name] = QueueRun(wanted[name], next_color)
-        next_color += 1
+        next_color += len(wanted[name].queues)  # a colour per queue of the process
     for name, qc in wanted.items():
         run = queues[name]
         for slot in run.slots:

@@ -8,8 +8,14 @@ import asyncio
 from cortexflow.config.model import Config
 from cortexflow.redact import redact_url
 from cortexflow.supervisor.logmux import LogSink
-from cortexflow.supervisor.loop import Command, Supervisor, UpOptions, worker_command
-from cortexflow.supervisor.plan import select_queues
+from cortexflow.supervisor.loop import Supervisor, UpOptions
+from cortexflow.supervisor.plan import (
+    Command,
+    log_names,
+    process_specs,
+    select_queues,
+    worker_command,
+)
 from cortexflow.supervisor.reload import Loader
 from cortexflow.supervisor.server import check_data_format, check_server, endpoint
 
@@ -28,7 +34,7 @@ def run_up(
     """Supervise the queues until stopped; returns the exit code (0 after a clean stop)."""
     wanted = select_queues(config, options.queues)  # unknown names: UsageError before anything
     # The log's name column fits the children's names from the first line on.
-    sink.fit([f"{q}.{r}" for q, qc in wanted.items() for r in range(qc.processes)])
+    sink.fit(log_names(process_specs(wanted)))
     with endpoint(config, redis_override, sink.event) as (url, server):
         if server is not None:
             sink.event(
