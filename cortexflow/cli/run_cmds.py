@@ -36,6 +36,17 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     p.set_defaults(func=cmd_up)
 
+    _register_worker(sub, parents)
+
+    p = sub.add_parser(
+        "status",
+        parents=parents,
+        help="the processes of every running supervisor on this Redis; exit 1 if a queue is FATAL",
+    )
+    p.set_defaults(func=cmd_status)
+
+
+def _register_worker(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "worker",
         parents=parents,
@@ -69,13 +80,6 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "(default: logging.format of queues.yaml, else text)",
     )
     p.set_defaults(func=cmd_worker)
-
-    p = sub.add_parser(
-        "status",
-        parents=parents,
-        help="the processes of every running supervisor on this Redis; exit 1 if a queue is FATAL",
-    )
-    p.set_defaults(func=cmd_status)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
