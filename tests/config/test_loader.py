@@ -44,6 +44,8 @@ def test_shipped_queues_yaml() -> None:
         "notifications": 5,
         "dead-letters": 1,
     }
+    # One worker process for all of them, as the original service ran them in one process.
+    assert config.process_groups() == {"service": tuple(config.queues)}
     dead = config.queues["dead-letters"]
     assert dead.handler == "cortexflow.queues.dead_letters:handle" and dead.dead_letter is None
     for name, queue in config.queues.items():

@@ -113,7 +113,7 @@ def stack(new_db: Callable[[], str], tmp_path_factory: pytest.TempPathFactory) -
             cwd=folder, env={**env, "REDIS_URL": redis_url}, name="app",
         )  # fmt: skip
         try:
-            up.wait_for(r"\) ready$", timeout=60, count=5)
+            up.wait_for(r"service\.0 \(pid \d+\) ready$", timeout=60)  # one shared process
             app_url = f"http://127.0.0.1:{port}"
             wait_for(
                 lambda: answers(app_url + "/health"),
