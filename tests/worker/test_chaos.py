@@ -14,7 +14,7 @@ import random
 import re
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -42,39 +42,58 @@ async def handle(data, job):
 """
 
 N = 3000
+# The shared variant: a second queue in the same processes (`process: chaos` joins the
+# process named after the first queue), the jobs split between the two.
+SECOND = """
+  chaos-b:
+    handler: chaoshandler:handle
+    process: chaos
+    concurrency: 10
+    processes: 2
+    lease: 2s
+    max_stalls: 5
+    retention: {completed: {count: 10000}, failed: {count: 10000}}
+"""
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("shared", [False, True], ids=["own-process", "shared-process"])
 def test_kill9_a_random_worker_of_up_every_2s_fails_no_job(
-    tmp_path: Path, redis_url: str, start_up: Callable[..., Proc]
+    tmp_path: Path, redis_url: str, start_up: Callable[..., Proc], shared: bool
 ) -> None:
+    yaml_text = """
+version: 1
+stop_timeout: 10s
+queues:
+  chaos:
+    handler: chaoshandler:handle
+    concurrency: 10
+    processes: 2
+    lease: 2s
+    max_stalls: 5
+    retention: {completed: {count: 10000}, failed: {count: 10000}}
+"""
+    queues = ("chaos", "chaos-b") if shared else ("chaos",)
     path = write_project(
-        tmp_path,
-        """
-        version: 1
-        stop_timeout: 10s
-        queues:
-          chaos:
-            handler: chaoshandler:handle
-            concurrency: 10
-            processes: 2
-            lease: 2s
-            max_stalls: 5
-            retention: {completed: {count: 10000}, failed: {count: 10000}}
-        """,
-        {"chaoshandler.py": HANDLER},
+        tmp_path, yaml_text + (SECOND if shared else ""), {"chaoshandler.py": HANDLER}
     )
     up = start_up(tmp_path, "--redis-url", redis_url, env={"TEST_REDIS_URL": redis_url})
     up.wait_for(r"chaos\.0 \(pid \d+\) ready", 30)
     up.wait_for(r"chaos\.1 \(pid \d+\) ready", 30)
     jobs = Jobs(path, redis_url)
 
-    async def add(engine: QueueEngine) -> None:
-        for start in range(0, N, 500):
-            batch = [("n", {}, JobOptions(job_id=f"c{i}")) for i in range(start, start + 500)]
-            await engine.add_bulk(batch)
+    per_queue = N // len(queues)
 
-    jobs.run("chaos", add)
+    def add(queue: str) -> Callable[[QueueEngine], Awaitable[None]]:
+        async def go(engine: QueueEngine) -> None:
+            for start in range(0, per_queue, 500):
+                ids = range(start, min(start + 500, per_queue))
+                await engine.add_bulk([("n", {}, JobOptions(job_id=f"{queue}{i}")) for i in ids])
+
+        return go
+
+    for queue in queues:
+        jobs.run(queue, add(queue))
     rng = random.Random()
     kills = 0
     end = time.monotonic() + 20
@@ -87,15 +106,16 @@ def test_kill9_a_random_worker_of_up_every_2s_fails_no_job(
         if live:
             os.kill(rng.choice(live), signal.SIGKILL)
             kills += 1
-    stats = jobs.wait_stats("chaos", lambda s: s["completed"] + s["failed"] == N, 120)
+    for queue in queues:
+        stats = jobs.wait_stats(queue, lambda s: s["completed"] + s["failed"] == per_queue, 120)
+        failed = jobs.run(queue, lambda e: e.list_jobs("failed", 0, 10))
+        assert stats["failed"] == 0, [(j.id, j.error, j.attempts_made) for j in failed]
     client = redis.Redis.from_url(redis_url)
     try:
-        failed = jobs.run("chaos", lambda e: e.list_jobs("failed", 0, 10))
         counts = [int(v) for v in client.hgetall("test:count").values()]
     finally:
         client.close()
     print(f"\nchaos: {kills} kills, {sum(c - 1 for c in counts)} duplicate runs of {N} jobs")
-    assert stats["failed"] == 0, [(j.id, j.error, j.attempts_made) for j in failed]
-    assert len(counts) == N
+    assert len(counts) == per_queue * len(queues)
     up.send(signal.SIGTERM)
     up.wait_exit(30)
