@@ -74,11 +74,13 @@ KINDS = ["ok"] * 16 + ["block", "hang", "fail"]
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("shared", [False, True], ids=["own-process", "shared-process"])
 def test_random_faults_lose_no_acknowledged_job(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     workers: Callable[..., Proc],
     private_server: Callable[..., ServerProcess],
+    shared: bool,
 ) -> None:
     server = private_server(tmp_path / "data", appendonly=True)
     server.start()
@@ -91,6 +93,8 @@ def test_random_faults_lose_no_acknowledged_job(
             tmp_path,
             """
             stop_timeout: 5s
+            defaults:
+              process: {process}
             queues:
               jepsen:
                 handler: faulty:handle
@@ -108,9 +112,18 @@ def test_random_faults_lose_no_acknowledged_job(
             """,
             {"faulty.py": HANDLER},
         )
+        # Shared: the three jepsen workers run dlq in the same processes too (and the fourth
+        # runs dlq alone); else each queue has processes of its own.
+        cfg.write_text(cfg.read_text().replace("{process}", "both" if shared else "null"))
+        jepsen_args = ("--process", "both") if shared else ()
         config = load_config(cfg)
-        procs = [workers(cfg, "jepsen", url) for _ in range(3)]
-        procs.append(workers(cfg, "dlq", url))
+
+        def start(i: int) -> Proc:
+            if i < 3:
+                return workers(cfg, "jepsen", url, *jepsen_args)
+            return workers(cfg, "dlq", url)
+
+        procs = [start(i) for i in range(4)]
         rng = random.Random()
         acked: dict[str, float] = {}
         server_kills: list[float] = []
@@ -135,7 +148,7 @@ def test_random_faults_lose_no_acknowledged_job(
             for i, p in enumerate(procs):
                 if not p.alive():
                     p.kill()
-                    procs[i] = workers(cfg, "jepsen" if i < 3 else "dlq", url)
+                    procs[i] = start(i)
 
         async def inject(stop_at: float) -> None:
             await asyncio.sleep(3)
@@ -148,7 +161,7 @@ def test_random_faults_lose_no_acknowledged_job(
                 victim = rng.choice(running)
                 if fault == "kill":
                     victim.kill()
-                    procs[procs.index(victim)] = workers(cfg, "jepsen", url)
+                    procs[procs.index(victim)] = start(procs.index(victim))
                 elif fault == "stop":
                     os.killpg(victim.pid, signal.SIGSTOP)
                     await asyncio.sleep(2.0 * 1.2 + 1)  # longer than the (jittered) lease
