@@ -58,6 +58,7 @@ class WorkerGroup:
                     exit_on_hang=self._exit_on_hang,
                     shared=self._shared,
                 )
+                worker.process_queues = self.names
                 self.workers.append(worker)
                 context = contextvars.copy_context()
                 context.run(set_queue, name)

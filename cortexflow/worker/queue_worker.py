@@ -87,6 +87,8 @@ class QueueWorker:
         self.state = "starting"
         self._handler = handler
         self._shared = shared
+        # The queues of this worker's process (status and the dashboard show them).
+        self.process_queues: tuple[str, ...] = (self.queue.name,)
         # A worker process gives up when its event loop is blocked past a job's timeout; a
         # worker embedded in an application (WorkerManager) only lets those jobs' leases go.
         self._exit_on_hang = exit_on_hang
@@ -402,6 +404,8 @@ class QueueWorker:
             "host": host_name(),
             "pid": os.getpid(),
             "queue": self.queue.name,
+            "process": self.queue.process_name,
+            "process_queues": list(self.process_queues),
             "replica": self.replica,
             "started_at": self.started_at,
             "jobs_done": b.jobs_done if b else 0,

@@ -13,12 +13,14 @@ import os
 import signal
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cortexflow.embedded import pid_alive
 from tests.helpers.jobs import Jobs
 from tests.helpers.poll import wait_for
+from tests.helpers.procs import run_cli
 from tests.helpers.project import write_project
 
 HANDLERS = textwrap.dedent(
@@ -103,6 +105,22 @@ def test_one_child_per_process_with_per_queue_log_prefixes(
     up.wait_for(rf"a\.0 +\| WARNING shared: running {a_id}$", 10)
     up.wait_for(rf"b\.0 +\| WARNING shared: running {b_id}$", 10)
     up.wait_for(r"a\.0 +\| INFO cortexflow.worker: worker ready: queue=a ", 5)
+    # status: which queues each process serves, and each queue's own counters.
+
+    def rows() -> list[dict[str, Any]]:
+        result = run_cli("status", "--json", "--redis-url", redis_url, cwd=tmp_path)
+        return list(json.loads(result.stdout))
+
+    wait_for(lambda: rows()[0]["jobs_done"] == 2, timeout=15)
+    by_process = {r["process"]: r for r in rows()}
+    assert by_process["light"]["pid"] == light and by_process["c"]["pid"] == c
+    assert by_process["light"]["queues"] == {
+        "a": {"jobs_done": 1, "jobs_failed": 0, "active": 0},
+        "b": {"jobs_done": 1, "jobs_failed": 0, "active": 0},
+    }
+    assert list(by_process["c"]["queues"]) == ["c"]
+    table = run_cli("status", "--redis-url", redis_url, cwd=tmp_path).stdout
+    assert "  - a: 1 done, 0 failed, 0 running\n  - b: 1 done, 0 failed, 0 running" in table
     up.send(signal.SIGTERM)
     assert up.wait_exit(30) == 0
 
