@@ -20,7 +20,6 @@ from typing import Any
 
 from cortexflow.engine.connection import Client
 from cortexflow.errors import UnrecoverableError
-from cortexflow.queues import outbound
 from cortexflow.queues.common import data_prefix, job_id, write_once
 from cortexflow.queues.smtp import single_address
 from cortexflow.worker.context import JobContext
@@ -62,6 +61,9 @@ async def by_webhook(data: dict[str, Any], job: JobContext) -> dict[str, Any]:
     body = {key: data.get(key) for key in ("userId", "type", "title", "message", "data")}
     body["notificationId"] = job.id
     timeout = float(os.environ.get("NOTIFY_WEBHOOK_TIMEOUT") or 10)
+    # Here, not at the top: aiohttp costs each worker process ~9 MiB before a first webhook.
+    from cortexflow.queues import outbound
+
     allow = outbound.Allowlist.from_settings(job.settings)
     status = await outbound.post_json(url, body, timeout=timeout, allow=allow)
     return {"type": "webhook", "status": status}

@@ -10,5 +10,11 @@
 - threads: the threads sync handlers run in (a hung one is abandoned and replaced);
 - processes: `isolation: process`, handlers in a pool of child processes killed on timeout;
 - context: JobContext, the `job` a handler receives;
-- env: the environment contract between the supervisor and its worker processes.
+- env: the environment contract between the supervisor and its worker processes;
+- group: WorkerGroup, the queues of one worker process (one loop, pool and lease thread);
+- lean: taskiq without its aiohttp admin middleware (imported only if something uses it).
 """
+
+from cortexflow.worker.lean import defer_admin_middleware
+
+defer_admin_middleware()  # before anything here imports taskiq
