@@ -1,4 +1,5 @@
-"""Server memory per waiting job: what a backlog of small jobs costs.
+"""Server memory per waiting job: what a backlog of small jobs costs. (`footprint.py up ...`:
+the memory and start time of `cortexflow up` running the shipped demo; bench/footprint_up.py.)
 
     .venv/bin/python bench/footprint.py                         # 20,000 jobs per case
     .venv/bin/python bench/footprint.py --jobs 2000             # quicker
@@ -19,6 +20,12 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+if __name__ == "__main__" and sys.argv[1:2] == ["up"]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.footprint_up import main
+
+    sys.exit(main(sys.argv[2:]))
 
 
 def _args(argv: list[str] | None = None) -> argparse.Namespace:
