@@ -132,7 +132,7 @@ def test_api_service_readme(tmp_path: Path, runner: list[Runner]) -> None:
     runner.append(r)
     assert r.check("pip install -e '.[examples]'")  # done: the test extra has aiohttp
     up = r.start("cortexflow up")
-    up.wait_for(r"\) ready$", timeout=60, count=5)
+    up.wait_for(r"service\.0 \(pid \d+\) ready$", timeout=60)  # the six queues, one process
     port = str(free_port())
     r.run("python examples/api_service/app.py add-user s-1 > token.txt")
     app = r.start("python examples/api_service/app.py --port 8080", **{"8080": port})
