@@ -16,7 +16,8 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "up",
         parents=parents,
         help="run every queue's workers under the supervisor (or the named queues)",
-        description="Validate queues.yaml, then run one worker process per (queue, replica), "
+        description="Validate queues.yaml, then run one worker process per (process, replica) "
+        "(a process: one queue, or the queues that share it with `process:`), "
         "restarting them when they die. SIGTERM/SIGINT stop gracefully (a second one kills), "
         "SIGHUP reloads queues.yaml. With no Redis URL configured, an embedded server is "
         "started with its data in .cortexflow/ beside queues.yaml.",
