@@ -29,6 +29,7 @@ from cortexflow.durations import parse_duration
 from cortexflow.ticks import parse_start_at
 
 _QUEUE_DURATIONS = ("timeout", "lease")
+_QUEUE_AS_IS = ("dead_letter", "isolation", "process", "tasks")  # taken as written
 _QUEUE_PLAIN = (
     "concurrency",
     "priority",
@@ -159,20 +160,13 @@ def _queue(
         target = (base_dir / raw["payload_schema"]).resolve()
         kwargs["payload_schema"] = target
         kwargs["payload_schema_doc"] = payload_docs.get(str(target))
-    if raw.get("dead_letter") is not None:
-        kwargs["dead_letter"] = raw["dead_letter"]
+    kwargs.update({k: raw[k] for k in _QUEUE_AS_IS if raw.get(k) is not None})
     if raw.get("settings"):
         kwargs["settings"] = dict(raw["settings"])
-    if raw.get("isolation") is not None:
-        kwargs["isolation"] = raw["isolation"]
-    if raw.get("process") is not None:
-        kwargs["process"] = raw["process"]
     if raw.get("max_jobs_per_child") is not None:
         kwargs["max_jobs_per_child"] = int(raw["max_jobs_per_child"])
     if raw.get("max_memory_per_child") is not None:
         kwargs["max_memory_per_child"] = parse_memory(raw["max_memory_per_child"])
-    if raw.get("tasks") is not None:
-        kwargs["tasks"] = raw["tasks"]
     return QueueConfig(name=name, handler=raw.get("handler") or "", **kwargs)
 
 
