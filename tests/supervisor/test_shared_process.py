@@ -53,7 +53,7 @@ version: 1
 stop_timeout: 20s
 defaults:
   process: light
-  lease: 2s
+  lease: {lease}
   retention: {{completed: {{count: 10000}}, failed: {{count: 10000}}}}
 queues:
   a:
@@ -68,9 +68,9 @@ queues:
 """
 
 
-def _project(folder: Path, c_process: str = "null") -> Path:
+def _project(folder: Path, c_process: str = "null", lease: str = "2s") -> Path:
     return write_project(
-        folder, SHARED.format(c_process=c_process), {"shared_handlers.py": HANDLERS}
+        folder, SHARED.format(c_process=c_process, lease=lease), {"shared_handlers.py": HANDLERS}
     )
 
 
@@ -182,7 +182,8 @@ def test_a_graceful_stop_drains_every_queue_of_a_shared_process(
 def test_sighup_moves_a_queue_to_another_process_without_losing_or_doubling_a_job(
     tmp_path: Path, redis_url: str, start_up
 ) -> None:
-    path = _project(tmp_path)
+    # A lease no load can outlast: a job runs twice here only if the move made it so.
+    path = _project(tmp_path, lease="30s")
     up = start_up(tmp_path, "--redis-url", redis_url)
     up.wait_for(r"light\.0 \(pid \d+\) ready", 30)
     up.wait_for(r"c\.0 \(pid \d+\) ready", 30)
@@ -193,7 +194,7 @@ def test_sighup_moves_a_queue_to_another_process_without_losing_or_doubling_a_jo
 
     # b joins c's process (named after c, which has no `process:` of its own).
     path.write_text(
-        textwrap.dedent(SHARED.format(c_process="null")).replace(
+        textwrap.dedent(SHARED.format(c_process="null", lease="30s")).replace(
             "    concurrency: 2\n", "    concurrency: 2\n    process: c\n"
         )
     )
