@@ -15,6 +15,7 @@ from cortexflow.config.model import (
     Backoff,
     Config,
     DashboardConfig,
+    Join,
     LoggingConfig,
     QueueConfig,
     RateLimit,
@@ -22,6 +23,7 @@ from cortexflow.config.model import (
     RestartPolicy,
     Retention,
     RetentionRule,
+    Route,
     ScheduleConfig,
     ScheduleOpts,
 )
@@ -167,7 +169,39 @@ def _queue(
         kwargs["max_jobs_per_child"] = int(raw["max_jobs_per_child"])
     if raw.get("max_memory_per_child") is not None:
         kwargs["max_memory_per_child"] = parse_memory(raw["max_memory_per_child"])
+    if own.get("next"):
+        kwargs["routes"] = tuple(_route(r) for r in own["next"])
     return QueueConfig(name=name, handler=raw.get("handler") or "", **kwargs)
+
+
+def _id_parts(raw: Any) -> tuple[str, ...] | None:
+    if raw is None:
+        return None
+    return (raw,) if isinstance(raw, str) else tuple(raw)
+
+
+def _route(raw: Mapping[str, Any]) -> Route:
+    join = raw.get("join")
+    return Route(
+        to=raw["to"],
+        name=raw["name"],
+        data=raw.get("data", ""),
+        when=dict(raw["when"]) if raw.get("when") else None,
+        for_each=raw.get("for_each"),
+        id=_id_parts(raw.get("id")),
+        priority=raw.get("priority"),
+        delay=parse_duration(raw["delay"]) if raw.get("delay") else 0.0,
+        on=raw.get("on", "completed"),
+        join=None
+        if not join
+        else Join(
+            to=join["to"],
+            name=join["name"],
+            on_child_failure=join.get("on_child_failure", "collect"),
+            id=_id_parts(join.get("id")),
+        ),
+        allow_cycle=bool(raw.get("allow_cycle", False)),
+    )
 
 
 def parse_memory(text: str) -> int:

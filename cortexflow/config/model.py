@@ -49,6 +49,33 @@ class Retention:
 
 
 @dataclass(frozen=True)
+class Join:
+    """A fan-out's join: one job on ``to`` once every child ended (docs/pipelines.md)."""
+
+    to: str
+    name: str
+    on_child_failure: Literal["collect", "fail"] = "collect"
+    id: tuple[str, ...] | None = None  # id parts (as Route.id), evaluated on the parent's result
+
+
+@dataclass(frozen=True)
+class Route:
+    """One entry of a queue's ``next:``: a job added to ``to`` when a job of the queue ends."""
+
+    to: str
+    name: str
+    data: str = ""  # JSON pointer into the document (result, item of for_each, failure)
+    when: Mapping[str, Any] | None = field(default=None, hash=False)  # {path, equals|in|exists}
+    for_each: str | None = None  # JSON pointer to a list in the result
+    id: tuple[str, ...] | None = None  # parts: "/pointer", "$id", literal; None: the default id
+    priority: int | None = None
+    delay: float = 0.0  # seconds
+    on: Literal["completed", "failed"] = "completed"
+    join: Join | None = None
+    allow_cycle: bool = False
+
+
+@dataclass(frozen=True)
 class QueueConfig:
     name: str
     handler: str  # "" when the queue runs taskiq tasks (``tasks``)
@@ -81,6 +108,8 @@ class QueueConfig:
     # "package.module:broker": the queue runs that taskiq broker's tasks labelled with this
     # queue (cortexflow.taskiq) instead of a ``handler``.
     tasks: str | None = None
+    # `next:` routes (docs/pipelines.md); () for a queue that hands nothing off.
+    routes: tuple[Route, ...] = ()
 
     @property
     def process_name(self) -> str:

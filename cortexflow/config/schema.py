@@ -31,6 +31,7 @@ HANDLER_PATTERN = f"^{_DOTTED}:{_DOTTED}$"
 PREFIX_PATTERN = r"^[^{}\s]+$"
 SCHEDULE_NAME_PATTERN = "^[A-Za-z0-9_-]{1,100}$"
 MEMORY_PATTERN = "^[1-9][0-9]*(MB|GB)$"
+POINTER_PATTERN = "^(/([^~]|~[01])*)*$"
 
 # How each pattern reads in an error message.
 PATTERN_NAMES = {
@@ -42,6 +43,7 @@ PATTERN_NAMES = {
     PREFIX_PATTERN: "a key prefix without spaces or braces",
     SCHEDULE_NAME_PATTERN: 'a schedule name (1-100 letters, digits, "_" or "-")',
     MEMORY_PATTERN: 'a memory size in MB or GB, e.g. "512MB", "2GB"',
+    POINTER_PATTERN: 'a JSON pointer: "" or "/" then keys, e.g. "/messages" ("~0" is ~, "~1" /)',
 }
 
 
@@ -318,6 +320,104 @@ def queue_settings() -> dict[str, Any]:
     }
 
 
+_POINTER = {
+    "description": 'A JSON pointer (RFC 6901): "" for the whole document, "/messages/0/id".',
+    "type": "string",
+    "pattern": POINTER_PATTERN,
+}
+_ID_PARTS = {
+    "description": (
+        'The new job\'s id: "$id" (the parent job\'s id), or parts joined with "-": a part '
+        '"/x" is a JSON pointer into the document, "$id" the parent\'s id, any other text is '
+        "literal. Default: <parent queue>-<parent id>-<route number>[-<item number>]."
+    ),
+    "oneOf": [
+        {"const": "$id"},
+        {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+    ],
+    "examples": [["/channelType", "/messageId"], ["reply", "$id"], "$id"],
+}
+
+
+def route_schema() -> dict[str, Any]:
+    """One entry of a queue's ``next:`` list (docs/pipelines.md)."""
+    when = {
+        "description": (
+            "Take the route only when this holds on the result: `path` (a JSON pointer) and "
+            "one of `equals` (a value), `in` (a list of values), `exists` (true/false)."
+        ),
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["path"],
+        "minProperties": 2,
+        "maxProperties": 2,
+        "properties": {
+            "path": _POINTER,
+            "equals": {"description": "The value at `path` equals this."},
+            "in": {"description": "The value at `path` is one of these.", "type": "array"},
+            "exists": {"description": "`path` finds a value (true) or not.", "type": "boolean"},
+        },
+        "examples": [{"path": "/type", "equals": "email"}],
+    }
+    join = {
+        "description": (
+            "With for_each: one job added to `to` once every child of this fan-out ended "
+            "(completed, failed for good, stalled out, removed), with their results."
+        ),
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["to", "name"],
+        "properties": {
+            "to": {"description": "The queue of the join job.", "type": "string",
+                   "pattern": QUEUE_NAME_PATTERN},
+            "name": {"description": "The join job's name.", "type": "string", "minLength": 1},
+            "on_child_failure": {
+                "description": (
+                    "`collect`: wait for every child, report the failures. `fail`: add the "
+                    "join job failed as soon as one child fails for good."
+                ),
+                "enum": ["collect", "fail"],
+                "default": "collect",
+            },
+            "id": _ID_PARTS,
+        },
+        "examples": [{"to": "summaries", "name": "summarise", "on_child_failure": "collect"}],
+    }
+    return {
+        "description": "A job added to another queue when a job of this one ends.",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["to", "name"],
+        "properties": {
+            "to": {"description": "The queue of the new job.", "type": "string",
+                   "pattern": QUEUE_NAME_PATTERN},
+            "name": {"description": "The new job's name.", "type": "string", "minLength": 1},
+            "data": {**_POINTER, "description": "A JSON pointer to the new job's data in the "
+                     'document (the result, or the item of for_each). Default "": all of it.'},
+            "when": when,
+            "for_each": {**_POINTER, "description": "A JSON pointer to a list in the result: "
+                         "one job per item."},
+            "id": _ID_PARTS,
+            "priority": _int("The new job's priority (default: the target queue's).", None,
+                             [10], 0, 1_000_000),
+            "delay": _duration("Delay the new job by this much.", None, ["10s"]),
+            "on": {
+                "description": "`completed`: when the run succeeds. `failed`: when the job "
+                "fails for good (besides dead-lettering).",
+                "enum": ["completed", "failed"],
+                "default": "completed",
+            },
+            "join": join,
+            "allow_cycle": {
+                "description": "true: this route may close a loop of routes.",
+                "type": "boolean",
+                "default": False,
+            },
+        },
+        "examples": [{"to": "notifications", "name": "notify", "data": "/notification"}],
+    }
+
+
 def _no_default(schema: dict[str, Any]) -> dict[str, Any]:
     """For a key whose absence means something else than any value (e.g. the queue's own)."""
     schema.pop("default", None)
@@ -468,6 +568,16 @@ def build_schema() -> dict[str, Any]:
                 "examples": ["myapp.tasks:broker"],
             },
             **queue_settings(),
+            "next": {
+                "description": (
+                    "Jobs added to other queues when a job of this one ends, in the same "
+                    "atomic step as its outcome (docs/pipelines.md)."
+                ),
+                "type": "array",
+                "items": route_schema(),
+                "default": [],
+                "examples": [[{"to": "notifications", "name": "notify", "data": "/notification"}]],
+            },
         },
         "examples": [{"handler": "myapp.tasks:send_email", "concurrency": 5}],
     }
