@@ -109,7 +109,7 @@ class QueueConfig:
     # queue (cortexflow.taskiq) instead of a ``handler``.
     tasks: str | None = None
     # `next:` routes (docs/pipelines.md); () for a queue that hands nothing off.
-    routes: tuple[Route, ...] = ()
+    routes: tuple[Route, ...] = field(default=(), hash=False)
 
     @property
     def process_name(self) -> str:

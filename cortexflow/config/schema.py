@@ -368,8 +368,11 @@ def route_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "required": ["to", "name"],
         "properties": {
-            "to": {"description": "The queue of the join job.", "type": "string",
-                   "pattern": QUEUE_NAME_PATTERN},
+            "to": {
+                "description": "The queue of the join job.",
+                "type": "string",
+                "pattern": QUEUE_NAME_PATTERN,
+            },
             "name": {"description": "The join job's name.", "type": "string", "minLength": 1},
             "on_child_failure": {
                 "description": (
@@ -389,17 +392,26 @@ def route_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "required": ["to", "name"],
         "properties": {
-            "to": {"description": "The queue of the new job.", "type": "string",
-                   "pattern": QUEUE_NAME_PATTERN},
+            "to": {
+                "description": "The queue of the new job.",
+                "type": "string",
+                "pattern": QUEUE_NAME_PATTERN,
+            },
             "name": {"description": "The new job's name.", "type": "string", "minLength": 1},
-            "data": {**_POINTER, "description": "A JSON pointer to the new job's data in the "
-                     'document (the result, or the item of for_each). Default "": all of it.'},
+            "data": {
+                **_POINTER,
+                "description": "A JSON pointer to the new job's data in the "
+                'document (the result, or the item of for_each). Default "": all of it.',
+            },
             "when": when,
-            "for_each": {**_POINTER, "description": "A JSON pointer to a list in the result: "
-                         "one job per item."},
+            "for_each": {
+                **_POINTER,
+                "description": "A JSON pointer to a list in the result: one job per item.",
+            },
             "id": _ID_PARTS,
-            "priority": _int("The new job's priority (default: the target queue's).", None,
-                             [10], 0, 1_000_000),
+            "priority": _int(
+                "The new job's priority (default: the target queue's).", None, [10], 0, 1_000_000
+            ),
             "delay": _duration("Delay the new job by this much.", None, ["10s"]),
             "on": {
                 "description": "`completed`: when the run succeeds. `failed`: when the job "

@@ -99,9 +99,7 @@ def check_semantics(
             _check_payload_schema(checker, path, value)
     _check_dead_letter_cycles(checker, queues, defaults)
     check_process_groups(checker.report, queues, defaults)
-    check_routes(
-        lambda path, code, message, hint: checker.report(path, code, message, hint), queues
-    )
+    check_routes(checker.report, queues)
     schedules = data.get("schedules")
     if isinstance(schedules, dict):
         for name, schedule in schedules.items():

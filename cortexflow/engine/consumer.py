@@ -43,6 +43,8 @@ class QueueConsumer:
         self._leased = asyncio.Event()
         # Called when a fetch or finish put jobs in the dead-letter outbox (wakes the copier).
         self.on_dead_letters: Callable[[], None] | None = None
+        # Called when a finish put hand-offs in the outbox (a Cluster; wakes their copier).
+        self.on_handoffs: Callable[[], None] | None = None
         q = engine.config
         k = engine.keys
         self._fetch_keys = [
@@ -126,6 +128,8 @@ class QueueConsumer:
         done = (int(finished[0]), int(finished[1]), int(finished[2]))
         if done[2]:
             self._dead_letters_added()
+        if len(finished) > 3 and int(finished[3]) and self.on_handoffs is not None:
+            self.on_handoffs()
         if isinstance(fetched, BaseException):
             # The outcomes are written; the next plain fetch leases (and reports the error).
             log.warning("fetch after finish failed: %s", fetched)
@@ -295,11 +299,13 @@ class QueueConsumer:
 
     async def finish(self, outcomes: Sequence[Outcome]) -> tuple[int, int, int]:
         """Record outcomes in one script call; returns (recorded, lost lease, dead-lettered)."""
-        done, lost, dead = await self.engine.scripts.finish(
+        done, lost, dead, handed = await self.engine.scripts.finish(
             keys=self._finish_keys, args=self._finish_argv(outcomes)
         )
         if int(dead):
             self._dead_letters_added()
+        if int(handed) and self.on_handoffs is not None:
+            self.on_handoffs()
         return int(done), int(lost), int(dead)
 
     async def release(self, leases: Sequence[tuple[str, str]]) -> int:

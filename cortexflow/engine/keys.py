@@ -67,6 +67,17 @@ class QueueKeys:
     def dlq_failed(self) -> str:  # LIST of outbox entries that could not be copied (set aside)
         return self.k("dlq:failed")
 
+    @property
+    def next_outbox(self) -> str:  # LIST of hand-off groups still to copy (a Cluster)
+        return self.k("next")
+
+    @property
+    def next_failed(self) -> str:  # LIST of hand-off groups that could not be copied
+        return self.k("next:failed")
+
+    def join(self, join_id: str) -> str:  # HASH of a fan-out's join (include/pipeline.lua)
+        return self.k("join:" + join_id)
+
     def logs(self, job_id: str) -> str:  # LIST of a job's log lines
         return self.job(job_id) + ":logs"
 

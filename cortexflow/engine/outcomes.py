@@ -69,6 +69,9 @@ class Outcome:
     delay_ms: int = 0
     keep: int = KEEP_BY_QUEUE
     dead_letter: bool = False
+    # `next:` hand-off groups (engine/routes.py encode_handoffs) and the parent's `children`.
+    handoffs: tuple[Any, ...] = ()
+    children: str = ""
 
 
 def keep_rule(option: Any, keep_by_queue: bool) -> int:
@@ -156,7 +159,7 @@ def encode_outcome(o: Outcome) -> bytes:
     Every text in it is valid UTF-8 (the builders above clean them), so cjson accepts it.
     orjson writes it (one per run on the worker's hot path: 0.2 us, where json.dumps takes 5);
     json.dumps is the fallback for what orjson refuses (a lone surrogate passed in by hand)."""
-    run = (
+    run: tuple[Any, ...] = (
         o.kind.value,
         o.job_id,
         o.token,
@@ -167,6 +170,8 @@ def encode_outcome(o: Outcome) -> bytes:
         o.keep,
         1 if o.dead_letter else 0,
     )
+    if o.handoffs:
+        run = (*run, o.handoffs, o.children)
     try:
         return orjson.dumps(run)
     except TypeError:

@@ -4,6 +4,7 @@ backend) and how a finished run becomes the Outcome the finish script records (`
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -17,6 +18,7 @@ from taskiq.abc.formatter import TaskiqFormatter
 from taskiq.message import BrokerMessage, TaskiqMessage
 
 from cortexflow.config.model import QueueConfig
+from cortexflow.engine.handoffs import Router, with_handoffs
 from cortexflow.engine.jobs import Job
 from cortexflow.engine.outcomes import (
     Decision,
@@ -28,6 +30,7 @@ from cortexflow.engine.outcomes import (
     result_json,
 )
 from cortexflow.engine.queue import Fetched, QueueEngine
+from cortexflow.engine.routes import RouteError
 from cortexflow.errors import UnrecoverableError
 from cortexflow.worker.handlers import Run
 from cortexflow.worker.leases import Delivery
@@ -97,23 +100,34 @@ def outcome_of(
     error: BaseException | None,
     queue: QueueConfig,
     rand: Callable[[], float],
+    router: Router | None = None,
 ) -> tuple[Outcome, Decision]:
-    """The run's outcome: its JSON result, or its error and what happens next (``decide``)."""
+    """The run's outcome: its JSON result, or its error and what happens next (``decide``),
+    with the hand-offs of the queue's `next:` routes (``router``; docs/pipelines.md). A route
+    that cannot be followed fails the run (retried like any failure), handing off nothing."""
     job, token = fetched.job, fetched.token
     if error is None:
         try:
             payload = result_json(value)
+            groups, children = (
+                router.completed(job, value) if router and router.on_completed else ((), "")
+            )
         except (TypeError, ValueError) as exc:
             error = UnrecoverableError(
                 f"the handler returned a value that is not JSON-serialisable: {exc}"
             )
+        except RouteError as exc:
+            error = exc
         else:
             decision = decide(job, None, queue, rand)
-            return completed(job.id, token, payload, decision), decision
+            done = completed(job.id, token, payload, decision)
+            if groups:
+                done = dataclasses.replace(done, handoffs=groups, children=children)
+            return done, decision
     decision = decide(job, error, queue, rand)
     message = error_message(error)
     stack = "".join(traceback.format_exception(error))
-    return failed(job.id, token, message, stack, decision), decision
+    return with_handoffs(failed(job.id, token, message, stack, decision), router, job), decision
 
 
 def log_failure(job: Job, decision: Decision, message: str) -> None:

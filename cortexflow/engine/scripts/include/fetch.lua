@@ -3,6 +3,7 @@ reply), a function of its own KEYS and ARGV so that finish_fetch.lua runs it too
 --@include common
 --@include events
 --@include lease_clock
+--@include pipeline
 local function fetch(KEYS, ARGV)
   local prefix = ARGV[1]
   local n = tonumber(ARGV[2])
@@ -41,7 +42,7 @@ local function fetch(KEYS, ARGV)
   end
   for _, id in ipairs(expired) do
     local jkey = prefix .. id
-    local f = redis.call('HMGET', jkey, 'stalls', 'opts', 'attempts_made', 'state')
+    local f = redis.call('HMGET', jkey, 'stalls', 'opts', 'attempts_made', 'state', 'join')
     if f[4] or f[2] then
       local stalls = (tonumber(f[1]) or 0) + 1
       if stalls > max_stalls then
@@ -65,6 +66,7 @@ local function fetch(KEYS, ARGV)
         redis.call('HSET', jkey, 'state', 'failed', 'finished_at', now, 'token', '',
           'stalls', stalls, 'error', err, 'stacktrace', '')
         redis.call('HINCRBY', KEYS[4], 'failed_total', 1)
+        if f[5] then join_ended(prefix, id, f[5], 'failed', err, now) end
         if entry then
           redis.call('HSET', jkey, 'dead_letters', letter)
           redis.call('RPUSH', KEYS[8], entry)

@@ -2,6 +2,7 @@
 reply), a function of its own KEYS and ARGV so that finish_fetch.lua runs it too. ]]
 --@include common
 --@include events
+--@include pipeline
 local function finish(KEYS, ARGV)
   local prefix = ARGV[1]
   local ret = {}
@@ -20,6 +21,10 @@ local function finish(KEYS, ARGV)
         or type(run[8]) ~= 'number' or type(run[9]) ~= 'number' then
       return redis.error_reply('ERR finish: argument ' .. i .. ' is not an outcome ' ..
         '[kind, id, token, result, error, stacktrace, delay_ms, keep, dead_letter]')
+    end
+    if run[10] ~= nil then
+      local bad = handoffs_bad(run[10])
+      if bad then return redis.error_reply('ERR finish: argument ' .. i .. ': ' .. bad) end
     end
     runs[#runs + 1] = run
   end
@@ -50,8 +55,8 @@ local function finish(KEYS, ARGV)
     local id, token = run[2], run[3]
     local jkey = prefix .. id
     local f = redis.call('HMGET', jkey, 'token', 'attempts_made', 'processed_at', 'created_at',
-      'delay')
-    local p = {run = run, jkey = jkey, times = {f[3], f[4], f[5]}}
+      'delay', 'join')
+    local p = {run = run, jkey = jkey, times = {f[3], f[4], f[5]}, join = f[6]}
     if f[1] == token and redis.call('ZSCORE', KEYS[1], id) then
       p.made = (tonumber(f[2]) or 0) + 1
       if run[1] == 'r' and run[7] <= 0 then p.score = score_of(jkey) end
@@ -63,7 +68,7 @@ local function finish(KEYS, ARGV)
   end
 
   -- 3. Write.
-  local done, lost, dead, requeued = 0, 0, 0, false
+  local done, lost, dead, requeued, handed = 0, 0, 0, false, 0
   local owned = {}
   -- Written once for the batch, after the loop: the counters, the active set's removals and the
   -- trimming of the finished sets to the queue's retention (per job, these were five commands
@@ -101,6 +106,7 @@ local function finish(KEYS, ARGV)
         totals.completed_total = totals.completed_total + 1
         redis.call('HSET', jkey, 'state', 'completed', 'finished_at', now, 'token', '',
           'attempts_made', p.made, 'result', run[4])
+        if run[10] or p.join then handed = handed + pipeline_finished(prefix, run, p.join, now) end
         trim_completed = settle(id, KEYS[4], run[8], ret[2]) or trim_completed
       elseif kind == 'r' then
         redis.call('HSET', jkey, 'error', run[5], 'stacktrace', run[6], 'token', '',
@@ -122,6 +128,7 @@ local function finish(KEYS, ARGV)
           redis.call('RPUSH', KEYS[8], p.entry)
           dead = dead + 1
         end
+        if run[10] or p.join then handed = handed + pipeline_finished(prefix, run, p.join, now) end
         trim_failed = settle(id, KEYS[5], run[8], ret[4]) or trim_failed
       end
     end
@@ -143,5 +150,5 @@ local function finish(KEYS, ARGV)
     redis.call('PEXPIRE', minute, 90000000)
   end
   if requeued then wake(KEYS[7]) end
-  return {done, lost, dead}
+  return {done, lost, dead, handed}
 end
