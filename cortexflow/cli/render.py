@@ -166,6 +166,7 @@ def job_text(job: Any, logs: Sequence[str]) -> str:
         # A completed job keeps the error of an earlier failed run: history, labelled as such.
         history = job.error_is_history
         fields.append(("last failed attempt" if history else "error", job.error))
+    fields += lineage_fields(job)
     lines = [f"{k + ':':<10} {v}" for k, v in fields]
     if job.stacktrace:
         label = "its traceback:" if job.error_is_history else "traceback:"
@@ -173,6 +174,20 @@ def job_text(job: Any, logs: Sequence[str]) -> str:
     if logs:
         lines += ["logs:", *("  " + t for t in logs)]
     return "\n".join(lines)
+
+
+def lineage_fields(job: Any) -> list[tuple[str, str]]:
+    """A pipeline job's parent, children and join (docs/pipelines.md), as `queue/id`."""
+    out = []
+    if job.parent is not None:
+        out.append(("parent", f"{job.parent[0]}/{job.parent[1]}"))
+    if job.children_total:
+        shown = ", ".join(f"{q}/{i}" for q, i in job.children)
+        more = job.children_total - len(job.children)
+        out.append(("children", shown + (f" (and {more} more)" if more > 0 else "")))
+    if job.join is not None:
+        out.append(("join", job.join))
+    return out
 
 
 def attempts_text(job: Any) -> str:

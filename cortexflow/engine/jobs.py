@@ -103,6 +103,13 @@ class Job:
     # attempts_made it also counts runs that never finished (a stall, a stopping worker giving
     # the job back) and is not reset by a retry: BullMQ's attemptsStarted.
     started: int = 0
+    # Pipelines (docs/pipelines.md): the job that added this one through a `next:` route
+    # (queue, id), the jobs this one's routes added (the first 100 of them as (queue, id), and
+    # how many in all), and the join of a fan-out this job is a child of.
+    parent: tuple[str, str] | None = None
+    children: tuple[tuple[str, str], ...] = ()
+    children_total: int = 0
+    join: str | None = None
 
     @property
     def error_is_history(self) -> bool:
@@ -149,6 +156,12 @@ class Job:
             "opts": dict(self.opts),
             "lastError": self.error,
             "lastStacktrace": self.stacktrace,
+            "parent": None
+            if self.parent is None
+            else {"queue": self.parent[0], "id": self.parent[1]},
+            "children": [{"queue": q, "id": i} for q, i in self.children],
+            "childrenTotal": self.children_total,
+            "join": self.join,
         }
 
     @classmethod
@@ -194,4 +207,22 @@ class Job:
             stacktrace=s("stacktrace"),
             progress=js("progress"),
             opts=opts,
+            **_lineage(js("parent"), js("children"), s("join")),
         )
+
+
+def _lineage(parent: Any, children: Any, join: str | None) -> dict[str, Any]:
+    """Job's pipeline fields from the hash's `parent`, `children` and `join` (tolerant of a
+    value another client broke: it reads as absent)."""
+    out: dict[str, Any] = {"join": join}
+    if isinstance(parent, list) and len(parent) == 2:
+        out["parent"] = (str(parent[0]), str(parent[1]))
+    if isinstance(children, dict):
+        ids = children.get("ids")
+        if isinstance(ids, list):
+            out["children"] = tuple(
+                (str(c[0]), str(c[1])) for c in ids if isinstance(c, list) and len(c) == 2
+            )
+        n = children.get("n")
+        out["children_total"] = n if isinstance(n, int) else len(out.get("children", ()))
+    return out

@@ -1,9 +1,11 @@
 """Handler of `message-processing`: ask the orchestrator for a reply to a chat message, and
-send the reply to the user as a notification.
+return the notification that sends the reply to the user.
 
 The reply goes by email when the message's metadata has the user's ``email`` (your API
 service can add it when it queues the webhook), in-app otherwise. Each processed message is
 also tracked on `analytics` (event ``message_processed``, with the reply's tokens and cost).
+queues.yaml's `next:` routes queue both from the result (``notify`` on `notifications` as
+``reply-<id>``, ``track`` on `analytics` as ``track-<id>``), with the completion.
 """
 
 from __future__ import annotations
@@ -20,24 +22,18 @@ from cortexflow.worker.context import JobContext
 async def handle(data: dict[str, Any], job: JobContext) -> dict[str, Any]:
     message = Message.from_payload(data)
     reply = await orchestrator.ask(orchestrator.configured(job.settings), message)
-    notification = await job.add_job(
-        "notifications",
-        "send-notification",
-        notification_for(message, reply),
-        job_id=job_id("reply", job.id),
-    )
-    await job.add_job(
-        "analytics",
-        "track-event",
-        {
-            "event": "message_processed",
-            "userId": message.user_id,
-            "timestamp": datetime.now(UTC).isoformat(),
-            "data": {"tokens": reply.tokens, "cost": reply.cost, "channel": message.channel},
-        },
-        job_id=job_id("track", job.id),
-    )
-    return {"reply": reply.text, "notification": notification}
+    track = {
+        "event": "message_processed",
+        "userId": message.user_id,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "data": {"tokens": reply.tokens, "cost": reply.cost, "channel": message.channel},
+    }
+    return {
+        "reply": reply.text,
+        "notification": job_id("reply", job.id),  # the id the route gives it
+        "notify": notification_for(message, reply),
+        "track": track,
+    }
 
 
 def notification_for(message: Message, reply: Reply) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Handler of `notifications`: deliver a notification to a user, by its ``type``.
 
-- ``email``: an email-sending job to ``email`` (the user's address, required for this type);
+- ``email``: the email (``email`` in the result) that queues.yaml's `next:` route queues on
+  email-sending as ``email-<id>``, to ``email`` (the user's address, required for this type);
 - ``webhook``: a JSON POST to ``url`` (one deadline of ``$NOTIFY_WEBHOOK_TIMEOUT`` seconds,
   default 10, for all of it); no connection, timeouts, 5xx, 408 and 429 are retried, a 3xx
   (redirects are not followed) or any other 4xx fails at once. Internal addresses (loopback,
@@ -50,8 +51,7 @@ async def by_email(data: dict[str, Any], job: JobContext) -> dict[str, Any]:
         "body": data["message"],
         "html": f"<h3>{html.escape(title)}</h3><p>{html.escape(data['message'])}</p>",
     }
-    sent = await job.add_job("email-sending", "send-email", email, job_id=job_id("email", job.id))
-    return {"type": "email", "emailJob": sent}
+    return {"type": "email", "emailJob": job_id("email", job.id), "email": email}
 
 
 async def by_webhook(data: dict[str, Any], job: JobContext) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Handler of `webhook-processing`: check a webhook's signature, normalise it per channel, and
-queue each chat message in it on `message-processing`.
+return each chat message in it (``payloads``), which queues.yaml's `next:` route queues on
+`message-processing`, one job per message, id ``<channelType>-<messageId>``.
 
 Payload: ``{webhookId, channel, payload, rawBody?, headers?, metadata?, receivedAt?}``.
 ``rawBody`` is the request body exactly as received (text): a WhatsApp signature is an HMAC of
@@ -31,8 +32,6 @@ from cortexflow.worker.context import JobContext
 
 log = logging.getLogger(__name__)
 
-NEXT_QUEUE = "message-processing"
-
 
 async def handle(data: dict[str, Any], job: JobContext) -> dict[str, Any]:
     channel = CHANNELS.get(data["channel"])
@@ -41,19 +40,11 @@ async def handle(data: dict[str, Any], job: JobContext) -> dict[str, Any]:
     raw: str | None = data.get("rawBody")
     verified = await verify(channel, data.get("headers") or {}, raw, job)
     messages = channel.parse(body_of(data))
-    queued = []
-    for n, message in enumerate(messages):
-        payload = message_payload(message, data, n)
-        queued.append(
-            await job.add_job(
-                NEXT_QUEUE,
-                "process-message",
-                payload,
-                # The same message (a retried webhook, a redelivery) is queued once.
-                job_id=job_id(channel.name, payload["messageId"]),
-            )
-        )
-    return {"channel": channel.name, "verified": verified, "messages": queued}
+    payloads = [message_payload(message, data, n) for n, message in enumerate(messages)]
+    # The route's id, [/channelType, /messageId]: the same message (a retried webhook, a
+    # redelivery) is queued once. `messages` lists those ids.
+    queued = [job_id(p["channelType"], p["messageId"]) for p in payloads]
+    return {"channel": channel.name, "verified": verified, "messages": queued, "payloads": payloads}
 
 
 async def verify(

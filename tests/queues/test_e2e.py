@@ -272,3 +272,66 @@ def test_invalid_payloads_are_refused_with_every_violation(stack: Stack) -> None
         assert fragment in bad.stderr
     status, answer, _ = post_json(f"{stack.app_url}/webhooks/fax", {"x": 1})
     assert status == 404 and "unknown channel" in answer["error"]
+
+
+def test_a_webhook_of_three_messages_fans_out_through_the_declared_routes(stack: Stack) -> None:
+    """webhook-processing -> 3 message-processing -> 3 notifications (email) + 3 analytics ->
+    3 email-sending, all through queues.yaml's next: routes; the same webhook delivered again
+    adds nothing anywhere."""
+    body = whatsapp_webhook("34600999000", "one", "wamid.T1")
+    value = body["entry"][0]["changes"][0]["value"]
+    value["messages"] += [
+        {**value["messages"][0], "id": "wamid.T2", "text": {"body": "two"}},
+        {**value["messages"][0], "id": "wamid.T3", "text": {"body": "three"}},
+    ]
+    raw = json.dumps(body)
+    signature = "sha256=" + hmac.new(WA_SECRET.encode(), raw.encode(), hashlib.sha256).hexdigest()
+    webhook = {"webhookId": "wh-three", "channel": "whatsapp", "rawBody": raw,
+               "headers": {"x-hub-signature-256": signature},
+               "metadata": {"email": "three@example.com"}}  # fmt: skip
+
+    def deliver(job_id: str) -> Job:
+        result = stack.cli(
+            "enqueue", "webhook-processing", "-", "--name", "process-webhook", "--job-id", job_id,
+            input=json.dumps(webhook),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return stack.finished("webhook-processing", job_id)
+
+    first = deliver("wh-three-1")
+    messages = [f"whatsapp-wamid.T{i}" for i in (1, 2, 3)]
+    assert first.state == "completed" and first.result["messages"] == messages
+    chain = {
+        "message-processing": messages,
+        "notifications": [f"reply-{m}" for m in messages],
+        "analytics": [f"track-{m}" for m in messages],
+        "email-sending": [f"email-reply-{m}" for m in messages],
+    }
+    for queue, ids in chain.items():
+        for job_id in ids:
+            assert stack.finished(queue, job_id).state == "completed", (queue, job_id)
+    child = stack.job("message-processing", messages[0])
+    assert child is not None and child.parent == ("webhook-processing", "wh-three-1")
+
+    def mails() -> list[Any]:
+        return [m for m in stack.mailbox.messages if m["To"] == "three@example.com"]
+
+    wait_for(lambda: len(mails()) == 3, 30, message=lambda: f"3 emails, got {len(mails())}")
+    assert sorted(body_text(m).strip()[:0] + m["Subject"] for m in mails()) == [
+        "Re: your whatsapp message"
+    ] * 3
+
+    again = deliver("wh-three-2")  # the same webhook, delivered again
+    assert again.state == "completed" and again.result["messages"] == messages
+
+    def added(queue: str) -> list[str]:
+        entries = stack.read(lambda c, k: c.xrange(k), "{cortexflow:%s}:events" % queue)
+        return sorted(
+            f[b"id"].decode()
+            for _, f in entries
+            if f[b"e"] == b"added" and f[b"id"].decode() in chain[queue]
+        )
+
+    for queue, ids in chain.items():
+        assert added(queue) == sorted(ids), queue
+    assert len(mails()) == 3

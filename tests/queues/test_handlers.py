@@ -1,5 +1,6 @@
 """The shipped handlers one by one, in this process: real Redis (the session's Valkey), a real
-SMTP server and a real HTTP server; only the job's ``add_job`` is recorded instead of enqueued."""
+SMTP server and a real HTTP server; the jobs a handler adds -- through the `next:` routes the
+shipped queues.yaml declares for its queue, or ``add_job`` -- are recorded, not enqueued."""
 
 from __future__ import annotations
 
@@ -18,13 +19,17 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from cortexflow.config import load_config
 from cortexflow.config.model import QueueConfig
 from cortexflow.embedded import free_port
 from cortexflow.engine import connect
 from cortexflow.engine.consumer import QueueConsumer
+from cortexflow.engine.handoffs import Router
+from cortexflow.engine.jobs import Job
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.options import AddOptions
 from cortexflow.engine.queue import QueueEngine
+from cortexflow.engine.routes import plan
 from cortexflow.errors import UnrecoverableError
 from cortexflow.queues import (
     analytics,
@@ -49,6 +54,7 @@ from cortexflow.queues.smtp import (
     send,
 )
 from cortexflow.worker.context import JobContext
+from tests.helpers.project import REPO
 from tests.helpers.services import (
     Mailbox,
     body_text,
@@ -98,11 +104,29 @@ class Harness:
                 settings=settings,
             )  # fmt: skip
             try:
-                return await handler(data, ctx)
+                result = await handler(data, ctx)
             finally:
                 await client.aclose()
+            self.routed(handler, job_id, result)
+            return result
 
         return asyncio.run(go())
+
+    def routed(self, handler: Callable[..., Any], job_id: str, result: Any) -> None:
+        """Record the jobs the shipped `next:` routes of the handler's queue add for
+        ``result`` (checked against their targets' payload schemas, as the worker does)."""
+        shipped = load_config(REPO / "queues.yaml", check_imports=False)
+        [queue] = [
+            q
+            for q in shipped.queues.values()
+            if q.handler.endswith(handler.__module__.rsplit(".", 1)[-1] + ":handle")
+        ]
+        if not queue.routes:
+            return
+        job = Job.from_hash(queue, job_id, {b"name": b"t", b"data": b"{}", b"state": b"active"})
+        Router(queue, shipped.queue, shipped.redis.prefix, outbox=False).completed(job, result)
+        for h in plan(queue.routes, result, queue.name, job_id):
+            self.added += [Added(h.to, j.name, j.data, j.id) for j in h.jobs]
 
     def read(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         async def go() -> Any:
@@ -176,9 +200,17 @@ def test_webhook_queues_each_message_once_under_a_derived_id(
                     headers={"X-TELEGRAM-BOT-API-SECRET-TOKEN": ["s3"]},
                     metadata={"email": "x@y.zz"})  # fmt: skip
     result = harness.run(webhook_processing.handle, data)
-    assert result == {"channel": "telegram", "verified": True, "messages": ["telegram-tg-1-50"]}
+    assert {k: result[k] for k in ("channel", "verified", "messages")} == {
+        "channel": "telegram",
+        "verified": True,
+        "messages": ["telegram-tg-1-50"],
+    }
     [added] = harness.added
-    assert (added.queue, added.name) == ("message-processing", "process-message")
+    assert (added.queue, added.name, added.job_id) == (
+        "message-processing",
+        "process-message",
+        "telegram-tg-1-50",
+    )
     assert added.data["metadata"] == {"chatId": 1, "name": "Ana", "email": "x@y.zz"}
 
 
@@ -233,7 +265,11 @@ def test_reply_is_in_app_without_an_email_and_email_with_one(harness: Harness) -
     harness.run(message_processing.handle, MESSAGE, job_id="mp-1")
     note, track = harness.added
     assert (note.queue, note.job_id, note.data["type"]) == ("notifications", "reply-mp-1", "in-app")
-    assert (track.queue, track.data["event"]) == ("analytics", "message_processed")
+    assert (track.queue, track.job_id, track.data["event"]) == (
+        "analytics",
+        "track-mp-1",
+        "message_processed",
+    )
     assert track.data["data"]["tokens"] > 0
     harness.added.clear()
     harness.run(message_processing.handle, {**MESSAGE, "metadata": {"email": "u@x.io"}})
