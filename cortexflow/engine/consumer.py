@@ -43,8 +43,7 @@ class QueueConsumer:
         self._leased = asyncio.Event()
         # Called when a fetch or finish put jobs in the dead-letter outbox (wakes the copier).
         self.on_dead_letters: Callable[[], None] | None = None
-        # Called when a finish put hand-offs in the outbox (a Cluster; wakes their copier).
-        self.on_handoffs: Callable[[], None] | None = None
+        self.on_handoffs: Callable[[], None] | None = None  # a finish filled the hand-off outbox
         q = engine.config
         k = engine.keys
         self._fetch_keys = [

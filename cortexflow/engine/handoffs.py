@@ -24,6 +24,7 @@ import orjson
 from redis.exceptions import RedisError, ResponseError
 
 from cortexflow.config.model import QueueConfig
+from cortexflow.engine.consumer import QueueConsumer
 from cortexflow.engine.jobs import Job
 from cortexflow.engine.keys import QueueKeys
 from cortexflow.engine.outcomes import Outcome, OutcomeKind
@@ -175,6 +176,29 @@ def describe(raw: bytes) -> dict[str, Any]:
     """A set-aside hand-off entry, for people (stats, the dashboard)."""
     group = json.loads(raw)
     return {"to": group[1], "parent": json.loads(group[2]), "jobs": [j[0] for j in group[3]]}
+
+
+class Pipeline:
+    """A worker's part in its queue's pipelines: the router of its `next:` routes (None
+    without any), and on a Cluster the copier of its hand-off outbox, woken by ``pending``
+    (set when a finish call reports entries; ``consumer.on_handoffs``)."""
+
+    def __init__(
+        self,
+        engine: QueueEngine,
+        engine_for: Callable[[str], QueueEngine] | None,
+        consumer: QueueConsumer,
+    ) -> None:
+        self.engine = engine
+        self.router = router_for(engine, engine_for)
+        self.pending = asyncio.Event()
+        consumer.on_handoffs = self.pending.set
+
+    def tasks(self, closing: Callable[[], bool]) -> list[asyncio.Task[None]]:
+        if self.engine.cluster is None:  # one server: the finish call writes hand-offs itself
+            return []
+        run = copy_handoffs(HandoffCopier(self.engine), self.pending, closing)
+        return [asyncio.create_task(run, name="hand-off copier")]
 
 
 async def copy_handoffs(

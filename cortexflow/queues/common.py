@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from typing import Any
@@ -11,10 +10,9 @@ from redis.exceptions import WatchError
 
 from cortexflow.engine.cluster import ClusterClient, node_client
 from cortexflow.engine.connection import Client
-from cortexflow.engine.payload import JOB_ID_FORBIDDEN
+from cortexflow.engine.routes import derived_id
 
 PREFIX_ENV = "CORTEXFLOW_DATA_PREFIX"
-MAX_ID = 256
 
 
 def job_id(*parts: str) -> str:
@@ -22,14 +20,10 @@ def job_id(*parts: str) -> str:
     and bidi characters -- replaced by '_'; long ones shortened by a hash).
 
     Follow-up jobs get ids derived from the job that adds them, so a retried run adds nothing
-    twice: adding an id that exists adds nothing.
+    twice: adding an id that exists adds nothing. A `next:` route's ``id`` parts make the same
+    id (one function, ``engine.routes.derived_id``).
     """
-    text = JOB_ID_FORBIDDEN.sub("_", "-".join(parts))
-    if text in ("", ".", ".."):
-        text = text.replace(".", "_") or "_"
-    if len(text) <= MAX_ID:
-        return text
-    return text[: MAX_ID - 41] + "-" + hashlib.sha1(text.encode()).hexdigest()  # noqa: S324
+    return derived_id(*parts)
 
 
 def data_prefix() -> str:

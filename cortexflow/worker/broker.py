@@ -30,7 +30,7 @@ from taskiq.message import BrokerMessage
 from cortexflow.backoff import outage_pause
 from cortexflow.engine import orphans
 from cortexflow.engine.consumer import QueueConsumer
-from cortexflow.engine.handoffs import HandoffCopier, copy_handoffs, router_for
+from cortexflow.engine.handoffs import Pipeline
 from cortexflow.engine.options import AddOptions, job_options
 from cortexflow.engine.outcomes import (
     Outcome,
@@ -99,9 +99,7 @@ class CortexBroker(AsyncBroker):
         self._fetching: asyncio.Task[FetchResult] | None = None
         self._dlq_pending = asyncio.Event()
         consumer.on_dead_letters = self._dlq_pending.set  # failed and stalled jobs alike
-        self.router = router_for(engine, engine_for)
-        self._handoffs_pending = asyncio.Event()  # a Cluster: the hand-off outbox has entries
-        consumer.on_handoffs = self._handoffs_pending.set
+        self.pipeline = Pipeline(engine, engine_for, consumer)  # its next: routes
         self._closing = False
         # A call failed: before the next fetch, wait until the lease thread renewed this
         # worker's leases, so the fetch cannot recover its own live jobs as stalled.
@@ -121,11 +119,7 @@ class CortexBroker(AsyncBroker):
                 self._dlq_pending.set()
                 copier = asyncio.create_task(self._dead_letters(), name="dead-letter copier")
                 self._tasks.append(copier)
-            if self.engine.cluster is not None:
-                handoffs = copy_handoffs(
-                    HandoffCopier(self.engine), self._handoffs_pending, lambda: self._closing
-                )
-                self._tasks.append(asyncio.create_task(handoffs, name="hand-off copier"))
+            self._tasks += self.pipeline.tasks(lambda: self._closing)
 
     def background(self) -> dict[str, asyncio.Task[Any]]:
         """The tasks this broker needs until it shuts down, by name (worker/vitals.py watches
@@ -197,7 +191,7 @@ class CortexBroker(AsyncBroker):
         # shutdown finish regardless.
         self._closing = True
         self._dlq_pending.set()
-        self._handoffs_pending.set()
+        self.pipeline.pending.set()
         await self.consumer.close()
         for t in self._tasks:
             t.cancel()
@@ -378,8 +372,9 @@ class CortexBroker(AsyncBroker):
 
     def _outcome(self, lease: Lease, value: Any, error: BaseException | None) -> Outcome:
         """The run's outcome (``outcome_of``), counted and, for a failure, logged."""
+        route = self.pipeline.router
         outcome, decision = outcome_of(
-            lease.fetched, value, error, self.config, random.random, self.router
+            lease.fetched, value, error, self.config, random.random, route
         )
         if decision.kind is OutcomeKind.COMPLETED:
             self.jobs_done += 1
