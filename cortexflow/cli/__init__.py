@@ -17,7 +17,7 @@ from cortexflow.cli._common import global_options, run_command
 
 # Modules that add subcommands, in the order they appear in --help.
 COMMAND_MODULES = (
-    "cortexflow.cli.config_cmds",  # validate, schema, config, init
+    "cortexflow.cli.config_cmds",  # validate, schema, config, graph, init
     "cortexflow.cli.run_cmds",  # up, worker, status
     "cortexflow.cli.ops_cmds",  # enqueue, stats, health, pause, resume, jobs, job, ...
     "cortexflow.cli.schedule_cmds",  # schedules [trigger NAME]

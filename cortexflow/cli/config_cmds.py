@@ -1,4 +1,4 @@
-"""`validate`, `schema`, `config`, `init`: the commands about queues.yaml itself."""
+"""`validate`, `schema`, `config`, `graph`, `init`: the commands about queues.yaml itself."""
 
 from __future__ import annotations
 
@@ -42,6 +42,16 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--no-import-check", action="store_true", help="do not import the handlers")
     p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser(
+        "graph",
+        parents=parents,
+        help="print the pipeline the queues' next: routes declare",
+        description="Print every next: route (and join) of queues.yaml: one line per route, "
+        "or a Mermaid / Graphviz dot drawing.",
+    )
+    p.add_argument("--format", choices=("text", "mermaid", "dot"), default="text")
+    p.set_defaults(func=cmd_graph)
 
     p = sub.add_parser(
         "init",
@@ -92,6 +102,15 @@ def cmd_config(args: argparse.Namespace) -> int:
     else:
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip("\n")
         out(note_auto_processes(text, config))
+    return errors.EXIT_OK
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from cortexflow.config import load_config
+    from cortexflow.config.graph import RENDERERS
+
+    config = load_config(config_path(args), check_imports=False)
+    out(RENDERERS[args.format](config))
     return errors.EXIT_OK
 
 

@@ -123,6 +123,31 @@ def test_custom_worker_readme(tmp_path: Path, runner: list[Runner]) -> None:
 
 
 @pytest.mark.slow
+def test_broadcast_readme(tmp_path: Path, runner: list[Runner]) -> None:
+    """A broadcast fanned out per recipient, then one summary job: the join of next: routes."""
+    folder = copy_example("broadcast", tmp_path)
+    r = Runner("broadcast", folder)
+    runner.append(r)
+    assert r.check("cd examples/broadcast")
+    r.run("cortexflow validate")
+    assert "-->|" in r.run("cortexflow graph --format mermaid").stdout
+    up = r.start("cortexflow up")
+    up.wait_for(r"\) ready$", timeout=60, count=3)
+    r.run(
+        """echo '{"text": "hi", "users": ["ana", "bo", "blocked-cy"]}' | cortexflow enqueue broadcasts - --job-id b1"""
+    )
+
+    def summary() -> str | None:
+        text = r.run("cortexflow job summaries summarise-b1 --json").stdout
+        return text if '"state": "completed"' in text else None
+
+    job = json.loads(wait_for(summary, 30, message=lambda: f"the summary\n{up.log()}"))
+    assert job["result"] == {"sent": 2, "failed": ["b1-blocked-cy"], "of": 3}
+    assert job["parent"] == {"queue": "broadcasts", "id": "b1"}
+    assert "b1-blocked-cy" in r.run("cortexflow job broadcasts b1").stdout
+
+
+@pytest.mark.slow
 def test_api_service_readme(tmp_path: Path, runner: list[Runner]) -> None:
     # The "repository root": the shipped queues.yaml and schemas, and the app.
     shutil.copy(REPO / "queues.yaml", tmp_path / "queues.yaml")
