@@ -325,6 +325,8 @@ class QueueEngine:
             k.events,
             k.metrics_total,
             k.dlq_failed,
+            k.next_outbox,
+            k.next_failed,
         ]
         total = 0
         while True:
@@ -405,7 +407,7 @@ def _text(value: Any) -> str:
 
 
 def _stats_keys(k: QueueKeys) -> list[str]:
-    return [k.wait, k.active, k.completed, k.failed, k.delayed, k.meta, k.dlq_failed]
+    return [k.wait, k.active, k.completed, k.failed, k.delayed, k.meta, k.dlq_failed, k.next_failed]
 
 
 def _stats_from(name: str, raw: Sequence[int]) -> dict[str, Any]:
@@ -415,6 +417,8 @@ def _stats_from(name: str, raw: Sequence[int]) -> dict[str, Any]:
     stats = stats_dict(name, counts, bool(int(raw[5])))
     if int(raw[6]):  # only when there are some: the usual stats keep their seven keys
         stats["deadLettersNotCopied"] = int(raw[6])
+    if len(raw) > 7 and int(raw[7]):
+        stats["handoffsNotCopied"] = int(raw[7])
     return stats
 
 

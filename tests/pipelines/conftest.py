@@ -12,9 +12,10 @@ from cortexflow.engine.handoffs import Router
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.outcomes import Outcome, OutcomeKind
 from cortexflow.engine.queue import Fetched, QueueEngine
+from tests.engine.conftest import workers
 from tests.helpers.jobs import PREFIX
 
-__all__ = ["Join", "Route", "complete", "lease_one", "queues", "router"]
+__all__ = ["Join", "Route", "complete", "lease_one", "queues", "router", "workers"]
 
 
 def queues(*names: str, routes: dict[str, Sequence[Route]] | None = None) -> dict[str, QueueConfig]:
