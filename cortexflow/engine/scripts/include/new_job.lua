@@ -5,11 +5,12 @@ counters (attempts_made, stalls, deliveries read as 0 while absent), priority on
 delay only when > 0, opts only when the job sets options of its own (JSON of those alone;
 readers take the rest from the queue's current settings). A small job's fields stay under the
 server's hash-max-listpack-value (64 bytes), so its hash is a compact listpack. ]]
-local function write_new_job(jkey, name, data, opts, priority, delay, state, now, score)
+local function write_new_job(jkey, name, data, opts, priority, delay, state, now, score, more)
   local f = {'name', name, 'data', data, 'state', state, 'created_at', now, 'score', score}
   if opts ~= '' then f[#f + 1] = 'opts'; f[#f + 1] = opts end
   if priority ~= 0 then f[#f + 1] = 'priority'; f[#f + 1] = priority end
   if delay > 0 then f[#f + 1] = 'delay'; f[#f + 1] = delay end
+  if more then for _, v in ipairs(more) do f[#f + 1] = v end end  -- a pipeline's fields
   redis.call('HSET', jkey, unpack(f))
 end
 

@@ -15,6 +15,14 @@ fired it is kept for JOIN_TOMBSTONE_MS as {fired=1}: a repeated copy opens it no
 --@include events
 local JOIN_RESULT_BYTES = 262144
 local JOIN_TOMBSTONE_MS = 7 * 86400000
+local woken = {}  -- queues whose idle workers this call woke already (one token is enough)
+
+local function wake_once(base)
+  if not woken[base] then
+    woken[base] = true
+    wake(base .. ':marker')
+  end
+end
 
 -- Nil when `groups` (a decoded argument) is well formed, else what is wrong with it.
 local function handoffs_bad(groups)
@@ -41,8 +49,9 @@ local function handoffs_bad(groups)
 end
 
 -- Add one job to the queue of `base` unless its id exists; true if added. `failed_error`:
--- add it failed for good with that error (a join failed by a child), never run.
-local function put_job(base, j, parent, now, failed_error)
+-- add it failed for good with that error (a join failed by a child), never run. `join`: the
+-- join (id) of the fan-out it is a child of.
+local function put_job(base, j, parent, now, failed_error, join)
   local id = j[1]
   local jkey = base .. ':j:' .. id
   if redis.call('EXISTS', jkey) == 1 then return false end
@@ -57,8 +66,9 @@ local function put_job(base, j, parent, now, failed_error)
   else
     redis.call('ZADD', base .. ':wait', score, id)
   end
-  write_new_job(jkey, j[2], j[3], '', priority, delay, state, now, score)
-  redis.call('HSET', jkey, 'parent', parent)
+  local more = {'parent', parent}
+  if join then more[3] = 'join'; more[4] = join end
+  write_new_job(jkey, j[2], j[3], '', priority, delay, state, now, score, more)
   add_event(base .. ':events', 'e', 'added', 'id', id, 'name', j[2], 'state', state)
   if failed_error then
     redis.call('HSET', jkey, 'finished_at', now, 'error', failed_error)
@@ -82,12 +92,9 @@ local function handoff_write(g, now)
     fresh = redis.call('EXISTS', rkey) == 0  -- a repeated copy opens the join no second time
   end
   for _, j in ipairs(g[4]) do
-    if put_job(base, j, parent, now, g[6]) then
-      added = added + 1
-      if fresh then redis.call('HSET', base .. ':j:' .. j[1], 'join', join[1]) end
-    end
+    if put_job(base, j, parent, now, g[6], fresh and join[1] or nil) then added = added + 1 end
   end
-  if added > 0 then wake(base .. ':marker') end
+  if added > 0 then wake_once(base) end
   if fresh then
     redis.call('HSET', rkey, 'total', added, 'ended', 0, 'completed', 0, 'failed', 0,
       'removed', 0, 'bytes', 0, 'to', join[2], 'name', join[3], 'policy', join[4],
@@ -121,7 +128,7 @@ fire_join = function(base, join_id, rkey, now, failed_error)
     if failed_error then g[6] = failed_error end
     redis.call('RPUSH', base .. ':next', cjson.encode(g))
   elseif put_job(r[5], job, parent, now, failed_error) and not failed_error then
-    wake(r[5] .. ':marker')
+    wake_once(r[5])
   end
   redis.call('DEL', rkey, rkey .. ':r', rkey .. ':o')
   redis.call('HSET', rkey, 'fired', 1)
