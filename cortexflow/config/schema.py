@@ -324,6 +324,7 @@ _POINTER = {
     "description": 'A JSON pointer (RFC 6901): "" for the whole document, "/messages/0/id".',
     "type": "string",
     "pattern": POINTER_PATTERN,
+    "examples": ["/messages", ""],
 }
 _ID_PARTS = {
     "description": (
@@ -353,9 +354,17 @@ def route_schema() -> dict[str, Any]:
         "maxProperties": 2,
         "properties": {
             "path": _POINTER,
-            "equals": {"description": "The value at `path` equals this."},
-            "in": {"description": "The value at `path` is one of these.", "type": "array"},
-            "exists": {"description": "`path` finds a value (true) or not.", "type": "boolean"},
+            "equals": {"description": "The value at `path` equals this.", "examples": ["email"]},
+            "in": {
+                "description": "The value at `path` is one of these.",
+                "type": "array",
+                "examples": [["email", "sms"]],
+            },
+            "exists": {
+                "description": "`path` finds a value (true) or not.",
+                "type": "boolean",
+                "examples": [True],
+            },
         },
         "examples": [{"path": "/type", "equals": "email"}],
     }
@@ -372,8 +381,14 @@ def route_schema() -> dict[str, Any]:
                 "description": "The queue of the join job.",
                 "type": "string",
                 "pattern": QUEUE_NAME_PATTERN,
+                "examples": ["summaries"],
             },
-            "name": {"description": "The join job's name.", "type": "string", "minLength": 1},
+            "name": {
+                "description": "The join job's name.",
+                "type": "string",
+                "minLength": 1,
+                "examples": ["summarise"],
+            },
             "on_child_failure": {
                 "description": (
                     "`collect`: wait for every child, report the failures. `fail`: add the "
@@ -381,6 +396,7 @@ def route_schema() -> dict[str, Any]:
                 ),
                 "enum": ["collect", "fail"],
                 "default": "collect",
+                "examples": ["collect", "fail"],
             },
             "id": _ID_PARTS,
         },
@@ -396,12 +412,19 @@ def route_schema() -> dict[str, Any]:
                 "description": "The queue of the new job.",
                 "type": "string",
                 "pattern": QUEUE_NAME_PATTERN,
+                "examples": ["notifications"],
             },
-            "name": {"description": "The new job's name.", "type": "string", "minLength": 1},
+            "name": {
+                "description": "The new job's name.",
+                "type": "string",
+                "minLength": 1,
+                "examples": ["send-notification"],
+            },
             "data": {
                 **_POINTER,
                 "description": "A JSON pointer to the new job's data in the "
                 'document (the result, or the item of for_each). Default "": all of it.',
+                "default": "",
             },
             "when": when,
             "for_each": {
@@ -412,18 +435,22 @@ def route_schema() -> dict[str, Any]:
             "priority": _int(
                 "The new job's priority (default: the target queue's).", None, [10], 0, 1_000_000
             ),
-            "delay": _duration("Delay the new job by this much.", None, ["10s"]),
+            "delay": _duration(
+                "Delay the new job by this much (null: none).", None, ["10s"], nullable=True
+            ),
             "on": {
                 "description": "`completed`: when the run succeeds. `failed`: when the job "
                 "fails for good (besides dead-lettering).",
                 "enum": ["completed", "failed"],
                 "default": "completed",
+                "examples": ["completed", "failed"],
             },
             "join": join,
             "allow_cycle": {
                 "description": "true: this route may close a loop of routes.",
                 "type": "boolean",
                 "default": False,
+                "examples": [True],
             },
         },
         "examples": [{"to": "notifications", "name": "notify", "data": "/notification"}],

@@ -40,12 +40,33 @@ DRAFT7_KEYWORDS = {
 }  # fmt: skip
 NO_DEFAULT = {"handler", "tasks", "queues", "max"}  # required keys have no default
 # A schedule's required keys, and its job options whose absence means "the queue's setting".
-NO_DEFAULT_PATHS = {
-    f"schedules.*.{key}" for key in ("queue", "cron", "every", "name", "start_at")
-} | {
-    f"schedules.*.opts.{key}"
-    for key in ("priority", "attempts", "timeout", "remove_on_complete", "remove_on_fail")
-}
+NO_DEFAULT_PATHS = (
+    {f"schedules.*.{key}" for key in ("queue", "cron", "every", "name", "start_at")}
+    | {
+        # A next: route's keys whose absence means "not set" (docs/pipelines.md).
+        f"queues.*.next.*.{key}"
+        for key in (
+            "to",
+            "name",
+            "when",
+            "for_each",
+            "id",
+            "priority",
+            "join",
+            "when.path",
+            "when.equals",
+            "when.in",
+            "when.exists",
+            "join.to",
+            "join.name",
+            "join.id",
+        )
+    }
+    | {
+        f"schedules.*.opts.{key}"
+        for key in ("priority", "attempts", "timeout", "remove_on_complete", "remove_on_fail")
+    }
+)
 
 
 def test_both_copies_are_byte_identical_and_generated() -> None:
@@ -130,8 +151,9 @@ def test_objects_refuse_unknown_keys() -> None:
 
 def test_durations_are_strings_with_units() -> None:
     durations = [p for p, s in _properties(load_schema()) if s.get("pattern") == DURATION_PATTERN]
-    # 7 per queue, 7 in defaults, 4 top-level, 2 per schedule (every, opts.timeout)
-    assert len(durations) == 20
+    # 7 per queue, 7 in defaults, 4 top-level, 2 per schedule (every, opts.timeout), 1 per
+    # next: route (delay)
+    assert len(durations) == 21
     validator = jsonschema.Draft7Validator({"type": "string", "pattern": DURATION_PATTERN})
     for good in ["250ms", "5s", "1m30s", "2h", "7d", "1.5s"]:
         assert validator.is_valid(good)
@@ -171,6 +193,9 @@ def test_schema_defaults_equal_dataclass_defaults() -> None:
         if name == "rate_limit":
             assert prop["default"] is None and q_defaults["rate_limit"] is None
             continue
+        if name == "next":  # the list in YAML, a tuple of Route in the dataclass
+            assert prop["default"] == [] and QueueConfig(name="a", handler="b:c").routes == ()
+            continue
         assert _seconds(prop["default"]) == q_defaults[name], name
     # backoff: each field's default and the object's default
     b = queue["backoff"]
@@ -190,8 +215,9 @@ def test_schema_defaults_equal_dataclass_defaults() -> None:
     # rate limit duration
     assert _seconds(queue["rate_limit"]["properties"]["duration"]["default"]) == 1.0
     # defaults: block has the same settings
+    # (handler, tasks and next: routes are a queue's own)
     assert top["defaults"]["properties"] == {
-        k: v for k, v in queue.items() if k not in ("handler", "tasks")
+        k: v for k, v in queue.items() if k not in ("handler", "tasks", "next")
     }
     # top level
     assert _seconds(top["stop_timeout"]["default"]) == _field_defaults(Config)["stop_timeout"]
