@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -170,12 +169,6 @@ class HandoffCopier:
             pipe.ltrim(k.next_failed, -MAX_SET_ASIDE, -1)
             pipe.lrem(k.next_outbox, 1, raw)
             await pipe.execute()
-
-
-def describe(raw: bytes) -> dict[str, Any]:
-    """A set-aside hand-off entry, for people (stats, the dashboard)."""
-    group = json.loads(raw)
-    return {"to": group[1], "parent": json.loads(group[2]), "jobs": [j[0] for j in group[3]]}
 
 
 class Pipeline:
