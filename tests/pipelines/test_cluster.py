@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from cortexflow.config.model import Join, QueueConfig, Route
 from cortexflow.engine import connect
@@ -22,8 +23,10 @@ from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.queue import QueueEngine
 from tests.helpers.jobs import PREFIX, inproc_worker, make_config
 from tests.helpers.poll import wait_for_async
+from tests.helpers.procs import Proc
 from tests.helpers.topology import Cluster
 from tests.pipelines.conftest import complete, lease_one, router
+from tests.pipelines.test_faults import run_faults
 
 # One queue per primary (as tests/scale/test_cluster_engine.py spreads them).
 PARENT, CHILD, SUMMARY = "jobs", "work", "dead"
@@ -132,3 +135,18 @@ def test_fan_out_and_join_across_three_primaries_with_workers(
         await client.aclose()
 
     asyncio.run(main())
+
+
+@pytest.mark.slow
+def test_fan_outs_and_joins_survive_kill_9_on_the_cluster(
+    cluster: Cluster,
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    workers: Callable[..., Proc],
+) -> None:
+    """tests/pipelines/test_faults.py on the Cluster (every hand-off and join through the
+    outboxes): kill -9 of workers, and of a primary (AOF) restarted."""
+    monkeypatch.setenv("TEST_RUNS_FILE", str(tmp_path / "runs.jsonl"))
+    client = RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
+    run_faults(tmp_path, redis_url, workers, cluster.nodes, client)

@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import random
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -98,11 +100,25 @@ def test_fan_outs_and_joins_survive_kill_9_of_workers_and_valkey(
 ) -> None:
     server = private_server(tmp_path / "data", appendonly=True)
     server.start()
-    runs_file = tmp_path / "runs.jsonl"
-    monkeypatch.setenv("TEST_RUNS_FILE", str(runs_file))
+    monkeypatch.setenv("TEST_RUNS_FILE", str(tmp_path / "runs.jsonl"))
+    try:
+        run_faults(tmp_path, server.url, workers, [server], redis.Redis.from_url(server.url))
+    finally:
+        server.kill()
+
+
+def run_faults(
+    tmp_path: Path,
+    url: str,
+    workers: Callable[..., Proc],
+    servers: list[ServerProcess],
+    client: Any,
+) -> None:
+    """The stream, the faults and the checks (the Cluster variant passes its primaries as
+    ``servers``, one of which each server fault kills, and a Cluster ``client``)."""
+    runs_file = Path(os.environ["TEST_RUNS_FILE"])
     procs: list[Proc] = []
     try:
-        url = server.url
         cfg = write_project(tmp_path, CONFIG, {"pipe.py": HANDLERS})
         config = load_config(cfg)
         procs = [workers(cfg, q, url) for q in QUEUES]
@@ -146,6 +162,7 @@ def test_fan_outs_and_joins_survive_kill_9_of_workers_and_valkey(
                     procs[victim].kill()
                     procs[victim] = workers(cfg, QUEUES[victim], url)
                 else:
+                    server = rng.choice(servers)
                     server_kills.append(time.monotonic())
                     server.kill()
                     await asyncio.sleep(rng.uniform(1, 2))
@@ -158,7 +175,6 @@ def test_fan_outs_and_joins_survive_kill_9_of_workers_and_valkey(
             await asyncio.gather(produce(stop_at), inject(stop_at))
 
         asyncio.run(stream())
-        client = redis.Redis.from_url(url)
 
         def job(queue: str, jid: str) -> dict[bytes, bytes]:
             return client.hgetall(f"{{cortexflow:{queue}}}:j:{jid}")  # type: ignore[return-value]
@@ -220,8 +236,7 @@ def test_fan_outs_and_joins_survive_kill_9_of_workers_and_valkey(
         )
         assert summaries <= len(acked)
         assert duplicates <= 16 * faults["kill"] + 32 * faults["server"]
-        client.close()
     finally:
+        client.close()
         for p in procs:
             p.kill()
-        server.kill()
