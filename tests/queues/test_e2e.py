@@ -324,7 +324,7 @@ def test_a_webhook_of_three_messages_fans_out_through_the_declared_routes(stack:
     assert again.state == "completed" and again.result["messages"] == messages
 
     def added(queue: str) -> list[str]:
-        entries = stack.read(lambda c, k: c.xrange(k), "{cortexflow:%s}:events" % queue)
+        entries = stack.read(lambda c, k: c.xrange(k), f"{{cortexflow:{queue}}}:events")
         return sorted(
             f[b"id"].decode()
             for _, f in entries

@@ -25,8 +25,7 @@ from cortexflow.embedded import free_port
 from cortexflow.engine import connect
 from cortexflow.engine.consumer import QueueConsumer
 from cortexflow.engine.handoffs import Router
-from cortexflow.engine.jobs import Job
-from cortexflow.engine.jobs import JobOptions
+from cortexflow.engine.jobs import Job, JobOptions
 from cortexflow.engine.options import AddOptions
 from cortexflow.engine.queue import QueueEngine
 from cortexflow.engine.routes import plan
