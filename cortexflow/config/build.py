@@ -169,9 +169,13 @@ def _queue(
         kwargs["max_jobs_per_child"] = int(raw["max_jobs_per_child"])
     if raw.get("max_memory_per_child") is not None:
         kwargs["max_memory_per_child"] = parse_memory(raw["max_memory_per_child"])
-    if own.get("next"):
-        kwargs["routes"] = tuple(_route(r) for r in own["next"])
+    kwargs.update(_routes(own.get("next")))
     return QueueConfig(name=name, handler=raw.get("handler") or "", **kwargs)
+
+
+def _routes(raw: Any) -> dict[str, Any]:
+    """A queue's own next: list (never from defaults) -> {"routes": (Route, ...)} or {}."""
+    return {"routes": tuple(_route(r) for r in raw)} if raw else {}
 
 
 def _id_parts(raw: Any) -> tuple[str, ...] | None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
@@ -30,7 +29,6 @@ from taskiq.message import BrokerMessage
 from cortexflow.backoff import outage_pause
 from cortexflow.engine import orphans
 from cortexflow.engine.consumer import QueueConsumer
-from cortexflow.engine.handoffs import Pipeline
 from cortexflow.engine.options import AddOptions, job_options
 from cortexflow.engine.outcomes import (
     Outcome,
@@ -42,8 +40,8 @@ from cortexflow.worker.job_run import (
     Formatter,
     JobResultBackend,
     Lease,
+    Outcomes,
     log_failure,
-    outcome_of,
 )
 from cortexflow.worker.leases import Delivery, LeaseKeeper
 
@@ -99,7 +97,7 @@ class CortexBroker(AsyncBroker):
         self._fetching: asyncio.Task[FetchResult] | None = None
         self._dlq_pending = asyncio.Event()
         consumer.on_dead_letters = self._dlq_pending.set  # failed and stalled jobs alike
-        self.pipeline = Pipeline(engine, engine_for, consumer)  # its next: routes
+        self.outcomes = Outcomes(engine, engine_for, consumer)  # with its next: routes
         self._closing = False
         # A call failed: before the next fetch, wait until the lease thread renewed this
         # worker's leases, so the fetch cannot recover its own live jobs as stalled.
@@ -114,12 +112,11 @@ class CortexBroker(AsyncBroker):
         if self.is_worker_process:
             # Named by what they do: the watchdog (worker/vitals.py) says which one died.
             finisher = asyncio.create_task(self._finisher(), name="finisher (records outcomes)")
-            self._tasks = [finisher]
+            self._tasks = [finisher, *self.outcomes.pipeline.tasks(lambda: self._closing)]
             if self.dead_letter is not None:
                 self._dlq_pending.set()
                 copier = asyncio.create_task(self._dead_letters(), name="dead-letter copier")
                 self._tasks.append(copier)
-            self._tasks += self.pipeline.tasks(lambda: self._closing)
 
     def background(self) -> dict[str, asyncio.Task[Any]]:
         """The tasks this broker needs until it shuts down, by name (worker/vitals.py watches
@@ -191,7 +188,6 @@ class CortexBroker(AsyncBroker):
         # shutdown finish regardless.
         self._closing = True
         self._dlq_pending.set()
-        self.pipeline.pending.set()
         await self.consumer.close()
         for t in self._tasks:
             t.cancel()
@@ -372,10 +368,7 @@ class CortexBroker(AsyncBroker):
 
     def _outcome(self, lease: Lease, value: Any, error: BaseException | None) -> Outcome:
         """The run's outcome (``outcome_of``), counted and, for a failure, logged."""
-        route = self.pipeline.router
-        outcome, decision = outcome_of(
-            lease.fetched, value, error, self.config, random.random, route
-        )
+        outcome, decision = self.outcomes(lease.fetched, value, error)
         if decision.kind is OutcomeKind.COMPLETED:
             self.jobs_done += 1
             return outcome

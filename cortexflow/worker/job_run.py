@@ -8,6 +8,7 @@ import dataclasses
 import json
 import logging
 import math
+import random
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from taskiq.abc.formatter import TaskiqFormatter
 from taskiq.message import BrokerMessage, TaskiqMessage
 
 from cortexflow.config.model import QueueConfig
-from cortexflow.engine.handoffs import Router, with_handoffs
+from cortexflow.engine.consumer import QueueConsumer
+from cortexflow.engine.handoffs import Pipeline, Router, with_handoffs
 from cortexflow.engine.jobs import Job
 from cortexflow.engine.outcomes import (
     Decision,
@@ -128,6 +130,26 @@ def outcome_of(
     message = error_message(error)
     stack = "".join(traceback.format_exception(error))
     return with_handoffs(failed(job.id, token, message, stack, decision), router, job), decision
+
+
+class Outcomes:
+    """A queue's runs -> their outcomes (``outcome_of``), with the hand-offs of the queue's
+    `next:` routes (``pipeline.router``; on a Cluster, ``pipeline`` also copies its outbox)."""
+
+    def __init__(
+        self,
+        engine: QueueEngine,
+        engine_for: Callable[[str], QueueEngine] | None,
+        consumer: QueueConsumer,
+    ) -> None:
+        self.queue = engine.config
+        self.pipeline = Pipeline(engine, engine_for, consumer)
+
+    def __call__(
+        self, fetched: Fetched, value: Any, error: BaseException | None
+    ) -> tuple[Outcome, Decision]:
+        router = self.pipeline.router
+        return outcome_of(fetched, value, error, self.queue, random.random, router)
 
 
 def log_failure(job: Job, decision: Decision, message: str) -> None:
