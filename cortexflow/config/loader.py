@@ -20,6 +20,7 @@ from cortexflow.config.diagnostics import (
     summary,
 )
 from cortexflow.config.model import Config
+from cortexflow.config.routes_check import route_diagnostics
 from cortexflow.config.schema import load_schema
 from cortexflow.config.schema_errors import schema_diagnostics
 from cortexflow.config.semantic import check_semantics
@@ -67,7 +68,9 @@ def check_config(
     if not doc.is_broken(()):
         diagnostics += schema_diagnostics(doc, schema, file)
     semantic = check_semantics(doc, schema, file, path.parent, check_imports=check_imports)
-    diagnostics = sort_diagnostics([*diagnostics, *semantic.diagnostics])
+    diagnostics = sort_diagnostics(
+        [*diagnostics, *semantic.diagnostics, *route_diagnostics(doc, file)]
+    )
     if errors_of(diagnostics):
         return None, diagnostics
     config = build_config(doc.data, path.absolute(), environ, semantic.payload_docs)

@@ -10,8 +10,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from cortexflow.config.diagnostics import Diagnostic
 from cortexflow.config.schema import POINTER_PATTERN
-from cortexflow.config.yamlmarks import PathT
+from cortexflow.config.yamlmarks import Document, PathT, dotted
 
 _POINTER = re.compile(POINTER_PATTERN)
 
@@ -20,6 +21,23 @@ Report = Callable[[PathT, str, str, "str | None"], None]
 
 def _q(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
+
+
+def route_diagnostics(doc: Document, file: str) -> list[Diagnostic]:
+    """Every problem of the queues' next: routes in ``doc``, each at its line and column."""
+    found: list[Diagnostic] = []
+
+    def report(path: PathT, code: str, message: str, hint: str | None) -> None:
+        mark = doc.mark(path)
+        found.append(
+            Diagnostic(file, mark.line, mark.column, "error", code, dotted(path), message, hint)
+        )
+
+    data = doc.data if isinstance(doc.data, dict) else {}
+    queues = data.get("queues")
+    if isinstance(queues, dict):
+        check_routes(report, queues)
+    return found
 
 
 def check_routes(report: Report, queues: dict[str, Any]) -> None:

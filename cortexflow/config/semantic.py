@@ -19,7 +19,6 @@ import jsonschema
 from cortexflow.config.diagnostics import Diagnostic
 from cortexflow.config.groups import check_process_groups
 from cortexflow.config.importer import ImportFromStringError, resolve_handler
-from cortexflow.config.routes_check import check_routes
 from cortexflow.config.schema import HANDLER_PATTERN
 from cortexflow.config.tasks_check import check_tasks
 from cortexflow.config.yamlmarks import Document, PathT, dotted
@@ -99,7 +98,6 @@ def check_semantics(
             _check_payload_schema(checker, path, value)
     _check_dead_letter_cycles(checker, queues, defaults)
     check_process_groups(checker.report, queues, defaults)
-    check_routes(checker.report, queues)
     schedules = data.get("schedules")
     if isinstance(schedules, dict):
         for name, schedule in schedules.items():
