@@ -325,8 +325,6 @@ class QueueEngine:
             k.events,
             k.metrics_total,
             k.dlq_failed,
-            k.next_outbox,
-            k.next_failed,
         ]
         total = 0
         while True:
@@ -415,10 +413,9 @@ def _stats_from(name: str, raw: Sequence[int]) -> dict[str, Any]:
         zip(("waiting", "active", "completed", "failed", "delayed"), map(int, raw[:5]), strict=True)
     )
     stats = stats_dict(name, counts, bool(int(raw[5])))
-    if int(raw[6]):  # only when there are some: the usual stats keep their seven keys
-        stats["deadLettersNotCopied"] = int(raw[6])
-    if len(raw) > 7 and int(raw[7]):
-        stats["handoffsNotCopied"] = int(raw[7])
+    for i, key in ((6, "deadLettersNotCopied"), (7, "handoffsNotCopied")):
+        if len(raw) > i and int(raw[i]):  # only when some: the usual stats keep seven keys
+            stats[key] = int(raw[i])
     return stats
 
 

@@ -24,5 +24,8 @@ for k = 1, 5 do
 end
 if removed == 0 then
   for k = 6, #KEYS do redis.call('DEL', KEYS[k]) end
+  -- The hand-off outbox of next: routes and what it set aside (named from meta, KEYS[6]).
+  local base = string.sub(KEYS[6], 1, #KEYS[6] - 5)
+  redis.call('DEL', base .. ':next', base .. ':next:failed')
 end
 return removed
