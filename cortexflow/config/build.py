@@ -15,6 +15,7 @@ from cortexflow.config.model import (
     Backoff,
     Config,
     DashboardConfig,
+    GroupConfig,
     LoggingConfig,
     QueueConfig,
     RateLimit,
@@ -161,6 +162,8 @@ def _queue(
         kwargs["payload_schema"] = target
         kwargs["payload_schema_doc"] = payload_docs.get(str(target))
     kwargs.update({k: raw[k] for k in _QUEUE_AS_IS if raw.get(k) is not None})
+    if isinstance(raw.get("group"), dict):
+        kwargs["group"] = _group(raw["group"])
     if raw.get("settings"):
         kwargs["settings"] = dict(raw["settings"])
     if raw.get("max_jobs_per_child") is not None:
@@ -168,6 +171,21 @@ def _queue(
     if raw.get("max_memory_per_child") is not None:
         kwargs["max_memory_per_child"] = parse_memory(raw["max_memory_per_child"])
     return QueueConfig(name=name, handler=raw.get("handler") or "", **kwargs)
+
+
+def _group(raw: Mapping[str, Any]) -> GroupConfig:
+    key = raw.get("key")
+    rl = raw.get("rate_limit")
+    return GroupConfig(
+        key=() if key is None else (key,) if isinstance(key, str) else tuple(key),
+        concurrency=int(raw.get("concurrency") or 1),
+        rate_limit=(
+            RateLimit(max=int(rl["max"]), duration=parse_duration(rl.get("duration") or "1s"))
+            if isinstance(rl, dict)
+            else None
+        ),
+        order=raw.get("order") or "strict",
+    )
 
 
 def parse_memory(text: str) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from cortexflow.config.model import QueueConfig
 from cortexflow.engine.connection import Client
 from cortexflow.engine.deadletters import DeadLetterCopier
 from cortexflow.engine.jobs import Job, merged_options, queue_options
@@ -85,6 +86,7 @@ class QueueConsumer:
             *_rule(q.retention.failed),
             "1" if q.retention.failed.keep else "0",
             q.global_concurrency or 0,
+            *_group_args(q),
         )
         ret = q.retention
         self._finish_args_head: list[Any] = _encoded(
@@ -351,3 +353,17 @@ def _check_shape(job: Job) -> None:
     for value in (job.priority, job.attempts, job.attempts_made, job.stalls):
         if not isinstance(value, int) or isinstance(value, bool):
             raise TypeError("priority, attempts and counters must be integers")
+
+
+def _group_args(q: QueueConfig) -> tuple[Any, ...]:
+    """fetch's ARGV[13..16]: group concurrency (0: no groups), rate max, window ms, order."""
+    g = q.group
+    if g is None:
+        return (0, 0, 0, "")
+    rate = g.rate_limit
+    return (
+        g.concurrency,
+        rate.max if rate else 0,
+        round(rate.duration * 1000) if rate else 0,
+        g.order,
+    )

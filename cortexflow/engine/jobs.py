@@ -77,6 +77,7 @@ class JobOptions:
     job_id: str | None = None
     remove_on_complete: bool | int | None = None
     remove_on_fail: bool | int | None = None
+    group: str | None = None  # the job's group, over the one its data names (docs/groups.md)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class Job:
     # attempts_made it also counts runs that never finished (a stall, a stopping worker giving
     # the job back) and is not reset by a retry: BullMQ's attemptsStarted.
     started: int = 0
+    group: str | None = None  # its group (docs/groups.md); None: not in one
 
     @property
     def error_is_history(self) -> bool:
@@ -149,6 +151,7 @@ class Job:
             "opts": dict(self.opts),
             "lastError": self.error,
             "lastStacktrace": self.stacktrace,
+            "group": self.group,
         }
 
     @classmethod
@@ -194,4 +197,5 @@ class Job:
             stacktrace=s("stacktrace"),
             progress=js("progress"),
             opts=opts,
+            group=s("group"),
         )

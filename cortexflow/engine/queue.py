@@ -17,6 +17,7 @@ from cortexflow.config.model import QueueConfig
 from cortexflow.engine import events, tracing
 from cortexflow.engine.cluster import ClusterClient, node_pipeline, run_by_node
 from cortexflow.engine.connection import Client
+from cortexflow.engine.groups import Groups, group_of
 from cortexflow.engine.jobs import Job, JobOptions
 from cortexflow.engine.keys import STATES, QueueKeys
 from cortexflow.engine.memory import full_error
@@ -78,6 +79,7 @@ class QueueEngine:
         self.keys = QueueKeys(prefix, queue.name)
         self.scripts = Scripts(client)
         self._validator = make_validator(queue)
+        self.groups = Groups(self)
 
     # -- producers -------------------------------------------------------------------------
 
@@ -131,10 +133,11 @@ class QueueEngine:
                 raise
             check_name(name)
             job_id, priority, delay_ms, options = resolve_options(self.config, opts)
+            group = group_of(self.config, data, opts.group if opts else None)
             if trace_ctx:
                 options = tracing.with_context(options, trace_ctx)
             ids.append(job_id)
-            args += [job_id, name, text, options, priority, delay_ms]
+            args += [job_id, name, text, options, priority, delay_ms, group]
         if not jobs:
             return ids
         k = self.keys
@@ -273,21 +276,22 @@ class QueueEngine:
             raise UsageError(
                 f"clean takes state completed, failed, waiting or delayed, not {state!r}"
             )
+        removed = await self.clean_set(self.keys.state_key(state), state, grace, limit)
+        if state == "waiting" and (limit <= 0 or len(removed) < limit):
+            removed += await self.groups.clean(grace, limit - len(removed) if limit > 0 else 0)
+        return removed
+
+    async def clean_set(
+        self, key: str, state: str, grace: float, limit: int, group: str = ""
+    ) -> list[str]:
+        """clean() of one set: a state's, or a group's waiting set (``group`` names it)."""
         removed: list[str] = []
-        cursor, score = "", "0"
+        cursor, score, ms = "", "0", round(grace * 1000)
         while True:
             want = REMOVE_BATCH if limit <= 0 else min(REMOVE_BATCH, limit - len(removed))
             raw = await self.scripts.clean(
-                keys=[self.keys.state_key(state), self.keys.events],
-                args=[
-                    self.keys.job_prefix,
-                    round(grace * 1000),
-                    want,
-                    state,
-                    cursor,
-                    score,
-                    SCAN_BATCH,
-                ],
+                keys=[key, self.keys.events],
+                args=[self.keys.job_prefix, ms, want, state, cursor, score, SCAN_BATCH, group],
             )
             removed += [_text(i) for i in raw[3:]]
             if not int(raw[0]) or (limit > 0 and len(removed) >= limit):
@@ -296,12 +300,16 @@ class QueueEngine:
 
     async def drain(self, delayed: bool = False) -> int:
         """Remove every waiting job (and delayed ones too if asked); returns how many."""
+        return await self.drain_set(self.keys.wait, delayed) + await self.groups.drain()
+
+    async def drain_set(self, key: str, delayed: bool, group: str = "") -> int:
+        """drain() of one waiting set: the queue's, or a group's (``group`` names it)."""
         total = 0
         while True:
             n = int(
                 await self.scripts.drain(
-                    keys=[self.keys.wait, self.keys.delayed, self.keys.events],
-                    args=[self.keys.job_prefix, "1" if delayed else "0", REMOVE_BATCH],
+                    keys=[key, self.keys.delayed, self.keys.events],
+                    args=[self.keys.job_prefix, "1" if delayed else "0", REMOVE_BATCH, group],
                 )
             )
             total += n
@@ -326,7 +334,13 @@ class QueueEngine:
             k.metrics_total,
             k.dlq_failed,
         ]
-        total = 0
+        if not force and await self.client.zcard(k.active):
+            raise CortexflowError(
+                f"queue {self.name!r} has active jobs; stop its workers first or force it "
+                "(obliterate --force)"
+            )
+        await self.client.hset(k.meta, "paused", "1")
+        total = await self.groups.obliterate()
         while True:
             n = int(
                 await self.scripts.obliterate(

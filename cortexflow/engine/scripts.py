@@ -37,6 +37,7 @@ NAMES = (
     "progress",
     "register",
     "finish_fetch",
+    "group_pause",
 )
 
 
@@ -106,3 +107,4 @@ class Scripts:
     progress: AsyncScript
     register: AsyncScript
     finish_fetch: AsyncScript
+    group_pause: AsyncScript

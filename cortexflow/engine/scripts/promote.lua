@@ -5,6 +5,7 @@ Everything is read before the first write. Returns 1 if promoted, 0 if the job i
 (an id left in the delayed set without its job is dropped from it). ]]
 --@include common
 --@include events
+--@include groups
 local id = ARGV[2]
 if id == nil or id == '' then return redis.error_reply('ERR promote: no job id') end
 if not redis.call('ZSCORE', KEYS[1], id) then return 0 end
@@ -14,8 +15,9 @@ if redis.call('EXISTS', jkey) == 0 then
   return 0
 end
 local score = score_of(jkey)
+local g = redis.call('HGET', jkey, 'group')
 redis.call('ZREM', KEYS[1], id)
-redis.call('ZADD', KEYS[2], score, id)
+if g then group_enqueue(ARGV[1], g, id, score) else redis.call('ZADD', KEYS[2], score, id) end
 redis.call('HSET', jkey, 'state', 'waiting')
 add_event(KEYS[4], 'e', 'promoted', 'id', id)
 wake(KEYS[3])

@@ -2,6 +2,7 @@
 reply), a function of its own KEYS and ARGV so that finish_fetch.lua runs it too. ]]
 --@include common
 --@include events
+--@include groups
 local function finish(KEYS, ARGV)
   local prefix = ARGV[1]
   local ret = {}
@@ -50,11 +51,11 @@ local function finish(KEYS, ARGV)
     local id, token = run[2], run[3]
     local jkey = prefix .. id
     local f = redis.call('HMGET', jkey, 'token', 'attempts_made', 'processed_at', 'created_at',
-      'delay')
-    local p = {run = run, jkey = jkey, times = {f[3], f[4], f[5]}}
+      'delay', 'group')
+    local p = {run = run, jkey = jkey, times = {f[3], f[4], f[5]}, group = f[6]}
     if f[1] == token and redis.call('ZSCORE', KEYS[1], id) then
       p.made = (tonumber(f[2]) or 0) + 1
-      if run[1] == 'r' and run[7] <= 0 then p.score = score_of(jkey) end
+      if run[1] == 'r' and (run[7] <= 0 or p.group) then p.score = score_of(jkey) end
       if run[1] == 'f' and run[9] == 1 then
         p.entry, p.letter = dead_letter_entry(jkey, id, run[5], run[6], p.made)
       end
@@ -102,10 +103,13 @@ local function finish(KEYS, ARGV)
         redis.call('HSET', jkey, 'state', 'completed', 'finished_at', now, 'token', '',
           'attempts_made', p.made, 'result', run[4])
         trim_completed = settle(id, KEYS[4], run[8], ret[2]) or trim_completed
+        if p.group then group_left(prefix, p.group) end
       elseif kind == 'r' then
         redis.call('HSET', jkey, 'error', run[5], 'stacktrace', run[6], 'token', '',
           'attempts_made', p.made)
-        if run[7] > 0 then
+        if p.group then
+          group_retry(prefix, KEYS[6], p.group, id, p.score, run[7], now)
+        elseif run[7] > 0 then
           redis.call('HSET', jkey, 'state', 'delayed')
           redis.call('ZADD', KEYS[3], string.format('%.0f', now + run[7]), id)
         else
@@ -123,6 +127,7 @@ local function finish(KEYS, ARGV)
           dead = dead + 1
         end
         trim_failed = settle(id, KEYS[5], run[8], ret[4]) or trim_failed
+        if p.group then group_left(prefix, p.group) end
       end
     end
   end
