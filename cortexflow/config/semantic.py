@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema
 
 from cortexflow.config.diagnostics import Diagnostic
+from cortexflow.config.groupcheck import check_groups
 from cortexflow.config.groups import check_process_groups
 from cortexflow.config.importer import ImportFromStringError, resolve_handler
 from cortexflow.config.schema import HANDLER_PATTERN
@@ -96,6 +97,7 @@ def check_semantics(
     for path, value in _payload_schema_refs(queues, defaults):
         if not doc.is_broken(path):
             _check_payload_schema(checker, path, value)
+    check_groups(checker.report, doc, queues, defaults, base_dir, checker.result.payload_docs)
     _check_dead_letter_cycles(checker, queues, defaults)
     check_process_groups(checker.report, queues, defaults)
     schedules = data.get("schedules")
