@@ -112,12 +112,24 @@ class Groups:
         self.base = base
         self.rotation = base + "groups"
         self.waiting = base + "gwaiting"
-        self.active = base + "gactive"
         self.paused = base + "gpaused"
         self.sleep = base + "gsleep"
 
     def wait_key(self, group: str) -> str:
         return f"{self.base}gw:{group}"
+
+    async def active_counts(self) -> dict[str, int]:
+        """Jobs active per group, read from the active jobs (at most SCAN_LIMIT of them)."""
+        c, k = self.engine.client, self.engine.keys
+        ids = await c.zrange(k.active, 0, SCAN_LIMIT - 1)
+        counts: dict[str, int] = {}
+        async with c.pipeline(transaction=False) as pipe:
+            for i in ids:
+                pipe.hget(k.job(_text(i)), "group")
+            for g in await pipe.execute() if ids else []:
+                if g is not None:
+                    counts[_text(g)] = counts.get(_text(g), 0) + 1
+        return counts
 
     async def pause(self, group: str, paused: bool = True) -> bool:
         """Pause (or resume) one group; True when that changed it."""
@@ -134,12 +146,11 @@ class Groups:
         c = self.engine.client
         async with c.pipeline(transaction=False) as pipe:
             pipe.zrevrange(self.waiting, 0, limit - 1, withscores=True)
-            pipe.hgetall(self.active)
             pipe.smembers(self.paused)
             pipe.zcard(self.waiting)
             pipe.hget(self.engine.keys.meta, "gwait")
-            top, active, paused, groups_waiting, gwait = await pipe.execute()
-        act = {_text(g): int(n) for g, n in active.items()}
+            top, paused, groups_waiting, gwait = await pipe.execute()
+        act = await self.active_counts()
         stopped = {_text(g) for g in paused}
         waiting = {_text(g): int(n) for g, n in top}
         rest = [g for g in [*act, *stopped] if g not in waiting]
@@ -158,6 +169,30 @@ class Groups:
             "groupsActive": len(act),
             "groups": [r.to_dict() for r in rows],
         }
+
+    async def waiting_ids(self, start: int, want: int) -> list[str]:
+        """Ids of jobs waiting in groups, for list_jobs's window from ``start`` (which counts
+        the queue's ungrouped waiting jobs first): group by group, the most waiting first."""
+        c = self.engine.client
+        skip = max(start - int(await c.zcard(self.engine.keys.wait)), 0)
+        out: list[str] = []
+        rank = 0
+        while len(out) < want:
+            batch: list[Any] = await c.zrevrange(self.waiting, rank, rank + 99, withscores=True)
+            for g, n in batch:
+                if skip >= n:
+                    skip -= int(n)
+                    continue
+                key = self.wait_key(_text(g))
+                got = await c.zrange(key, skip, skip + want - len(out) - 1)
+                out += [_text(i) for i in got]
+                skip = 0
+                if len(out) >= want:
+                    return out
+            if len(batch) < 100:
+                return out
+            rank += 100
+        return out
 
     async def names(self) -> list[str]:
         """Every group with waiting jobs (a snapshot, walked in batches)."""
@@ -191,9 +226,10 @@ class Groups:
 
     async def obliterate(self) -> int:
         """Remove every group's jobs and keys (the queue is paused by then)."""
+        running = [f"{self.base}ga:{g}" for g in await self.active_counts()]
         total = await self.drain()
         await self.engine.client.delete(
-            self.rotation, self.waiting, self.active, self.paused, self.sleep
+            self.rotation, self.waiting, self.paused, self.sleep, *running
         )
         return total
 

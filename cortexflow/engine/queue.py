@@ -174,13 +174,16 @@ class QueueEngine:
         return Job.from_hash(self.config, job_id, h) if h else None
 
     async def list_jobs(self, state: str, start: int = 0, limit: int = 50) -> list[Job]:
-        """Jobs in ``state`` (waiting in run order, delayed by due time, finished newest first)."""
+        """Jobs in ``state`` (waiting in run order, then those of groups; delayed by due time,
+        finished newest first)."""
         if state not in STATES:
             raise UsageError(f"unknown state {state!r}; states: {', '.join(STATES)}")
         key = self.keys.state_key(state)
         end = start + limit - 1
         read = self.client.zrevrange if state in ("completed", "failed") else self.client.zrange
         ids = [_text(i) for i in await read(key, start, end)]
+        if state == "waiting" and self.config.group is not None and len(ids) < limit:
+            ids += await self.groups.waiting_ids(start, limit - len(ids))
         if not ids:
             return []
         async with self.client.pipeline(transaction=False) as pipe:

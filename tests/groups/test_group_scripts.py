@@ -256,3 +256,29 @@ def test_explicit_group_wins_over_the_data(redis_url: str) -> None:
         assert job is not None and job.group == "x"
 
     run(queue(), redis_url, body)
+
+
+def test_waiting_jobs_of_groups_are_listed_and_counted(redis_url: str) -> None:
+    async def body(e: QueueEngine, c: QueueConsumer) -> None:
+        await e.add("n", {"i": 0}, None)
+        await add(e, "a", 1, 2, 3)
+        await add(e, "b", 1)
+        listed = [f"{j.data.get('g', '-')}{j.data['i']}" for j in await e.list_jobs("waiting")]
+        assert listed == ["-0", "a1", "a2", "a3", "b1"]
+        window = await e.list_jobs("waiting", 2, 2)
+        assert [f"{j.data['g']}{j.data['i']}" for j in window] == ["a2", "a3"]
+        assert (await e.stats())["waiting"] == 5
+
+    run(queue(), redis_url, body)
+
+
+def test_a_group_is_never_held_shut_by_a_job_that_no_longer_runs(redis_url: str) -> None:
+    """A client without the group bookkeeping (an older worker's stall recovery, a hand edit)
+    can leave a job counted as running in its group: at the group's cap it is dropped."""
+
+    async def body(e: QueueEngine, c: QueueConsumer) -> None:
+        await add(e, "a", 1)
+        await e.client.sadd("{cortexflow:g}:ga:a", "gone-job")
+        assert names(await fetch(c)) == ["a1"]
+
+    run(queue(), redis_url, body)

@@ -15,7 +15,7 @@ for i = 2, #ARGV, 2 do
     local g = redis.call('HGET', jkey, 'group')
     redis.call('ZREM', KEYS[1], id)
     if g then
-      group_left(ARGV[1], g)
+      group_left(ARGV[1], g, id)
       group_enqueue(ARGV[1], g, id, score)
     else
       redis.call('ZADD', KEYS[2], score, id)

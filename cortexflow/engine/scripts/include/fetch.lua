@@ -86,14 +86,14 @@ local function fetch(KEYS, ARGV)
           redis.call('RPUSH', KEYS[8], entry)
         end
         finished(prefix, id, KEYS[7], keep, failed_age, failed_count, now)
-        if f[5] then group_left(prefix, f[5]) end
+        if f[5] then group_left(prefix, f[5], id) end
         stalled_failed = stalled_failed + 1
         add_event(KEYS[9], 'e', 'failed', 'id', id, 'error', 'stalled')
       else
         local score = score_of(jkey)
         redis.call('ZREM', KEYS[3], id)
         if f[5] then
-          group_left(prefix, f[5])
+          group_left(prefix, f[5], id)
           group_enqueue(prefix, f[5], id, score)
         else
           redis.call('ZADD', KEYS[1], score, id)
@@ -103,7 +103,7 @@ local function fetch(KEYS, ARGV)
       end
     else
       redis.call('ZREM', KEYS[3], id)  -- the job is gone: nothing to recover
-      if f[5] then group_left(prefix, f[5]) end
+      if f[5] then group_left(prefix, f[5], id) end
     end
   end
 
@@ -208,7 +208,7 @@ local function fetch(KEYS, ARGV)
           if member then
             group_started(prefix, g[1], member, now, grmax, grwin)
           else
-            group_left(prefix, g[1])
+            group_left(prefix, g[1], id)
           end
         end
       else

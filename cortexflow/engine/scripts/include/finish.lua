@@ -103,7 +103,7 @@ local function finish(KEYS, ARGV)
         redis.call('HSET', jkey, 'state', 'completed', 'finished_at', now, 'token', '',
           'attempts_made', p.made, 'result', run[4])
         trim_completed = settle(id, KEYS[4], run[8], ret[2]) or trim_completed
-        if p.group then group_left(prefix, p.group) end
+        if p.group then group_left(prefix, p.group, id) end
       elseif kind == 'r' then
         redis.call('HSET', jkey, 'error', run[5], 'stacktrace', run[6], 'token', '',
           'attempts_made', p.made)
@@ -127,7 +127,7 @@ local function finish(KEYS, ARGV)
           dead = dead + 1
         end
         trim_failed = settle(id, KEYS[5], run[8], ret[4]) or trim_failed
-        if p.group then group_left(prefix, p.group) end
+        if p.group then group_left(prefix, p.group, id) end
       end
     end
   end

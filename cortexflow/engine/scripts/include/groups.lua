@@ -5,7 +5,8 @@ groups are named from the job key prefix "{p:q}:j:" (base "{p:q}:"), so they sha
                   (1e6 - priority of the group's first job) * 2^32 + turn (the queue's seq)
   <base>gw:<g>    ZSET group g's waiting jobs, scored as the queue's wait set
   <base>gwaiting  ZSET g -> how many jobs wait in g (every group with waiting jobs)
-  <base>gactive   HASH g -> jobs of g active now (absent: 0)
+  <base>ga:<g>    SET  g's jobs active now (a member whose job no longer runs, left by a
+                  client without this bookkeeping, is dropped when g is at its concurrency)
   <base>gpaused   SET  paused groups
   <base>gsleep    ZSET g -> server ms until which g starts nothing (its rate window is full,
                   or, with order strict, its failed job waits for its retry)
@@ -18,6 +19,20 @@ local TIER = 4294967296
 
 local function gbase(prefix)
   return string.sub(prefix, 1, -3)
+end
+
+-- True when group g runs `conc` jobs already. At its cap, members whose job no longer runs in
+-- g are dropped first (O(conc)), so a count can never hold a group shut for good.
+local function group_busy(prefix, g, conc)
+  local b = gbase(prefix)
+  local ak = b .. 'ga:' .. g
+  if redis.call('SCARD', ak) < conc then return false end
+  for _, id in ipairs(redis.call('SMEMBERS', ak)) do
+    if not redis.call('ZSCORE', b .. 'active', id) or redis.call('HGET', prefix .. id, 'group') ~= g then
+      redis.call('SREM', ak, id)
+    end
+  end
+  return redis.call('SCARD', ak) >= conc
 end
 
 -- Offer group g to the rotation. It joins at the back (a fresh turn) unless it is there already
@@ -38,8 +53,7 @@ local function group_offer(prefix, g)
   if redis.call('SISMEMBER', b .. 'gpaused', g) == 1 or redis.call('ZSCORE', b .. 'gsleep', g) then
     return
   end
-  local conc = tonumber(redis.call('HGET', b .. 'meta', 'gconc')) or 1
-  if (tonumber(redis.call('HGET', b .. 'gactive', g)) or 0) >= conc then return end
+  if group_busy(prefix, g, tonumber(redis.call('HGET', b .. 'meta', 'gconc')) or 1) then return end
   local turn = redis.call('HINCRBY', b .. 'meta', 'seq', 1) % TIER
   redis.call('ZADD', b .. 'groups', string.format('%.0f', tier * TIER + turn), g)
 end
@@ -63,10 +77,9 @@ local function group_enqueue(prefix, g, id, score)
   group_offer(prefix, g)
 end
 
--- A job of group g left the active set (finished, retried, stalled, released, or not leased).
-local function group_left(prefix, g)
-  local b = gbase(prefix)
-  if redis.call('HINCRBY', b .. 'gactive', g, -1) <= 0 then redis.call('HDEL', b .. 'gactive', g) end
+-- Job `id` of group g left the active set (finished, retried, stalled, released, not leased).
+local function group_left(prefix, g, id)
+  redis.call('SREM', gbase(prefix) .. 'ga:' .. g, id)
   group_offer(prefix, g)
 end
 
@@ -92,7 +105,7 @@ end
 local function group_take(prefix, g, now, conc, rmax, rwin)
   local b = gbase(prefix)
   if redis.call('SISMEMBER', b .. 'gpaused', g) == 1 then return nil end
-  if (tonumber(redis.call('HGET', b .. 'gactive', g)) or 0) >= conc then return nil end
+  if group_busy(prefix, g, conc) then return nil end
   if rmax > 0 then
     local lk = b .. 'gl:' .. g
     redis.call('ZREMRANGEBYSCORE', lk, '-inf', now - rwin)
@@ -108,7 +121,7 @@ local function group_take(prefix, g, now, conc, rmax, rwin)
     return nil
   end
   group_count(prefix, g, -1)
-  redis.call('HINCRBY', b .. 'gactive', g, 1)
+  redis.call('SADD', b .. 'ga:' .. g, popped[1])
   return popped[1]
 end
 
@@ -139,5 +152,5 @@ local function group_retry(prefix, meta, g, id, score, delay, now)
     redis.call('HSET', jkey, 'state', 'waiting')
     group_enqueue(prefix, g, id, score)
   end
-  group_left(prefix, g)
+  group_left(prefix, g, id)
 end
