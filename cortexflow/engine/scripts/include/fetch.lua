@@ -29,6 +29,7 @@ local function fetch(KEYS, ARGV)
     paused = gm[1]
     local strict = ARGV[16] == 'strict' and '1' or '0'
     if tonumber(gm[2]) ~= gconc then redis.call('HSET', KEYS[4], 'gconc', gconc) end
+    gcache.conc = gconc
     if gm[3] ~= strict then redis.call('HSET', KEYS[4], 'gstrict', strict) end
     group_wake(prefix, now)
   end
@@ -195,18 +196,21 @@ local function fetch(KEYS, ARGV)
     -- The ungrouped jobs' first and the rotation's first compete on the same score (priority,
     -- then the queue's seq): a group takes one job per turn, then waits at the back.
     local rot = gbase(prefix) .. 'groups'
+    local w = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
     while #out - 2 < n and looks < n + 100 do
       looks = looks + 1
-      local w = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-      local g = redis.call('ZRANGE', rot, 0, 0, 'WITHSCORES')
+      local g = redis.call('ZPOPMIN', rot)
       if not g[1] and not w[1] then break end
-      if g[1] and (not w[1] or tonumber(g[2]) < tonumber(w[2])) then
-        redis.call('ZREM', rot, g[1])
-        local id = group_take(prefix, g[1], now, gconc, grmax, grwin)
+      if g[1] and w[1] and tonumber(w[2]) < tonumber(g[2]) then
+        redis.call('ZADD', rot, g[2], g[1])  -- the ungrouped job goes first: put g back
+        g = {}
+      end
+      if g[1] then
+        local id, running = group_take(prefix, g[1], now, gconc, grmax, grwin)
         if id then
           local member = lease_job(id)
           if member then
-            group_started(prefix, g[1], member, now, grmax, grwin)
+            group_started(prefix, g[1], member, now, running, gconc, grmax, grwin)
           else
             group_left(prefix, g[1], id)
           end
@@ -214,6 +218,7 @@ local function fetch(KEYS, ARGV)
       else
         redis.call('ZREM', KEYS[1], w[1])
         lease_job(w[1])
+        w = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
       end
     end
   end

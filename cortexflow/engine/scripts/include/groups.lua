@@ -21,24 +21,44 @@ local function gbase(prefix)
   return string.sub(prefix, 1, -3)
 end
 
--- True when group g runs `conc` jobs already. At its cap, members whose job no longer runs in
--- g are dropped first (O(conc)), so a count can never hold a group shut for good.
+-- What one script call reads once: meta's gconc, and whether any group is paused or asleep
+-- (most calls then skip those two lookups per group).
+local gcache = {}
+local function gknown(b, name, read)
+  local v = gcache[name]
+  if v == nil then
+    v = read()
+    gcache[name] = v
+  end
+  return v
+end
+local function any_paused(b)
+  return gknown(b, 'paused', function() return redis.call('EXISTS', b .. 'gpaused') == 1 end)
+end
+local function any_asleep(b)
+  return gknown(b, 'asleep', function() return redis.call('EXISTS', b .. 'gsleep') == 1 end)
+end
+
+-- True when group g runs `conc` jobs already, and how many it runs. At its cap, members whose
+-- job no longer runs in g are dropped first (O(conc)), so none can hold a group shut for good.
 local function group_busy(prefix, g, conc)
   local b = gbase(prefix)
   local ak = b .. 'ga:' .. g
-  if redis.call('SCARD', ak) < conc then return false end
+  local running = redis.call('SCARD', ak)
+  if running < conc then return false, running end
   for _, id in ipairs(redis.call('SMEMBERS', ak)) do
     if not redis.call('ZSCORE', b .. 'active', id) or redis.call('HGET', prefix .. id, 'group') ~= g then
       redis.call('SREM', ak, id)
     end
   end
-  return redis.call('SCARD', ak) >= conc
+  running = redis.call('SCARD', ak)
+  return running >= conc, running
 end
 
 -- Offer group g to the rotation. It joins at the back (a fresh turn) unless it is there already
 -- (then a higher-priority first job moves it up, keeping its turn), or paused, asleep, at its
--- concurrency, or without waiting jobs.
-local function group_offer(prefix, g)
+-- concurrency (`conc`, else meta's gconc), or without waiting jobs.
+local function group_offer(prefix, g, conc)
   local b = gbase(prefix)
   local head = redis.call('ZRANGE', b .. 'gw:' .. g, 0, 0, 'WITHSCORES')
   if not head[2] then return end
@@ -50,10 +70,14 @@ local function group_offer(prefix, g)
     end
     return
   end
-  if redis.call('SISMEMBER', b .. 'gpaused', g) == 1 or redis.call('ZSCORE', b .. 'gsleep', g) then
+  if (any_paused(b) and redis.call('SISMEMBER', b .. 'gpaused', g) == 1)
+      or (any_asleep(b) and redis.call('ZSCORE', b .. 'gsleep', g)) then
     return
   end
-  if group_busy(prefix, g, tonumber(redis.call('HGET', b .. 'meta', 'gconc')) or 1) then return end
+  conc = conc or gknown(b, 'conc', function()
+    return tonumber(redis.call('HGET', b .. 'meta', 'gconc')) or 1
+  end)
+  if group_busy(prefix, g, conc) then return end
   local turn = redis.call('HINCRBY', b .. 'meta', 'seq', 1) % TIER
   redis.call('ZADD', b .. 'groups', string.format('%.0f', tier * TIER + turn), g)
 end
@@ -61,11 +85,9 @@ end
 -- Group g's waiting set changed by `delta` jobs: keep gwaiting and meta's gwait in step.
 local function group_count(prefix, g, delta)
   local b = gbase(prefix)
-  local n = redis.call('ZCARD', b .. 'gw:' .. g)
-  if n > 0 then
-    redis.call('ZADD', b .. 'gwaiting', n, g)
-  else
-    redis.call('ZREM', b .. 'gwaiting', g)
+  if delta == 0 or tonumber(redis.call('ZINCRBY', b .. 'gwaiting', delta, g)) <= 0 then
+    local n = redis.call('ZCARD', b .. 'gw:' .. g)
+    if n > 0 then redis.call('ZADD', b .. 'gwaiting', n, g) else redis.call('ZREM', b .. 'gwaiting', g) end
   end
   if delta ~= 0 then redis.call('HINCRBY', b .. 'meta', 'gwait', delta) end
 end
@@ -87,6 +109,7 @@ end
 local function group_sleep(prefix, g, due)
   local b = gbase(prefix)
   redis.call('ZADD', b .. 'gsleep', 'GT', string.format('%.0f', due), g)
+  gcache.asleep = true
   redis.call('ZREM', b .. 'groups', g)
 end
 
@@ -101,11 +124,13 @@ end
 
 -- Fetch takes the first job of group g, just removed from the rotation: nil when g may not
 -- start one now (paused, at its concurrency `conc`, its rate window of `rwin` ms holding
--- `rmax` starts already): it stays out of the rotation until that changes.
+-- `rmax` starts already): it stays out of the rotation until that changes. Also returns how
+-- many jobs of g run now, the one taken included.
 local function group_take(prefix, g, now, conc, rmax, rwin)
   local b = gbase(prefix)
-  if redis.call('SISMEMBER', b .. 'gpaused', g) == 1 then return nil end
-  if group_busy(prefix, g, conc) then return nil end
+  if any_paused(b) and redis.call('SISMEMBER', b .. 'gpaused', g) == 1 then return nil end
+  local busy, running = group_busy(prefix, g, conc)
+  if busy then return nil end
   if rmax > 0 then
     local lk = b .. 'gl:' .. g
     redis.call('ZREMRANGEBYSCORE', lk, '-inf', now - rwin)
@@ -122,18 +147,18 @@ local function group_take(prefix, g, now, conc, rmax, rwin)
   end
   group_count(prefix, g, -1)
   redis.call('SADD', b .. 'ga:' .. g, popped[1])
-  return popped[1]
+  return popped[1], running + 1
 end
 
 -- A job of group g started (after group_take): count it in g's rate window, and give g its
--- next turn if it may start more.
-local function group_started(prefix, g, member, now, rmax, rwin)
+-- next turn if it may start more (at its cap, the end of a job it runs gives it that turn).
+local function group_started(prefix, g, member, now, running, conc, rmax, rwin)
   if rmax > 0 then
     local lk = gbase(prefix) .. 'gl:' .. g
     redis.call('ZADD', lk, now, member)
     redis.call('PEXPIRE', lk, rwin + 1000)
   end
-  group_offer(prefix, g)
+  if running < conc then group_offer(prefix, g, conc) end
 end
 
 -- A failed job of group g retries after `delay` ms. With order strict (meta's gstrict) it holds
