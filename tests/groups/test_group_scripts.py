@@ -282,3 +282,48 @@ def test_a_group_is_never_held_shut_by_a_job_that_no_longer_runs(redis_url: str)
         assert names(await fetch(c)) == ["a1"]
 
     run(queue(), redis_url, body)
+
+
+def test_delay_promote_release_fail_and_retry_keep_the_group(redis_url: str) -> None:
+    async def body(e: QueueEngine, c: QueueConsumer) -> None:
+        await add(e, "a", 1, delay=3600.0)
+        await add(e, "a", 2)
+        (a2,) = await fetch(c)
+        assert names([a2]) == ["a2"]  # a1 is delayed: not in the group's line yet
+        assert await e.promote((await e.list_jobs("delayed"))[0].id)
+        assert await fetch(c) == []  # a1 waits now, behind the running a2
+        assert await c.release([(a2.job.id, a2.token)]) == 1  # a stopping worker gives a2 back
+        got = await fetch(c)
+        assert names(got) == ["a1"]  # a1 was added first: it runs before a2
+        failed = Outcome(OutcomeKind.FAILED, got[0].job.id, got[0].token, error="no")
+        await c.finish([failed])  # failed for good: the group goes on
+        (again,) = await fetch(c)
+        assert names([again]) == ["a2"]
+        await c.finish([done(again)])
+        assert await e.retry([got[0].job.id]) == [got[0].job.id]
+        assert names(await fetch(c)) == ["a1"]
+
+    run(queue(), redis_url, body)
+
+
+def test_a_paused_queue_starts_no_job_of_any_group(redis_url: str) -> None:
+    async def body(e: QueueEngine, c: QueueConsumer) -> None:
+        await add(e, "a", 1)
+        await e.pause()
+        assert await fetch(c) == []
+        await e.resume()
+        assert names(await fetch(c)) == ["a1"]
+
+    run(queue(), redis_url, body)
+
+
+def test_a_job_failed_by_the_stall_limit_frees_its_group(redis_url: str) -> None:
+    async def body(e: QueueEngine, c: QueueConsumer) -> None:
+        await add(e, "a", 1, 2)
+        assert names(await fetch(c)) == ["a1"]
+        await asyncio.sleep(0.4)
+        assert names(await fetch(c)) == ["a2"]  # a1 stalled past max_stalls 0: failed
+        assert (await e.stats())["failed"] == 1
+
+    q = queue(lease=0.2)
+    run(QueueConfig(**{**q.__dict__, "max_stalls": 0}), redis_url, body)
