@@ -40,15 +40,18 @@ DRAFT7_KEYWORDS = {
 }  # fmt: skip
 NO_DEFAULT = {"handler", "tasks", "queues", "max"}  # required keys have no default
 # A schedule's required keys, and its job options whose absence means "the queue's setting".
-NO_DEFAULT_PATHS = {
-    f"schedules.*.{key}" for key in ("queue", "cron", "every", "name", "start_at")
-} | {
-    f"schedules.*.opts.{key}"
-    for key in ("priority", "attempts", "timeout", "remove_on_complete", "remove_on_fail")
-} | {
-    # group.key left out: only jobs that name their group are grouped (docs/groups.md).
-    f"{where}.group.key" for where in ("defaults", "queues.*")
-}
+NO_DEFAULT_PATHS = (
+    {f"schedules.*.{key}" for key in ("queue", "cron", "every", "name", "start_at")}
+    | {
+        f"schedules.*.opts.{key}"
+        for key in ("priority", "attempts", "timeout", "remove_on_complete", "remove_on_fail")
+    }
+    | {
+        # group.key left out: only jobs that name their group are grouped (docs/groups.md).
+        f"{where}.group.key"
+        for where in ("defaults", "queues.*")
+    }
+)
 
 
 def test_both_copies_are_byte_identical_and_generated() -> None:
