@@ -188,8 +188,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"valkey at {url}, load average {loadavg():.1f}")
         if not args.skip_cpu:
             asyncio.run(cpu_part(args, url, pid, Path(tmp)))
-        asyncio.run(backlog_part(args, url, pid, grouped=True))
-        if args.plain_backlog:
+        if args.backlog > 0:  # --backlog 0: the CPU part alone
+            asyncio.run(backlog_part(args, url, pid, grouped=True))
+        if args.plain_backlog and args.backlog > 0:
             asyncio.run(backlog_part(args, url, pid, grouped=False))
 
 
