@@ -143,7 +143,7 @@ def test_strict_a_retrying_job_holds_its_group(redis_url: str) -> None:
         await c.finish([retry(a1, 400), done(b1)])
         assert names(await fetch(c)) == ["b2"]  # a2 may not pass a1
         assert (await e.get_job(a1.job.id)).state == "delayed"  # type: ignore[union-attr]
-        await asyncio.sleep(0.5)
+        assert await e.promote(a1.job.id)  # runs now: its group wakes
         again = await fetch(c)
         assert names(again) == ["a1"]
         await c.finish([done(again[0])])
