@@ -162,8 +162,7 @@ def _queue(
         kwargs["payload_schema"] = target
         kwargs["payload_schema_doc"] = payload_docs.get(str(target))
     kwargs.update({k: raw[k] for k in _QUEUE_AS_IS if raw.get(k) is not None})
-    if isinstance(raw.get("group"), dict):
-        kwargs["group"] = _group(raw["group"])
+    kwargs.update(_group(raw.get("group")))
     if raw.get("settings"):
         kwargs["settings"] = dict(raw["settings"])
     if raw.get("max_jobs_per_child") is not None:
@@ -173,10 +172,13 @@ def _queue(
     return QueueConfig(name=name, handler=raw.get("handler") or "", **kwargs)
 
 
-def _group(raw: Mapping[str, Any]) -> GroupConfig:
+def _group(raw: Any) -> dict[str, GroupConfig]:
+    """``group:`` -> {"group": GroupConfig}, or {} when the queue has none."""
+    if not isinstance(raw, dict):
+        return {}
     key = raw.get("key")
     rl = raw.get("rate_limit")
-    return GroupConfig(
+    group = GroupConfig(
         key=() if key is None else (key,) if isinstance(key, str) else tuple(key),
         concurrency=int(raw.get("concurrency") or 1),
         rate_limit=(
@@ -186,6 +188,7 @@ def _group(raw: Mapping[str, Any]) -> GroupConfig:
         ),
         order=raw.get("order") or "strict",
     )
+    return {"group": group}
 
 
 def parse_memory(text: str) -> int:

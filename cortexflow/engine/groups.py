@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cortexflow.config.model import QueueConfig
+from cortexflow.engine.batches import clean_set, drain_set
 from cortexflow.engine.jobs import Job
 from cortexflow.engine.keys import STATES
-from cortexflow.errors import UsageError
+from cortexflow.errors import CortexflowError, UsageError
 from cortexflow.termsafe import UNSAFE_CHARS
 
 if TYPE_CHECKING:
@@ -212,8 +213,8 @@ class Groups:
             want = 0 if limit <= 0 else limit - len(removed)
             if limit > 0 and want <= 0:
                 break
-            removed += await self.engine.clean_set(
-                self.wait_key(group), "waiting", grace, want, group
+            removed += await clean_set(
+                self.engine, self.wait_key(group), "waiting", grace, want, group
             )
         return removed
 
@@ -221,11 +222,19 @@ class Groups:
         """Remove every job waiting in a group; returns how many."""
         total = 0
         for group in await self.names():
-            total += await self.engine.drain_set(self.wait_key(group), False, group)
+            total += await drain_set(self.engine, self.wait_key(group), False, group)
         return total
 
-    async def obliterate(self) -> int:
-        """Remove every group's jobs and keys (the queue is paused by then)."""
+    async def obliterate(self, force: bool) -> int:
+        """QueueEngine.obliterate's first step: refused (CortexflowError) while jobs are
+        active unless ``force``; pauses the queue, then removes every group's jobs and keys."""
+        c, k = self.engine.client, self.engine.keys
+        if not force and await c.zcard(k.active):
+            raise CortexflowError(
+                f"queue {self.engine.name!r} has active jobs; stop its workers first or force "
+                "it (obliterate --force)"
+            )
+        await c.hset(k.meta, "paused", "1")
         running = [f"{self.base}ga:{g}" for g in await self.active_counts()]
         total = await self.drain()
         await self.engine.client.delete(

@@ -15,6 +15,7 @@ from redis.exceptions import OutOfMemoryError, ResponseError
 
 from cortexflow.config.model import QueueConfig
 from cortexflow.engine import events, tracing
+from cortexflow.engine.batches import REMOVE_BATCH, clean_set, drain_set
 from cortexflow.engine.cluster import ClusterClient, node_pipeline, run_by_node
 from cortexflow.engine.connection import Client
 from cortexflow.engine.groups import Groups, group_of
@@ -33,11 +34,6 @@ from cortexflow.errors import (
 )
 
 MAX_LOG_LINES = 1000  # a job's log keeps its newest lines
-# Jobs one script call looks at (clean walking waiting/delayed jobs) or removes (clean, drain,
-# obliterate, retry all): bounded so that no call holds the server long (docs/engine.md has the
-# SLOWLOG numbers at a million jobs).
-SCAN_BATCH = 500
-REMOVE_BATCH = 200
 DURABLE_TIMEOUT_MS = 5000  # redis.durable_adds: longest wait for the server's fsync
 
 
@@ -279,45 +275,14 @@ class QueueEngine:
             raise UsageError(
                 f"clean takes state completed, failed, waiting or delayed, not {state!r}"
             )
-        removed = await self.clean_set(self.keys.state_key(state), state, grace, limit)
+        removed = await clean_set(self, self.keys.state_key(state), state, grace, limit)
         if state == "waiting" and (limit <= 0 or len(removed) < limit):
             removed += await self.groups.clean(grace, limit - len(removed) if limit > 0 else 0)
         return removed
 
-    async def clean_set(
-        self, key: str, state: str, grace: float, limit: int, group: str = ""
-    ) -> list[str]:
-        """clean() of one set: a state's, or a group's waiting set (``group`` names it)."""
-        removed: list[str] = []
-        cursor, score, ms = "", "0", round(grace * 1000)
-        while True:
-            want = REMOVE_BATCH if limit <= 0 else min(REMOVE_BATCH, limit - len(removed))
-            raw = await self.scripts.clean(
-                keys=[key, self.keys.events],
-                args=[self.keys.job_prefix, ms, want, state, cursor, score, SCAN_BATCH, group],
-            )
-            removed += [_text(i) for i in raw[3:]]
-            if not int(raw[0]) or (limit > 0 and len(removed) >= limit):
-                return removed
-            cursor, score = _text(raw[1]), _text(raw[2])
-
     async def drain(self, delayed: bool = False) -> int:
         """Remove every waiting job (and delayed ones too if asked); returns how many."""
-        return await self.drain_set(self.keys.wait, delayed) + await self.groups.drain()
-
-    async def drain_set(self, key: str, delayed: bool, group: str = "") -> int:
-        """drain() of one waiting set: the queue's, or a group's (``group`` names it)."""
-        total = 0
-        while True:
-            n = int(
-                await self.scripts.drain(
-                    keys=[key, self.keys.delayed, self.keys.events],
-                    args=[self.keys.job_prefix, "1" if delayed else "0", REMOVE_BATCH, group],
-                )
-            )
-            total += n
-            if n == 0:
-                return total
+        return await drain_set(self, self.keys.wait, delayed) + await self.groups.drain()
 
     async def obliterate(self, force: bool = False) -> int:
         """Remove the queue and all its jobs; refused (CortexflowError) while jobs are active
@@ -337,13 +302,7 @@ class QueueEngine:
             k.metrics_total,
             k.dlq_failed,
         ]
-        if not force and await self.client.zcard(k.active):
-            raise CortexflowError(
-                f"queue {self.name!r} has active jobs; stop its workers first or force it "
-                "(obliterate --force)"
-            )
-        await self.client.hset(k.meta, "paused", "1")
-        total = await self.groups.obliterate()
+        total = await self.groups.obliterate(force)  # refused while jobs run, unless forced
         while True:
             n = int(
                 await self.scripts.obliterate(
