@@ -253,6 +253,21 @@ class QueueManager:
         with self._errors():
             await engine.resume()
 
+    async def pause_group(self, queue: str, group: str, paused: bool = True) -> bool:
+        """No new job of ``group`` starts (``paused=False``: resume it); True if that changed it."""
+        engine = await self._engine(queue)
+        with self._errors():
+            return await engine.groups.pause(group, paused)
+
+    async def resume_group(self, queue: str, group: str) -> bool:
+        return await self.pause_group(queue, group, paused=False)
+
+    async def get_group_stats(self, queue: str, limit: int = 20) -> dict[str, Any]:
+        """The groups with the most waiting jobs, active per group (docs/groups.md)."""
+        engine = await self._engine(queue)
+        with self._errors():
+            return await engine.groups.stats(limit)
+
     async def clean_queue(
         self, queue: str, grace_ms: float = 3_600_000, limit: int = 100, state: str = "completed"
     ) -> list[str]:

@@ -151,6 +151,15 @@ class SyncQueueManager:
     def resume_queue(self, queue: str) -> None:
         self._call(lambda m: m.resume_queue(queue))
 
+    def pause_group(self, queue: str, group: str, paused: bool = True) -> bool:
+        return self._call(lambda m: m.pause_group(queue, group, paused))
+
+    def resume_group(self, queue: str, group: str) -> bool:
+        return self._call(lambda m: m.resume_group(queue, group))
+
+    def get_group_stats(self, queue: str, limit: int = 20) -> dict[str, Any]:
+        return self._call(lambda m: m.get_group_stats(queue, limit))
+
     def clean_queue(
         self, queue: str, grace_ms: float = 3_600_000, limit: int = 100, state: str = "completed"
     ) -> list[str]:

@@ -54,6 +54,9 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         help=f"total runs allowed, the first included (1-{MAX_ATTEMPTS:,})",
     )
     p.add_argument(
+        "--group", help="the job's group (the queue needs `group:`), over the key in its data"
+    )
+    p.add_argument(
         "--job-id",
         help=f"the job's id ({JOB_ID_RULE}); adding an id that still exists adds nothing",
     )
@@ -90,7 +93,11 @@ async def _enqueue(args: argparse.Namespace, manager: QueueManager) -> int:
     if args.jsonl and (args.job_id or args.wait):
         raise UsageError("--job-id and --wait apply to one job; leave them out with --jsonl")
     opts = JobOptions(
-        priority=args.priority, delay=args.delay, attempts=args.attempts, job_id=args.job_id
+        priority=args.priority,
+        delay=args.delay,
+        attempts=args.attempts,
+        job_id=args.job_id,
+        group=args.group,
     )
     name = args.name or engine.name
     if args.jsonl:

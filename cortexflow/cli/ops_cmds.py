@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from cortexflow.cli import enqueue_cmd
+from cortexflow.cli import enqueue_cmd, group_cmds
 from cortexflow.cli._common import err, out, print_json
 from cortexflow.cli.queue_ops import add_yes, confirm, duration, int_range, with_manager
 from cortexflow.cli.render import health_text, job_text, jobs_table, stats_table, timestamp
@@ -47,6 +47,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         p.set_defaults(func=func)
         return p
 
+    group_cmds.register(add)
     _register_monitoring(add)
     _register_control(add)
     _register_removal(add)
@@ -89,6 +90,7 @@ def _register_monitoring(add: Add) -> None:
     p = add("jobs", "list jobs of QUEUE, newest finished first", with_manager(_jobs))
     p.add_argument("--state", choices=JOB_STATES, help="only jobs in this state (default: all)")
     p.add_argument("--limit", type=int_range(1), default=20, help="at most this many (default 20)")
+    p.add_argument("--group", help="only jobs of this group (docs/groups.md)")
 
     p = add(
         "job",
@@ -100,12 +102,14 @@ def _register_monitoring(add: Add) -> None:
 
 def _register_control(add: Add) -> None:
     """pause, resume, retry, promote: commands that change what runs, deleting nothing."""
-    add(
+    p = add(
         "pause",
-        "no new job starts in QUEUE, on any host; running jobs finish",
+        "no new job starts in QUEUE (or in one --group of it), on any host; running jobs finish",
         with_manager(_pause),
     )
-    add("resume", "let a paused QUEUE start jobs again", with_manager(_resume))
+    p.add_argument("--group", help="pause this group of QUEUE only")
+    p = add("resume", "let a paused QUEUE (or --group) start jobs again", with_manager(_resume))
+    p.add_argument("--group", help="resume this group of QUEUE only")
 
     p = add("retry", "move failed jobs back to waiting, attempts reset", with_manager(_retry))
     p.add_argument("ids", metavar="ID", nargs="*")
@@ -208,6 +212,8 @@ async def _analytics(args: argparse.Namespace, manager: QueueManager) -> int:
 
 
 async def _pause(args: argparse.Namespace, manager: QueueManager) -> int:
+    if args.group is not None:
+        return await group_cmds.pause(args, manager, paused=True)
     await manager.pause_queue(args.queue)
     if args.json:
         print_json({"queue": args.queue, "paused": True})
@@ -220,6 +226,8 @@ async def _pause(args: argparse.Namespace, manager: QueueManager) -> int:
 
 
 async def _resume(args: argparse.Namespace, manager: QueueManager) -> int:
+    if args.group is not None:
+        return await group_cmds.pause(args, manager, paused=False)
     await manager.resume_queue(args.queue)
     if args.json:
         print_json({"queue": args.queue, "paused": False})
@@ -234,7 +242,10 @@ async def _jobs(args: argparse.Namespace, manager: QueueManager) -> int:
     for state in [args.state] if args.state else JOB_STATES:
         if len(found) >= args.limit:
             break
-        found += await engine.list_jobs(state, 0, args.limit - len(found))
+        if args.group is not None:
+            found += await engine.groups.jobs(args.group, state, args.limit - len(found))
+        else:
+            found += await engine.list_jobs(state, 0, args.limit - len(found))
     if args.json:
         print_json([j.to_dict() for j in found])
     elif found:

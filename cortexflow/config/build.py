@@ -15,6 +15,7 @@ from cortexflow.config.model import (
     Backoff,
     Config,
     DashboardConfig,
+    GroupConfig,
     Join,
     LoggingConfig,
     QueueConfig,
@@ -163,6 +164,7 @@ def _queue(
         kwargs["payload_schema"] = target
         kwargs["payload_schema_doc"] = payload_docs.get(str(target))
     kwargs.update({k: raw[k] for k in _QUEUE_AS_IS if raw.get(k) is not None})
+    kwargs.update(_group(raw.get("group")))
     if raw.get("settings"):
         kwargs["settings"] = dict(raw["settings"])
     if raw.get("max_jobs_per_child") is not None:
@@ -206,6 +208,25 @@ def _route(raw: Mapping[str, Any]) -> Route:
         ),
         allow_cycle=bool(raw.get("allow_cycle", False)),
     )
+
+
+def _group(raw: Any) -> dict[str, GroupConfig]:
+    """``group:`` -> {"group": GroupConfig}, or {} when the queue has none."""
+    if not isinstance(raw, dict):
+        return {}
+    key = raw.get("key")
+    rl = raw.get("rate_limit")
+    group = GroupConfig(
+        key=() if key is None else (key,) if isinstance(key, str) else tuple(key),
+        concurrency=int(raw.get("concurrency") or 1),
+        rate_limit=(
+            RateLimit(max=int(rl["max"]), duration=parse_duration(rl.get("duration") or "1s"))
+            if isinstance(rl, dict)
+            else None
+        ),
+        order=raw.get("order") or "strict",
+    )
+    return {"group": group}
 
 
 def parse_memory(text: str) -> int:

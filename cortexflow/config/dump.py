@@ -7,7 +7,13 @@ import os
 from typing import Any
 
 from cortexflow.config.build import format_memory
-from cortexflow.config.model import Config, QueueConfig, RetentionRule, ScheduleConfig
+from cortexflow.config.model import (
+    Config,
+    GroupConfig,
+    QueueConfig,
+    RetentionRule,
+    ScheduleConfig,
+)
 from cortexflow.durations import format_duration
 
 
@@ -110,6 +116,7 @@ def _queue(q: QueueConfig, config: Config) -> dict[str, Any]:
         "lease": format_duration(q.lease),
         "max_stalls": q.max_stalls,
         "global_concurrency": q.global_concurrency,
+        "group": _group(q.group),
         "isolation": q.isolation,
         "max_jobs_per_child": q.max_jobs_per_child,
         "max_memory_per_child": (
@@ -133,3 +140,20 @@ def note_auto_processes(text: str, config: Config) -> str:
         elif in_queues and line == "    processes: auto" and queue in config.queues:
             lines[i] = f"{line}  # {config.queues[queue].processes} on this host"
     return "\n".join(lines)
+
+
+def _group(g: GroupConfig | None) -> dict[str, Any] | None:
+    if g is None:
+        return None
+    out: dict[str, Any] = {}
+    if g.key:
+        out["key"] = g.key[0] if len(g.key) == 1 else list(g.key)
+    return out | {
+        "concurrency": g.concurrency,
+        "rate_limit": (
+            {"max": g.rate_limit.max, "duration": format_duration(g.rate_limit.duration)}
+            if g.rate_limit
+            else None
+        ),
+        "order": g.order,
+    }

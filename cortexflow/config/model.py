@@ -23,6 +23,20 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class GroupConfig:
+    """`group:` of a queue (docs/groups.md): jobs with the same group key run at most
+    ``concurrency`` at once across all workers, in the order they were added (``strict``: a
+    failed job waiting for its retry holds its group), and groups take turns."""
+
+    # JSON pointers into a job's data whose values make its group key (none: only jobs given
+    # an explicit group are grouped).
+    key: tuple[str, ...] = ()
+    concurrency: int = 1
+    rate_limit: RateLimit | None = None  # per group
+    order: Literal["strict", "relaxed"] = "strict"
+
+
+@dataclass(frozen=True)
 class Backoff:
     type: Literal["fixed", "exponential"] = "exponential"
     delay: float = 1.0
@@ -99,6 +113,7 @@ class QueueConfig:
     max_stalls: int = 1  # BullMQ's maxStalledCount: recoveries before a stall fails the job
     # At most this many jobs of the queue run at once across all workers (None: no cap).
     global_concurrency: int | None = None
+    group: GroupConfig | None = None  # None: the queue has no groups
     # Where handlers run: "none" in the worker process, "process" in child processes of it.
     isolation: Literal["none", "process"] = "none"
     max_jobs_per_child: int | None = None

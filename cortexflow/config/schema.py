@@ -271,6 +271,7 @@ def queue_settings() -> dict[str, Any]:
             1,
             nullable=True,
         ),
+        "group": group_schema(),
         "isolation": {
             "description": (
                 "Where handlers run. `none`: in the worker process (async in its event loop, sync "
@@ -454,6 +455,85 @@ def route_schema() -> dict[str, Any]:
             },
         },
         "examples": [{"to": "notifications", "name": "notify", "data": "/notification"}],
+    }
+
+
+JSON_POINTER_PATTERN = "^(/([^~]|~[01])*)+$"
+PATTERN_NAMES[JSON_POINTER_PATTERN] = 'a JSON pointer into the job\'s data, e.g. "/conversationId"'
+
+
+def group_schema() -> dict[str, Any]:
+    """``group:`` of a queue: per-key order, concurrency and fairness (docs/groups.md)."""
+    pointer = {
+        "type": "string",
+        "pattern": JSON_POINTER_PATTERN,
+        "description": "A JSON pointer into the job's data.",
+    }
+    return {
+        "description": (
+            "Jobs with the same group key run at most `concurrency` at once across all workers "
+            "of all hosts, in the order they were added; groups with waiting jobs take turns "
+            "(round-robin). A job whose data has no value at `key` (and that names no group "
+            "itself) runs as in a queue without groups. null: no groups. See docs/groups.md."
+        ),
+        "type": ["object", "null"],
+        "additionalProperties": False,
+        "properties": {
+            "key": {
+                "description": (
+                    "Where the group key is in the job's data: a JSON pointer, or a list of "
+                    "them whose values are joined with `:` (e.g. channel and user). Omitted: "
+                    "only jobs that name their group (`group=` when added) are grouped."
+                ),
+                "oneOf": [
+                    {**pointer},
+                    {
+                        "type": "array",
+                        "items": pointer,
+                        "minItems": 1,
+                        "maxItems": 8,
+                        "description": "Several pointers, values joined with `:`.",
+                    },
+                ],
+                "examples": ["/conversationId", ["/channelType", "/userId"]],
+            },
+            "concurrency": _int(
+                "Jobs of one group running at once, across all workers of all hosts.",
+                1,
+                [1, 3],
+                1,
+            ),
+            "rate_limit": {
+                "description": (
+                    "At most `max` jobs of one group *started* per `duration`, across all "
+                    "workers of all hosts (each group its own window). null: no limit."
+                ),
+                "type": ["object", "null"],
+                "additionalProperties": False,
+                "required": ["max"],
+                "properties": {
+                    "max": _int("Jobs of one group started per duration at most.", None, [5], 1),
+                    "duration": _duration("The window of the limit.", "1s", ["1s", "1m"]),
+                },
+                "default": None,
+                "examples": [{"max": 5, "duration": "1s"}],
+            },
+            "order": {
+                "description": (
+                    "`strict`: a failed job waiting for its retry holds its group (nothing "
+                    "later in the group starts until it completes or fails for good). "
+                    "`relaxed`: later jobs of the group may pass a job waiting for its retry."
+                ),
+                "oneOf": [
+                    {"const": "strict", "description": "A retrying job holds its group."},
+                    {"const": "relaxed", "description": "Later jobs may pass a retrying one."},
+                ],
+                "default": "strict",
+                "examples": ["strict", "relaxed"],
+            },
+        },
+        "default": None,
+        "examples": [{"key": ["/channelType", "/userId"], "concurrency": 1, "order": "strict"}],
     }
 
 

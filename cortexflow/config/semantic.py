@@ -1,8 +1,6 @@
 """Checks a JSON Schema cannot express (docs/config.md): durations, handlers, payload schemas,
-dead letters, backoff bounds, the processes queues share (config/groups.py). They run on the
-raw data even when the schema found problems elsewhere, so one `validate` lists everything; each
-check looks only at values of the right shape and leaves the rest to the schema's diagnostics.
-"""
+dead letters, backoff bounds, shared processes (groups.py), group keys (groupcheck.py); on the
+raw data even when the schema found problems elsewhere, so one `validate` lists everything."""
 
 from __future__ import annotations
 
@@ -17,6 +15,7 @@ from typing import Any
 import jsonschema
 
 from cortexflow.config.diagnostics import Diagnostic
+from cortexflow.config.groupcheck import check_groups
 from cortexflow.config.groups import check_process_groups
 from cortexflow.config.importer import ImportFromStringError, resolve_handler
 from cortexflow.config.schema import HANDLER_PATTERN
@@ -96,6 +95,7 @@ def check_semantics(
     for path, value in _payload_schema_refs(queues, defaults):
         if not doc.is_broken(path):
             _check_payload_schema(checker, path, value)
+    check_groups(checker.report, doc, queues, defaults, base_dir, checker.result.payload_docs)
     _check_dead_letter_cycles(checker, queues, defaults)
     check_process_groups(checker.report, queues, defaults)
     schedules = data.get("schedules")

@@ -25,6 +25,7 @@ queues:
     # processes: 1
     # priority: 0              # higher runs first
     # rate_limit: {{max: 100, duration: 1s}}
+    # group: {{key: /customerId, concurrency: 1}}  # one customer's jobs at a time, in order
     # retention: {{completed: {{age: 1h, count: 1000}}, failed: {{age: 7d, count: 10000}}}}
     # payload_schema: schemas/default.json
     # dead_letter: failed

@@ -67,6 +67,13 @@ async def list_jobs(request: Request) -> Response:
         raise HTTPError(422, f"state must be one of {', '.join(STATES)}; got {st!r}")
     start = _int(request, "start", 0, 0, MAX_START)
     limit = _int(request, "limit", 20, 1, MAX_LIMIT)
+    group = request.query_params.get("group")
+    if group is not None:  # a group's jobs (docs/groups.md): the first `limit`, no window
+        found = await engine.groups.jobs(group, st, limit)
+        return JSONResponse(
+            {"queue": engine.name, "state": st, "group": group, "limit": limit}
+            | {"jobs": [j.to_dict() for j in found]}
+        )
     jobs = await engine.list_jobs(st, start, limit)
     total = await engine.client.zcard(engine.keys.state_key(st))
     return JSONResponse(
@@ -187,18 +194,46 @@ async def replay_job(request: Request) -> Response:
     return JSONResponse({"id": new_id, "queue": target.name}, status_code=201)
 
 
+async def _group_of(request: Request) -> str | None:
+    """The optional body {"group": "..."} of pause and resume: that group only."""
+    body = await _body(request, {})
+    group = body.get("group") if isinstance(body, dict) else None
+    if group is not None and not isinstance(group, str):
+        raise HTTPError(422, f"group is a string; got {group!r}")
+    return group
+
+
 @api(write=True)
 async def pause(request: Request) -> Response:
+    """Body (optional): {"group": "..."} pauses that group of the queue only."""
     engine = await state.engine(request)
+    if (group := await _group_of(request)) is not None:
+        changed = await engine.groups.pause(group, True)
+        return JSONResponse(
+            {"queue": engine.name, "group": group, "paused": True} | {"changed": changed}
+        )
     await engine.pause()
     return JSONResponse({"queue": engine.name, "paused": True})
 
 
 @api(write=True)
 async def resume(request: Request) -> Response:
+    """Body (optional): {"group": "..."} resumes that group of the queue only."""
     engine = await state.engine(request)
+    if (group := await _group_of(request)) is not None:
+        changed = await engine.groups.pause(group, False)
+        return JSONResponse(
+            {"queue": engine.name, "group": group, "paused": False} | {"changed": changed}
+        )
     await engine.resume()
     return JSONResponse({"queue": engine.name, "paused": False})
+
+
+@api(write=False)
+async def groups(request: Request) -> Response:
+    """The groups with the most waiting jobs (?limit=, default 20), active and paused ones."""
+    engine = await state.engine(request)
+    return JSONResponse(await engine.groups.stats(_int(request, "limit", 20, 1, 10_000)))
 
 
 @api(write=True)
@@ -295,6 +330,7 @@ routes = [
     Route("/api/queues/{queue}/jobs/{job_id}/replay", replay_job, methods=["POST"]),
     Route("/api/queues/{queue}/pause", pause, methods=["POST"]),
     Route("/api/queues/{queue}/resume", resume, methods=["POST"]),
+    Route("/api/queues/{queue}/groups", groups, methods=["GET"]),
     Route("/api/queues/{queue}/clean", clean, methods=["POST"]),
     Route("/api/queues/{queue}/drain", drain, methods=["POST"]),
     Route("/api/queues/{queue}/retry", retry_all, methods=["POST"]),

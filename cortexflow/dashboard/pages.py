@@ -234,6 +234,7 @@ async def _queue_ctx(request: Request) -> dict[str, Any]:
         "sources": state.dead_letter_sources(request).get(engine.name, []),
         "recent": await events.recent(engine.client, engine.prefix, engine.name, 15),
         "memory": await state.memory(request),
+        "groups": await engine.groups.stats(10) if engine.config.group else None,
     }
 
 

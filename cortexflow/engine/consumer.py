@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from cortexflow.config.model import QueueConfig
 from cortexflow.engine.connection import Client
 from cortexflow.engine.deadletters import DeadLetterCopier
 from cortexflow.engine.jobs import Job, merged_options, queue_options
@@ -46,29 +47,7 @@ class QueueConsumer:
         self.on_handoffs: Callable[[], None] | None = None  # a finish filled the hand-off outbox
         q = engine.config
         k = engine.keys
-        self._fetch_keys = [
-            k.wait,
-            k.delayed,
-            k.active,
-            k.meta,
-            k.limiter,
-            k.marker,
-            k.failed,
-            k.dlq_outbox,
-            k.events,
-        ]
-        self._finish_keys = [
-            k.active,
-            k.wait,
-            k.delayed,
-            k.completed,
-            k.failed,
-            k.meta,
-            k.marker,
-            k.dlq_outbox,
-            k.events,
-            k.metrics,
-        ]
+        self._fetch_keys, self._finish_keys = _script_keys(k)
         self._finish_fetch_keys = [k.meta]  # the script names the others from it
         rate = q.rate_limit
         # Each fetch call leases under its own name, worker id + call number, so a lease token
@@ -86,6 +65,7 @@ class QueueConsumer:
             *_rule(q.retention.failed),
             "1" if q.retention.failed.keep else "0",
             q.global_concurrency or 0,
+            *_group_args(q),
         )
         ret = q.retention
         self._finish_args_head: list[Any] = _encoded(
@@ -356,3 +336,24 @@ def _check_shape(job: Job) -> None:
     for value in (job.priority, job.attempts, job.attempts_made, job.stalls):
         if not isinstance(value, int) or isinstance(value, bool):
             raise TypeError("priority, attempts and counters must be integers")
+
+
+def _script_keys(k: Any) -> tuple[list[str], list[str]]:
+    """The KEYS of the fetch and of the finish script of the queue of QueueKeys ``k``."""
+    fetch = [k.wait, k.delayed, k.active, k.meta, k.limiter, k.marker, k.failed, k.dlq_outbox]
+    finish = [k.active, k.wait, k.delayed, k.completed, k.failed, k.meta, k.marker, k.dlq_outbox]
+    return [*fetch, k.events], [*finish, k.events, k.metrics]
+
+
+def _group_args(q: QueueConfig) -> tuple[Any, ...]:
+    """fetch's ARGV[13..16]: group concurrency (0: no groups), rate max, window ms, order."""
+    g = q.group
+    if g is None:
+        return (0, 0, 0, "")
+    rate = g.rate_limit
+    return (
+        g.concurrency,
+        rate.max if rate else 0,
+        round(rate.duration * 1000) if rate else 0,
+        g.order,
+    )

@@ -24,13 +24,14 @@ from redis.exceptions import RedisError, ResponseError
 
 from cortexflow.config.model import QueueConfig
 from cortexflow.engine.consumer import QueueConsumer
+from cortexflow.engine.groups import group_of
 from cortexflow.engine.jobs import Job
 from cortexflow.engine.keys import QueueKeys
 from cortexflow.engine.outcomes import Outcome, OutcomeKind
 from cortexflow.engine.payload import encode_data, make_validator
 from cortexflow.engine.queue import QueueEngine
 from cortexflow.engine.routes import RouteError, Target, encode_handoffs, failure_doc, plan
-from cortexflow.errors import PayloadError
+from cortexflow.errors import PayloadError, UsageError
 
 log = logging.getLogger("cortexflow.worker")
 
@@ -55,10 +56,11 @@ class Router:
         self.on_completed = any(r.on == "completed" for r in self.routes)
         self.on_failed = any(r.on == "failed" for r in self.routes)
         self._targets: dict[str, Target] = {}
+        self._configs: dict[str, QueueConfig] = {}
         self._validators: dict[str, jsonschema.protocols.Validator | None] = {}
         for route in self.routes:
             for name in (route.to, *([route.join.to] if route.join else [])):
-                cfg = config_of(name)
+                cfg = self._configs[name] = config_of(name)
                 self._targets[name] = Target(QueueKeys(prefix, name).base, cfg.priority)
                 self._validators[name] = make_validator(cfg)
 
@@ -74,17 +76,21 @@ class Router:
     def _encode(self, handoffs: list[Any], job: Job) -> tuple[tuple[Any, ...], str]:
         if not handoffs:
             return (), ""
-        texts = []
+        texts, named = [], []
         for h in handoffs:
-            data = []
+            data, names = [], []
+            target = self._configs[h.to]
             for j in h.jobs:
                 try:
                     data.append(encode_data(h.to, j.data, self._validators[h.to]))
-                except PayloadError as exc:
+                    # A grouped target queue: the job waits in its group (docs/groups.md).
+                    names.append(group_of(target, j.data, None) if target.group else "")
+                except (PayloadError, UsageError) as exc:
                     raise RouteError(f"next[{h.route}] (to {h.to}), job {j.id}: {exc}") from None
             texts.append(data)
+            named.append(names)
         groups, children = encode_handoffs(
-            handoffs, texts, self._targets, (self.queue.name, job.id), self.outbox
+            handoffs, texts, self._targets, (self.queue.name, job.id), self.outbox, named
         )
         return tuple(groups), children
 

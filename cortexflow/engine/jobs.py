@@ -77,6 +77,7 @@ class JobOptions:
     job_id: str | None = None
     remove_on_complete: bool | int | None = None
     remove_on_fail: bool | int | None = None
+    group: str | None = None  # the job's group, over the one its data names (docs/groups.md)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class Job:
     children: tuple[tuple[str, str], ...] = ()
     children_total: int = 0
     join: str | None = None
+    group: str | None = None  # its group (docs/groups.md); None: not in one
 
     @property
     def error_is_history(self) -> bool:
@@ -162,6 +164,7 @@ class Job:
             "children": [{"queue": q, "id": i} for q, i in self.children],
             "childrenTotal": self.children_total,
             "join": self.join,
+            "group": self.group,
         }
 
     @classmethod
@@ -208,6 +211,7 @@ class Job:
             progress=js("progress"),
             opts=opts,
             **_lineage(js("parent"), js("children"), s("join")),
+            group=s("group"),
         )
 
 

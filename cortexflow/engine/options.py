@@ -28,6 +28,7 @@ class AddOptions(TypedDict, total=False):
     job_id: str  # an id that still exists: nothing is added, that id is returned
     remove_on_complete: bool | int  # True: at once; N: keep the newest N
     remove_on_fail: bool | int
+    group: str  # the job's group (the queue needs `group:`), over the key in its data
 
 
 # Keys accepted in add_bulk's "opts" (BullMQ's JobOptions names, plus snake_case twins).
@@ -42,6 +43,7 @@ _OPT_KEYS = {
     "remove_on_complete": "remove_on_complete",
     "removeOnFail": "remove_on_fail",
     "remove_on_fail": "remove_on_fail",
+    "group": "group",
 }
 
 
@@ -99,6 +101,7 @@ def job_options(queue: QueueConfig, **options: Unpack[AddOptions]) -> JobOptions
         job_id=options.get("job_id"),
         remove_on_complete=options.get("remove_on_complete"),
         remove_on_fail=options.get("remove_on_fail"),
+        group=options.get("group"),
     )
     return None if opts == JobOptions() else opts
 

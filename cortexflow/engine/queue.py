@@ -15,8 +15,10 @@ from redis.exceptions import OutOfMemoryError, ResponseError
 
 from cortexflow.config.model import QueueConfig
 from cortexflow.engine import events, tracing
+from cortexflow.engine.batches import REMOVE_BATCH, clean_set, drain_set
 from cortexflow.engine.cluster import ClusterClient, node_pipeline, run_by_node
 from cortexflow.engine.connection import Client
+from cortexflow.engine.groups import Groups, group_of
 from cortexflow.engine.jobs import Job, JobOptions
 from cortexflow.engine.keys import STATES, QueueKeys
 from cortexflow.engine.memory import full_error
@@ -32,11 +34,6 @@ from cortexflow.errors import (
 )
 
 MAX_LOG_LINES = 1000  # a job's log keeps its newest lines
-# Jobs one script call looks at (clean walking waiting/delayed jobs) or removes (clean, drain,
-# obliterate, retry all): bounded so that no call holds the server long (docs/engine.md has the
-# SLOWLOG numbers at a million jobs).
-SCAN_BATCH = 500
-REMOVE_BATCH = 200
 DURABLE_TIMEOUT_MS = 5000  # redis.durable_adds: longest wait for the server's fsync
 
 
@@ -78,6 +75,7 @@ class QueueEngine:
         self.keys = QueueKeys(prefix, queue.name)
         self.scripts = Scripts(client)
         self._validator = make_validator(queue)
+        self.groups = Groups(self)
 
     # -- producers -------------------------------------------------------------------------
 
@@ -131,10 +129,11 @@ class QueueEngine:
                 raise
             check_name(name)
             job_id, priority, delay_ms, options = resolve_options(self.config, opts)
+            group = group_of(self.config, data, opts.group if opts else None)
             if trace_ctx:
                 options = tracing.with_context(options, trace_ctx)
             ids.append(job_id)
-            args += [job_id, name, text, options, priority, delay_ms]
+            args += [job_id, name, text, options, priority, delay_ms, group]
         if not jobs:
             return ids
         k = self.keys
@@ -171,13 +170,16 @@ class QueueEngine:
         return Job.from_hash(self.config, job_id, h) if h else None
 
     async def list_jobs(self, state: str, start: int = 0, limit: int = 50) -> list[Job]:
-        """Jobs in ``state`` (waiting in run order, delayed by due time, finished newest first)."""
+        """Jobs in ``state`` (waiting in run order, then those of groups; delayed by due time,
+        finished newest first)."""
         if state not in STATES:
             raise UsageError(f"unknown state {state!r}; states: {', '.join(STATES)}")
         key = self.keys.state_key(state)
         end = start + limit - 1
         read = self.client.zrevrange if state in ("completed", "failed") else self.client.zrange
         ids = [_text(i) for i in await read(key, start, end)]
+        if state == "waiting" and self.config.group is not None and len(ids) < limit:
+            ids += await self.groups.waiting_ids(start, limit - len(ids))
         if not ids:
             return []
         async with self.client.pipeline(transaction=False) as pipe:
@@ -273,40 +275,14 @@ class QueueEngine:
             raise UsageError(
                 f"clean takes state completed, failed, waiting or delayed, not {state!r}"
             )
-        removed: list[str] = []
-        cursor, score = "", "0"
-        while True:
-            want = REMOVE_BATCH if limit <= 0 else min(REMOVE_BATCH, limit - len(removed))
-            raw = await self.scripts.clean(
-                keys=[self.keys.state_key(state), self.keys.events],
-                args=[
-                    self.keys.job_prefix,
-                    round(grace * 1000),
-                    want,
-                    state,
-                    cursor,
-                    score,
-                    SCAN_BATCH,
-                ],
-            )
-            removed += [_text(i) for i in raw[3:]]
-            if not int(raw[0]) or (limit > 0 and len(removed) >= limit):
-                return removed
-            cursor, score = _text(raw[1]), _text(raw[2])
+        removed = await clean_set(self, self.keys.state_key(state), state, grace, limit)
+        if state == "waiting" and (limit <= 0 or len(removed) < limit):
+            removed += await self.groups.clean(grace, limit - len(removed) if limit > 0 else 0)
+        return removed
 
     async def drain(self, delayed: bool = False) -> int:
         """Remove every waiting job (and delayed ones too if asked); returns how many."""
-        total = 0
-        while True:
-            n = int(
-                await self.scripts.drain(
-                    keys=[self.keys.wait, self.keys.delayed, self.keys.events],
-                    args=[self.keys.job_prefix, "1" if delayed else "0", REMOVE_BATCH],
-                )
-            )
-            total += n
-            if n == 0:
-                return total
+        return await drain_set(self, self.keys.wait, delayed) + await self.groups.drain()
 
     async def obliterate(self, force: bool = False) -> int:
         """Remove the queue and all its jobs; refused (CortexflowError) while jobs are active
@@ -326,7 +302,7 @@ class QueueEngine:
             k.metrics_total,
             k.dlq_failed,
         ]
-        total = 0
+        total = await self.groups.obliterate(force)  # refused while jobs run, unless forced
         while True:
             n = int(
                 await self.scripts.obliterate(

@@ -183,24 +183,27 @@ def encode_handoffs(
     targets: dict[str, Target],
     parent: tuple[str, str],
     outbox: bool,
+    group_names: Sequence[Sequence[str]] | None = None,
 ) -> tuple[list[Any], str]:
     """The finish script's hand-off groups and the parent's ``children`` field.
 
     ``texts[k][i]`` is the JSON text of job i of handoff k (checked by the caller). A group is
-    ``[mode, target base, parent JSON, [[id, name, data, priority, delay_ms], ...], join]``,
-    mode 'd' (written by the finish call itself) or 'o' (its outbox; a Cluster), join
-    ``[id, base, name, 'f'|'c', priority]`` or 0."""
+    ``[mode, target base, parent JSON, [[id, name, data, priority, delay_ms, group?], ...],
+    join]``, mode 'd' (written by the finish call itself) or 'o' (its outbox; a Cluster), join
+    ``[id, base, name, 'f'|'c', priority]`` or 0. ``group_names[k][i]``: the group of job i of
+    handoff k in its grouped target queue ('' or absent: none)."""
     mode = "o" if outbox else "d"
     parent_json = orjson.dumps(list(parent)).decode()
     groups: list[Any] = []
     shown: list[list[str]] = []
     total = 0
-    for h, data in zip(handoffs, texts, strict=True):
+    for k, (h, data) in enumerate(zip(handoffs, texts, strict=True)):
         t = targets[h.to]
-        jobs = [
-            [j.id, j.name, text, t.priority if j.priority is None else j.priority, j.delay_ms]
-            for j, text in zip(h.jobs, data, strict=True)
-        ]
+        names = group_names[k] if group_names else [""] * len(h.jobs)
+        jobs: list[list[Any]] = []
+        for j, text, g in zip(h.jobs, data, names, strict=True):
+            priority = t.priority if j.priority is None else j.priority
+            jobs.append([j.id, j.name, text, priority, j.delay_ms, *([g] if g else [])])
         join: Any = 0
         if h.join is not None:
             jt = targets[h.join.to]

@@ -20,6 +20,7 @@ from cortexflow.config.dump import schedule_to_dict
 from cortexflow.config.model import QueueConfig, ScheduleConfig
 from cortexflow.engine.cluster import ClusterClient
 from cortexflow.engine.connection import Client
+from cortexflow.engine.groups import group_of
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.keys import QueueKeys, schedulers_alive_key, schedules_key
 from cortexflow.engine.payload import encode_data, resolve_options
@@ -238,6 +239,7 @@ async def fire(
             data,
             options,
             priority,
+            group_of(queue, sched.data, None),
         ],
     )
     outcome: Literal["added", "done", "early"] = (

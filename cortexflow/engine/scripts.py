@@ -38,6 +38,7 @@ NAMES = (
     "register",
     "finish_fetch",
     "handoff",
+    "group_pause",
 )
 
 
@@ -108,3 +109,4 @@ class Scripts:
     register: AsyncScript
     finish_fetch: AsyncScript
     handoff: AsyncScript
+    group_pause: AsyncScript

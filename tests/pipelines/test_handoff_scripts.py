@@ -10,6 +10,7 @@ import json
 import pytest
 from redis.exceptions import ResponseError
 
+from cortexflow.config.model import GroupConfig
 from cortexflow.engine import connect
 from cortexflow.engine.consumer import QueueConsumer
 from cortexflow.engine.queue import QueueEngine
@@ -143,3 +144,26 @@ def test_a_route_the_result_cannot_follow_fails_the_run_with_a_clear_error() -> 
     job = Job.from_hash(cfg["parent"], "p", {b"name": b"n", b"data": b"{}", b"state": b"active"})
     with pytest.raises(RouteError, match=r"next\[0\] \(to child\): for_each '/x' found nothing"):
         router(cfg, "parent").completed(job, {"y": 1})
+
+
+def test_a_hand_off_into_a_grouped_queue_waits_in_its_group(redis_url: str) -> None:
+    """Jobs a route adds to a queue with `group:` wait in their groups: one at a time per
+    group, as if added by add_job (the shipped webhook -> message-processing hand-off)."""
+
+    async def main() -> None:
+        fan = {"parent": [Route(to="child", name="go", for_each="/items", id=("$id", "/n"))]}
+        cfg = queues("parent", "child", routes=fan)
+        cfg["child"] = dataclasses.replace(cfg["child"], group=GroupConfig(key=("/k",)))
+        client = connect(redis_url)
+        p, c = QueueEngine(client, cfg["parent"], PREFIX), QueueEngine(client, cfg["child"], PREFIX)
+        fetched = await lease_one(p, "g1")
+        items = [{"k": "a", "n": "1"}, {"k": "a", "n": "2"}, {"k": "b", "n": "3"}]
+        out = complete(fetched, {"items": items}, router(cfg, "parent"))
+        assert (await QueueConsumer(p, "w", client).finish([out]))[:2] == (1, 0)
+        groups = {j: (await c.get_job(f"g1-{j}")).group for j in ("1", "2", "3")}  # type: ignore[union-attr]
+        assert groups == {"1": "a", "2": "a", "3": "b"}
+        leased = (await QueueConsumer(c, "w", client).fetch(3)).jobs
+        assert sorted(f.job.id for f in leased) == ["g1-1", "g1-3"]  # g1-2 waits for g1-1
+        await client.aclose()
+
+    run(main)

@@ -77,7 +77,8 @@
 
   // -- the event streams, one per distinct data-stream URL -------------------------------------
   var EVENTS = ["added", "active", "progress", "completed", "failed", "retried", "removed",
-    "promoted", "stalled", "cleaned", "drained", "paused", "resumed"];
+    "promoted", "stalled", "cleaned", "drained", "paused", "resumed", "group-paused",
+    "group-resumed"];
   var streams = {};
   var streamErrors = 0;
 
@@ -192,7 +193,7 @@
     var btn = ev.target.closest("button[data-api]");
     if (!btn) return;
     ev.preventDefault();
-    call(btn);
+    call(btn, btn.dataset.json);  // data-json: the request's JSON body, if any
   });
 
   document.addEventListener("submit", function (ev) {

@@ -3,6 +3,7 @@ KEYS[1] the state's ZSET (completed, failed, delayed or wait)  KEYS[2] events (S
 ARGV[1] job key prefix  ARGV[2] grace (ms)  ARGV[3] limit (most ids removed by this call)
 ARGV[4] state name      ARGV[5] cursor: the last job looked at and kept ('' to start)
 ARGV[6] the cursor job's score  ARGV[7] chunk: most jobs looked at by this call
+ARGV[8] a group's name when KEYS[1] is that group's waiting set (include/groups.lua), else ''
 Finished jobs (score = finish time) are taken oldest first. Waiting and delayed jobs are not
 ordered by age (their score is a priority or a due time), so the set is walked in score order,
 ARGV[7] jobs per call, comparing created_at: the caller passes back the cursor this call
@@ -10,6 +11,7 @@ returns until it is ''. A cursor job that left the set meanwhile is resumed from
 Returns {more (1: call again with the cursor), cursor, cursor score, removed id, ...}. ]]
 --@include common
 --@include events
+--@include groups
 local grace = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local chunk = tonumber(ARGV[7])
@@ -24,6 +26,7 @@ local function remove(ids)
   if #ids == 0 then return end
   remove_jobs(prefix, ids)
   redis.call('ZREM', KEYS[1], unpack(ids))
+  if (ARGV[8] or '') ~= '' then group_count(prefix, ARGV[8], -#ids) end
   add_event(KEYS[2], 'e', 'cleaned', 'count', #ids, 'state', ARGV[4])
   for _, id in ipairs(ids) do out[#out + 1] = id end
 end

@@ -1,9 +1,11 @@
 --[[ drain: remove waiting jobs (and delayed ones if asked), a batch per call.
 KEYS[1] wait  KEYS[2] delayed  KEYS[3] events (STREAM)
 ARGV[1] job key prefix  ARGV[2] '1' to include delayed  ARGV[3] batch size
+ARGV[4] a group's name when KEYS[1] is that group's waiting set (include/groups.lua), else ''
 Returns the number removed by this call (call again until 0). ]]
 --@include common
 --@include events
+--@include groups
 if not tonumber(ARGV[3]) or tonumber(ARGV[3]) < 1 then
   return redis.error_reply('ERR drain: bad batch size')
 end
@@ -16,6 +18,7 @@ for _, k in ipairs(keys) do
     remove_jobs(ARGV[1], ids)
     redis.call('ZREM', k, unpack(ids))
     removed = removed + #ids
+    if k == KEYS[1] and (ARGV[4] or '') ~= '' then group_count(ARGV[1], ARGV[4], -#ids) end
   end
 end
 if removed > 0 then add_event(KEYS[3], 'e', 'drained', 'count', removed) end

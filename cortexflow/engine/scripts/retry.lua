@@ -6,6 +6,7 @@ whose job is gone is dropped from the set, not moved.
 Returns the ids moved. ]]
 --@include common
 --@include events
+--@include groups
 local ids
 if ARGV[2] == 'all' then
   local limit = tonumber(ARGV[3])
@@ -22,15 +23,22 @@ for _, id in ipairs(ids) do
   local jkey = ARGV[1] .. id
   if redis.call('ZSCORE', KEYS[1], id) then
     local p = {id = id, jkey = jkey}
-    if redis.call('EXISTS', jkey) == 1 then p.score = score_of(jkey) end
+    if redis.call('EXISTS', jkey) == 1 then
+      p.score = score_of(jkey)
+      p.group = redis.call('HGET', jkey, 'group')
+    end
     plan[#plan + 1] = p
   end
 end
 local moved = {}
 for _, p in ipairs(plan) do
   if redis.call('ZREM', KEYS[1], p.id) == 1 and p.score then
-    redis.call('ZADD', KEYS[2], p.score, p.id)
     redis.call('HSET', p.jkey, 'state', 'waiting', 'attempts_made', 0, 'stalls', 0)
+    if p.group then
+      group_enqueue(ARGV[1], p.group, p.id, p.score)
+    else
+      redis.call('ZADD', KEYS[2], p.score, p.id)
+    end
     redis.call('HDEL', p.jkey, 'finished_at', 'error', 'stacktrace', 'result')
     moved[#moved + 1] = p.id
     add_event(KEYS[4], 'e', 'retried', 'id', p.id, 'by', 'retry')

@@ -4,7 +4,7 @@ KEYS[2] wait   KEYS[3] meta   KEYS[4] marker
 ARGV[1] job key prefix   ARGV[2] tick (ms)   ARGV[3] since (ms): ticks at or before it never run
 ARGV[4] 'fire' (add the job) or 'skip' (record the tick as passed, add nothing)
 ARGV[5] job id   ARGV[6] job name   ARGV[7] data (JSON)   ARGV[9] priority
-ARGV[8] opts (JSON of the job's own options, '' for none)
+ARGV[8] opts (JSON of the job's own options, '' for none)   ARGV[10] group ('' for none)
 Returns {code, n}:
   { 1, lateness ms}  added (or recorded, for skip): this call owns the tick
   { 0, last tick}    the tick was handled already (by this or another scheduler)
@@ -12,6 +12,7 @@ Returns {code, n}:
 The job hash is written as add.lua writes it (include/new_job.lua). ]]
 --@include common
 --@include new_job
+--@include groups
 local now = now_ms()
 local tick = tonumber(ARGV[2])
 if tick > now then
@@ -33,8 +34,9 @@ redis.call('HSET', KEYS[1], 'last_tick', tick, 'last_run', now, 'last_job', id)
 if redis.call('EXISTS', jkey) == 0 then
   local priority = tonumber(ARGV[9])
   local score = waiting_score(KEYS[3], priority)
-  redis.call('ZADD', KEYS[2], score, id)
-  write_new_job(jkey, ARGV[6], ARGV[7], ARGV[8], priority, 0, 'waiting', now, score)
+  local g = ARGV[10] or ''
+  write_new_job(jkey, ARGV[6], ARGV[7], ARGV[8], priority, 0, 'waiting', now, score, g)
+  if g ~= '' then group_enqueue(ARGV[1], g, id, score) else redis.call('ZADD', KEYS[2], score, id) end
   wake(KEYS[4])
 end
 return {1, now - tick}

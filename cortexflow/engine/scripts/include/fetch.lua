@@ -4,6 +4,7 @@ reply), a function of its own KEYS and ARGV so that finish_fetch.lua runs it too
 --@include events
 --@include lease_clock
 --@include pipeline
+--@include groups
 local function fetch(KEYS, ARGV)
   local prefix = ARGV[1]
   local n = tonumber(ARGV[2])
@@ -18,6 +19,21 @@ local function fetch(KEYS, ARGV)
     return redis.error_reply('ERR fetch: bad arguments')
   end
   local now = now_ms()
+  -- Groups (ARGV[13..16]): a queue without `group:` passes concurrency 0 and pays one EXISTS,
+  -- which still serves grouped jobs left by an earlier `group:` (at concurrency 1).
+  local gconc = tonumber(ARGV[13] or '0') or 0
+  if gconc == 0 and redis.call('EXISTS', gbase(prefix) .. 'gwaiting') == 1 then gconc = 1 end
+  local grmax, grwin = tonumber(ARGV[14] or '0') or 0, tonumber(ARGV[15] or '0') or 0
+  local paused, gm
+  if gconc > 0 then
+    gm = redis.call('HMGET', KEYS[4], 'paused', 'gconc', 'gstrict')
+    paused = gm[1]
+    local strict = ARGV[16] == 'strict' and '1' or '0'
+    if tonumber(gm[2]) ~= gconc then redis.call('HSET', KEYS[4], 'gconc', gconc) end
+    gcache.conc = gconc
+    if gm[3] ~= strict then redis.call('HSET', KEYS[4], 'gstrict', strict) end
+    group_wake(prefix, now)
+  end
 
   -- 1. Delayed jobs whose time has come become waiting, at their priority.
   local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 500)
@@ -25,7 +41,8 @@ local function fetch(KEYS, ARGV)
     local jkey = prefix .. id
     if redis.call('EXISTS', jkey) == 1 then
       local score = score_of(jkey)
-      redis.call('ZADD', KEYS[1], score, id)
+      local g = redis.call('HGET', jkey, 'group')
+      if g then group_enqueue(prefix, g, id, score) else redis.call('ZADD', KEYS[1], score, id) end
       redis.call('HSET', jkey, 'state', 'waiting')
     end
     redis.call('ZREM', KEYS[2], id)
@@ -42,7 +59,8 @@ local function fetch(KEYS, ARGV)
   end
   for _, id in ipairs(expired) do
     local jkey = prefix .. id
-    local f = redis.call('HMGET', jkey, 'stalls', 'opts', 'attempts_made', 'state', 'join')
+    local f = redis.call('HMGET', jkey, 'stalls', 'opts', 'attempts_made', 'state', 'join',
+      'group')
     if f[4] or f[2] then
       local stalls = (tonumber(f[1]) or 0) + 1
       if stalls > max_stalls then
@@ -72,17 +90,24 @@ local function fetch(KEYS, ARGV)
           redis.call('RPUSH', KEYS[8], entry)
         end
         finished(prefix, id, KEYS[7], keep, failed_age, failed_count, now)
+        if f[6] then group_left(prefix, f[6], id) end
         stalled_failed = stalled_failed + 1
         add_event(KEYS[9], 'e', 'failed', 'id', id, 'error', 'stalled')
       else
         local score = score_of(jkey)
         redis.call('ZREM', KEYS[3], id)
-        redis.call('ZADD', KEYS[1], score, id)
+        if f[6] then
+          group_left(prefix, f[6], id)
+          group_enqueue(prefix, f[6], id, score)
+        else
+          redis.call('ZADD', KEYS[1], score, id)
+        end
         redis.call('HSET', jkey, 'state', 'waiting', 'token', '', 'stalls', stalls)
         add_event(KEYS[9], 'e', 'stalled', 'id', id)
       end
     else
       redis.call('ZREM', KEYS[3], id)  -- the job is gone: nothing to recover
+      if f[6] then group_left(prefix, f[6], id) end
     end
   end
 
@@ -95,11 +120,19 @@ local function fetch(KEYS, ARGV)
       local s = math.max(math.max(tonumber(a[2]), settle or 0) - now, 0) + 1
       if w < 0 or s < w then w = s end
     end
+    if gconc > 0 then
+      local z = redis.call('ZRANGE', gbase(prefix) .. 'gsleep', 0, 0, 'WITHSCORES')
+      if z[2] then
+        local s = math.max(tonumber(z[2]) - now, 0) + 1
+        if w < 0 or s < w then w = s end
+      end
+    end
     return w
   end
 
   -- 3. Paused: nothing starts. Resume pushes a wake-up token.
-  if redis.call('HGET', KEYS[4], 'paused') == '1' then
+  if gconc == 0 then paused = redis.call('HGET', KEYS[4], 'paused') end
+  if paused == '1' then
     redis.call('DEL', KEYS[6])
     return {next_wakeup(), stalled_failed}
   end
@@ -134,33 +167,66 @@ local function fetch(KEYS, ARGV)
   -- 5. Lease the best N waiting jobs: highest priority first, FIFO within a priority.
   --    A job whose hash is malformed (written by another client) is leased all the same: the
   --    worker fails it with a clear error instead of this script erroring half-way.
-  local popped = redis.call('ZPOPMIN', KEYS[1], n)
   local out = {0, stalled_failed}
   local deadline = now + lease
-  if #popped > 0 then leases_granted(KEYS[4], now) end
-  for i = 1, #popped, 2 do
-    local id = popped[i]
+  -- Lease job `id`; false when its hash is gone (nothing leased).
+  local function lease_job(id)
     local jkey = prefix .. id
     local f = redis.call('HMGET', jkey, 'name', 'data', 'opts', 'priority', 'attempts_made',
       'created_at', 'delay', 'stalls', 'deliveries', 'state')
-    if f[10] or f[1] or f[2] then
-      local deliveries = (tonumber(f[9]) or 0) + 1
-      -- The server time makes the token unique even if an AOF rollback rewound the counter.
-      local token = ARGV[3] .. ':' .. deliveries .. '.' .. now
-      redis.call('HSET', jkey, 'state', 'active', 'processed_at', now, 'token', token,
-        'deliveries', deliveries)
-      redis.call('ZADD', KEYS[3], deadline, id)
-      add_event(KEYS[9], 'e', 'active', 'id', id, 'attempt', (tonumber(f[5]) or 0) + 1)
-      if rate_max > 0 then
-        redis.call('ZADD', KEYS[5], now, id .. ':' .. deliveries)
+    if not (f[10] or f[1] or f[2]) then return false end
+    local deliveries = (tonumber(f[9]) or 0) + 1
+    -- The server time makes the token unique even if an AOF rollback rewound the counter.
+    local token = ARGV[3] .. ':' .. deliveries .. '.' .. now
+    redis.call('HSET', jkey, 'state', 'active', 'processed_at', now, 'token', token,
+      'deliveries', deliveries)
+    redis.call('ZADD', KEYS[3], deadline, id)
+    add_event(KEYS[9], 'e', 'active', 'id', id, 'attempt', (tonumber(f[5]) or 0) + 1)
+    if rate_max > 0 then
+      redis.call('ZADD', KEYS[5], now, id .. ':' .. deliveries)
+    end
+    out[#out + 1] = '[' .. cjson.encode(id) .. ',' .. cjson.encode(token) .. ',' ..
+      cjson.encode(f[1] or '') .. ',' .. (f[2] or 'null') .. ',' .. (f[3] or 'null') .. ',' ..
+      (f[4] or 'null') .. ',' .. (f[5] or 'null') .. ',' .. (f[6] or 'null') .. ',' ..
+      (f[7] or 'null') .. ',' .. (f[8] or 'null') .. ',' .. deliveries .. ']'
+    return id .. ':' .. deliveries
+  end
+  local looks = 0
+  if gconc == 0 then
+    local popped = redis.call('ZPOPMIN', KEYS[1], n)
+    for i = 1, #popped, 2 do lease_job(popped[i]) end
+  else
+    -- The ungrouped jobs' first and the rotation's first compete on the same score (priority,
+    -- then the queue's seq): a group takes one job per turn, then waits at the back.
+    local rot = gbase(prefix) .. 'groups'
+    local w = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+    while #out - 2 < n and looks < n + 100 do
+      looks = looks + 1
+      local g = redis.call('ZPOPMIN', rot)
+      if not g[1] and not w[1] then break end
+      if g[1] and w[1] and tonumber(w[2]) < tonumber(g[2]) then
+        redis.call('ZADD', rot, g[2], g[1])  -- the ungrouped job goes first: put g back
+        g = {}
       end
-      out[#out + 1] = '[' .. cjson.encode(id) .. ',' .. cjson.encode(token) .. ',' ..
-        cjson.encode(f[1] or '') .. ',' .. (f[2] or 'null') .. ',' .. (f[3] or 'null') .. ',' ..
-        (f[4] or 'null') .. ',' .. (f[5] or 'null') .. ',' .. (f[6] or 'null') .. ',' ..
-        (f[7] or 'null') .. ',' .. (f[8] or 'null') .. ',' .. deliveries .. ']'
+      if g[1] then
+        local id, running = group_take(prefix, g[1], now, gconc, grmax, grwin)
+        if id then
+          local member = lease_job(id)
+          if member then
+            group_started(prefix, g[1], member, now, running, gconc, grmax, grwin)
+          else
+            group_left(prefix, g[1], id)
+          end
+        end
+      else
+        redis.call('ZREM', KEYS[1], w[1])
+        lease_job(w[1])
+        w = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+      end
     end
   end
 
+  if #out > 2 then leases_granted(KEYS[4], now) end
   if rate_max > 0 and #out > 2 then
     redis.call('PEXPIRE', KEYS[5], rate_window + 1000)  -- once per call, not per job
   end
@@ -168,7 +234,10 @@ local function fetch(KEYS, ARGV)
     -- Nothing to do: forget stale wake-up tokens, tell the worker when to look again.
     redis.call('DEL', KEYS[6])
     out[1] = next_wakeup()
-  elseif redis.call('ZCARD', KEYS[1]) > 0 then
+    -- Looked at n + 100 groups that could not start a job: more may wait behind them.
+    if looks >= n + 100 then out[1] = 1 end
+  elseif redis.call('ZCARD', KEYS[1]) > 0
+      or (gconc > 0 and redis.call('ZCARD', gbase(prefix) .. 'groups') > 0) then
     -- More work than this worker took: wake the next idle worker.
     wake(KEYS[6])
   end

@@ -3,6 +3,7 @@ reply), a function of its own KEYS and ARGV so that finish_fetch.lua runs it too
 --@include common
 --@include events
 --@include pipeline
+--@include groups
 local function finish(KEYS, ARGV)
   local prefix = ARGV[1]
   local ret = {}
@@ -55,11 +56,11 @@ local function finish(KEYS, ARGV)
     local id, token = run[2], run[3]
     local jkey = prefix .. id
     local f = redis.call('HMGET', jkey, 'token', 'attempts_made', 'processed_at', 'created_at',
-      'delay', 'join')
-    local p = {run = run, jkey = jkey, times = {f[3], f[4], f[5]}, join = f[6]}
+      'delay', 'join', 'group')
+    local p = {run = run, jkey = jkey, times = {f[3], f[4], f[5]}, join = f[6], group = f[7]}
     if f[1] == token and redis.call('ZSCORE', KEYS[1], id) then
       p.made = (tonumber(f[2]) or 0) + 1
-      if run[1] == 'r' and run[7] <= 0 then p.score = score_of(jkey) end
+      if run[1] == 'r' and (run[7] <= 0 or p.group) then p.score = score_of(jkey) end
       if run[1] == 'f' and run[9] == 1 then
         p.entry, p.letter = dead_letter_entry(jkey, id, run[5], run[6], p.made)
       end
@@ -108,10 +109,13 @@ local function finish(KEYS, ARGV)
           'attempts_made', p.made, 'result', run[4])
         if run[10] or p.join then handed = handed + pipeline_finished(prefix, run, p.join, now) end
         trim_completed = settle(id, KEYS[4], run[8], ret[2]) or trim_completed
+        if p.group then group_left(prefix, p.group, id) end
       elseif kind == 'r' then
         redis.call('HSET', jkey, 'error', run[5], 'stacktrace', run[6], 'token', '',
           'attempts_made', p.made)
-        if run[7] > 0 then
+        if p.group then
+          group_retry(prefix, KEYS[6], p.group, id, p.score, run[7], now)
+        elseif run[7] > 0 then
           redis.call('HSET', jkey, 'state', 'delayed')
           redis.call('ZADD', KEYS[3], string.format('%.0f', now + run[7]), id)
         else
@@ -130,6 +134,7 @@ local function finish(KEYS, ARGV)
         end
         if run[10] or p.join then handed = handed + pipeline_finished(prefix, run, p.join, now) end
         trim_failed = settle(id, KEYS[5], run[8], ret[4]) or trim_failed
+        if p.group then group_left(prefix, p.group, id) end
       end
     end
   end

@@ -2,11 +2,13 @@
 write both alike).
 It holds only what the job does not share with every other: no id field (the key has it), no
 counters (attempts_made, stalls, deliveries read as 0 while absent), priority only when not 0,
-delay only when > 0, opts only when the job sets options of its own (JSON of those alone;
+delay only when > 0, group only for a job of a group, opts only when the job sets options of its own (JSON of those alone;
 readers take the rest from the queue's current settings). A small job's fields stay under the
 server's hash-max-listpack-value (64 bytes), so its hash is a compact listpack. ]]
-local function write_new_job(jkey, name, data, opts, priority, delay, state, now, score, more)
+local function write_new_job(jkey, name, data, opts, priority, delay, state, now, score, group,
+    more)
   local f = {'name', name, 'data', data, 'state', state, 'created_at', now, 'score', score}
+  if group and group ~= '' then f[#f + 1] = 'group'; f[#f + 1] = group end
   if opts ~= '' then f[#f + 1] = 'opts'; f[#f + 1] = opts end
   if priority ~= 0 then f[#f + 1] = 'priority'; f[#f + 1] = priority end
   if delay > 0 then f[#f + 1] = 'delay'; f[#f + 1] = delay end

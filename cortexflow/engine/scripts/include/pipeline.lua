@@ -2,7 +2,7 @@
 Defines no keys or arguments of its own; every key is named from a queue's base "{p:q}".
 
 A hand-off group (cortexflow/engine/routes.py encode_handoffs writes it):
-  [mode, target base, parent JSON, [[id, name, data, priority, delay_ms], ...], join or 0]
+  [mode, target base, parent JSON, [[id, name, data, priority, delay_ms, group?], ...], join or 0]
   mode 'd': written into the target queue by this call; 'o': pushed to `outbox` (a Cluster:
   the target is another slot; the copier runs the handoff script there). join:
   [join id, join target base, join name, 'f' (fail at the first failed child) | 'c', priority].
@@ -13,6 +13,7 @@ fired it is kept for JOIN_TOMBSTONE_MS as {fired=1}: a repeated copy opens it no
 --@include common
 --@include new_job
 --@include events
+--@include groups
 local JOIN_RESULT_BYTES = 262144
 local JOIN_TOMBSTONE_MS = 7 * 86400000
 local woken = {}  -- queues whose idle workers this call woke already (one token is enough)
@@ -34,7 +35,8 @@ local function handoffs_bad(groups)
     end
     for _, j in ipairs(g[4]) do
       if type(j) ~= 'table' or type(j[1]) ~= 'string' or j[1] == '' or type(j[2]) ~= 'string'
-          or type(j[3]) ~= 'string' or type(j[4]) ~= 'number' or type(j[5]) ~= 'number' then
+          or type(j[3]) ~= 'string' or type(j[4]) ~= 'number' or type(j[5]) ~= 'number'
+          or (j[6] ~= nil and type(j[6]) ~= 'string') then
         return 'a hand-off job is not [id, name, data, priority, delay_ms]'
       end
     end
@@ -56,6 +58,7 @@ local function put_job(base, j, parent, now, failed_error, join)
   local jkey = base .. ':j:' .. id
   if redis.call('EXISTS', jkey) == 1 then return false end
   local priority, delay = j[4], j[5]
+  local group = j[6] or ''  -- the target queue's group of the job ('' for none)
   local score = waiting_score(base .. ':meta', priority)
   local state = 'waiting'
   if failed_error then
@@ -63,12 +66,14 @@ local function put_job(base, j, parent, now, failed_error, join)
   elseif delay > 0 then
     state = 'delayed'
     redis.call('ZADD', base .. ':delayed', string.format('%.0f', now + delay), id)
+  elseif group ~= '' then
+    group_enqueue(base .. ':j:', group, id, score)
   else
     redis.call('ZADD', base .. ':wait', score, id)
   end
   local more = {'parent', parent}
   if join then more[3] = 'join'; more[4] = join end
-  write_new_job(jkey, j[2], j[3], '', priority, delay, state, now, score, more)
+  write_new_job(jkey, j[2], j[3], '', priority, delay, state, now, score, group, more)
   add_event(base .. ':events', 'e', 'added', 'id', id, 'name', j[2], 'state', state)
   if failed_error then
     redis.call('HSET', jkey, 'finished_at', now, 'error', failed_error)
