@@ -41,8 +41,10 @@ from cortexflow.worker.job_run import (
     Formatter,
     JobResultBackend,
     Lease,
+    forget_completed,
     log_failure,
     outcome_of,
+    rerun_window,
 )
 from cortexflow.worker.leases import Delivery, LeaseKeeper
 
@@ -320,6 +322,8 @@ class CortexBroker(AsyncBroker):
             data=job.data,
             enqueue=self._add_job,
             settings=self.config.settings,
+            rerun_window=rerun_window(job, self.config),
+            forget=lease.forget,
         )
         return lease, ctx
 
@@ -391,6 +395,7 @@ class CortexBroker(AsyncBroker):
             while not self._finish_queue.empty() and len(batch) < 500:
                 batch.append(self._finish_queue.get_nowait())
             (_, lost, dead), fetched = await self._record(batch)
+            await forget_completed(self.engine.client, batch, self.leases, lost)
             if lost:
                 log.warning(
                     "%d job(s) finished after their lease was lost; another run owns them", lost

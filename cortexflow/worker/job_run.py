@@ -12,11 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.exceptions import RedisError
 from taskiq import AsyncResultBackend, TaskiqResult
 from taskiq.abc.formatter import TaskiqFormatter
 from taskiq.message import BrokerMessage, TaskiqMessage
 
 from cortexflow.config.model import QueueConfig
+from cortexflow.engine.connection import Client
 from cortexflow.engine.jobs import Job
 from cortexflow.engine.outcomes import (
     Decision,
@@ -29,6 +31,7 @@ from cortexflow.engine.outcomes import (
 )
 from cortexflow.engine.queue import Fetched, QueueEngine
 from cortexflow.errors import UnrecoverableError
+from cortexflow.worker.context import MAX_RERUN_WINDOW
 from cortexflow.worker.handlers import Run
 from cortexflow.worker.leases import Delivery
 
@@ -48,6 +51,52 @@ class Lease:
     cancelled: bool = False  # cancelled by a stop: the job goes back to waiting, no attempt
     deadline: float = math.inf  # loop time its timeout passes, once it runs (RunTimeouts)
     timed_out: bool = False  # cancelled by its timeout: the attempt fails with RunTimeout
+    # Keys the run asked to delete once its completion is recorded (forget_on_completion).
+    forget: list[str] = field(default_factory=list)
+
+
+# The backlog a job's re-run may wait behind, counted into its rerun window.
+BACKLOG_MARGIN = 3600.0
+
+
+def rerun_window(job: Job, queue: QueueConfig) -> float:
+    """Seconds within which a job that starts a run now may still run again: each run it has
+    left (its attempts left plus the stall recoveries it may still get) lasts at most its
+    timeout and then a lease until a dead worker's job is recovered; a retry waits at most the
+    backoff's max; plus BACKLOG_MARGIN. At most MAX_RERUN_WINDOW (also for no timeout)."""
+    timeout = job.opts.get("timeout", queue.timeout)
+    backoff = job.opts.get("backoff") or {}
+    if timeout is None:
+        return MAX_RERUN_WINDOW
+    retries = max(0, job.attempts - job.attempts_made - 1)
+    runs = retries + 1 + max(0, queue.max_stalls - job.stalls)
+    wait = float(backoff.get("max", queue.backoff.max))
+    window = runs * (float(timeout) + queue.lease) + retries * wait + BACKLOG_MARGIN
+    return min(MAX_RERUN_WINDOW, window)
+
+
+async def forget_completed(
+    client: Client, batch: list[Outcome], leases: dict[Delivery, Lease], lost: int
+) -> None:
+    """Delete the keys the completed runs of ``batch`` asked to forget, now that their
+    completion is recorded. Not when a run of the batch finished after losing its lease (which
+    one is not known, and its job may still run): those keys expire with their TTL, as do the
+    keys of a worker that dies before this."""
+    if lost:
+        return
+    keys = [
+        key
+        for outcome in batch
+        if outcome.kind is OutcomeKind.COMPLETED
+        and (lease := leases.get((outcome.job_id, outcome.token))) is not None
+        for key in lease.forget
+    ]
+    if not keys:
+        return
+    try:
+        await client.delete(*keys)
+    except RedisError as exc:  # they expire with their TTL
+        log.warning("deleting %d idempotency key(s) failed: %s", len(keys), exc)
 
 
 class Formatter(TaskiqFormatter):
