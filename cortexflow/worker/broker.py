@@ -37,11 +37,11 @@ from cortexflow.engine.outcomes import (
 )
 from cortexflow.engine.queue import Fetched, FetchResult, QueueEngine
 from cortexflow.worker.context import JobContext
+from cortexflow.worker.forget import Forgetter
 from cortexflow.worker.job_run import (
     Formatter,
     JobResultBackend,
     Lease,
-    forget_completed,
     log_failure,
     outcome_of,
     rerun_window,
@@ -106,6 +106,7 @@ class CortexBroker(AsyncBroker):
         self._outage = False
         # Fetch calls whose reply was lost: (name they leased under, when to look again).
         self._suspects: list[tuple[str, float]] = []
+        self._forget = Forgetter(engine.client)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -191,6 +192,7 @@ class CortexBroker(AsyncBroker):
         self._closing = True
         self._dlq_pending.set()
         await self.consumer.close()
+        await self._forget.close()
         for t in self._tasks:
             t.cancel()
         if self._tasks:
@@ -395,7 +397,7 @@ class CortexBroker(AsyncBroker):
             while not self._finish_queue.empty() and len(batch) < 500:
                 batch.append(self._finish_queue.get_nowait())
             (_, lost, dead), fetched = await self._record(batch)
-            await forget_completed(self.engine.client, batch, self.leases, lost)
+            self._forget.completed(batch, self.leases, lost)
             if lost:
                 log.warning(
                     "%d job(s) finished after their lease was lost; another run owns them", lost

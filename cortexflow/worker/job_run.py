@@ -12,13 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import RedisError
 from taskiq import AsyncResultBackend, TaskiqResult
 from taskiq.abc.formatter import TaskiqFormatter
 from taskiq.message import BrokerMessage, TaskiqMessage
 
 from cortexflow.config.model import QueueConfig
-from cortexflow.engine.connection import Client
 from cortexflow.engine.jobs import Job
 from cortexflow.engine.outcomes import (
     Decision,
@@ -73,30 +71,6 @@ def rerun_window(job: Job, queue: QueueConfig) -> float:
     wait = float(backoff.get("max", queue.backoff.max))
     window = runs * (float(timeout) + queue.lease) + retries * wait + BACKLOG_MARGIN
     return min(MAX_RERUN_WINDOW, window)
-
-
-async def forget_completed(
-    client: Client, batch: list[Outcome], leases: dict[Delivery, Lease], lost: int
-) -> None:
-    """Delete the keys the completed runs of ``batch`` asked to forget, now that their
-    completion is recorded. Not when a run of the batch finished after losing its lease (which
-    one is not known, and its job may still run): those keys expire with their TTL, as do the
-    keys of a worker that dies before this."""
-    if lost:
-        return
-    keys = [
-        key
-        for outcome in batch
-        if outcome.kind is OutcomeKind.COMPLETED
-        and (lease := leases.get((outcome.job_id, outcome.token))) is not None
-        for key in lease.forget
-    ]
-    if not keys:
-        return
-    try:
-        await client.delete(*keys)
-    except RedisError as exc:  # they expire with their TTL
-        log.warning("deleting %d idempotency key(s) failed: %s", len(keys), exc)
 
 
 class Formatter(TaskiqFormatter):
