@@ -45,7 +45,7 @@ from typing import Any
 import yaml
 
 from bench.measure import BenchError
-from bench.procs import Children, tail
+from bench.procs import Children, cpu_seconds, tail
 from bench.session import session
 from bench.soak_report import flatness, losses, render
 from cortexflow import get_queue_manager
@@ -68,7 +68,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--table-every", type=float, default=300.0, help="seconds a row (300)")
     p.add_argument("--kill-every", type=float, default=300.0, help="SIGKILL a worker (300; 0 no)")
     p.add_argument("--settle", type=float, default=20.0, help="minutes before memory is judged")
-    p.add_argument("--drain", type=float, default=300.0, help="seconds to let the queues empty")
+    p.add_argument("--drain", type=float, default=1800.0, help="most seconds to empty (1800)")
     p.add_argument("--redis-url", help="a Redis of your own (default: the embedded server)")
     p.add_argument("--out", type=Path, help="JSON lines of every sample (default: none)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
@@ -187,6 +187,7 @@ class Soak:
         mix = await self.latencies(client, MIX)
         workers = worker_pids(self.config)
         rss = {str(pid): rss_bytes(pid) for pid in workers}
+        cpu = {str(pid): cpu_of(pid) for pid in workers}
         by_queue = {s["queueName"]: s for s in stats}
         return {
             "t": round(self.elapsed(), 1),
@@ -202,7 +203,12 @@ class Soak:
             "used_memory": int(memory["used_memory"]),
             "server_rss": rss_bytes(self.server_pid) if self.server_pid else None,
             "keys": keys,
-            "workers": {pid: {"queue": workers[int(pid)], "rss": b} for pid, b in rss.items()},
+            "workers": {
+                pid: {"queue": workers[int(pid)], "rss": b, "cpu_s": cpu[pid]}
+                for pid, b in rss.items()
+            },
+            "server_cpu_s": cpu_of(self.server_pid) if self.server_pid else None,
+            "load1": os.getloadavg()[0],
             "worker_rss_max": max(rss.values(), default=0),
             "latencies_ms": latencies,
             "p50_ms": quantile(latencies, 0.50),
@@ -235,14 +241,23 @@ class Soak:
         ]
 
     async def drain(self) -> bool:
-        """Wait until no queue has a waiting, delayed or active job; False at the deadline."""
+        """Wait until no queue has a waiting, delayed or active job, sampling as before, while
+        the queues make progress (at most ``--drain`` seconds in all; 120 s without a job
+        finishing ends it); False if they did not empty."""
         deadline = time.monotonic() + self.args.drain
-        while time.monotonic() < deadline:
+        progress, fewest = time.monotonic(), 1 << 62
+        while time.monotonic() < deadline and time.monotonic() - progress < 120.0:
             stats = await self.manager.get_all_queue_stats()
-            if not any(s["waiting"] or s["active"] or s["delayed"] for s in stats):
+            left = sum(int(s["waiting"]) + int(s["active"]) + int(s["delayed"]) for s in stats)
+            if not left:
                 await asyncio.sleep(2.0)  # the dead-letter copier runs after the finish
                 return True
-            await asyncio.sleep(1.0)
+            if left < fewest:
+                progress, fewest = time.monotonic(), left
+            await asyncio.sleep(self.args.every)
+            sample = await self.sample()
+            sample["draining"] = True
+            self.record(sample)
         return False
 
     def close(self) -> None:
@@ -264,7 +279,7 @@ def server_pid(folder: Path) -> int | None:
 
 
 def worker_pids(config: Path) -> dict[int, str]:
-    """pid -> queue of the `cortexflow worker` processes running ``config``."""
+    """pid -> what it runs (its queues) of the `cortexflow worker` processes of ``config``."""
     found: dict[int, str] = {}
     target = str(config.resolve())
     for entry in os.listdir("/proc"):
@@ -276,8 +291,16 @@ def worker_pids(config: Path) -> dict[int, str]:
         except OSError:
             continue
         if "worker" in argv and target in argv and "cortexflow" in argv:
-            found[int(entry)] = argv[argv.index("worker") + 1]
+            # `worker QUEUE... -f FILE` or `worker --process NAME -f FILE`: what it runs
+            what = argv[argv.index("worker") + 1 : argv.index("-f")]
+            found[int(entry)] = " ".join(what)
     return found
+
+
+def cpu_of(pid: int) -> float | None:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return cpu_seconds(pid)
+    return None
 
 
 def rss_bytes(pid: int) -> int:

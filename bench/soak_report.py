@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
 FLAT = 0.10  # the spread (max - min) / min allowed once retention caps are reached
@@ -27,12 +30,19 @@ def _slope_per_min(points: list[tuple[float, float]]) -> float:
 def flatness(samples: list[dict[str, Any]], settle: float) -> dict[str, Any]:
     """Server used_memory and each worker's RSS over the samples taken while jobs were added,
     from ``settle`` seconds on (worker processes from WORKER_WARMUP after they appear)."""
-    adding = [s for s in samples if not s.get("final")]
+    adding = [s for s in samples if not s.get("final") and not s.get("draining")]
     window = [s for s in adding if s["t"] >= settle]
     if len(window) < 3:
         return {"flat": False, "why": f"fewer than 3 samples after {settle:g}s", "workers": {}}
     used = [(s["t"], float(s["used_memory"])) for s in window]
-    server = {"spread": _spread([v for _, v in used]), "slope_mib_min": _slope_per_min(used) / MIB}
+    net = [(s["t"], float(keys_net(s))) for s in window]
+    server = {
+        "spread": _spread([v for _, v in used]),
+        "slope_mib_min": _slope_per_min(used) / MIB,
+        "keys_net_spread": _spread([v for _, v in net]),
+        "keys_net_slope_min": _slope_per_min(net),
+        "backlog_max": max(int(s["waiting"]) for s in window),
+    }
     born: dict[str, float] = {}
     for s in adding:
         for pid in s["workers"]:
@@ -83,6 +93,19 @@ def losses(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def keys_net(s: dict[str, Any]) -> int:
+    """Keys less one per waiting, delayed or active job (its hash): what is left does not
+    grow with a backlog, so it must stay flat once the caps are reached."""
+    return int(s["keys"]) - int(s["waiting"]) - int(s["active"])
+
+
+def row_label(s: dict[str, Any], every: float) -> str:
+    if s.get("final"):
+        return "end"
+    minutes = f"{s['t'] / 60:.0f}" if every >= 60 else f"{s['t'] / 60:.1f}"
+    return minutes + (" (draining)" if s.get("draining") else "")
+
+
 def rows(samples: list[dict[str, Any]], every: float) -> list[list[str]]:
     out: list[list[str]] = []
     window: list[float] = []
@@ -100,7 +123,7 @@ def rows(samples: list[dict[str, Any]], every: float) -> list[list[str]]:
         rss = [w["rss"] / MIB for w in s["workers"].values() if w["rss"]] or [0.0]
         out.append(
             [
-                "end (drained)" if s.get("final") else f"{s['t'] / 60:.0f}",
+                row_label(s, every),
                 f"{s['added']:,}",
                 f"{s['completed']:,}",
                 f"{s['failed']:,}",
@@ -110,8 +133,10 @@ def rows(samples: list[dict[str, Any]], every: float) -> list[list[str]]:
                 f"{p50:.0f} / {p99:.0f}",
                 f"{s['used_memory'] / MIB:.1f}",
                 f"{s['keys']:,}",
+                f"{keys_net(s):,}",
                 f"{min(rss):.0f}-{max(rss):.0f} ({len(s['workers'])})",
                 f"{s['kills']}",
+                f"{s['load1']:.1f}" if s.get("load1") is not None else "-",
             ]
         )
         window = []
@@ -129,8 +154,10 @@ HEADER = [
     "p50 / p99 ms",
     "server MiB",
     "keys",
+    "keys less queued jobs",
     "worker RSS MiB (procs)",
     "kills",
+    "load",
 ]
 
 
@@ -147,7 +174,9 @@ def render(
         worst = max(flat["workers"].values(), key=lambda w: w["spread"], default=None)
         lines.append(
             f"memory after {args.settle:g} min: server used_memory spread "
-            f"{srv['spread']:.1%} (slope {srv['slope_mib_min'] * 1024:+.1f} KiB/min); "
+            f"{srv['spread']:.1%} (slope {srv['slope_mib_min'] * 1024:+.1f} KiB/min; backlog "
+            f"up to {srv['backlog_max']:,} jobs); keys less queued jobs spread "
+            f"{srv['keys_net_spread']:.1%} ({srv['keys_net_slope_min']:+.1f}/min); "
             + (
                 f"worst worker ({worst['queue']}) spread {worst['spread']:.1%}, "
                 f"{worst['rss_mib']:.0f} MiB"
@@ -168,3 +197,41 @@ def render(
             f"failed for good {q['failed']:,}"
         )
     return "\n".join(lines)
+
+
+def from_jsonl(path: Path) -> dict[str, Any]:
+    """A result as soak.py returns it, from its ``--out`` file (a fresh server: zero baseline)."""
+    samples = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    final = samples[-1]
+    zero = {
+        "completed_by_queue": dict.fromkeys(final["completed_by_queue"], 0),
+        "failed_by_queue": dict.fromkeys(final["failed_by_queue"], 0),
+        "failed": 0,
+        "dead_lettered": 0,
+    }
+    kills = [{} for _ in range(final["kills"])]
+    drained = bool(final.get("final")) and final["waiting"] + final["active"] == 0
+    return {
+        "baseline": zero,
+        "samples": samples,
+        "final": final,
+        "drained": drained,
+        "kills": kills,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.soak_report FILE`` renders a soak's ``--out`` file again."""
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("file", type=Path)
+    p.add_argument("--table-every", type=float, default=300.0)
+    p.add_argument("--settle", type=float, default=20.0)
+    args = p.parse_args(argv)
+    result = from_jsonl(args.file)
+    flat = flatness(result["samples"], args.settle * 60.0)
+    print(render(args, result, flat, losses(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
