@@ -198,6 +198,10 @@ class Soak:
             "completed": sum(t.completed for q, t in totals.items() if q != DLQ),
             "failed": sum(n for q, n in failed.items() if q != DLQ),
             "dead_lettered": totals[DLQ].completed + failed.get(DLQ, 0),
+            "queued_by_queue": {
+                q: int(s["waiting"]) + int(s["delayed"]) + int(s["active"])
+                for q, s in by_queue.items()
+            },
             "waiting": sum(int(s["waiting"]) + int(s["delayed"]) for s in by_queue.values()),
             "active": sum(int(s["active"]) for s in by_queue.values()),
             "used_memory": int(memory["used_memory"]),

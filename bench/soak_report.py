@@ -69,27 +69,36 @@ def flatness(samples: list[dict[str, Any]], settle: float) -> dict[str, Any]:
 
 
 def losses(result: dict[str, Any]) -> dict[str, Any]:
-    """Per queue the soak added to: added - completed - failed for good (jobs lost: > 0), and
-    failures for good that never reached the dead-letter queue."""
+    """Per queue the soak added to: added - completed - failed for good - still queued (jobs
+    lost: > 0), and failures for good that never reached the dead-letter queue."""
     base, final = result["baseline"], result["final"]
+    queued = final.get("queued_by_queue")  # older --out files: only the total
     per_queue = {}
     for queue, added in final["added_by_queue"].items():
         if not added:
             continue
         done = final["completed_by_queue"][queue] - base["completed_by_queue"][queue]
         failed = final["failed_by_queue"][queue] - base["failed_by_queue"][queue]
-        per_queue[queue] = {"added": added, "completed": done, "failed": failed}
+        left = queued[queue] if queued else None
+        per_queue[queue] = {"added": added, "completed": done, "failed": failed, "left": left}
+    left = final["waiting"] + final["active"]
+    if queued:
+        unaccounted = sum(
+            q["added"] - q["completed"] - q["failed"] - q["left"] for q in per_queue.values()
+        )
+    else:
+        unaccounted = (
+            sum(q["added"] - q["completed"] - q["failed"] for q in per_queue.values()) - left
+        )
     failed = final["failed"] - base["failed"]
     dead = final["dead_lettered"] - base["dead_lettered"]
-    lost = sum(max(0, q["added"] - q["completed"] - q["failed"]) for q in per_queue.values())
-    extra = sum(max(0, q["completed"] + q["failed"] - q["added"]) for q in per_queue.values())
     return {
         "queues": per_queue,
-        "lost": lost + max(0, failed - dead),
-        "extra": extra,
+        "lost": max(0, unaccounted) + max(0, failed - dead),
+        "extra": max(0, -unaccounted),
         "failed": failed,
         "dead_lettered": dead,
-        "left": final["waiting"] + final["active"],
+        "left": left,
     }
 
 
@@ -186,15 +195,16 @@ def render(
             + f" -> {'FLAT' if flat['flat'] else 'NOT FLAT'} (within {FLAT:.0%})"
         )
     lines.append(
-        f"jobs: {lost['lost']} lost, {lost['extra']} over-counted, {lost['failed']:,} failed for "
-        f"good, {lost['dead_lettered']:,} dead-lettered, {lost['left']} left after draining "
+        f"jobs: {lost['lost']} lost, {lost['extra']} counted twice, {lost['failed']:,} failed for "
+        f"good, {lost['dead_lettered']:,} dead-lettered, {lost['left']:,} still queued at the end "
         f"({'drained' if result['drained'] else 'NOT drained'}); "
         f"{len(result['kills'])} worker(s) killed with SIGKILL"
     )
     for queue, q in lost["queues"].items():
+        still = "" if q["left"] is None else f", still queued {q['left']:,}"
         lines.append(
             f"  {queue}: added {q['added']:,}, completed {q['completed']:,}, "
-            f"failed for good {q['failed']:,}"
+            f"failed for good {q['failed']:,}{still}"
         )
     return "\n".join(lines)
 

@@ -11,7 +11,7 @@ Per UTC day ``D`` (the event's ``timestamp``, else when the job was added), unde
 | `sums:<event>` | HASH | field -> sum of that numeric field of ``data`` (e.g. tokens, cost) |
 | `job:<id>` | STRING | marks a job as counted, so a job run twice counts once (see below) |
 
-All of one event's writes are one MULTI/EXEC; every key of a day shares the hash tag ``{D}``
+All of one event's writes are one atomic script call; every key of a day shares the tag ``{D}``
 (one Redis Cluster slot). The aggregates expire ``$CORTEXFLOW_ANALYTICS_TTL_DAYS`` (default
 90) days after the day's last event; a ``job:<id>`` marker once its job completed, or after the
 job's re-run window (``JobContext.rerun_window``, at most a day).
