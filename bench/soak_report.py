@@ -27,6 +27,19 @@ def _slope_per_min(points: list[tuple[float, float]]) -> float:
     return 60.0 * sum((t - mt) * (v - mv) for t, v in points) / var if var else 0.0
 
 
+def _fit(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (x, y); 0 when x does not vary."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    var = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / var if var else 0.0
+
+
+def queued(s: dict[str, Any]) -> int:
+    return int(s["waiting"]) + int(s["active"])
+
+
 def flatness(samples: list[dict[str, Any]], settle: float) -> dict[str, Any]:
     """Server used_memory and each worker's RSS over the samples taken while jobs were added,
     from ``settle`` seconds on (worker processes from WORKER_WARMUP after they appear)."""
@@ -36,12 +49,19 @@ def flatness(samples: list[dict[str, Any]], settle: float) -> dict[str, Any]:
         return {"flat": False, "why": f"fewer than 3 samples after {settle:g}s", "workers": {}}
     used = [(s["t"], float(s["used_memory"])) for s in window]
     net = [(s["t"], float(keys_net(s))) for s in window]
+    # used_memory = base + per_job * queued, fitted: what is left once a backlog's share is
+    # taken out must stay flat (per_job can be checked against bench/footprint.py).
+    per_job = _fit([(float(queued(s)), float(s["used_memory"])) for s in window])
+    rest = [(s["t"], float(s["used_memory"]) - per_job * queued(s)) for s in window]
     server = {
         "spread": _spread([v for _, v in used]),
         "slope_mib_min": _slope_per_min(used) / MIB,
         "keys_net_spread": _spread([v for _, v in net]),
         "keys_net_slope_min": _slope_per_min(net),
         "backlog_max": max(int(s["waiting"]) for s in window),
+        "per_job": per_job,
+        "rest_spread": _spread([v for _, v in rest]),
+        "rest_slope_mib_min": _slope_per_min(rest) / MIB,
     }
     born: dict[str, float] = {}
     for s in adding:
@@ -105,7 +125,7 @@ def losses(result: dict[str, Any]) -> dict[str, Any]:
 def keys_net(s: dict[str, Any]) -> int:
     """Keys less one per waiting, delayed or active job (its hash): what is left does not
     grow with a backlog, so it must stay flat once the caps are reached."""
-    return int(s["keys"]) - int(s["waiting"]) - int(s["active"])
+    return int(s["keys"]) - queued(s)
 
 
 def row_label(s: dict[str, Any], every: float) -> str:
@@ -184,7 +204,9 @@ def render(
         lines.append(
             f"memory after {args.settle:g} min: server used_memory spread "
             f"{srv['spread']:.1%} (slope {srv['slope_mib_min'] * 1024:+.1f} KiB/min; backlog "
-            f"up to {srv['backlog_max']:,} jobs); keys less queued jobs spread "
+            f"up to {srv['backlog_max']:,} jobs); less the backlog's share "
+            f"({srv['per_job']:.0f} B per queued job, fitted) spread {srv['rest_spread']:.1%} "
+            f"({srv['rest_slope_mib_min'] * 1024:+.1f} KiB/min); keys less queued jobs spread "
             f"{srv['keys_net_spread']:.1%} ({srv['keys_net_slope_min']:+.1f}/min); "
             + (
                 f"worst worker ({worst['queue']}) spread {worst['spread']:.1%}, "
