@@ -42,9 +42,9 @@ from cortexflow.worker.job_run import (
     Formatter,
     JobResultBackend,
     Lease,
+    job_context,
     log_failure,
     outcome_of,
-    rerun_window,
 )
 from cortexflow.worker.leases import Delivery, LeaseKeeper
 
@@ -311,23 +311,7 @@ class CortexBroker(AsyncBroker):
         key = (job.id, fetched.token)
         lease = self.leases[key] = Lease(fetched, key, job.opts.get("timeout", self.config.timeout))
         self.running += 1
-        ctx = JobContext(
-            self.engine,
-            fetched.token,
-            id=job.id,
-            name=job.name,
-            queue=job.queue,
-            attempt=job.attempts_made + 1,
-            started=job.started,
-            priority=job.priority,
-            created_at=job.created_at,
-            data=job.data,
-            enqueue=self._add_job,
-            settings=self.config.settings,
-            rerun_window=rerun_window(job, self.config),
-            forget=lease.forget,
-        )
-        return lease, ctx
+        return lease, job_context(self.engine, lease, self.config, self._add_job)
 
     async def _add_job(self, queue: str, name: str, data: Any, options: AddOptions) -> str:
         engine = self.engine if queue == self.engine.name else None

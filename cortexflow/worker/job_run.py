@@ -29,7 +29,7 @@ from cortexflow.engine.outcomes import (
 )
 from cortexflow.engine.queue import Fetched, QueueEngine
 from cortexflow.errors import UnrecoverableError
-from cortexflow.worker.context import MAX_RERUN_WINDOW
+from cortexflow.worker.context import MAX_RERUN_WINDOW, Enqueue, JobContext
 from cortexflow.worker.handlers import Run
 from cortexflow.worker.leases import Delivery
 
@@ -71,6 +71,29 @@ def rerun_window(job: Job, queue: QueueConfig) -> float:
     wait = float(backoff.get("max", queue.backoff.max))
     window = runs * (float(timeout) + queue.lease) + retries * wait + BACKLOG_MARGIN
     return min(MAX_RERUN_WINDOW, window)
+
+
+def job_context(
+    engine: QueueEngine, lease: Lease, queue: QueueConfig, enqueue: Enqueue
+) -> JobContext:
+    """The handler's JobContext of the job ``lease`` holds, about to run."""
+    job, token = lease.fetched.job, lease.fetched.token
+    return JobContext(
+        engine,
+        token,
+        id=job.id,
+        name=job.name,
+        queue=job.queue,
+        attempt=job.attempts_made + 1,
+        started=job.started,
+        priority=job.priority,
+        created_at=job.created_at,
+        data=job.data,
+        enqueue=enqueue,
+        settings=queue.settings,
+        rerun_window=rerun_window(job, queue),
+        forget=lease.forget,
+    )
 
 
 class Formatter(TaskiqFormatter):
