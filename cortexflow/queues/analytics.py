@@ -9,11 +9,12 @@ Per UTC day ``D`` (the event's ``timestamp``, else when the job was added), unde
 | `users` | HyperLogLog | the day's distinct users (about 0.8% error) |
 | `users:<event>` | HyperLogLog | distinct users of one event |
 | `sums:<event>` | HASH | field -> sum of that numeric field of ``data`` (e.g. tokens, cost) |
-| `job:<id>` | STRING | marks a job as counted, so a job run twice counts once |
+| `job:<id>` | STRING | marks a job as counted, so a job run twice counts once (see below) |
 
-All of one event's writes are one MULTI/EXEC; every key of a day shares the hash tag ``{D}``
-(one Redis Cluster slot). Keys expire ``$CORTEXFLOW_ANALYTICS_TTL_DAYS`` (default 90) days
-after the day's last event.
+All of one event's writes are one atomic script call; every key of a day shares the tag ``{D}``
+(one Redis Cluster slot). The aggregates expire ``$CORTEXFLOW_ANALYTICS_TTL_DAYS`` (default
+90) days after the day's last event; a ``job:<id>`` marker once its job completed, or after the
+job's re-run window (``JobContext.rerun_window``, at most a day).
 
 Read a day from Python with ``await read_daily(redis, "2024-05-01")``, or from the shell with
 ``cortexflow analytics 2024-05-01``.
@@ -55,7 +56,7 @@ async def handle(data: dict[str, Any], job: JobContext) -> dict[str, Any]:
         for key in touched:
             pipe.expire(key, ttl)
 
-    counted = await write_once(job.redis, keys.counted(job.id), ttl, writes)
+    counted = await write_once(job, keys.counted(job.id), writes)
     return {"day": day, "event": event, "counted": counted}
 
 

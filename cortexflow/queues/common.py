@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import Any
 
-from redis.exceptions import WatchError
+from redis.commands.core import DataAccessCommands
 
-from cortexflow.engine.cluster import ClusterClient, node_client
-from cortexflow.engine.connection import Client
 from cortexflow.engine.routes import derived_id
+from cortexflow.worker.context import JobContext
 
 PREFIX_ENV = "CORTEXFLOW_DATA_PREFIX"
 
@@ -32,24 +32,48 @@ def data_prefix() -> str:
     return os.environ.get(PREFIX_ENV) or "cortexflow"
 
 
-async def write_once(client: Client, marker: str, ttl: int, writes: Callable[[Any], None]) -> bool:
-    """Run ``writes(pipeline)`` in one MULTI/EXEC together with ``SET marker`` unless the marker
-    already exists; False (nothing written) if it does. A job that is run again after a crash
-    or a lost acknowledgement so counts once. All keys must share ``marker``'s hash tag.
+# SET the marker unless it exists, then run the recorded writes: ARGV = ttl, then per command
+# its length and its words. One round trip, atomic like MULTI/EXEC (and, like it, no rollback).
+WRITE_ONCE = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return 1
+"""
 
-    On a Cluster the transaction runs on the plain client of the node serving that slot:
-    redis-py's cluster pipeline never sends the WATCH (docs/cluster.md)."""
-    if isinstance(client, ClusterClient):
-        client = await node_client(client, marker)
-    async with client.pipeline(transaction=True) as pipe:
-        try:
-            await pipe.watch(marker)
-            if await pipe.exists(marker):
-                return False
-            pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.set(marker, 1, ex=ttl)
-            writes(pipe)
-            await pipe.execute()
-        except WatchError:  # another run of the same job wrote it just now
-            return False
-    return True
+
+class Writes(DataAccessCommands):
+    """What ``writes(pipe)`` is given: redis-py's data commands (``pipe.xadd(...)``,
+    ``pipe.hincrby(...)``, ``pipe.expire(...)``), recorded for the write_once script."""
+
+    _event_dispatcher: Any = None  # the commands' protocol declares it; nothing dispatches here
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[Any, ...]] = []
+
+    def execute_command(self, *args: Any, **options: Any) -> None:
+        self.commands.append(args)
+
+
+async def write_once(job: JobContext, marker: str, writes: Callable[[Any], None]) -> bool:
+    """Run ``writes(pipe)`` together with ``SET marker`` unless the marker already exists, in
+    one script call (one round trip, atomic); False (nothing written) if it does. A job that
+    is run again after a crash or a lost acknowledgement so counts once. All keys must share
+    ``marker``'s hash tag (one Cluster slot: the script is routed by the marker).
+
+    The marker lives only as long as a re-run of ``job`` can happen: its TTL is the job's
+    ``rerun_window`` and it is deleted once the job's completion is recorded. A job that an
+    operator retries after that (``cortexflow retry``) writes again: a retry is a new delivery."""
+    client = job.redis
+    job.forget_on_completion(marker)  # also when it exists: an earlier run of this job wrote it
+    recorded = Writes()
+    writes(recorded)
+    args: list[Any] = [max(1, math.ceil(job.rerun_window))]
+    for command in recorded.commands:
+        args += [len(command), *command]
+    # EVALSHA, and EVAL once after a NOSCRIPT (a restarted or new server)
+    return bool(await client.register_script(WRITE_ONCE)(keys=[marker], args=args))

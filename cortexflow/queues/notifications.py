@@ -86,7 +86,7 @@ async def in_app(data: dict[str, Any], job: JobContext) -> dict[str, Any]:
     def writes(pipe: Any) -> None:
         pipe.xadd(key, entry, maxlen=INBOX_MAXLEN, approximate=True)
 
-    added = await write_once(job.redis, f"{key}:sent:{job.id}", 7 * 86_400, writes)
+    added = await write_once(job, f"{key}:sent:{job.id}", writes)
     return {"type": "in-app", "inbox": key, "added": added}
 
 

@@ -36,11 +36,13 @@ from cortexflow.engine.outcomes import (
 )
 from cortexflow.engine.queue import Fetched, FetchResult, QueueEngine
 from cortexflow.worker.context import JobContext
+from cortexflow.worker.forget import Forgetter
 from cortexflow.worker.job_run import (
     Formatter,
     JobResultBackend,
     Lease,
     Outcomes,
+    job_context,
     log_failure,
 )
 from cortexflow.worker.leases import Delivery, LeaseKeeper
@@ -104,6 +106,7 @@ class CortexBroker(AsyncBroker):
         self._outage = False
         # Fetch calls whose reply was lost: (name they leased under, when to look again).
         self._suspects: list[tuple[str, float]] = []
+        self._forget = Forgetter(engine.client)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -189,6 +192,7 @@ class CortexBroker(AsyncBroker):
         self._closing = True
         self._dlq_pending.set()
         await self.consumer.close()
+        await self._forget.close()
         for t in self._tasks:
             t.cancel()
         if self._tasks:
@@ -307,21 +311,7 @@ class CortexBroker(AsyncBroker):
         key = (job.id, fetched.token)
         lease = self.leases[key] = Lease(fetched, key, job.opts.get("timeout", self.config.timeout))
         self.running += 1
-        ctx = JobContext(
-            self.engine,
-            fetched.token,
-            id=job.id,
-            name=job.name,
-            queue=job.queue,
-            attempt=job.attempts_made + 1,
-            started=job.started,
-            priority=job.priority,
-            created_at=job.created_at,
-            data=job.data,
-            enqueue=self._add_job,
-            settings=self.config.settings,
-        )
-        return lease, ctx
+        return lease, job_context(self.engine, lease, self.config, self._add_job)
 
     async def _add_job(self, queue: str, name: str, data: Any, options: AddOptions) -> str:
         engine = self.engine if queue == self.engine.name else None
@@ -391,6 +381,7 @@ class CortexBroker(AsyncBroker):
             while not self._finish_queue.empty() and len(batch) < 500:
                 batch.append(self._finish_queue.get_nowait())
             (_, lost, dead), fetched = await self._record(batch)
+            self._forget.completed(batch, self.leases, lost)
             if lost:
                 log.warning(
                     "%d job(s) finished after their lease was lost; another run owns them", lost

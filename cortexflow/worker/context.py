@@ -12,7 +12,10 @@ from cortexflow.engine.queue import MAX_LOG_LINES, QueueEngine
 # (queue, name, data, options) -> job id: how a handler adds follow-up jobs.
 Enqueue = Callable[[str, str, Any, AddOptions], Awaitable[str]]
 
-__all__ = ["MAX_LOG_LINES", "Enqueue", "JobContext"]
+__all__ = ["MAX_LOG_LINES", "MAX_RERUN_WINDOW", "Enqueue", "JobContext"]
+
+# The longest ``rerun_window``: a day (a queue without a timeout, or very many attempts).
+MAX_RERUN_WINDOW = 86_400.0
 
 
 class JobContext:
@@ -21,6 +24,7 @@ class JobContext:
     __slots__ = (
         "_engine",
         "_enqueue",
+        "_forget",
         "_token",
         "attempt",
         "created_at",
@@ -29,6 +33,7 @@ class JobContext:
         "name",
         "priority",
         "queue",
+        "rerun_window",
         "settings",
         "started",
     )
@@ -48,6 +53,8 @@ class JobContext:
         enqueue: Enqueue | None = None,
         settings: Mapping[str, Any] | None = None,
         started: int | None = None,
+        rerun_window: float = MAX_RERUN_WINDOW,
+        forget: list[str] | None = None,
     ) -> None:
         self._engine = engine
         self._enqueue = enqueue
@@ -65,6 +72,20 @@ class JobContext:
         self.data = data
         # The queue's `settings:` from queues.yaml: the handler's own configuration.
         self.settings: Mapping[str, Any] = settings if settings is not None else {}
+        # Seconds within which this job may still run again once this run began: every run
+        # it has left (timeout + lease each, stalls included), the retry waits in between
+        # (backoff max each) and an hour for the queue's backlog, at most MAX_RERUN_WINDOW.
+        # The TTL of a key that only guards against a re-run (an idempotency marker).
+        self.rerun_window = rerun_window
+        self._forget = forget if forget is not None else []
+
+    def forget_on_completion(self, key: str) -> None:
+        """Delete ``key`` once this job's completion is recorded: a key that only guards
+        against a re-run of the job (an idempotency marker), which a completed job no longer
+        has. Not deleted when the run fails (a retry still needs it: it expires with its TTL)
+        nor when the completion came after this run lost its lease (another run owns the
+        job). Handlers in child processes (``isolation: process``) leave it to the TTL."""
+        self._forget.append(key)
 
     async def update_progress(self, progress: Any) -> None:
         """Store a JSON-serialisable progress value (a number, or an object) on the job.

@@ -34,6 +34,7 @@ from cortexflow.engine.outcomes import (
 from cortexflow.engine.queue import Fetched, QueueEngine
 from cortexflow.engine.routes import RouteError
 from cortexflow.errors import UnrecoverableError
+from cortexflow.worker.context import MAX_RERUN_WINDOW, Enqueue, JobContext
 from cortexflow.worker.handlers import Run
 from cortexflow.worker.leases import Delivery
 
@@ -53,6 +54,51 @@ class Lease:
     cancelled: bool = False  # cancelled by a stop: the job goes back to waiting, no attempt
     deadline: float = math.inf  # loop time its timeout passes, once it runs (RunTimeouts)
     timed_out: bool = False  # cancelled by its timeout: the attempt fails with RunTimeout
+    # Keys the run asked to delete once its completion is recorded (forget_on_completion).
+    forget: list[str] = field(default_factory=list)
+
+
+# The backlog a job's re-run may wait behind, counted into its rerun window.
+BACKLOG_MARGIN = 3600.0
+
+
+def rerun_window(job: Job, queue: QueueConfig) -> float:
+    """Seconds within which a job that starts a run now may still run again: each run it has
+    left (its attempts left plus the stall recoveries it may still get) lasts at most its
+    timeout and then a lease until a dead worker's job is recovered; a retry waits at most the
+    backoff's max; plus BACKLOG_MARGIN. At most MAX_RERUN_WINDOW (also for no timeout)."""
+    timeout = job.opts.get("timeout", queue.timeout)
+    backoff = job.opts.get("backoff") or {}
+    if timeout is None:
+        return MAX_RERUN_WINDOW
+    retries = max(0, job.attempts - job.attempts_made - 1)
+    runs = retries + 1 + max(0, queue.max_stalls - job.stalls)
+    wait = float(backoff.get("max", queue.backoff.max))
+    window = runs * (float(timeout) + queue.lease) + retries * wait + BACKLOG_MARGIN
+    return min(MAX_RERUN_WINDOW, window)
+
+
+def job_context(
+    engine: QueueEngine, lease: Lease, queue: QueueConfig, enqueue: Enqueue
+) -> JobContext:
+    """The handler's JobContext of the job ``lease`` holds, about to run."""
+    job, token = lease.fetched.job, lease.fetched.token
+    return JobContext(
+        engine,
+        token,
+        id=job.id,
+        name=job.name,
+        queue=job.queue,
+        attempt=job.attempts_made + 1,
+        started=job.started,
+        priority=job.priority,
+        created_at=job.created_at,
+        data=job.data,
+        enqueue=enqueue,
+        settings=queue.settings,
+        rerun_window=rerun_window(job, queue),
+        forget=lease.forget,
+    )
 
 
 class Formatter(TaskiqFormatter):

@@ -30,6 +30,7 @@ from cortexflow.engine.cluster import ClusterClient, owner
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.queue import QueueEngine
 from cortexflow.queues.common import write_once
+from cortexflow.worker.context import JobContext
 from tests.engine.conftest import workers  # noqa: F401 (the fixture the process tests take)
 from tests.engine.test_dead_letter_copier import (  # noqa: F401
     test_a_job_retried_by_an_operator_that_fails_again_is_a_second_dead_letter,
@@ -225,6 +226,11 @@ def test_durable_adds_wait_on_the_queues_primary(redis_url: str) -> None:
 def test_write_once_runs_on_the_queues_node(redis_url: str) -> None:
     async def main() -> None:
         client = connect(redis_url)
+        engine = QueueEngine(client, QueueConfig(name="q", handler="-"), "cf")
+        job = JobContext(
+            engine, "t", id="j1", name="n", queue="q", attempt=1, priority=0,
+            created_at=time.time(), data={}, rerun_window=60,
+        )  # fmt: skip
         try:
             for tag in ("{cfdata:a}", "{cfdata:b}", "{cfdata:c}"):
                 marker = f"{tag}:done:j1"
@@ -232,9 +238,10 @@ def test_write_once_runs_on_the_queues_node(redis_url: str) -> None:
                 def writes(pipe: Any, tag: str = tag) -> None:
                     pipe.incr(f"{tag}:count")
 
-                assert await write_once(client, marker, 60, writes) is True
-                assert await write_once(client, marker, 60, writes) is False
+                assert await write_once(job, marker, writes) is True
+                assert await write_once(job, marker, writes) is False
                 assert await client.get(f"{tag}:count") == b"1"
+                assert 0 < await client.ttl(marker) <= 60
         finally:
             await client.aclose()
 
