@@ -2,16 +2,14 @@
 run by this interpreter and venv with ``PYTHONPATH`` pointing there (so it runs with today's
 installed dependencies, as a host upgraded in place would), and a project both versions run.
 
-``PREVIOUS_RELEASE`` is the tag tested against; raise it at each release (docs/operations.md,
-"Releases"). Without the tag (an archive, a shallow clone without tags) the tests skip, saying
-so, unless ``CI`` is set (CI clones the whole history, tags included) or the checkout has other
-release tags: then a missing tag is a failure, not a skip.
+``PREVIOUS_RELEASE`` is the tag tested against, ``PREVIOUS_COMMIT`` the commit it names (a
+clone of main without tags still has it); raise both at each release (docs/operations.md,
+"Releases"). Without either (an archive, a shallow clone) the tests skip, saying so.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -26,6 +24,7 @@ from tests.helpers.procs import Proc, clean_env, cortexflow_argv
 from tests.helpers.project import REPO, write_project
 
 PREVIOUS_RELEASE = "v0.1.0"
+PREVIOUS_COMMIT = "2f3403fe2c23f6491e56ac4c68918bcc9b923a24"
 
 
 def _git(*args: str) -> subprocess.CompletedProcess[str]:
@@ -35,9 +34,22 @@ def _git(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _missing(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI must run these tests (clone with tags: fetch-depth 0)")
     pytest.skip(reason)
+
+
+def _release() -> str | None:
+    """The commit of the previous release: its tag, else its known commit (a clone without
+    tags); None when neither is here. A tag that names another commit is a mistake."""
+    tagged = _git("rev-parse", "-q", "--verify", f"{PREVIOUS_RELEASE}^{{commit}}")
+    if tagged.returncode == 0:
+        commit = tagged.stdout.strip()
+        assert commit == PREVIOUS_COMMIT, (
+            f"{PREVIOUS_RELEASE} is {commit}, PREVIOUS_COMMIT says {PREVIOUS_COMMIT}: set both "
+            "to the last release"
+        )
+        return commit
+    known = _git("rev-parse", "-q", "--verify", f"{PREVIOUS_COMMIT}^{{commit}}")
+    return PREVIOUS_COMMIT if known.returncode == 0 else None
 
 
 @pytest.fixture(scope="session")
@@ -45,19 +57,16 @@ def previous_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding the ``cortexflow`` package of ``PREVIOUS_RELEASE``, checked to import."""
     if shutil.which("git") is None or not (REPO / ".git").exists():
         _missing(f"not a git checkout: the tag {PREVIOUS_RELEASE} cannot be read")
-    if _git("rev-parse", "-q", "--verify", f"{PREVIOUS_RELEASE}^{{commit}}").returncode != 0:
-        if tags := _git("tag", "-l", "v*").stdout.split():  # a clone with tags, not this one
-            pytest.fail(
-                f"the tag {PREVIOUS_RELEASE} is missing though this checkout has release tags "
-                f"({', '.join(tags[-3:])}): set PREVIOUS_RELEASE to the last release's tag"
-            )
+    release = _release()
+    if release is None:
         _missing(
-            f"the tag {PREVIOUS_RELEASE} is not in this checkout (a shallow clone or one "
-            "without tags): `git fetch --tags` to run the mixed-version tests"
+            f"neither the tag {PREVIOUS_RELEASE} nor its commit {PREVIOUS_COMMIT[:12]} is in "
+            "this checkout (a shallow clone): `git fetch --unshallow --tags` to run the "
+            "mixed-version tests"
         )
     folder = tmp_path_factory.mktemp("previous-release")
     archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", PREVIOUS_RELEASE, "cortexflow"],
+        ["git", "-C", str(REPO), "archive", str(release), "cortexflow"],
         capture_output=True,
         check=False,
         timeout=60,
