@@ -27,8 +27,10 @@ async def health(
     Queues with dead letters that could not be copied (set aside) are listed under
     ``deadLettersNotCopied: {name: count}``, present only when there are some; queues with
     live workers whose lease renewals fail now are unhealthy and listed under
-    ``leaseRenewalFailing: {name: workers}``. ``memory`` (when INFO answers) is the server's
-    ``{usedMemory, maxmemory, percent, policy, pressure}``; at or above PRESSURE_THRESHOLD of
+    ``leaseRenewalFailing: {name: workers}``. ``memory`` (when INFO answers and the server has
+    a maxmemory: without one it never refuses a write, and the report keeps its contract's
+    shape) is the server's ``{usedMemory, maxmemory, percent, policy, pressure}``; at or above
+    PRESSURE_THRESHOLD of
     its maxmemory (adds will soon be refused) the report is unhealthy and says
     ``memoryPressure: true``."""
     try:
@@ -49,7 +51,7 @@ async def health(
     }
     pressure = memory is not None and memory.pressure
     report: dict[str, Any] = {"healthy": all(status.values()) and not pressure, "queues": status}
-    if memory is not None:
+    if memory is not None and memory.maxmemory:
         report["memory"] = memory.report()
     if pressure:
         report["memoryPressure"] = True

@@ -199,13 +199,10 @@ def test_queue_management_and_health(project: Path, redis_url: str) -> None:
             assert (await qm.get_queue_stats("analytics"))["delayed"] == 1
             assert await qm.drain_queue("analytics", delayed=True) == 1
 
-            health = await qm.health_check()
-            memory = health.pop("memory")  # the server's memory (engine/memory.py)
-            assert health == {
+            assert await qm.health_check() == {
                 "healthy": True,
                 "queues": {"notifications": True, "analytics": True, "echo": True},
             }
-            assert memory["pressure"] is False and memory["usedMemory"] > 0
             assert isinstance(qm.get_queue("echo"), QueueEngine)
 
         down = get_queue_manager(project, SECRET_URL)

@@ -426,10 +426,10 @@ def test_queue_manager(target: Target, tmp_path: Path) -> None:
             assert (await manager.get_queue_stats(target.queue))["waiting"] == 1
             [row] = await manager.get_all_queue_stats()
             assert (row["queueName"], row["waiting"]) == (target.queue, 1)
-            health = await manager.health_check()
-            memory = health.pop("memory")  # the server's memory (engine/memory.py)
-            assert health == {"healthy": True, "queues": {target.queue: True}}
-            assert memory["pressure"] is False and memory["usedMemory"] > 0
+            assert await manager.health_check() == {
+                "healthy": True,
+                "queues": {target.queue: True},
+            }
         finally:
             await manager.close()
 
