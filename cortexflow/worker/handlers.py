@@ -30,13 +30,18 @@ class Run:
     a thread about to start: afterwards the handler either is running (``in_thread``) or will
     never start."""
 
-    __slots__ = ("_lock", "abandoned", "in_thread", "withdrawn")
+    __slots__ = ("_lock", "abandoned", "in_thread", "start_clock", "withdrawn")
 
     def __init__(self) -> None:
         self.in_thread = False
         self.withdrawn = False
         self.abandoned = False  # past its timeout: its thread no longer counts (threads.py)
         self._lock: threading.Lock | None = None
+        # Starts the run's timeout, for a runner that first waits for somewhere to run the
+        # handler (a child process being started; see ``starts_clock``): it calls this once the
+        # handler really starts, so the wait is not the handler's time. None: the clock started
+        # with the run, or the job has no timeout.
+        self.start_clock: Callable[[], None] | None = None
 
     def _enter(self) -> bool:
         """In the thread, before the handler: False if the run was withdrawn."""
@@ -58,6 +63,11 @@ class Run:
 
 
 Runner = Callable[[Any, JobContext, Run], Awaitable[Any]]
+
+
+def starts_clock(runner: Runner) -> bool:
+    """True for a runner that starts its runs' timeouts itself (``Run.start_clock``)."""
+    return bool(getattr(runner, "starts_clock", False))
 
 
 class HandlerImportError(CortexflowError):

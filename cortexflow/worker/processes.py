@@ -176,9 +176,15 @@ class ProcessPool:
                 self._idle.append(child)
             self._free.notify()
 
-    async def run(self, job: JobContext) -> Any:
-        """Run the handler on ``job`` in a child; a cancellation (timeout, stop) kills it."""
+    async def run(self, job: JobContext, run: Run | None = None) -> Any:
+        """Run the handler on ``job`` in a child; a cancellation (timeout, stop) kills it.
+
+        The job's timeout counts from when a child has it: waiting for a child to start (a
+        fresh interpreter importing the handler: seconds on a loaded machine) is not the
+        handler's time."""
         child = await self._acquire()
+        if run is not None and run.start_clock is not None:
+            run.start_clock()
         keep: _Child | None = None
         try:
             child.conn.send(("job", _job_fields(job)))
@@ -214,8 +220,9 @@ class ProcessPool:
 
 def process_runner(pool: ProcessPool) -> Runner:
     async def run_in_process(data: Any, job: JobContext, run: Run) -> Any:
-        return await pool.run(job)
+        return await pool.run(job, run)
 
+    run_in_process.starts_clock = True  # type: ignore[attr-defined]  # see Run.start_clock
     return run_in_process
 
 

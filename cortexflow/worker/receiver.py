@@ -20,6 +20,7 @@ section), although runs almost never time out.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from concurrent.futures import Executor
 
@@ -29,7 +30,7 @@ from cortexflow.engine.queue import Fetched
 from cortexflow.logs import set_job
 from cortexflow.worker.broker import CortexBroker
 from cortexflow.worker.context import JobContext
-from cortexflow.worker.handlers import Runner
+from cortexflow.worker.handlers import Runner, starts_clock
 from cortexflow.worker.job_run import Lease, RunTimeout
 from cortexflow.worker.leases import Delivery
 from cortexflow.worker.tasks import Requeue
@@ -57,6 +58,7 @@ class JobReceiver(Receiver):
         )
         self._broker = broker
         self._runner = runner
+        self._runner_starts_clock = starts_clock(runner)
         self._runs: set[asyncio.Task[None]] = set()
         self._timeouts = RunTimeouts(broker.leases)
 
@@ -96,7 +98,11 @@ class JobReceiver(Receiver):
         broker = self._broker
         timeout = lease.timeout
         broker.keeper.hold(lease.key, timeout)  # the lease thread watches the run's timeout
-        if timeout is not None:
+        if timeout is None:
+            pass
+        elif self._runner_starts_clock:
+            lease.run.start_clock = functools.partial(self._timeouts.watch, lease, timeout)
+        else:
             self._timeouts.watch(lease, timeout)
         try:
             value = await self._runner(ctx.data, ctx, lease.run)

@@ -124,3 +124,54 @@ def test_a_child_over_max_memory_per_child_is_replaced_after_its_job(
         wait_for(lambda i=i: len(_ran(redis_client)) == i + 1, 20, message=worker.log)
     pids = [r["pid"] for r in _ran(redis_client)]
     assert len(set(pids)) == 3, pids
+
+
+SLOW_START = """
+import os, time
+
+time.sleep(float(os.environ.get("CF_TEST_IMPORT_DELAY", "0")))  # a heavy import
+
+
+def work(data):
+    return os.getpid()
+"""
+
+
+def test_waiting_for_a_child_to_start_does_not_count_against_the_timeout(
+    tmp_path: Path,
+    redis_url: str,
+    redis_client: redis.Redis,
+    workers: Callable[..., Proc],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each job needs a fresh child whose import takes 3s; the handler itself is instant, so a
+    2s timeout must not fire while the job waits for the child."""
+    cfg = write_project(
+        tmp_path,
+        """
+        queues:
+          iso:
+            handler: slowstart:work
+            isolation: process
+            concurrency: 1
+            max_jobs_per_child: 1
+            timeout: 2s
+            attempts: 1
+        """,
+        {"slowstart.py": SLOW_START},
+    )
+    monkeypatch.setenv("CF_TEST_IMPORT_DELAY", "3")
+    worker = workers(cfg, "iso", redis_url)
+    wait_workers_ready(redis_client, "iso", timeout=60)
+    jobs = Jobs(cfg, redis_url)
+    for i in range(2):
+        jobs.run("iso", lambda e, i=i: e.add("n", {"n": i}, JobOptions(job_id=f"s{i}")))
+
+    def finished() -> list[Any] | None:
+        got = [jobs.run("iso", lambda e, i=i: e.get_job(f"s{i}")) for i in range(2)]
+        return got if all(j and j.state in ("completed", "failed") for j in got) else None
+
+    done = wait_for(finished, 60, message=worker.log)
+    # The second job waited ~3s for the first one's replacement to import its handler.
+    assert [j.state for j in done] == ["completed", "completed"], worker.log()
+    assert done[0].result != done[1].result  # each ran in a child of its own
