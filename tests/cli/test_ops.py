@@ -335,7 +335,7 @@ def test_promote_remove_drain_obliterate(cf: Cli, project: Path) -> None:
 
 def test_obliterate_refuses_while_a_job_runs(cf: Cli, project: Path, redis_url: str) -> None:
     with workers_in_thread(project, redis_url, ["notifications"]):
-        payload = '{"userId": "u", "type": "sms", "sleep": 10}'
+        payload = '{"userId": "u", "type": "sms", "sleep": 60}'
         job_id = cf("enqueue", "notifications", "-", input=payload).stdout.strip()
         wait_for(lambda: cf.stats("notifications")["active"] == 1)
         r = cf("obliterate", "notifications", "--yes")

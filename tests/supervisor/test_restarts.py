@@ -74,7 +74,9 @@ def test_a_handler_that_raises_at_import_makes_its_queue_fatal_and_the_others_ru
         SUPERVISED,
     )
     up = start_up(tmp_path, "--redis-url", redis_url)
-    up.wait_for(r"queue broken is FATAL", 5 + 5)  # 5 s from the child's start, + startup slack
+    # A configuration error is FATAL at once (no restart); the bound is only for a loaded machine
+    # where starting the interpreters alone can take seconds.
+    up.wait_for(r"queue broken is FATAL", 30)
     fatal_after = time.monotonic() - up.started
     log = up.err()
     assert "configuration error" in log
@@ -83,7 +85,7 @@ def test_a_handler_that_raises_at_import_makes_its_queue_fatal_and_the_others_ru
 
     jobs = Jobs(path, redis_url)
     ids = jobs.add("good", [{"seconds": 0} for _ in range(5)])
-    jobs.wait_stats("good", lambda s: s["completed"] == 5, 20)
+    jobs.wait_stats("good", lambda s: s["completed"] == 5, 30)
     assert jobs.states("good", ids) == ["completed"] * 5
 
     # Status (published every 2 s, workers' counts too) says FATAL, with exit 1.
@@ -97,7 +99,7 @@ def test_a_handler_that_raises_at_import_makes_its_queue_fatal_and_the_others_ru
         last[:] = [status()]
         return [r["jobs_done"] for r in last[0][1] if r["queue"] == "good"] == [5]
 
-    wait_for(good_counted_five, 15, 0.2, message=lambda: f"status never counted 5: {last}")
+    wait_for(good_counted_five, 30, 0.2, message=lambda: f"status never counted 5: {last}")
     code, rows = last[0]
     states = {(r["queue"], r["replica"]): r["state"] for r in rows}
     assert code == 1
