@@ -273,7 +273,8 @@ def _with_queues(rows: Sequence[Mapping[str, Any]], lines: list[str]) -> list[st
 
 def status_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """`cortexflow status`: one process per line, then why each FATAL queue gave up."""
-    header = ("HOST", "QUEUE", "REPLICA", "PID", "STATE", "RESTARTS", "UPTIME", "JOBS DONE")
+    # A row is a process: named after its queue when alone, else its `process:` name.
+    header = ("HOST", "PROCESS", "REPLICA", "PID", "STATE", "RESTARTS", "UPTIME", "JOBS DONE")
     cells = [
         (
             str(r["host"]),

@@ -120,6 +120,7 @@ def test_one_child_per_process_with_per_queue_log_prefixes(
     }
     assert list(by_process["c"]["queues"]) == ["c"]
     table = run_cli("status", "--redis-url", redis_url, cwd=tmp_path).stdout
+    assert table.split("\n")[0].split()[:3] == ["HOST", "PROCESS", "REPLICA"]
     assert "  - a: 1 done, 0 failed, 0 running\n  - b: 1 done, 0 failed, 0 running" in table
     up.send(signal.SIGTERM)
     assert up.wait_exit(30) == 0
