@@ -5,27 +5,21 @@ call; a worker of the queue copies each entry to the dead-letter queue and then 
 two queues live in different Cluster slots, so the copy cannot be one script: the outbox makes
 it crash-safe, and the dead-letter job's id makes a repeated copy add nothing.
 
-The copier cannot wedge: an entry that cannot be copied (unreadable, refused by the target
-queue) is logged and set aside to ``{p:q}:dlq:failed`` (the newest MAX_SET_ASIDE are kept,
-counted in stats as ``deadLettersNotCopied``), and the next entries are copied. Only Redis
-errors stop a pass; the caller tries again later.
+The copier cannot wedge (engine/outbox.py): an entry that cannot be copied (unreadable, refused
+by the target queue) is set aside to ``{p:q}:dlq:failed``, counted in stats as
+``deadLettersNotCopied``.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from cortexflow.engine.jobs import JobOptions
+from cortexflow.engine.outbox import OutboxCopier
 from cortexflow.engine.payload import MAX_PAYLOAD_BYTES
 from cortexflow.engine.queue import QueueEngine
 
-log = logging.getLogger("cortexflow.worker")
-
-MAX_SET_ASIDE = 10_000
 MAX_ID = 256
 
 
@@ -62,42 +56,17 @@ def envelope(queue: str, entry: dict[str, Any]) -> dict[str, Any]:
     return env
 
 
-class DeadLetterCopier:
+class DeadLetterCopier(OutboxCopier):
     """Copies one queue's outbox to its dead-letter queue."""
 
+    what = "a dead letter"
+
     def __init__(self, source: QueueEngine, target: QueueEngine) -> None:
-        self.source = source
+        super().__init__(source, source.keys.dlq_outbox, source.keys.dlq_failed)
         self.target = target
 
-    async def copy(self, batch: int = 100) -> int:
-        """Copy every entry of the outbox; returns how many were copied. Raises RedisError
-        only (the entry stays in the outbox for the next pass); anything else is set aside."""
-        client = self.source.client
-        outbox = self.source.keys.dlq_outbox
-        copied = 0
-        while True:
-            entries: list[Any] = await client.lrange(outbox, 0, batch - 1)
-            if not entries:
-                return copied
-            for raw in entries:
-                try:
-                    await self._copy_one(raw)
-                except RedisError:
-                    raise
-                except Exception as exc:  # every other failure sets it aside
-                    log.error(
-                        "dead letter of queue %s could not be copied to %s (%s: %s); set aside "
-                        "in %s",
-                        self.source.name,
-                        self.target.name,
-                        type(exc).__name__,
-                        exc,
-                        self.source.keys.dlq_failed,
-                    )
-                    await self._set_aside(raw)
-                    continue
-                await client.lrem(outbox, 1, raw)
-                copied += 1
+    def where(self) -> str:
+        return self.target.name
 
     async def _copy_one(self, raw: bytes) -> None:
         entry = json.loads(raw)
@@ -123,11 +92,3 @@ class DeadLetterCopier:
             "error": job.error or "stalled",
             "attemptsMade": job.attempts_made,
         }
-
-    async def _set_aside(self, raw: Any) -> None:
-        k = self.source.keys
-        async with self.source.client.pipeline(transaction=True) as pipe:
-            pipe.rpush(k.dlq_failed, raw)
-            pipe.ltrim(k.dlq_failed, -MAX_SET_ASIDE, -1)
-            pipe.lrem(k.dlq_outbox, 1, raw)
-            await pipe.execute()

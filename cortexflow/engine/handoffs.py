@@ -2,11 +2,9 @@
 hand-offs its outcome carries (``Router``), and, on a Cluster, copying the hand-off outbox
 to the target queues (``HandoffCopier``, the dead-letter outbox's pattern).
 
-The copier cannot wedge: an entry that cannot be copied (unreadable, refused by its target) is
-logged and set aside to ``{p:q}:next:failed`` (the newest MAX_SET_ASIDE are kept, counted in
-stats as ``handoffsNotCopied``), and the next entries are copied. Only Redis errors stop a
-pass; the caller tries again later. An entry is removed from the outbox only after its copy:
-a crash in between copies it again, and the handoff script adds nothing for an id that exists.
+The copier cannot wedge (engine/outbox.py): an entry that cannot be copied (unreadable, refused
+by its target) is set aside to ``{p:q}:next:failed``, counted in stats as ``handoffsNotCopied``;
+a copy repeated after a crash adds nothing (the handoff script skips ids that exist).
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ from cortexflow.engine.consumer import QueueConsumer
 from cortexflow.engine.groups import group_of
 from cortexflow.engine.jobs import Job
 from cortexflow.engine.keys import QueueKeys
+from cortexflow.engine.outbox import OutboxCopier
 from cortexflow.engine.outcomes import Outcome, OutcomeKind
 from cortexflow.engine.payload import encode_data, make_validator
 from cortexflow.engine.queue import QueueEngine
@@ -35,7 +34,6 @@ from cortexflow.errors import PayloadError, UsageError
 
 log = logging.getLogger("cortexflow.worker")
 
-MAX_SET_ASIDE = 10_000
 PASS_EVERY = 1.0  # seconds between the copier's passes when nothing woke it
 
 
@@ -122,59 +120,22 @@ def with_handoffs(outcome: Outcome, router: Router | None, job: Job) -> Outcome:
     return dataclasses.replace(outcome, handoffs=groups, children=children)
 
 
-class HandoffCopier:
+class HandoffCopier(OutboxCopier):
     """Copies one queue's hand-off outbox (a Cluster) to the target queues."""
 
-    def __init__(self, source: QueueEngine) -> None:
-        self.source = source
+    what = "a hand-off"
 
-    async def copy(self, batch: int = 100) -> int:
-        """Copy every entry; returns how many were copied. Raises RedisError only."""
-        client = self.source.client
-        outbox = self.source.keys.next_outbox
-        copied = 0
-        while True:
-            entries: list[Any] = await client.lrange(outbox, 0, batch - 1)
-            if not entries:
-                return copied
-            for raw in entries:
-                try:
-                    await self._copy_one(raw)
-                except RedisError as exc:
-                    if not isinstance(exc, ResponseError) or "handoff:" not in str(exc):
-                        raise
-                    self._refused(exc)
-                    await self._set_aside(raw)
-                    continue
-                except Exception as exc:  # every other failure sets it aside
-                    self._refused(exc)
-                    await self._set_aside(raw)
-                    continue
-                await client.lrem(outbox, 1, raw)
-                copied += 1
+    def __init__(self, source: QueueEngine) -> None:
+        super().__init__(source, source.keys.next_outbox, source.keys.next_failed)
+
+    def refused(self, exc: RedisError) -> bool:
+        return isinstance(exc, ResponseError) and "handoff:" in str(exc)
 
     async def _copy_one(self, raw: bytes) -> None:
         group = orjson.loads(raw)
         if not isinstance(group, list) or len(group) < 5 or not isinstance(group[1], str):
             raise ValueError("a hand-off entry is a JSON list [mode, base, parent, jobs, join]")
         await self.source.scripts.handoff(keys=[f"{group[1]}:meta"], args=[raw])
-
-    def _refused(self, exc: BaseException) -> None:
-        log.error(
-            "a hand-off of queue %s could not be copied (%s: %s); set aside in %s",
-            self.source.name,
-            type(exc).__name__,
-            exc,
-            self.source.keys.next_failed,
-        )
-
-    async def _set_aside(self, raw: Any) -> None:
-        k = self.source.keys
-        async with self.source.client.pipeline(transaction=True) as pipe:
-            pipe.rpush(k.next_failed, raw)
-            pipe.ltrim(k.next_failed, -MAX_SET_ASIDE, -1)
-            pipe.lrem(k.next_outbox, 1, raw)
-            await pipe.execute()
 
 
 class Pipeline:
