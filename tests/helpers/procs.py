@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import pty
+import random
 import re
 import select
 import signal
@@ -239,6 +240,25 @@ def wait_gone(pids: Sequence[int], timeout: float) -> list[int]:
     with contextlib.suppress(AssertionError):
         wait_for(lambda: not any(pid_alive(p) for p in pids), timeout)
     return [p for p in pids if pid_alive(p)]
+
+
+def kill_children_of_up(up: Proc, names: str, seconds: float = 20.0, every: float = 2.0) -> int:
+    """Chaos: every ``every`` seconds for ``seconds``, SIGKILL one live child of ``up`` whose
+    name (``queue.replica`` in up's log) matches the regex ``names``, chosen at random; the
+    supervisor restarts it. Returns how many were killed."""
+    rng = random.Random()
+    kills = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(every)
+        latest = {}
+        for name, pid in re.findall(rf"({names}) started \(pid (\d+)\)", up.err()):
+            latest[name] = int(pid)
+        live = [p for p in latest.values() if pid_alive(p)]
+        if live:
+            os.kill(rng.choice(live), signal.SIGKILL)
+            kills += 1
+    return kills
 
 
 def run_on_terminal(

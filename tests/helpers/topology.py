@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,3 +181,21 @@ class Cluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.kill()
+
+
+def running_cluster(folder: Path, primaries: int = 3) -> Iterator[Cluster]:
+    """For a module-scoped fixture: a Cluster of ``primaries`` without replicas, stopped after."""
+    topology = Cluster(folder, primaries, 0)
+    try:
+        yield topology.start()
+    finally:
+        topology.stop()
+
+
+def emptied_url(cluster: Cluster) -> str:
+    """The Cluster's URL, every node flushed: a test's clean start."""
+    for node in cluster.nodes:
+        client = redis.Redis(port=node.port)
+        client.flushall()
+        client.close()
+    return cluster.url()

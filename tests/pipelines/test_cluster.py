@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from redis.cluster import RedisCluster
 
 from cortexflow.config.model import Join, QueueConfig, Route
@@ -24,7 +23,7 @@ from cortexflow.engine.queue import QueueEngine
 from tests.helpers.jobs import PREFIX, inproc_worker, make_config
 from tests.helpers.poll import wait_for_async
 from tests.helpers.procs import Proc
-from tests.helpers.topology import Cluster
+from tests.helpers.topology import Cluster, emptied_url, running_cluster
 from tests.pipelines.conftest import complete, lease_one, router
 from tests.pipelines.test_faults import run_faults
 
@@ -34,20 +33,12 @@ PARENT, CHILD, SUMMARY = "jobs", "work", "dead"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    topology = Cluster(tmp_path_factory.mktemp("cluster"), 3, 0)
-    try:
-        yield topology.start()
-    finally:
-        topology.stop()
+    yield from running_cluster(tmp_path_factory.mktemp("cluster"))
 
 
 @pytest.fixture
 def redis_url(cluster: Cluster) -> str:
-    for node in cluster.nodes:
-        client = redis.Redis(port=node.port)
-        client.flushall()
-        client.close()
-    return cluster.url()
+    return emptied_url(cluster)
 
 
 def configs(*routes: Route) -> dict[str, QueueConfig]:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
@@ -77,7 +76,7 @@ from tests.helpers.jobs import PREFIX, engine_for, inproc_worker, make_config
 from tests.helpers.poll import wait_for, wait_for_async
 from tests.helpers.procs import run_cli
 from tests.helpers.project import RECORDER, write_project
-from tests.helpers.topology import Cluster
+from tests.helpers.topology import Cluster, emptied_url, running_cluster
 from tests.scale.test_cluster_client import _replicas_linked
 from tests.scale.test_hosts import (  # noqa: F401
     test_a_host_killed_with_sigkill_has_its_jobs_finished_by_the_other,
@@ -105,21 +104,13 @@ KEEP_EVERYTHING = Retention(RetentionRule(None, None), RetentionRule(None, None)
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    topology = Cluster(tmp_path_factory.mktemp("cluster"), 3, 0)
-    try:
-        yield topology.start()
-    finally:
-        topology.stop()
+    yield from running_cluster(tmp_path_factory.mktemp("cluster"))
 
 
 @pytest.fixture
 def redis_url(cluster: Cluster) -> str:
     """The Cluster, emptied: what the imported engine tests run on here."""
-    for node in cluster.nodes:
-        client = redis.Redis(port=node.port)
-        client.flushall()
-        client.close()
-    return cluster.url()
+    return emptied_url(cluster)
 
 
 class EveryPrimary(RedisCluster):

@@ -5,11 +5,7 @@ is lost (tests/worker/test_chaos.py is the same with a handler)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import random
-import re
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,10 +13,9 @@ import pytest
 import redis
 from taskiq.kicker import AsyncKicker
 
-from cortexflow.embedded import pid_alive
 from cortexflow.taskiq import broker_from_config
 from tests.helpers.jobs import Jobs
-from tests.helpers.procs import Proc
+from tests.helpers.procs import Proc, kill_children_of_up
 from tests.helpers.project import write_project
 
 TASKS = """
@@ -80,18 +75,7 @@ def test_kill9_a_random_worker_every_2s_loses_and_fails_no_task(
         await broker.shutdown()
 
     asyncio.run(send())
-    rng = random.Random()
-    kills = 0
-    end = time.monotonic() + 20
-    while time.monotonic() < end:
-        time.sleep(2)
-        latest = {}
-        for name, pid in re.findall(r"(chaos\.\d) started \(pid (\d+)\)", up.err()):
-            latest[name] = int(pid)
-        live = [p for p in latest.values() if pid_alive(p)]
-        if live:
-            os.kill(rng.choice(live), signal.SIGKILL)
-            kills += 1
+    kills = kill_children_of_up(up, r"chaos\.\d")
     jobs = Jobs(path, redis_url)
     stats = jobs.wait_stats("chaos", lambda s: s["completed"] + s["failed"] == N, 120)
     client = redis.Redis.from_url(redis_url)

@@ -9,22 +9,17 @@ was killed with it every time (the kill period equalled the lease).
 
 from __future__ import annotations
 
-import os
-import random
-import re
 import signal
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 import redis
 
-from cortexflow.embedded import pid_alive
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.queue import QueueEngine
 from tests.helpers.jobs import Jobs
-from tests.helpers.procs import Proc
+from tests.helpers.procs import Proc, kill_children_of_up
 from tests.helpers.project import write_project
 
 HANDLER = """
@@ -94,18 +89,7 @@ queues:
 
     for queue in queues:
         jobs.run(queue, add(queue))
-    rng = random.Random()
-    kills = 0
-    end = time.monotonic() + 20
-    while time.monotonic() < end:
-        time.sleep(2)
-        latest = {}
-        for name, pid in re.findall(r"(chaos\.\d) started \(pid (\d+)\)", up.err()):
-            latest[name] = int(pid)
-        live = [p for p in latest.values() if pid_alive(p)]
-        if live:
-            os.kill(rng.choice(live), signal.SIGKILL)
-            kills += 1
+    kills = kill_children_of_up(up, r"chaos\.\d")
     for queue in queues:
         stats = jobs.wait_stats(queue, lambda s: s["completed"] + s["failed"] == per_queue, 120)
         failed = jobs.run(queue, lambda e: e.list_jobs("failed", 0, 10))
