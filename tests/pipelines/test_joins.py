@@ -135,3 +135,46 @@ def test_many_children_keep_the_join_under_its_cap(redis_url: str) -> None:
         await client.aclose()
 
     asyncio.run(main())
+
+
+def test_children_removed_wholesale_are_counted_so_the_join_fires(redis_url: str) -> None:
+    """drain, clean and obliterate of the children's queue count each waiting, delayed or
+    running child as removed (before, they left the join open for good)."""
+
+    async def ended_by(operation: Any) -> dict[str, Any]:
+        client, e = await _setup(redis_url, [{"k": "a"}, {"k": "b"}, {"k": "c"}])
+        child = e["child"]
+        await _end(child, OutcomeKind.COMPLETED, "1")  # b1-a, counted at its end
+        running = await lease_one(child)  # b1-b runs (only obliterate --force removes it)
+        await operation(child)
+        if operation is not obliterate:  # b1-b ends as it would have without the operator
+            done = Outcome(OutcomeKind.COMPLETED, "b1-b", running.token, result="2")
+            assert await QueueConsumer(child, "w", client).finish([done]) == (1, 0, 0)
+        joins = await _summaries(e["summary"])
+        await client.flushall()
+        await client.aclose()
+        assert len(joins) == 1, "the join did not fire"
+        return dict(joins[0].data)
+
+    async def drain(child: QueueEngine) -> None:
+        assert await child.drain() == 1
+
+    async def clean(child: QueueEngine) -> None:
+        assert await child.clean(0, 0, "waiting") == ["b1-c"]
+
+    async def obliterate(child: QueueEngine) -> None:
+        assert await child.obliterate(force=True) == 3
+
+    async def main() -> None:
+        for operation, why in [
+            (drain, "drained by an operator"),
+            (clean, "cleaned by an operator"),
+            (obliterate, "removed with its queue (obliterate)"),
+        ]:
+            d = await ended_by(operation)
+            removed = 2 if operation is obliterate else 1
+            assert (d["total"], d["completed"], d["removed"]) == (3, 3 - removed, removed), d
+            by_id = {x["id"]: x for x in d["results"]}
+            assert by_id["b1-c"] == {"id": "b1-c", "state": "removed", "error": why}
+
+    asyncio.run(main())

@@ -8,10 +8,13 @@ Finished jobs (score = finish time) are taken oldest first. Waiting and delayed 
 ordered by age (their score is a priority or a due time), so the set is walked in score order,
 ARGV[7] jobs per call, comparing created_at: the caller passes back the cursor this call
 returns until it is ''. A cursor job that left the set meanwhile is resumed from by score.
+Waiting or delayed children of joins are counted as removed (finished ones were counted at
+their end; docs/pipelines.md).
 Returns {more (1: call again with the cursor), cursor, cursor score, removed id, ...}. ]]
 --@include common
 --@include events
 --@include groups
+--@include pipeline
 local grace = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local chunk = tonumber(ARGV[7])
@@ -24,6 +27,9 @@ local out = {0, '', '0'}
 -- Remove these jobs of the set (listed in the reply, counted in one event).
 local function remove(ids)
   if #ids == 0 then return end
+  if ARGV[4] ~= 'completed' and ARGV[4] ~= 'failed' then
+    joins_removed(prefix, ids, 'cleaned by an operator')
+  end
   remove_jobs(prefix, ids)
   redis.call('ZREM', KEYS[1], unpack(ids))
   if (ARGV[8] or '') ~= '' then group_count(prefix, ARGV[8], -#ids) end

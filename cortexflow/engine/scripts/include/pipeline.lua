@@ -170,6 +170,19 @@ local function join_ended(prefix, id, join, state, text, now)
   end
 end
 
+-- Jobs an operator removes wholesale (drain, clean, obliterate), read before their hashes are
+-- deleted: each child of a join among them is counted as removed, so its join still fires.
+local function joins_removed(prefix, ids, why)
+  local now = nil
+  for _, id in ipairs(ids) do
+    local join = redis.call('HGET', prefix .. id, 'join')
+    if join then
+      now = now or now_ms()
+      join_ended(prefix, id, join, 'removed', why, now)
+    end
+  end
+end
+
 -- finish's hook, after a completed or failed-for-good run was written: its hand-offs, its
 -- `children` field, and its end counted toward its join. Returns the groups sent to the outbox.
 local function pipeline_finished(prefix, run, join, now)
