@@ -16,14 +16,14 @@ import orjson
 from cortexflow.config.model import QueueConfig
 from cortexflow.engine.connection import Client
 from cortexflow.engine.deadletters import DeadLetterCopier
-from cortexflow.engine.jobs import Job, merged_options, queue_options
+from cortexflow.engine.jobs import Job, leased_job, merged_options, queue_options
 from cortexflow.engine.outcomes import (
     Outcome,
     OutcomeKind,
     encode_outcome,
     keep_rule,
 )
-from cortexflow.engine.queue import Fetched, FetchResult, QueueEngine
+from cortexflow.engine.queue import Fetched, FetchResult, QueueEngine, leased
 from cortexflow.engine.text import valid_utf8
 from cortexflow.engine.transport import BLOCK_MAX
 
@@ -147,22 +147,24 @@ class QueueConsumer:
                 )
                 # Fields a job hash leaves out come back null: 0, and the queue's options.
                 opts = merged_options(opts, defaults)
-                job = Job(
-                    id=jid,
-                    queue=q,
-                    name=name,
-                    data=data,
-                    state="active",
-                    priority=0 if prio is None else prio,
-                    delay=(delay or 0) / 1000.0,
-                    attempts=opts["attempts"],
-                    attempts_made=0 if made is None else made,
-                    stalls=0 if stalls is None else stalls,
-                    created_at=created / 1000.0,
-                    processed_at=None,
-                    finished_at=None,
-                    opts=opts,
-                    started=started,
+                job = leased_job(
+                    {
+                        "id": jid,
+                        "queue": q,
+                        "name": name,
+                        "data": data,
+                        "state": "active",
+                        "priority": 0 if prio is None else prio,
+                        "delay": (delay or 0) / 1000.0,
+                        "attempts": opts["attempts"],
+                        "attempts_made": 0 if made is None else made,
+                        "stalls": 0 if stalls is None else stalls,
+                        "created_at": created / 1000.0,
+                        "processed_at": None,
+                        "finished_at": None,
+                        "opts": opts,
+                        "started": started,
+                    }
                 )
                 _check_shape(job)
             except Exception as exc:  # any malformed job fails alone
@@ -170,7 +172,7 @@ class QueueConsumer:
                 if bad is not None:
                     malformed.append(bad)
                 continue
-            jobs.append(Fetched(job=job, token=token))
+            jobs.append(leased(job, token))
         return FetchResult(jobs=jobs, wait=None if wait_ms < 0 else wait_ms / 1000.0), malformed
 
     def _malformed(self, text: Any, exc: Exception) -> Outcome | None:

@@ -45,6 +45,14 @@ class Fetched:
     token: str
 
 
+def leased(job: Job, token: str) -> Fetched:
+    """``Fetched(job, token)`` on the worker's hot path, without the frozen dataclass's
+    per-field ``object.__setattr__`` (engine/jobs.py leased_job says why)."""
+    fetched = object.__new__(Fetched)
+    fetched.__dict__.update(job=job, token=token)
+    return fetched
+
+
 @dataclass(frozen=True)
 class FetchResult:
     jobs: list[Fetched]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Unpack
 
+from cortexflow.config.model import QueueConfig
 from cortexflow.engine.connection import Client
+from cortexflow.engine.jobs import Job
 from cortexflow.engine.options import AddOptions
 from cortexflow.engine.queue import MAX_LOG_LINES, QueueEngine
 
@@ -16,6 +18,24 @@ __all__ = ["MAX_LOG_LINES", "MAX_RERUN_WINDOW", "Enqueue", "JobContext"]
 
 # The longest ``rerun_window``: a day (a queue without a timeout, or very many attempts).
 MAX_RERUN_WINDOW = 86_400.0
+# The backlog a job's re-run may wait behind, counted into its rerun window.
+BACKLOG_MARGIN = 3600.0
+
+
+def rerun_window(job: Job, queue: QueueConfig) -> float:
+    """Seconds within which a job that starts a run now may still run again: each run it has
+    left (its attempts left plus the stall recoveries it may still get) lasts at most its
+    timeout and then a lease until a dead worker's job is recovered; a retry waits at most the
+    backoff's max; plus BACKLOG_MARGIN. At most MAX_RERUN_WINDOW (also for no timeout)."""
+    timeout = job.opts.get("timeout", queue.timeout)
+    backoff = job.opts.get("backoff") or {}
+    if timeout is None:
+        return MAX_RERUN_WINDOW
+    retries = max(0, job.attempts - job.attempts_made - 1)
+    runs = retries + 1 + max(0, queue.max_stalls - job.stalls)
+    wait = float(backoff.get("max", queue.backoff.max))
+    window = runs * (float(timeout) + queue.lease) + retries * wait + BACKLOG_MARGIN
+    return min(MAX_RERUN_WINDOW, window)
 
 
 class JobContext:
@@ -25,6 +45,7 @@ class JobContext:
         "_engine",
         "_enqueue",
         "_forget",
+        "_rerun",
         "_token",
         "attempt",
         "created_at",
@@ -33,7 +54,6 @@ class JobContext:
         "name",
         "priority",
         "queue",
-        "rerun_window",
         "settings",
         "started",
     )
@@ -55,6 +75,7 @@ class JobContext:
         started: int | None = None,
         rerun_window: float = MAX_RERUN_WINDOW,
         forget: list[str] | None = None,
+        rerun_of: tuple[Job, QueueConfig] | None = None,
     ) -> None:
         self._engine = engine
         self._enqueue = enqueue
@@ -72,12 +93,21 @@ class JobContext:
         self.data = data
         # The queue's `settings:` from queues.yaml: the handler's own configuration.
         self.settings: Mapping[str, Any] = settings if settings is not None else {}
-        # Seconds within which this job may still run again once this run began: every run
-        # it has left (timeout + lease each, stalls included), the retry waits in between
-        # (backoff max each) and an hour for the queue's backlog, at most MAX_RERUN_WINDOW.
-        # The TTL of a key that only guards against a re-run (an idempotency marker).
-        self.rerun_window = rerun_window
+        # ``rerun_window``, or the (job, queue) it is worked out from when first read (the
+        # worker's: most handlers never read it, and it costs ~0.5 us a job).
+        self._rerun: float | tuple[Job, QueueConfig] = (
+            rerun_of if rerun_of is not None else float(rerun_window)
+        )
         self._forget = forget if forget is not None else []
+
+    @property
+    def rerun_window(self) -> float:
+        """Seconds within which this job may still run again once this run began: every run
+        it has left (timeout + lease each, stalls included), the retry waits in between
+        (backoff max each) and an hour for the queue's backlog, at most MAX_RERUN_WINDOW.
+        The TTL of a key that only guards against a re-run (an idempotency marker)."""
+        r = self._rerun
+        return r if isinstance(r, float) else rerun_window(*r)
 
     def forget_on_completion(self, key: str) -> None:
         """Delete ``key`` once this job's completion is recorded: a key that only guards

@@ -34,7 +34,7 @@ from cortexflow.engine.outcomes import (
 from cortexflow.engine.queue import Fetched, QueueEngine
 from cortexflow.engine.routes import RouteError
 from cortexflow.errors import UnrecoverableError
-from cortexflow.worker.context import MAX_RERUN_WINDOW, Enqueue, JobContext
+from cortexflow.worker.context import Enqueue, JobContext
 from cortexflow.worker.handlers import Run
 from cortexflow.worker.leases import Delivery
 
@@ -58,26 +58,6 @@ class Lease:
     forget: list[str] = field(default_factory=list)
 
 
-# The backlog a job's re-run may wait behind, counted into its rerun window.
-BACKLOG_MARGIN = 3600.0
-
-
-def rerun_window(job: Job, queue: QueueConfig) -> float:
-    """Seconds within which a job that starts a run now may still run again: each run it has
-    left (its attempts left plus the stall recoveries it may still get) lasts at most its
-    timeout and then a lease until a dead worker's job is recovered; a retry waits at most the
-    backoff's max; plus BACKLOG_MARGIN. At most MAX_RERUN_WINDOW (also for no timeout)."""
-    timeout = job.opts.get("timeout", queue.timeout)
-    backoff = job.opts.get("backoff") or {}
-    if timeout is None:
-        return MAX_RERUN_WINDOW
-    retries = max(0, job.attempts - job.attempts_made - 1)
-    runs = retries + 1 + max(0, queue.max_stalls - job.stalls)
-    wait = float(backoff.get("max", queue.backoff.max))
-    window = runs * (float(timeout) + queue.lease) + retries * wait + BACKLOG_MARGIN
-    return min(MAX_RERUN_WINDOW, window)
-
-
 def job_context(
     engine: QueueEngine, lease: Lease, queue: QueueConfig, enqueue: Enqueue
 ) -> JobContext:
@@ -96,7 +76,7 @@ def job_context(
         data=job.data,
         enqueue=enqueue,
         settings=queue.settings,
-        rerun_window=rerun_window(job, queue),
+        rerun_of=(job, queue),
         forget=lease.forget,
     )
 
