@@ -67,6 +67,9 @@ def health_text(report: Mapping[str, Any]) -> str:
     text = f"{verdict}\n" + table(["QUEUE", "STATUS"], rows)
     for name, n in report.get("leaseRenewalFailing", {}).items():
         text += f"\n{name}: lease renewal failing on {n} worker(s)"
+    for key, what in (("deadLettersNotCopied", "dead letter"), ("handoffsNotCopied", "hand-off")):
+        for name, n in report.get(key, {}).items():
+            text += f"\n{name}: {n} {what}(s) could not be copied and were set aside"
     if report.get("memoryPressure"):
         m = report["memory"]
         text += (

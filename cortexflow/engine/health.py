@@ -1,7 +1,7 @@
 """Is every queue served? ``health``: Redis answers, each queue a running `up` expects workers
 for has a live one, no live worker's lease renewals are failing, and the server is not nearly
-full (memory pressure); dead letters set aside are reported too. The CLI's `health`, the API's
-``health_check`` and the dashboard's /healthz."""
+full (memory pressure); dead letters and hand-offs set aside are reported too. The CLI's
+`health`, the API's ``health_check`` and the dashboard's /healthz."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ async def health(
     unhealthy when Redis does not answer.
 
     Queues with dead letters that could not be copied (set aside) are listed under
-    ``deadLettersNotCopied: {name: count}``, present only when there are some; queues with
+    ``deadLettersNotCopied: {name: count}``, and with `next:` hand-offs set aside (a Cluster's
+    outbox, docs/pipelines.md) under ``handoffsNotCopied``, each present only when there are
+    some (neither makes the report unhealthy: the queues still run); queues with
     live workers whose lease renewals fail now are unhealthy and listed under
     ``leaseRenewalFailing: {name: workers}``. ``memory`` (when INFO answers and the server has
     a maxmemory: without one it never refuses a write, and the report keeps its contract's
@@ -40,7 +42,10 @@ async def health(
         async with client.pipeline(transaction=False) as pipe:
             for q in queues:
                 pipe.llen(QueueKeys(prefix, q).dlq_failed)
-            stuck = dict(zip(queues, map(int, await pipe.execute()), strict=True))
+                pipe.llen(QueueKeys(prefix, q).next_failed)
+            counts = list(map(int, await pipe.execute()))
+        stuck = dict(zip(queues, counts[0::2], strict=True))
+        handoffs = dict(zip(queues, counts[1::2], strict=True))
         failing = {q: await _renewals_failing(client, prefix, q) for q, n in live.items() if n}
         memory = await read_memory(client)
     except (RedisConnectionError, RedisTimeoutError, OSError):
@@ -57,6 +62,8 @@ async def health(
         report["memoryPressure"] = True
     if any(stuck.values()):
         report["deadLettersNotCopied"] = {q: n for q, n in stuck.items() if n}
+    if any(handoffs.values()):
+        report["handoffsNotCopied"] = {q: n for q, n in handoffs.items() if n}
     if any(failing.values()):
         report["leaseRenewalFailing"] = {q: n for q, n in failing.items() if n}
     return report

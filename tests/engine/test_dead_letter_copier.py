@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cortexflow.cli.render import health_text
 from cortexflow.config.model import QueueConfig, Retention, RetentionRule
 from cortexflow.engine.consumer import QueueConsumer
 from cortexflow.engine.health import health
@@ -76,6 +77,7 @@ def test_an_entry_that_cannot_be_copied_is_set_aside_and_counted(
             assert stats["deadLettersNotCopied"] == 1
             report = await health(e.client, "cortexflow", ["src", "dlq"])
             assert report["deadLettersNotCopied"] == {"src": 1}
+            assert "src: 1 dead letter(s) could not be copied" in health_text(report)
             assert await e.client.llen(e.keys.dlq_outbox) == 0
             assert await d.get_job("after") is not None
 

@@ -18,6 +18,7 @@ from cortexflow.engine import connect
 from cortexflow.engine.cluster import owner
 from cortexflow.engine.consumer import QueueConsumer
 from cortexflow.engine.handoffs import HandoffCopier
+from cortexflow.engine.health import health
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.engine.queue import QueueEngine
 from tests.helpers.jobs import PREFIX, inproc_worker, make_config
@@ -79,6 +80,8 @@ def test_the_hand_off_goes_through_the_outbox_and_is_copied_once(redis_url: str)
         assert await copier.copy() == 1
         assert await client.llen(e[PARENT].keys.next_failed) == 2
         assert (await e[PARENT].stats())["handoffsNotCopied"] == 2
+        report = await health(client, PREFIX, [PARENT, CHILD])
+        assert report["handoffsNotCopied"] == {PARENT: 2}
         await client.aclose()
 
     asyncio.run(main())

@@ -14,8 +14,7 @@ import redis
 from cortexflow.config.model import Backoff, QueueConfig
 from cortexflow.engine.jobs import JobOptions
 from cortexflow.queues.common import write_once
-from cortexflow.worker.context import MAX_RERUN_WINDOW, JobContext
-from cortexflow.worker.context import BACKLOG_MARGIN
+from cortexflow.worker.context import BACKLOG_MARGIN, MAX_RERUN_WINDOW, JobContext
 from tests.helpers.jobs import engine_for, inproc_worker, make_config
 from tests.helpers.poll import wait_for
 from tests.helpers.procs import Proc, cortexflow_argv
