@@ -59,7 +59,8 @@ class Router:
         for route in self.routes:
             for name in (route.to, *([route.join.to] if route.join else [])):
                 cfg = self._configs[name] = config_of(name)
-                self._targets[name] = Target(QueueKeys(prefix, name).base, cfg.priority)
+                base = QueueKeys(prefix, name).base
+                self._targets[name] = Target(base, cfg.priority, cfg.dead_letter is not None)
                 self._validators[name] = make_validator(cfg)
 
     def completed(self, job: Job, value: Any) -> tuple[tuple[Any, ...], str]:

@@ -175,6 +175,8 @@ class Target:
 
     base: str  # "{prefix:queue}"
     priority: int
+    # The queue has a dead-letter queue: a join failed by `fail` goes there too.
+    dead_letter: bool = False
 
 
 def encode_handoffs(
@@ -190,7 +192,7 @@ def encode_handoffs(
     ``texts[k][i]`` is the JSON text of job i of handoff k (checked by the caller). A group is
     ``[mode, target base, parent JSON, [[id, name, data, priority, delay_ms, group?], ...],
     join]``, mode 'd' (written by the finish call itself) or 'o' (its outbox; a Cluster), join
-    ``[id, base, name, 'f'|'c', priority]`` or 0. ``group_names[k][i]``: the group of job i of
+    ``[id, base, name, 'f'|'c', priority, dead letter 0|1]`` or 0. ``group_names[k][i]``: the group of job i of
     handoff k in its grouped target queue ('' or absent: none)."""
     mode = "o" if outbox else "d"
     parent_json = orjson.dumps(list(parent)).decode()
@@ -207,7 +209,8 @@ def encode_handoffs(
         join: Any = 0
         if h.join is not None:
             jt = targets[h.join.to]
-            join = [h.join.id, jt.base, h.join.name, "f" if h.join.fail_fast else "c", jt.priority]
+            policy = "f" if h.join.fail_fast else "c"
+            join = [h.join.id, jt.base, h.join.name, policy, jt.priority, int(jt.dead_letter)]
         groups.append([mode, t.base, parent_json, jobs, join])
         total += len(jobs)
         for j in h.jobs:

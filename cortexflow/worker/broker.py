@@ -55,6 +55,7 @@ log = logging.getLogger("cortexflow.worker")
 # docs/performance.md, ~60 us of kernel time to send one), and a job's run takes several turns
 # from delivery to ack: with one turn, short jobs were written 1.4 per call, a call per job.
 GATHER_TURNS = 32
+DLQ_PASS_EVERY = 15.0  # seconds between the dead-letter copier's passes when nothing woke it
 
 
 class CortexBroker(AsyncBroker):
@@ -424,7 +425,11 @@ class CortexBroker(AsyncBroker):
     async def _dead_letters(self) -> None:
         assert self.dead_letter is not None
         while not self._closing:
-            await self._dlq_pending.wait()
+            # A pass when a finish or fetch of this queue reports a dead letter, and every
+            # DLQ_PASS_EVERY seconds for those written by other queues' calls (a join failed
+            # by a child of a fan-out: docs/pipelines.md).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dlq_pending.wait(), DLQ_PASS_EVERY)
             self._dlq_pending.clear()
             if self._closing:
                 return

@@ -12,7 +12,8 @@ from cortexflow.engine import connect
 from cortexflow.engine.consumer import QueueConsumer
 from cortexflow.engine.outcomes import Outcome, OutcomeKind
 from cortexflow.engine.queue import QueueEngine
-from tests.helpers.jobs import PREFIX
+from tests.helpers.jobs import PREFIX, inproc_worker, make_config
+from tests.helpers.poll import wait_for_async
 from tests.pipelines.conftest import Join, Route, complete, lease_one, queues, router
 
 
@@ -176,5 +177,37 @@ def test_children_removed_wholesale_are_counted_so_the_join_fires(redis_url: str
             assert (d["total"], d["completed"], d["removed"]) == (3, 3 - removed, removed), d
             by_id = {x["id"]: x for x in d["results"]}
             assert by_id["b1-c"] == {"id": "b1-c", "state": "removed", "error": why}
+
+    asyncio.run(main())
+
+
+def test_a_join_failed_by_a_child_goes_to_its_queues_dead_letter_queue(
+    redis_url: str, tmp_path: Any
+) -> None:
+    """`fail` adds the join failed for good; where its queue has a dead-letter queue, the join
+    is dead-lettered like any job that failed for good, and the queue's worker copies it."""
+
+    async def main() -> None:
+        cfg = fan_out("fail")
+        cfg["summary"] = dataclasses.replace(cfg["summary"], dead_letter="dead")
+        cfg["dead"] = dataclasses.replace(cfg["summary"], name="dead", dead_letter=None)
+        client = connect(redis_url)
+        e = {n: QueueEngine(client, q, PREFIX) for n, q in cfg.items()}
+        fetched = await lease_one(e["parent"], "b1")
+        out = complete(fetched, {"items": [{"k": "a"}, {"k": "b"}]}, router(cfg, "parent"))
+        assert await QueueConsumer(e["parent"], "w", client).finish([out]) == (1, 0, 0)
+        await _end(e["child"], OutcomeKind.FAILED, "no")
+        (join,) = await _summaries(e["summary"])
+        assert join.state == "failed"
+        assert await client.llen(e["summary"].keys.dlq_outbox) == 1  # written with the join
+        config = make_config(tmp_path / "q.yaml", *cfg.values())
+        async with inproc_worker(config, "summary", redis_url, lambda data: None):
+            letters = await wait_for_async(
+                lambda: e["dead"].list_jobs("waiting"), 20, message="the join dead-lettered"
+            )
+        (letter,) = letters
+        assert letter.id == "sum-b1" and letter.data["queue"] == "summary"
+        assert "child b1-a failed: no" in letter.data["error"]
+        await client.aclose()
 
     asyncio.run(main())

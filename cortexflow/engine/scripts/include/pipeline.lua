@@ -2,12 +2,14 @@
 Defines no keys or arguments of its own; every key is named from a queue's base "{p:q}".
 
 A hand-off group (cortexflow/engine/routes.py encode_handoffs writes it):
-  [mode, target base, parent JSON, [[id, name, data, priority, delay_ms, group?], ...], join or 0]
+  [mode, target base, parent JSON, [[id, name, data, priority, delay_ms, group?], ...], join or 0
+   (, failed error, dead-letter 0|1: a join job added failed, in the outbox)]
   mode 'd': written into the target queue by this call; 'o': pushed to `outbox` (a Cluster:
   the target is another slot; the copier runs the handoff script there). join:
-  [join id, join target base, join name, 'f' (fail at the first failed child) | 'c', priority].
+  [join id, join target base, join name, 'f' (fail at the first failed child) | 'c', priority,
+  1 when the join's queue has a dead-letter queue (a join failed by a child goes there)].
 A join record, in the children's queue: HASH <base>:join:<join id> (total, ended, completed,
-failed, removed, bytes, to, name, policy, prio, parent, mode), with LISTs <record>:r (the
+failed, removed, bytes, to, name, policy, prio, parent, mode, dlq), with LISTs <record>:r (the
 children's outcomes, JSON, up to JOIN_RESULT_BYTES) and <record>:o (ids past that). Once
 fired it is kept for JOIN_TOMBSTONE_MS as {fired=1}: a repeated copy opens it no second time. ]]
 --@include common
@@ -51,9 +53,10 @@ local function handoffs_bad(groups)
 end
 
 -- Add one job to the queue of `base` unless its id exists; true if added. `failed_error`:
--- add it failed for good with that error (a join failed by a child), never run. `join`: the
--- join (id) of the fan-out it is a child of.
-local function put_job(base, j, parent, now, failed_error, join)
+-- add it failed for good with that error (a join failed by a child), never run, and with
+-- `dead` == 1 put it in the queue's dead-letter outbox too. `join`: the join (id) of the
+-- fan-out it is a child of.
+local function put_job(base, j, parent, now, failed_error, join, dead)
   local id = j[1]
   local jkey = base .. ':j:' .. id
   if redis.call('EXISTS', jkey) == 1 then return false end
@@ -80,6 +83,11 @@ local function put_job(base, j, parent, now, failed_error, join)
     redis.call('ZADD', base .. ':failed', now, id)
     redis.call('HINCRBY', base .. ':meta', 'failed_total', 1)
     add_event(base .. ':events', 'e', 'failed', 'id', id)
+    if dead == 1 then
+      local entry, letter = dead_letter_entry(jkey, id, failed_error, '', 0)
+      redis.call('HSET', jkey, 'dead_letters', letter)
+      redis.call('RPUSH', base .. ':dlq', entry)
+    end
   end
   return true
 end
@@ -97,13 +105,15 @@ local function handoff_write(g, now)
     fresh = redis.call('EXISTS', rkey) == 0  -- a repeated copy opens the join no second time
   end
   for _, j in ipairs(g[4]) do
-    if put_job(base, j, parent, now, g[6], fresh and join[1] or nil) then added = added + 1 end
+    if put_job(base, j, parent, now, g[6], fresh and join[1] or nil, g[7]) then
+      added = added + 1
+    end
   end
   if added > 0 then wake_once(base) end
   if fresh then
     redis.call('HSET', rkey, 'total', added, 'ended', 0, 'completed', 0, 'failed', 0,
       'removed', 0, 'bytes', 0, 'to', join[2], 'name', join[3], 'policy', join[4],
-      'prio', join[5], 'parent', parent, 'mode', g[1])
+      'prio', join[5], 'parent', parent, 'mode', g[1], 'dlq', join[6] or 0)
     if added == 0 then fire_join(base, join[1], rkey, now, nil) end
   end
   return added
@@ -119,7 +129,8 @@ end
 -- Add the join job of record `rkey` (in the children's queue `base`) and keep a tombstone.
 fire_join = function(base, join_id, rkey, now, failed_error)
   local r = redis.call('HMGET', rkey, 'total', 'completed', 'failed', 'removed', 'to', 'name',
-    'prio', 'parent', 'mode')
+    'prio', 'parent', 'mode', 'dlq')
+  local dead = tonumber(r[10]) or 0
   local results = redis.call('LRANGE', rkey .. ':r', 0, -1)
   local omitted = redis.call('LRANGE', rkey .. ':o', 0, -1)
   local data = '{"parent":' .. r[8] .. ',"total":' .. r[1] .. ',"completed":' .. r[2] ..
@@ -130,9 +141,9 @@ fire_join = function(base, join_id, rkey, now, failed_error)
   local parent = r[8]
   if r[9] == 'o' then
     local g = {'o', r[5], parent, {job}, 0}
-    if failed_error then g[6] = failed_error end
+    if failed_error then g[6] = failed_error; g[7] = dead end
     redis.call('RPUSH', base .. ':next', cjson.encode(g))
-  elseif put_job(r[5], job, parent, now, failed_error) and not failed_error then
+  elseif put_job(r[5], job, parent, now, failed_error, nil, dead) and not failed_error then
     wake_once(r[5])
   end
   redis.call('DEL', rkey, rkey .. ':r', rkey .. ':o')
