@@ -192,8 +192,8 @@ def encode_handoffs(
     ``texts[k][i]`` is the JSON text of job i of handoff k (checked by the caller). A group is
     ``[mode, target base, parent JSON, [[id, name, data, priority, delay_ms, group?], ...],
     join]``, mode 'd' (written by the finish call itself) or 'o' (its outbox; a Cluster), join
-    ``[id, base, name, 'f'|'c', priority, dead letter 0|1]`` or 0. ``group_names[k][i]``: the group of job i of
-    handoff k in its grouped target queue ('' or absent: none)."""
+    ``[id, base, name, 'f'|'c', priority, dead letter 0|1]`` or 0. ``group_names[k][i]``: the
+    group of job i of handoff k in its grouped target queue ('' or absent: none)."""
     mode = "o" if outbox else "d"
     parent_json = orjson.dumps(list(parent)).decode()
     groups: list[Any] = []
