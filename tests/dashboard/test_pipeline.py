@@ -189,6 +189,19 @@ def test_no_pipeline_section_without_routes_and_names_are_escaped(
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 
+# The drawing's rendered size and each box's, once it has one.
+SIZES = """() => {
+  const svg = document.querySelector("svg#pipeline-graph");
+  if (!svg) return null;
+  const size = (el) => { const r = el.getBoundingClientRect(); return [r.width, r.height]; };
+  const nodes = {};
+  svg.querySelectorAll("a[data-queue]").forEach((a) => {
+    nodes[a.dataset.queue] = size(a.querySelector("rect"));
+  });
+  return size(svg)[0] > 0 ? {svg: size(svg), nodes: nodes} : null;
+}"""
+
+
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
 def test_in_chromium_the_drawing_shows_and_a_box_opens_its_queue(
     browser: Any, shipped: tuple[Path, str]
@@ -201,12 +214,11 @@ def test_in_chromium_the_drawing_shows_and_a_box_opens_its_queue(
     page.on("console", lambda m: refused.append(m.text) if "Content Security" in m.text else None)
     try:
         page.goto(f"{base}/?token={ADMIN_TOKEN}")
-        drawing = page.locator("svg#pipeline-graph")
-        box = drawing.bounding_box()
-        assert box is not None and box["width"] > 300 and box["height"] > 100, box
-        for queue in SHIPPED_QUEUES:
-            node = page.locator(f"svg#pipeline-graph a[data-queue='{queue}'] rect").bounding_box()
-            assert node is not None and node["width"] > 100 and node["height"] > 20, queue
+        # Sizes read in one go: the live fragment may swap the drawing for a fresh copy.
+        sizes = page.wait_for_function(SIZES).json_value()
+        assert sizes["svg"][0] > 300 and sizes["svg"][1] > 100, sizes
+        assert sorted(sizes["nodes"]) == sorted(SHIPPED_QUEUES), sizes
+        assert all(w > 100 and h > 20 for w, h in sizes["nodes"].values()), sizes
         # dashboard.css styles it (no inline style needed): dead letters are drawn dotted.
         dotted = page.locator("g.edge-dead-letter path").first
         assert dotted.evaluate("p => getComputedStyle(p).strokeDasharray") not in ("", "none")
