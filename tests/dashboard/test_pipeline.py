@@ -189,7 +189,9 @@ def test_no_pipeline_section_without_routes_and_names_are_escaped(
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 
-# The drawing's rendered size and each box's, once it has one.
+# The drawing's rendered size, each box's, and how a dead letter's line is dashed, read in one
+# go from the document (the live fragment may swap the drawing for a fresh copy at any time: an
+# element read from before the swap is detached, and has no computed style).
 SIZES = """() => {
   const svg = document.querySelector("svg#pipeline-graph");
   if (!svg) return null;
@@ -198,7 +200,9 @@ SIZES = """() => {
   svg.querySelectorAll("a[data-queue]").forEach((a) => {
     nodes[a.dataset.queue] = size(a.querySelector("rect"));
   });
-  return size(svg)[0] > 0 ? {svg: size(svg), nodes: nodes} : null;
+  const dotted = svg.querySelector("g.edge-dead-letter path");
+  const dash = dotted ? getComputedStyle(dotted).strokeDasharray : "";
+  return size(svg)[0] > 0 ? {svg: size(svg), nodes: nodes, deadLetterDash: dash} : null;
 }"""
 
 
@@ -214,16 +218,14 @@ def test_in_chromium_the_drawing_shows_and_a_box_opens_its_queue(
     page.on("console", lambda m: refused.append(m.text) if "Content Security" in m.text else None)
     try:
         page.goto(f"{base}/?token={ADMIN_TOKEN}")
-        # Sizes read in one go: the live fragment may swap the drawing for a fresh copy.
         sizes = page.wait_for_function(SIZES).json_value()
         assert sizes["svg"][0] > 300 and sizes["svg"][1] > 100, sizes
         assert sorted(sizes["nodes"]) == sorted(SHIPPED_QUEUES), sizes
         assert all(w > 100 and h > 20 for w, h in sizes["nodes"].values()), sizes
         # dashboard.css styles it (no inline style needed): dead letters are drawn dotted.
-        dotted = page.locator("g.edge-dead-letter path").first
-        assert dotted.evaluate("p => getComputedStyle(p).strokeDasharray") not in ("", "none")
+        assert sizes["deadLetterDash"] not in ("", "none"), sizes
         page.locator("svg#pipeline-graph a[data-queue='notifications']").click()
-        page.wait_for_url(f"{base}/queues/notifications")
+        page.wait_for_url(f"{base}/queues/notifications", timeout=30000)
         assert page.locator("h1").inner_text() == "notifications"
         assert refused == []
     finally:
