@@ -4,20 +4,59 @@ Graphviz dot: `cortexflow graph` (docs/pipelines.md)."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Literal
 
 from cortexflow.config.model import Config, Route
 
+EdgeKind = Literal["route", "join", "dead_letter"]
 
-def edges(config: Config) -> list[tuple[str, str, str]]:
-    """(from, to, label) per route and per join, in the file's order."""
-    out = []
+
+@dataclass(frozen=True)
+class Edge:
+    """One arrow of the pipeline: a route, a fan-out's join (drawn from the fan-out's target
+    queue to the join's queue) or a queue's dead letter."""
+
+    source: str
+    target: str
+    kind: EdgeKind
+    name: str  # the job name the route or join adds; "" for a dead letter
+    label: str  # the long label `cortexflow graph` prints
+    on: Literal["completed", "failed"] = "completed"
+    for_each: str | None = None
+    allow_cycle: bool = False
+
+
+def pipeline(config: Config) -> tuple[list[str], list[Edge]]:
+    """The queues (in the file's order) and the edges between them: per queue, each route and
+    its join, then the queue's dead letter. The CLI and the dashboard both draw this."""
+    out: list[Edge] = []
     for name, queue in config.queues.items():
         for route in queue.routes:
-            out.append((name, route.to, label(route)))
+            out.append(
+                Edge(
+                    name,
+                    route.to,
+                    "route",
+                    route.name,
+                    label(route),
+                    on=route.on,
+                    for_each=route.for_each,
+                    allow_cycle=route.allow_cycle,
+                )
+            )
             if route.join is not None:
                 policy = route.join.on_child_failure
-                out.append((route.to, route.join.to, f"join {route.join.name} ({policy})"))
-    return out
+                text = f"join {route.join.name} ({policy})"
+                out.append(Edge(route.to, route.join.to, "join", route.join.name, text))
+        if queue.dead_letter:
+            out.append(Edge(name, queue.dead_letter, "dead_letter", "", "dead letter", "failed"))
+    return list(config.queues), out
+
+
+def edges(config: Config) -> list[tuple[str, str, str]]:
+    """(from, to, label) per route and per join, in the file's order (no dead letters)."""
+    return [(e.source, e.target, e.label) for e in pipeline(config)[1] if e.kind != "dead_letter"]
 
 
 def label(route: Route) -> str:

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cortexflow.api.jsoninput import JsonInputError, parse_json
-from cortexflow.dashboard import state
+from cortexflow.dashboard import pipeline, state
 from cortexflow.dashboard.guard import HTTPError, api, error
 from cortexflow.dashboard.protect import problem_with_event_id
 from cortexflow.dashboard.sse import events_route, multi_events_route
@@ -271,6 +271,14 @@ async def retry_all(request: Request) -> Response:
 
 
 @api(write=False)
+async def pipeline_graph(request: Request) -> Response:
+    """The declared pipeline (queues.yaml's `next:` routes, joins and dead letters) laid out
+    as the overview draws it: {nodes, edges} (pipeline.to_json); no Redis call."""
+    config = state.manager(request).config
+    return JSONResponse(pipeline.to_json(state.pipeline_plan(request) or pipeline.plan(config)))
+
+
+@api(write=False)
 async def workers(request: Request) -> Response:
     return JSONResponse(await state.workers(request))
 
@@ -321,6 +329,7 @@ async def all_events(request: Request) -> Response:
 routes = [
     Route("/api/queues", list_queues),
     Route("/api/workers", workers),
+    Route("/api/pipeline", pipeline_graph),
     Route("/api/queues/{queue}/jobs", list_jobs, methods=["GET"]),
     Route("/api/queues/{queue}/jobs", add_jobs, methods=["POST"]),
     Route("/api/queues/{queue}/jobs/{job_id}", get_job, methods=["GET"]),

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from cortexflow.dashboard import charts, state
+from cortexflow.dashboard import charts, pipeline_svg, state
 from cortexflow.dashboard.auth import COOKIE, Auth
 from cortexflow.dashboard.guard import HTTPError, Principal, identify
 from cortexflow.engine import events, history
@@ -157,7 +157,15 @@ async def _overview_ctx(request: Request) -> dict[str, Any]:
     for w in workers:
         per_queue[w["queue"]] = per_queue.get(w["queue"], 0) + 1
     memory = await state.memory(request)
-    return {"stats": stats, "workers": workers, "per_queue": per_queue, "memory": memory}
+    plan = state.pipeline_plan(request)
+    drawing = pipeline_svg.render(plan, {s["queueName"]: s for s in stats}) if plan else ""
+    return {
+        "stats": stats,
+        "workers": workers,
+        "per_queue": per_queue,
+        "memory": memory,
+        "pipeline": drawing,
+    }
 
 
 async def overview(request: Request) -> Response:

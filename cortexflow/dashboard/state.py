@@ -9,6 +9,7 @@ from typing import Any
 from starlette.requests import Request
 
 from cortexflow.api.manager import QueueManager
+from cortexflow.dashboard import pipeline
 from cortexflow.dashboard.guard import HTTPError
 from cortexflow.engine import registry
 from cortexflow.engine.connection import Client
@@ -44,6 +45,17 @@ async def memory(request: Request) -> dict[str, Any] | None:
     the banner shown at memory pressure; None when INFO is refused."""
     reading = await read_memory(await client(request))
     return None if reading is None else reading.report()
+
+
+def pipeline_plan(request: Request) -> pipeline.Plan | None:
+    """The layout of the declared pipeline (laid out once per app: queues.yaml is read once);
+    None when no queue has a route or a dead letter."""
+    app_state = request.app.state
+    if not hasattr(app_state, "pipeline_plan"):
+        config = manager(request).config
+        app_state.pipeline_plan = pipeline.plan(config) if pipeline.drawn(config) else None
+    found: pipeline.Plan | None = app_state.pipeline_plan
+    return found
 
 
 def dead_letter_sources(request: Request) -> dict[str, list[str]]:

@@ -29,6 +29,7 @@ READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 GET_ROUTES = [
     "/api/queues",
     "/api/workers",
+    "/api/pipeline",
     "/api/queues/work/jobs",
     "/api/queues/work/jobs/some-id",
     "/api/queues/work/metrics",
