@@ -67,15 +67,6 @@ def check_tasks(
                 "a queue runs either a handler or a taskiq broker's tasks: remove one",
             )
         )
-    if queue.get("isolation") == "process":
-        problems.append(
-            (
-                ("isolation",),
-                "tasks.isolation",
-                f"queue {_q(name)} runs taskiq tasks, which run in the worker process only",
-                "remove `isolation: process` from this queue (or run a handler instead)",
-            )
-        )
     if imported is None:
         return problems
     first = ref not in imported  # a broker's labels are reported once, at its first queue

@@ -8,7 +8,8 @@
 - handlers: import a handler and adapt f(data) / f(data, job) / BaseWorker to one call;
 - leases: the lease thread (renewals on its own connection) and the event loop's watchdog;
 - threads: the threads sync handlers run in (a hung one is abandoned and replaced);
-- processes: `isolation: process`, handlers in a pool of child processes killed on timeout;
+- processes: `isolation: process`, handlers (or a broker's tasks) in a pool of child processes
+  killed on timeout;
 - context: JobContext, the `job` a handler receives;
 - env: the environment contract between the supervisor and its worker processes;
 - group: WorkerGroup, the queues of one worker process (one loop, pool and lease thread);

@@ -74,6 +74,11 @@ class HandlerImportError(CortexflowError):
     """The handler could not be imported or is not something cortexflow can call."""
 
 
+class Requeue(Exception):
+    """``Context.requeue()`` in a taskiq task (worker/tasks.py), in the worker or in a child
+    process of ``isolation: process``: the job goes back to waiting, no attempt counted."""
+
+
 def load_handler(spec: str, base_dir: Path | None = None) -> Any:
     """Import the queue's handler through the one importer; HandlerImportError on failure."""
     try:

@@ -12,6 +12,10 @@ a pipe; the worker keeps its leases, fetches and outcomes as usual. What this bu
 - leaks are bounded: ``max_jobs_per_child`` and ``max_memory_per_child`` (resident memory after
   a job) replace a child when it reaches them.
 
+A queue of taskiq tasks (``tasks:``) works the same way: each child imports the broker, runs its
+worker startup and then the tasks (worker/taskrun.py), and the worker never imports the broker's
+module; at the worker's stop its idle children run the broker's shutdown (killed ones cannot).
+
 Children ignore SIGTERM/SIGINT (the supervisor signals the worker's whole process group; the
 worker decides what happens to them) and die with the worker (parent-death signal, and EOF on
 their pipe).
@@ -24,8 +28,9 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import time
 import traceback
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +42,13 @@ from cortexflow.logs import reset_job, set_job
 from cortexflow.pdeathsig import die_with_parent
 from cortexflow.telemetry import flush_traces, setup_from_env
 from cortexflow.worker.context import JobContext
-from cortexflow.worker.handlers import HandlerImportError, Run, Runner
+from cortexflow.worker.handlers import HandlerImportError, Requeue, Run, Runner
 
 _SPAWN = multiprocessing.get_context("spawn")
 READY_TIMEOUT = 60.0  # seconds a new child gets to import its handler
+# Seconds the idle children of a tasks queue get at the worker's stop to run the broker's
+# shutdown (WORKER_SHUTDOWN, middlewares' shutdown) and exit before they are SIGKILLed.
+SHUTDOWN_GRACE = 5.0
 
 
 class HandlerProcessError(Exception):
@@ -86,7 +94,8 @@ class _Child:
 
 
 class ProcessPool:
-    """Up to ``size`` child processes running ``queue``'s handler, one job at a time each."""
+    """Up to ``size`` child processes running ``queue``'s handler (or its ``tasks:`` broker's
+    tasks), one job at a time each."""
 
     def __init__(self, queue: QueueConfig, base_dir: Path, size: int, redis_url: str) -> None:
         self.queue = queue
@@ -112,7 +121,7 @@ class ProcessPool:
         parent, child_end = _SPAWN.Pipe()
         proc = _SPAWN.Process(
             target=child_main,
-            args=(child_end, self.queue.handler, str(self.base_dir), self.redis_url, os.getpid()),
+            args=(child_end, self.queue, str(self.base_dir), self.redis_url, os.getpid()),
             name=f"cf-{self.queue.name}-handler",
             daemon=True,
         )
@@ -124,9 +133,9 @@ class ProcessPool:
             reply = await asyncio.wait_for(_recv(parent), READY_TIMEOUT)
         except (TimeoutError, HandlerProcessDied) as exc:
             child.kill()
-            raise HandlerImportError(
-                f"handler {self.queue.handler!r}: its process did not start ({exc})"
-            ) from None
+            q = self.queue
+            what = f"tasks {q.tasks!r}" if q.tasks is not None else f"handler {q.handler!r}"
+            raise HandlerImportError(f"{what}: its process did not start ({exc})") from None
         except BaseException:
             child.kill()
             raise
@@ -199,6 +208,8 @@ class ProcessPool:
             await self._release(keep)
         if reply[0] == "ok":
             return reply[1]
+        if reply[0] == "requeue":  # a task's Context.requeue(): back to waiting (JobReceiver)
+            raise Requeue
         _, name, text, tb, unrecoverable, _ = reply
         raise _remote_error(name, text, tb, unrecoverable)
 
@@ -208,6 +219,21 @@ class ProcessPool:
             return False
         rss = reply[-1]
         return q.max_memory_per_child is None or rss <= q.max_memory_per_child
+
+    async def aclose(self) -> None:
+        """Stop the children. A tasks queue's idle children first get EOF on their pipe and
+        SHUTDOWN_GRACE seconds to run the broker's shutdown and exit; the rest are killed."""
+        for task in self._refills:
+            task.cancel()
+        if self.queue.tasks is not None:
+            running = [child.proc.sentinel for child in self._idle]
+            for child in self._idle:
+                child.conn.close()
+            deadline = time.monotonic() + SHUTDOWN_GRACE
+            while running and (left := deadline - time.monotonic()) > 0:
+                ended = await asyncio.to_thread(wait, running, left)
+                running = [fd for fd in running if fd not in ended]
+        self.close()
 
     def close(self) -> None:
         for task in self._refills:
@@ -270,36 +296,57 @@ async def _recv(conn: Connection) -> tuple[Any, ...]:
 # -- the child ------------------------------------------------------------------------------------
 
 
-def child_main(conn: Connection, spec: str, base_dir: str, url: str, parent: int) -> None:
-    """A handler process: import the handler, then run jobs from ``conn`` until EOF."""
+def child_main(conn: Connection, queue: QueueConfig, base_dir: str, url: str, parent: int) -> None:
+    """A handler process: import the handler (or the tasks' broker, and run its worker startup),
+    then run jobs from ``conn`` until EOF."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not die_with_parent(parent, signal.SIGKILL):
         return
-    from concurrent.futures import ThreadPoolExecutor
-
     from cortexflow.logs import resolve_format, setup_logging
-    from cortexflow.worker.handlers import build_runner, load_handler
 
     if resolve_format(None) == "json":  # the worker's format, from its environment
         setup_logging("json")
 
+    loop = asyncio.new_event_loop()
     try:
-        runner = build_runner(load_handler(spec, Path(base_dir)), ThreadPoolExecutor(1))
+        runner, broker = _child_runner(loop, queue, Path(base_dir))
     except Exception as exc:
         conn.send(("error", str(exc)))
         return
     from cortexflow.engine.connection import connect
 
-    loop = asyncio.new_event_loop()
     client = connect(url)  # job.log(), job.update_progress(), job.redis in the child
     conn.send(("ready",))
     while True:
         try:
             _, fields = conn.recv()
         except (EOFError, OSError):
-            return
+            break
         conn.send(_run_one(loop, runner, client, fields))
+    if broker is not None:  # the worker stops: the broker's shutdown, as in a worker process
+        from cortexflow.worker.tasks import stop_broker
+
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(asyncio.wait_for(stop_broker(broker), SHUTDOWN_GRACE))
+
+
+def _child_runner(
+    loop: asyncio.AbstractEventLoop, queue: QueueConfig, base_dir: Path
+) -> tuple[Runner, Any]:
+    """The queue's runner in this child, and its started taskiq broker (None for a handler).
+    HandlerImportError with the message the worker would give in its own process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    executor = ThreadPoolExecutor(1)
+    if queue.tasks is not None:  # the user's broker is imported here, never in the worker
+        from cortexflow.worker.taskrun import start_task_runner
+
+        broker, runner = loop.run_until_complete(start_task_runner(queue, base_dir, executor))
+        return runner, broker
+    from cortexflow.worker.handlers import build_runner, load_handler
+
+    return build_runner(load_handler(queue.handler, base_dir), executor), None
 
 
 def _run_one(
@@ -324,6 +371,8 @@ def _run_one(
     try:
         result = loop.run_until_complete(runner(fields["data"], job, Run()))
         return ("ok", result, _rss())
+    except Requeue:  # a taskiq task's Context.requeue(): the worker gives the job back
+        return ("requeue", _rss())
     except BaseException as exc:  # the handler's failure, reported to the worker
         tb = "".join(traceback.format_exception(exc))
         return (

@@ -37,13 +37,13 @@ from cortexflow.worker.env import (
     host_name,
     int_from_env,
 )
-from cortexflow.worker.handlers import HandlerImportError, Runner, build_runner, load_handler
+from cortexflow.worker.handlers import Runner, build_runner, load_handler
 from cortexflow.worker.leases import EXIT_LOOP_BLOCKED, LeaseKeeper, LeaseThread, call_timeout
 from cortexflow.worker.otel import run_telemetry
 from cortexflow.worker.processes import ProcessPool, process_runner
 from cortexflow.worker.receiver import JobReceiver
-from cortexflow.worker.taskrun import TaskRunner
-from cortexflow.worker.tasks import load_task_broker, start_broker, stop_broker
+from cortexflow.worker.taskrun import start_task_runner
+from cortexflow.worker.tasks import stop_broker
 from cortexflow.worker.threads import HandlerThreads
 from cortexflow.worker.vitals import EXIT_WORKER_FAULT, Vitals
 
@@ -193,19 +193,16 @@ class QueueWorker:
         )
         self._pool: ProcessPool | None = None
         self._task_broker: AsyncBroker | None = None
-        if q.tasks is not None:  # a taskiq broker's tasks: started here, in this loop
-            broker = load_task_broker(q, self.config.base_dir)
-            try:
-                await start_broker(broker)
-            except Exception as exc:  # the user's startup hook (a lifespan, a middleware)
-                raise HandlerImportError(f"tasks {q.tasks!r}: its startup raised {exc!r}") from exc
-            self._task_broker = broker
-            return TaskRunner(broker, q, self._executor)
         if q.isolation == "process" and self._handler is None:
-            # The handler is imported in the children only (HandlerImportError from start()).
+            # The handler (or the tasks' broker) is imported in the children only
+            # (HandlerImportError from start(), with the message of the path below).
             self._pool = ProcessPool(q, self.config.base_dir, q.concurrency, self.redis_url)
             await self._pool.start()
             return process_runner(self._pool)
+        if q.tasks is not None:  # a taskiq broker's tasks: started here, in this loop
+            base_dir = self.config.base_dir
+            self._task_broker, runner = await start_task_runner(q, base_dir, self._executor)
+            return runner
         handler = self._handler
         if handler is None:
             handler = load_handler(q.handler, self.config.base_dir)
@@ -389,7 +386,7 @@ class QueueWorker:
             self.keeper.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._pool is not None:
-            self._pool.close()
+            await self._pool.aclose()  # a tasks queue's children run the broker's shutdown
         if self._task_broker is not None:
             with contextlib.suppress(Exception):  # a user's shutdown hook must not stop the close
                 await stop_broker(self._task_broker)

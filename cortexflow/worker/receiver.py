@@ -30,10 +30,9 @@ from cortexflow.engine.queue import Fetched
 from cortexflow.logs import set_job
 from cortexflow.worker.broker import CortexBroker
 from cortexflow.worker.context import JobContext
-from cortexflow.worker.handlers import Runner, starts_clock
+from cortexflow.worker.handlers import Requeue, Runner, starts_clock
 from cortexflow.worker.job_run import Lease, RunTimeout
 from cortexflow.worker.leases import Delivery
-from cortexflow.worker.tasks import Requeue
 
 
 class JobReceiver(Receiver):

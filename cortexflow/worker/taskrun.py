@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from concurrent.futures import Executor
+from pathlib import Path
 from typing import Any
 
 from taskiq import AsyncBroker, Context, TaskiqMessage, TaskiqResult, TaskiqState
@@ -18,16 +19,31 @@ from cortexflow.config.model import QueueConfig
 from cortexflow.config.tasks_check import queue_of
 from cortexflow.errors import UnrecoverableError
 from cortexflow.worker.context import JobContext
-from cortexflow.worker.handlers import Run
+from cortexflow.worker.handlers import HandlerImportError, Requeue, Run
 from cortexflow.worker.tasks import (
     JobTaskContext,
     Prepared,
-    Requeue,
     current_job,
     hooked,
+    load_task_broker,
     parse_argument,
     prepare,
+    start_broker,
 )
+
+
+async def start_task_runner(
+    queue: QueueConfig, base_dir: Path | None, executor: Executor
+) -> tuple[AsyncBroker, TaskRunner]:
+    """Import the queue's broker, check it, run its worker startup in this event loop (once per
+    process) and build the queue's runner: in the worker, or in each child process of
+    ``isolation: process``. HandlerImportError (the same message in both) if any step fails."""
+    broker = load_task_broker(queue, base_dir)
+    try:
+        await start_broker(broker)
+    except Exception as exc:  # the user's startup hook (a lifespan, a middleware)
+        raise HandlerImportError(f"tasks {queue.tasks!r}: its startup raised {exc!r}") from exc
+    return broker, TaskRunner(broker, queue, executor)
 
 
 class TaskRunner:

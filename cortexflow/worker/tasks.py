@@ -35,7 +35,7 @@ from cortexflow.config.importer import ImportFromStringError
 from cortexflow.config.model import QueueConfig
 from cortexflow.config.tasks_check import import_broker
 from cortexflow.worker.context import JobContext
-from cortexflow.worker.handlers import HandlerImportError, Runner, sync_runner
+from cortexflow.worker.handlers import HandlerImportError, Requeue, Runner, sync_runner
 
 log = logging.getLogger("cortexflow.worker")
 
@@ -46,10 +46,6 @@ current_job: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
 
 RETRY_MIDDLEWARES = ("SmartRetryMiddleware", "SimpleRetryMiddleware")
 _JSON_TYPES = (int, float, str, bool, list, dict)
-
-
-class Requeue(Exception):
-    """``Context.requeue()`` in a task: the job goes back to waiting, no attempt counted."""
 
 
 class JobTaskContext(Context):
@@ -84,11 +80,6 @@ def refusals(broker: AsyncBroker) -> list[str]:
 def load_task_broker(queue: QueueConfig, base_dir: Path | None) -> AsyncBroker:
     """Import the queue's ``tasks:`` broker and check it; HandlerImportError if it cannot run."""
     assert queue.tasks is not None
-    if queue.isolation == "process":
-        raise HandlerImportError(
-            f"queue {queue.name!r} runs taskiq tasks, which run in the worker process only: "
-            "remove `isolation: process`"
-        )
     try:
         broker = import_broker(queue.tasks, base_dir)
     except ImportFromStringError as exc:
