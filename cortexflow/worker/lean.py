@@ -1,4 +1,5 @@
-"""A worker process imports what it needs: taskiq without aiohttp.
+"""A worker process imports what it needs: taskiq without aiohttp; and once started, the
+garbage collector no longer walks what start-up made (``freeze_startup_objects``).
 
 ``import taskiq`` imports ``taskiq.middlewares.taskiq_admin_middleware``, a middleware that
 reports to taskiq's admin web API over aiohttp; cortexflow never uses it, yet aiohttp costs each
@@ -10,6 +11,7 @@ subclassing it, isinstance, any attribute), so code that does use it works as be
 
 from __future__ import annotations
 
+import gc
 import importlib.machinery
 import importlib.util
 import sys
@@ -80,3 +82,14 @@ def defer_admin_middleware() -> None:
     stub.TaskiqAdminMiddleware = _DeferredClass()  # type: ignore[attr-defined]
     stub.__all__ = ["TaskiqAdminMiddleware"]  # type: ignore[attr-defined]
     sys.modules[NAME] = stub
+
+
+def freeze_startup_objects() -> None:
+    """Move what start-up made (modules, classes, the handler's imports: hundreds of thousands
+    of objects) out of the cyclic garbage collector's sight (``gc.freeze``), once, when the
+    worker is ready. Each full collection would otherwise walk them all: with jobs running,
+    that is a pause of the event loop of some 25 ms every few seconds, which a queue sharing the
+    process saw as its pickup p99 (bench/shared_pickup.py: 29 ms beside a flooded queue, 5.5 ms
+    with this). What runs afterwards is collected as usual."""
+    gc.collect()
+    gc.freeze()

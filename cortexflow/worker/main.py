@@ -40,6 +40,7 @@ from cortexflow.worker.env import (
 )
 from cortexflow.worker.group import WorkerGroup
 from cortexflow.worker.handlers import HandlerImportError
+from cortexflow.worker.lean import freeze_startup_objects
 from cortexflow.worker.queue_worker import EXIT_STUCK
 
 log = logging.getLogger("cortexflow.worker")
@@ -104,6 +105,7 @@ async def _serve(
         _error(exc)
         return EXIT_UNAVAILABLE
     worker.on_give_up = lambda: signals.put_nowait(signal.SIGTERM)
+    freeze_startup_objects()
     _signal_ready()
     for one in worker.workers:
         one_ready(one.queue.name, replica, one.queue.concurrency, len(queues))

@@ -317,6 +317,9 @@ def child_main(conn: Connection, queue: QueueConfig, base_dir: str, url: str, pa
     from cortexflow.engine.connection import connect
 
     client = connect(url)  # job.log(), job.update_progress(), job.redis in the child
+    from cortexflow.worker.lean import freeze_startup_objects
+
+    freeze_startup_objects()  # the handler's imports, out of the collector's sight
     conn.send(("ready",))
     while True:
         try:
