@@ -140,9 +140,11 @@ def test_retry_resets_attempts_but_started_keeps_counting(redis_url: str, tmp_pa
                 await wait_for_async(lambda: _state(e, "j", "failed"), 20, message="failed")
                 job = await e.get_job("j")
                 assert job is not None and (job.attempts_made, job.started) == (1, 1)
+                await e.pause()  # so the worker cannot lease it before it is read back
                 assert await e.retry(["j"]) == ["j"]
                 job = await e.get_job("j")
                 assert job is not None and (job.attempts_made, job.started) == (0, 1)
+                await e.resume()
                 await wait_for_async(lambda: _state(e, "j", "completed"), 20, message="retried")
             job = await e.get_job("j")
             assert job is not None and (job.attempts_made, job.started) == (1, 2)

@@ -24,11 +24,14 @@ end
 local cutoff = now_ms() - grace
 local prefix = ARGV[1]
 local out = {0, '', '0'}
--- Remove these jobs of the set (listed in the reply, counted in one event).
-local function remove(ids)
+-- Remove these jobs of the set (listed in the reply, counted in one event); `joins`: the join
+-- of each child of a fan-out among them (id -> join), counted as removed.
+local function remove(ids, joins)
   if #ids == 0 then return end
-  if ARGV[4] ~= 'completed' and ARGV[4] ~= 'failed' then
-    joins_removed(prefix, ids, 'cleaned by an operator')
+  local now = nil
+  for id, join in pairs(joins) do
+    now = now or now_ms()
+    join_ended(prefix, id, join, 'removed', 'cleaned by an operator', now)
   end
   remove_jobs(prefix, ids)
   redis.call('ZREM', KEYS[1], unpack(ids))
@@ -38,7 +41,7 @@ local function remove(ids)
 end
 if ARGV[4] == 'completed' or ARGV[4] == 'failed' then
   local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff, 'LIMIT', 0, limit)
-  remove(ids)
+  remove(ids, {})  -- finished children were counted at their end
   if #ids == limit then out[1] = 1 end
   return out
 end
@@ -52,19 +55,21 @@ if ARGV[5] ~= '' then
   end
 end
 local looked = redis.call('ZRANGE', KEYS[1], start, start + chunk - 1, 'WITHSCORES')
-local removed = {}
+local removed, joins = {}, {}
 local last, last_score = nil, nil
 for i = 1, #looked, 2 do
   local id = looked[i]
-  local created = tonumber(redis.call('HGET', prefix .. id, 'created_at')) or 0
+  local f = redis.call('HMGET', prefix .. id, 'created_at', 'join')
+  local created = tonumber(f[1]) or 0
   if created <= cutoff and #removed < limit then
     removed[#removed + 1] = id
+    if f[2] then joins[id] = f[2] end
   else
     last, last_score = id, looked[i + 1]
   end
   if #removed >= limit then break end
 end
-remove(removed)
+remove(removed, joins)
 if #looked == chunk * 2 or #removed >= limit then out[1] = 1 end
 -- Resume after the last job kept; if none was kept, where this call started.
 out[2], out[3] = ARGV[5], ARGV[6]
