@@ -56,13 +56,18 @@ DELAY = 20.0  # the delayed jobs fall due after the restore
 
 
 def _bgsave(client: redis.Redis) -> None:
-    """BGSAVE and wait until the server has written it (docs/operations.md, Backups)."""
-    before = client.lastsave()
+    """BGSAVE and wait until the server has written it (docs/operations.md, Backups).
+
+    Counts saves (`rdb_saves`) rather than comparing LASTSAVE: LASTSAVE has one-second
+    resolution and starts at the server's start time, so a save finished in the second the
+    server started leaves it unchanged.
+    """
+    before = client.info("persistence")["rdb_saves"]
     client.bgsave()
     wait_for(
         lambda: (
-            client.info("persistence")["rdb_bgsave_in_progress"] == 0
-            and client.lastsave() != before
+            (info := client.info("persistence"))["rdb_bgsave_in_progress"] == 0
+            and info["rdb_saves"] > before
         ),
         30,
         message="BGSAVE never finished",
