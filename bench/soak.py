@@ -63,6 +63,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--minutes", type=float, default=60.0, help="how long to add jobs (60)")
     p.add_argument("--rate", type=float, default=300.0, help="notifications a second (300)")
     p.add_argument("--mix", type=float, default=0.0, help="synthetic jobs a second (0: none)")
+    p.add_argument(
+        "--mix-failed-count",
+        type=int,
+        default=1000,
+        help="the synthetic queue's retention.failed.count (1000: full within minutes at --mix 50)",
+    )
     p.add_argument("--users", type=int, default=100, help="in-app inboxes written to (100)")
     p.add_argument("--every", type=float, default=10.0, help="seconds between samples (10)")
     p.add_argument("--table-every", type=float, default=300.0, help="seconds a row (300)")
@@ -75,13 +81,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def project(folder: Path, mix: bool) -> Path:
-    """The shipped queues.yaml and schemas, plus the synthetic queue when ``mix``."""
+def project(folder: Path, mix: bool, mix_failed_count: int = 1000) -> Path:
+    """The shipped queues.yaml and schemas, plus the synthetic queue when ``mix``.
+
+    The synthetic queue keeps ``mix_failed_count`` failed jobs (the shipped default is 10,000
+    for 7 days: at 2.5 failures a second that cap fills only after ~67 minutes, so an hour's
+    run never reaches the flat part).
+    """
     shutil.copytree(REPO / "schemas", folder / "schemas")
     doc = yaml.safe_load((REPO / "queues.yaml").read_text())
     if mix:
         shutil.copy(REPO / "bench" / "soak_mix.py", folder / "soak_mix.py")
-        doc["queues"][MIX] = {"handler": "soak_mix:handle", "concurrency": 20}
+        doc["queues"][MIX] = {
+            "handler": "soak_mix:handle",
+            "concurrency": 20,
+            "retention": {"failed": {"age": "7d", "count": mix_failed_count}},
+        }
     path = folder / "queues.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -366,7 +381,7 @@ async def soak_run(args: argparse.Namespace, folder: Path, up_log: Path) -> dict
 
 
 def run(args: argparse.Namespace, folder: Path, children: Children) -> dict[str, Any]:
-    config = project(folder, args.mix > 0)
+    config = project(folder, args.mix > 0, args.mix_failed_count)
     env = {k: v for k, v in os.environ.items() if k not in ("CORTEXFLOW_PARENT_PID", "REDIS_URL")}
     argv = [sys.executable, "-m", "cortexflow", "up"]
     if args.redis_url:
