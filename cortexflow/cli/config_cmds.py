@@ -51,6 +51,11 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "or a Mermaid / Graphviz dot drawing.",
     )
     p.add_argument("--format", choices=("text", "mermaid", "dot"), default="text")
+    p.add_argument(
+        "--dead-letters",
+        action="store_true",
+        help="also draw each queue's edge to its dead_letter queue",
+    )
     p.set_defaults(func=cmd_graph)
 
     p = sub.add_parser(
@@ -110,7 +115,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     from cortexflow.config.graph import RENDERERS
 
     config = load_config(config_path(args), check_imports=False)
-    out(RENDERERS[args.format](config))
+    out(RENDERERS[args.format](config, args.dead_letters))
     return errors.EXIT_OK
 
 

@@ -10,6 +10,7 @@ from typing import Literal
 from cortexflow.config.model import Config, Route
 
 EdgeKind = Literal["route", "join", "dead_letter"]
+DEAD_LETTER = "dead letter"  # the label of a queue's edge to its dead-letter queue
 
 
 @dataclass(frozen=True)
@@ -50,13 +51,18 @@ def pipeline(config: Config) -> tuple[list[str], list[Edge]]:
                 text = f"join {route.join.name} ({policy})"
                 out.append(Edge(route.to, route.join.to, "join", route.join.name, text))
         if queue.dead_letter:
-            out.append(Edge(name, queue.dead_letter, "dead_letter", "", "dead letter", "failed"))
+            out.append(Edge(name, queue.dead_letter, "dead_letter", "", DEAD_LETTER, "failed"))
     return list(config.queues), out
 
 
 def edges(config: Config) -> list[tuple[str, str, str]]:
     """(from, to, label) per route and per join, in the file's order (no dead letters)."""
-    return [(e.source, e.target, e.label) for e in pipeline(config)[1] if e.kind != "dead_letter"]
+    return [(e.source, e.target, e.label) for e in drawn(config, dead_letters=False)]
+
+
+def drawn(config: Config, dead_letters: bool) -> list[Edge]:
+    """The edges `cortexflow graph` prints: routes and joins, dead letters when asked."""
+    return [e for e in pipeline(config)[1] if dead_letters or e.kind != "dead_letter"]
 
 
 def label(route: Route) -> str:
@@ -72,8 +78,8 @@ def label(route: Route) -> str:
     return ", ".join(parts)
 
 
-def render_text(config: Config) -> str:
-    lines = [f"{a} -> {b}  [{text}]" for a, b, text in edges(config)]
+def render_text(config: Config, dead_letters: bool = False) -> str:
+    lines = [f"{e.source} -> {e.target}  [{e.label}]" for e in drawn(config, dead_letters)]
     return "\n".join(lines) if lines else "no next: routes declared"
 
 
@@ -81,22 +87,25 @@ def _id(name: str) -> str:
     return name.replace("-", "_")
 
 
-def render_mermaid(config: Config) -> str:
+def render_mermaid(config: Config, dead_letters: bool = False) -> str:
     lines = ["flowchart LR"]
     for name in config.queues:
         lines.append(f'  {_id(name)}["{name}"]')
-    for a, b, text in edges(config):
-        lines.append(f'  {_id(a)} -->|"{text.replace(chr(34), "#quot;")}"| {_id(b)}')
+    for e in drawn(config, dead_letters):
+        arrow = "-.->" if e.kind == "dead_letter" else "-->"
+        text = e.label.replace(chr(34), "#quot;")
+        lines.append(f'  {_id(e.source)} {arrow}|"{text}"| {_id(e.target)}')
     return "\n".join(lines)
 
 
-def render_dot(config: Config) -> str:
+def render_dot(config: Config, dead_letters: bool = False) -> str:
     lines = ["digraph pipeline {", "  rankdir=LR;", "  node [shape=box];"]
     for name in config.queues:
         lines.append(f"  {json.dumps(name)};")
-    for a, b, text in edges(config):
-        style = ", style=dashed" if text.startswith("join ") else ""
-        lines.append(f"  {json.dumps(a)} -> {json.dumps(b)} [label={json.dumps(text)}{style}];")
+    styles = {"route": "", "join": ", style=dashed", "dead_letter": ", style=dotted"}
+    for e in drawn(config, dead_letters):
+        arrow = f"{json.dumps(e.source)} -> {json.dumps(e.target)}"
+        lines.append(f"  {arrow} [label={json.dumps(e.label)}{styles[e.kind]}];")
     lines.append("}")
     return "\n".join(lines)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cortexflow.config import load_config
 from tests.helpers.procs import run_cli
-from tests.helpers.project import write_project
+from tests.helpers.project import write_project, write_shipped_project
 
 BAD = """\
 version: 1
@@ -78,3 +79,25 @@ def test_a_loop_with_allow_cycle_is_valid_and_graph_prints_it(tmp_path: Path) ->
     ]
     dot = run_cli("graph", "--format", "dot", "-f", str(cfg)).stdout
     assert '"b" -> "c" [label="join done (collect)", style=dashed];' in dot
+
+
+def test_graph_dead_letters_adds_each_queues_dead_letter_edge_only_when_asked(
+    tmp_path: Path,
+) -> None:
+    cfg = write_shipped_project(tmp_path)
+    plain = run_cli("graph", "-f", str(cfg)).stdout.splitlines()
+    assert not [line for line in plain if "dead-letters" in line]
+    full = run_cli("graph", "--dead-letters", "-f", str(cfg))
+    assert full.returncode == 0
+    lines = full.stdout.splitlines()
+    # every route line is still there, in its place among the queue's edges
+    assert [line for line in lines if "[dead letter]" not in line] == plain
+    dead = sorted(line.split(" -> ")[0] for line in lines if line.endswith("[dead letter]"))
+    # every shipped queue but the dead-letter queue itself dead-letters there
+    assert dead == sorted(q for q in load_config(cfg).queues if q != "dead-letters")
+    assert "notifications -> dead-letters  [dead letter]" in lines
+    mermaid = run_cli("graph", "--format", "mermaid", "--dead-letters", "-f", str(cfg)).stdout
+    assert 'notifications -.->|"dead letter"| dead_letters' in mermaid
+    assert "-.->" not in run_cli("graph", "--format", "mermaid", "-f", str(cfg)).stdout
+    dot = run_cli("graph", "--format", "dot", "--dead-letters", "-f", str(cfg)).stdout
+    assert '"analytics" -> "dead-letters" [label="dead letter", style=dotted];' in dot
