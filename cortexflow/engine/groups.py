@@ -28,7 +28,8 @@ _UNSAFE = re.compile(f"[{UNSAFE_CHARS}]")
 GROUP_RULE = (
     f"a group key is 1-{MAX_GROUP} characters without control characters or bidirectional overrides"
 )
-SCAN_LIMIT = 10_000  # jobs of a state looked at for one group's jobs in that state
+SCAN_LIMIT = 10_000  # active jobs looked at for the active count per group
+SCAN_CHUNK = 500  # jobs of a state read per round trip when listing one group's jobs
 
 
 def check_group(group: Any) -> str:
@@ -244,18 +245,18 @@ class Groups:
 
     async def jobs(self, group: str, state: str = "waiting", limit: int = 50) -> list[Job]:
         """Jobs of one group in ``state``: its waiting jobs in run order (read from the group's
-        own set); for another state, the newest SCAN_LIMIT jobs of that state, filtered."""
+        own set); of another state, in that state's order (completed and failed newest first),
+        found by reading the group of every job of the state until ``limit`` match."""
         if state not in STATES:
             raise UsageError(f"unknown state {state!r}; states: {', '.join(STATES)}")
         c, k = self.engine.client, self.engine.keys
         if state == "waiting":
             ids = [_text(i) for i in await c.zrange(self.wait_key(group), 0, limit - 1)]
         else:
-            read = c.zrevrange if state in ("completed", "failed") else c.zrange
-            ids = [_text(i) for i in await read(k.state_key(state), 0, SCAN_LIMIT - 1)]
+            ids = await self._members(group, state, limit)
         out: list[Job] = []
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        for start in range(0, len(ids), SCAN_CHUNK):
+            chunk = ids[start : start + SCAN_CHUNK]
             async with c.pipeline(transaction=False) as pipe:
                 for i in chunk:
                     pipe.hgetall(k.job(i))
@@ -263,6 +264,26 @@ class Groups:
             for i, h in zip(chunk, hashes, strict=True):
                 if h and h.get(b"group") == group.encode():
                     out.append(Job.from_hash(self.engine.config, i, h))
-                    if len(out) >= limit:
-                        return out
-        return out
+        return out[:limit]
+
+    async def _members(self, group: str, state: str, limit: int) -> list[str]:
+        """Ids of up to ``limit`` jobs of ``group`` in ``state``: the state's jobs are read
+        SCAN_CHUNK at a time (their group field only, one pipelined round trip a chunk). Jobs
+        that move while it reads may be missed or seen twice (listed once): a listing, not a
+        snapshot."""
+        c, k = self.engine.client, self.engine.keys
+        read = c.zrevrange if state in ("completed", "failed") else c.zrange
+        key, want = k.state_key(state), group.encode()
+        found: dict[str, None] = {}
+        start = 0
+        while len(found) < limit:
+            chunk = [_text(i) for i in await read(key, start, start + SCAN_CHUNK - 1)]
+            if not chunk:
+                break
+            async with c.pipeline(transaction=False) as pipe:
+                for i in chunk:
+                    pipe.hget(k.job(i), "group")
+                groups = await pipe.execute()
+            found.update((i, None) for i, g in zip(chunk, groups, strict=True) if g == want)
+            start += SCAN_CHUNK
+        return list(found)[:limit]

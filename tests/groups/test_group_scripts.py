@@ -327,3 +327,23 @@ def test_a_job_failed_by_the_stall_limit_frees_its_group(redis_url: str) -> None
 
     q = queue(lease=0.2)
     run(QueueConfig(**{**q.__dict__, "max_stalls": 0}), redis_url, body)
+
+
+def test_a_groups_jobs_of_another_state_are_found_past_the_first_chunks(redis_url: str) -> None:
+    """`jobs --group` outside waiting reads the whole state, not only its first jobs: a group's
+    3 delayed jobs due after 10,500 of another group's are listed, in due order, up to the
+    limit."""
+
+    async def body(e: QueueEngine, c: QueueConsumer) -> None:
+        for start in range(0, 10_500, 1_500):
+            await add(e, "big", *range(start, start + 1_500), delay=600)
+        for i in (1, 2, 3):
+            await add(e, "a", i, delay=900 + i)
+        assert (await e.stats())["delayed"] == 10_503
+        listed = [j.data["i"] for j in await e.groups.jobs("a", "delayed")]
+        assert listed == [1, 2, 3]
+        assert [j.data["i"] for j in await e.groups.jobs("a", "delayed", limit=2)] == [1, 2]
+        assert len(await e.groups.jobs("big", "delayed", limit=700)) == 700
+        assert await e.groups.jobs("nobody", "delayed") == []
+
+    run(queue(), redis_url, body)
