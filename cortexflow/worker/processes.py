@@ -43,6 +43,7 @@ from cortexflow.pdeathsig import die_with_parent
 from cortexflow.telemetry import flush_traces, setup_from_env
 from cortexflow.worker.context import JobContext
 from cortexflow.worker.handlers import HandlerImportError, Requeue, Run, Runner
+from cortexflow.worker.pipe import HandlerProcessDied, answer_adds, pipe_enqueue, recv
 
 _SPAWN = multiprocessing.get_context("spawn")
 READY_TIMEOUT = 60.0  # seconds a new child gets to import its handler
@@ -53,10 +54,6 @@ SHUTDOWN_GRACE = 5.0
 
 class HandlerProcessError(Exception):
     """A handler run in a child process raised; ``str()`` is the child's message."""
-
-
-class HandlerProcessDied(Exception):
-    """The child process running the handler died before it answered."""
 
 
 def _remote_error(name: str, text: str, tb: str, unrecoverable: bool) -> BaseException:
@@ -130,7 +127,7 @@ class ProcessPool:
         child = _Child(proc, parent)
         self._children.add(child)
         try:
-            reply = await asyncio.wait_for(_recv(parent), READY_TIMEOUT)
+            reply = await asyncio.wait_for(recv(parent), READY_TIMEOUT)
         except (TimeoutError, HandlerProcessDied) as exc:
             child.kill()
             q = self.queue
@@ -197,7 +194,7 @@ class ProcessPool:
         keep: _Child | None = None
         try:
             child.conn.send(("job", _job_fields(job)))
-            reply = await _recv(child.conn)
+            reply = await answer_adds(child.conn, job)  # job.add_job() in the child
             child.jobs += 1
             keep = child if self._keep(child, reply) else None
         finally:
@@ -272,27 +269,6 @@ def _job_fields(job: JobContext) -> dict[str, Any]:
     }
 
 
-async def _recv(conn: Connection) -> tuple[Any, ...]:
-    """The next message on ``conn``, read without blocking the event loop."""
-    loop = asyncio.get_running_loop()
-    fut: asyncio.Future[tuple[Any, ...]] = loop.create_future()
-    fd = conn.fileno()
-
-    def readable() -> None:
-        if fut.done():
-            return
-        try:
-            fut.set_result(conn.recv())
-        except (EOFError, OSError) as exc:
-            fut.set_exception(HandlerProcessDied(f"the handler's process died ({exc or 'EOF'})"))
-
-    loop.add_reader(fd, readable)
-    try:
-        return await fut
-    finally:
-        loop.remove_reader(fd)
-
-
 # -- the child ------------------------------------------------------------------------------------
 
 
@@ -326,7 +302,7 @@ def child_main(conn: Connection, queue: QueueConfig, base_dir: str, url: str, pa
             _, fields = conn.recv()
         except (EOFError, OSError):
             break
-        conn.send(_run_one(loop, runner, client, fields))
+        conn.send(_run_one(loop, runner, client, fields, conn))
     if broker is not None:  # the worker stops: the broker's shutdown, as in a worker process
         from cortexflow.worker.tasks import stop_broker
 
@@ -353,7 +329,11 @@ def _child_runner(
 
 
 def _run_one(
-    loop: asyncio.AbstractEventLoop, runner: Runner, client: Any, fields: dict[str, Any]
+    loop: asyncio.AbstractEventLoop,
+    runner: Runner,
+    client: Any,
+    fields: dict[str, Any],
+    conn: Connection,
 ) -> Any:
     engine = QueueEngine(client, QueueConfig(name=fields["queue"], handler="-"), fields["prefix"])
     job = JobContext(
@@ -368,6 +348,7 @@ def _run_one(
         created_at=fields["created_at"],
         data=fields["data"],
         settings=fields["settings"],
+        enqueue=pipe_enqueue(conn),  # asks the worker (worker/pipe.py)
     )
     running = set_job(job.id, job.attempt)  # the handler's log lines carry them
     traced = _attach_trace(fields.get("trace"))

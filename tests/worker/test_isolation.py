@@ -175,3 +175,70 @@ def test_waiting_for_a_child_to_start_does_not_count_against_the_timeout(
     # The second job waited ~3s for the first one's replacement to import its handler.
     assert [j.state for j in done] == ["completed", "completed"], worker.log()
     assert done[0].result != done[1].result  # each ran in a child of its own
+
+
+CHAINING = """
+import asyncio, os
+from cortexflow.errors import PayloadError
+
+
+async def chain(data, job):
+    first = await job.add_job("after", "follow", {"n": data["n"]}, job_id="f" + str(data["n"]))
+    try:
+        await job.add_job("after", "follow", {"n": "not a number"})
+        refused = None
+    except PayloadError as exc:  # the worker's error, as its own type, in the child
+        refused = [exc.queue, exc.violations[0][0]]
+    both = await asyncio.gather(
+        job.add_job("after", "x", {"n": 1}, delay=60_000, priority=7),
+        job.add_job("after", "y", {"n": 2}, delay=60_000),
+    )
+    return {"pid": os.getpid(), "first": first, "refused": refused, "both": sorted(both)}
+"""
+
+
+def test_add_job_in_an_isolated_handler_adds_through_the_worker(
+    tmp_path: Path, redis_url: str, redis_client: redis.Redis, workers: Callable[..., Proc]
+) -> None:
+    """job.add_job() in a child: the worker adds the job (the target's payload schema, options),
+    and a refusal reaches the handler as the same exception type."""
+    (tmp_path / "n.json").write_text(
+        json.dumps({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]})
+    )
+    cfg = write_project(
+        tmp_path,
+        """
+        queues:
+          iso:
+            handler: chaining:chain
+            isolation: process
+            attempts: 1
+          after:
+            handler: chaining:chain
+            payload_schema: n.json
+        """,
+        {"chaining.py": CHAINING},
+    )
+    worker = workers(cfg, "iso", redis_url)  # no worker of `after`: its jobs stay put
+    wait_workers_ready(redis_client, "iso")
+    jobs = Jobs(cfg, redis_url)
+    jobs.run("iso", lambda e: e.add("go", {"n": 5}, JobOptions(job_id="go")))
+    done = wait_for(
+        lambda: (
+            (j := jobs.run("iso", lambda e: e.get_job("go")))
+            and j.state in ("completed", "failed")
+            and j
+        ),
+        60,
+        message=worker.log,
+    )
+    assert done.state == "completed", (done.error, worker.log())
+    result = done.result
+    assert result["pid"] != worker.pid  # it ran in a child
+    assert result["first"] == "f5" and result["refused"] == ["after", "/n"]
+    follow = jobs.run("after", lambda e: e.get_job("f5"))
+    assert (follow.state, follow.name, follow.data) == ("waiting", "follow", {"n": 5})
+    delayed = {j.id: j for j in jobs.run("after", lambda e: e.list_jobs("delayed"))}
+    assert sorted(delayed) == result["both"]
+    assert sorted((j.name, j.priority) for j in delayed.values()) == [("x", 7), ("y", 0)]
+    assert jobs.run("after", lambda e: e.stats())["waiting"] == 1  # the refused one: not added

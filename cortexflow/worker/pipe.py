@@ -1,0 +1,102 @@
+"""The pipe between a worker and one of its handler processes (`isolation: process`).
+
+The worker sends ``("job", fields)``; the child answers with the run's outcome. While the run
+goes on, the child may ask the worker to add a job (``job.add_job()`` in the handler):
+``("add", queue, name, data, options)``, answered with ``("added", id)`` or ``("add_error",
+module, type name, message, attributes)``. The worker adds it with the run's own JobContext, so
+an add from a child is exactly an add from an in-process handler (the queue's payload schema,
+options, tracing, a Cluster's slots), and the child needs no configuration of other queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import pickle
+from multiprocessing.connection import Connection
+from typing import Any
+
+from cortexflow.engine.options import AddOptions
+from cortexflow.worker.context import Enqueue, JobContext
+
+# Modules whose exceptions an add's failure is rebuilt as in the child (anything else: its
+# message in a RuntimeError).
+_KNOWN = ("cortexflow.", "redis.", "builtins")
+
+
+class HandlerProcessDied(Exception):
+    """The child process running the handler died before it answered."""
+
+
+async def recv(conn: Connection) -> tuple[Any, ...]:
+    """The next message on ``conn``, read without blocking the event loop."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[tuple[Any, ...]] = loop.create_future()
+    fd = conn.fileno()
+
+    def readable() -> None:
+        if fut.done():
+            return
+        try:
+            fut.set_result(conn.recv())
+        except (EOFError, OSError) as exc:
+            fut.set_exception(HandlerProcessDied(f"the handler's process died ({exc or 'EOF'})"))
+
+    loop.add_reader(fd, readable)
+    try:
+        return await fut
+    finally:
+        loop.remove_reader(fd)
+
+
+async def answer_adds(conn: Connection, job: JobContext) -> tuple[Any, ...]:
+    """The child's answer to the run (worker side), carrying out each add it asks for first."""
+    while (message := await recv(conn))[0] == "add":
+        _, queue, name, data, options = message
+        try:
+            answer: tuple[Any, ...] = ("added", await job.add_job(queue, name, data, **options))
+        except Exception as exc:  # the handler's to handle: raised in the child
+            answer = _described(exc)
+        conn.send(answer)
+    return message
+
+
+def pipe_enqueue(conn: Connection) -> Enqueue:
+    """``job.add_job()`` in the child: ask the worker, one add at a time."""
+    lock = asyncio.Lock()
+
+    async def enqueue(queue: str, name: str, data: Any, options: AddOptions) -> str:
+        async with lock:
+            conn.send(("add", queue, name, data, dict(options)))
+            answer = await recv(conn)
+        if answer[0] == "added":
+            return str(answer[1])
+        raise _rebuilt(*answer[1:])
+
+    return enqueue
+
+
+def _described(exc: Exception) -> tuple[Any, ...]:
+    cls = type(exc)
+    state = dict(vars(exc))
+    try:
+        pickle.dumps(state)
+    except Exception:
+        state = {}
+    return ("add_error", cls.__module__, cls.__qualname__, str(exc), state)
+
+
+def _rebuilt(module: str, qualname: str, text: str, state: dict[str, Any]) -> Exception:
+    """The worker's exception, as the same type where it is one of ours, redis's or a builtin
+    (so ``except PayloadError`` works in the handler), else a RuntimeError with its message."""
+    found: Any = None
+    if module == "builtins" or module.startswith(_KNOWN):
+        found = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part, None)
+    if not (isinstance(found, type) and issubclass(found, Exception)):
+        return RuntimeError(f"{qualname}: {text}")
+    exc = found.__new__(found)
+    Exception.__init__(exc, text)
+    exc.__dict__.update(state)
+    return exc
