@@ -45,9 +45,19 @@ def _result(client: TestClient, task_id: str, timeout: float = 30) -> dict[str, 
 
 
 @pytest.mark.slow
-def test_fastapi_example_under_up(example: Path, start_up: Callable[..., Proc]) -> None:
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_fastapi_example_under_up(
+    example: Path, start_up: Callable[..., Proc], isolation: str
+) -> None:
+    """With ``isolation: process`` the lifespan runs in each child of the emails queue, and the
+    task's dependencies resolve there."""
+    if isolation == "process":
+        config = example / "queues.yaml"
+        text = config.read_text().replace("    concurrency: 10\n", "    concurrency: 2\n", 1)
+        config.write_text(text.replace("  emails:\n", "  emails:\n    isolation: process\n", 1))
     up = start_up(example)
-    up.wait_for(r"emails\.0 \(pid \d+\) ready", 60)
+    (ready,) = up.wait_for(r"emails\.0 \(pid (\d+)\) ready", 60)
+    emails = int(ready.group(1))
     up.wait_for(r"reports\.0 \(pid \d+\) ready", 60)
     web = importlib.import_module("mailer_web")
     with TestClient(web.app) as client:
@@ -56,6 +66,9 @@ def test_fastapi_example_under_up(example: Path, start_up: Callable[..., Proc]) 
         body = _result(client, sent.json()["task_id"])
         # request.app.state (set by the lifespan) and request.state (what it yielded), in a worker
         assert body == {"ready": True, "value": "Welcome, Bo! (from the mailer)", "error": ""}
+        children = Path(f"/proc/{emails}/task/{emails}/children").read_text().split()
+        spawned = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(spawned) == (2 if isolation == "process" else 0)  # a slot's child ran it
         sent = client.post("/reports", json=[1, 2, 3])
         body = _result(client, sent.json()["task_id"])
         assert body["value"] == {"count": 3, "sum": 6}
