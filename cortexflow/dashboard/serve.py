@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import errno
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +20,7 @@ from cortexflow.dashboard.protect import DEFAULT_MAX_BODY
 from cortexflow.embedded.folder import data_dir_for
 from cortexflow.engine.connection import connect, ping
 from cortexflow.engine.memory import check_eviction
-from cortexflow.errors import RedisUnavailableError
+from cortexflow.errors import CortexflowError, RedisUnavailableError, UsageError
 from cortexflow.logs import resolve_format, setup_logging, uvicorn_log_config
 from cortexflow.telemetry import setup_from_env
 
@@ -34,6 +37,32 @@ class ServeOptions:
     login_url: bool = True
     max_body: int = DEFAULT_MAX_BODY  # bytes of an API write's body (413 past it)
     log_format: str | None = None  # --log-format; None: $CORTEXFLOW_LOG_FORMAT, queues.yaml's
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The dashboard's listening socket on ``host``:``port`` (0: a free port, printed in the
+    URL). A port in use is a clear error (exit 1), not uvicorn's log line."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise UsageError(f"--host {host!r}: not an address of this machine ({exc})") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: restart at once
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise CortexflowError(
+                f"the dashboard cannot listen on {host} port {port}: it is in use (another "
+                "dashboard?). Stop that, or pick another port: --port 8001, or dashboard: "
+                "port: in queues.yaml"
+            ) from None
+        raise CortexflowError(f"the dashboard cannot listen on {host} port {port}: {exc}") from None
+    return sock
 
 
 def base_url(host: str, port: int) -> str:
@@ -112,6 +141,8 @@ def serve(
         max_body=options.max_body,
     )
     app = create_app(manager, Auth(tokens), settings)
+    sock = listen(options.host, options.port)  # before the URL is printed: its real port
+    options = dataclasses.replace(options, port=sock.getsockname()[1])
     url = login_url(options.host, options.port, tokens)
     if tokens.file is not None and not options.login_url:
         say(
@@ -136,7 +167,8 @@ def serve(
     stopped: list[int] = []
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stopped.append(signum))
     try:
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
+        sock.close()
         signal.signal(signal.SIGTERM, previous)
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -176,3 +177,37 @@ def test_loopback_checks() -> None:
 
     assert all(is_loopback(h) for h in ("127.0.0.1", "127.9.9.9", "::1", "[::1]", "localhost"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "10.0.0.1", "::", "example.com"))
+
+
+def test_a_port_in_use_is_a_clear_error_and_port_0_prints_the_port_it_got(
+    project: Path, redis_url: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run(
+            [*CMD, str(project), "--redis-url", redis_url, "--port", str(port)],
+            env=env_without_tokens(CORTEXFLOW_TOKEN="t" * 32),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert r.returncode == 1, r.stderr
+    assert f"cannot listen on 127.0.0.1 port {port}: it is in use" in r.stderr
+    assert "--port" in r.stderr and "Traceback" not in r.stderr
+    assert "dashboard: open" not in r.stderr  # no URL that does not work
+
+    d = Proc(
+        cortexflow_argv("dashboard", "-f", str(project), "--redis-url", redis_url, "--port", "0"),
+        cwd=project.parent,
+        env={"CORTEXFLOW_TOKEN": "t" * 32},
+        name="dash",
+    )
+    try:
+        (url,) = d.wait_for(r"dashboard: open (http://127\.0\.0\.1:(\d+))/", 60)
+        assert int(url.group(2)) > 0
+        wait_healthy(d, url.group(1))
+    finally:
+        d.kill()

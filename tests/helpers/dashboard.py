@@ -146,16 +146,18 @@ def start_dashboard(
     a free port, answering /healthz: (its Proc, its base URL). The caller kills it."""
     from tests.helpers.procs import Proc, cortexflow_argv
 
-    port = free_port()
-    argv = ["dashboard", "-f", str(config), "--redis-url", redis_url, "--port", str(port)]
+    # --port 0: the dashboard binds a free port itself and prints it in its URL (a port picked
+    # here could be taken by another test's process before the dashboard binds it).
+    argv = ["dashboard", "-f", str(config), "--redis-url", redis_url, "--port", "0"]
     proc = Proc(
         cortexflow_argv(*argv, *args),
         cwd=config.parent,
         env={"CORTEXFLOW_TOKEN": admin, "CORTEXFLOW_READ_TOKEN": READ_TOKEN},
         name="dashboard",
     )
-    base = f"http://127.0.0.1:{port}"
     try:
+        (url,) = proc.wait_for(r"http://127\.0\.0\.1:(\d+)/", 60)
+        base = f"http://127.0.0.1:{url.group(1)}"
         wait_healthy(proc, base)
     except BaseException:
         proc.kill()
