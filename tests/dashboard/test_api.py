@@ -347,7 +347,9 @@ def test_metrics_public_serves_without_token(project: Path, redis_url: str) -> N
 # -- SSE ------------------------------------------------------------------------------------
 
 
-def test_sse_delivers_an_event_within_a_second(http: httpx.Client, base: str) -> None:
+def test_sse_delivers_an_event_at_once(http: httpx.Client, base: str) -> None:
+    """Within 3 s on a loaded machine (typically milliseconds); a stream that only delivered
+    at its 15 s keep-alive, or never, fails."""
     got: list[tuple[float, dict[str, Any]]] = []
     opened = threading.Event()
 
@@ -374,7 +376,7 @@ def test_sse_delivers_an_event_within_a_second(http: httpx.Client, base: str) ->
     assert got, "no event"
     at, data = got[0]
     assert data["event"] == "added" and data["jobId"] == jid and data["name"] == "sse"
-    assert at - sent < 1.0, f"event after {at - sent:.3f}s"
+    assert at - sent < 3.0, f"event after {at - sent:.3f}s"
 
 
 def test_sse_resumes_after_last_event_id(http: httpx.Client, base: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,13 +94,18 @@ def test_200_streams_past_the_cap_get_503_and_the_rest_keeps_answering(
             refused = next(s for s in streams if s.status == 503)
             assert refused.headers["content-type"].startswith("application/json")
             assert "too many event streams" in json.loads(await body(refused))["error"]
-            # The 50 streams block in XREAD all along; every other route still answers, fast.
+            # The 50 streams block in XREAD all along; every other route still answers, fast
+            # (a typical answer well under the streams' 1 s XREAD block, so a starved pool
+            # shows; one slow answer on a loaded machine is not a failure).
+            took_all: list[float] = []
             async with httpx.AsyncClient(base_url=base, timeout=10) as client:
                 for _ in range(5):
                     for path in ("/healthz", "/api/queues"):
                         status, took = await timed_get(client, path)
-                        assert status == 200 and took < 1.0, (path, status, took)
+                        assert status == 200 and took < 5.0, (path, status, took)
+                        took_all.append(took)
                     await asyncio.sleep(0.3)
+            assert statistics.median(took_all) < 0.25, took_all
             # The open streams are live ones: an event reaches them.
             with httpx.Client(base_url=base, timeout=10) as admin:
                 r = admin.post(

@@ -127,5 +127,9 @@ async def _other_holder(redis_url: str) -> None:
         while loop.time() < until:  # the live holder renews every lease/4; `dead` never does
             assert await alive.heartbeat([("k", k.token)]) == []
             await asyncio.sleep(LEASE / 4)
+        # A renewal right before the fetch: the server's clock runs (no settling) only while
+        # renewals come less than lease/2 apart, and a stall of this process between the
+        # loop's last renewal and the fetch must not look like a server stall.
+        assert await alive.heartbeat([("k", k.token)]) == []
         (recovered,) = (await idle.fetch(1)).jobs
         assert recovered.job.id == "j" and j.token != recovered.token

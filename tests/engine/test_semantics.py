@@ -108,8 +108,9 @@ def test_backoff_gaps_follow_the_formula(redis_url: str, tmp_path: Path) -> None
         for k in (1, 2, 3):
             low, high = backoff_bounds("exponential", 0.2, 0.5, 0.5, k)
             gap = runs[k] - runs[k - 1]
-            # Never early; late by at most scheduling noise on a loaded machine.
-            assert low - 0.005 <= gap <= high + 0.75, f"gap {k}: {gap:.3f}s not in [{low}, {high}]"
+            # Never early; late by at most scheduling noise on a loaded machine (the worker runs
+            # in this test's process, beside 3 other test processes on 2 cores).
+            assert low - 0.005 <= gap <= high + 1.5, f"gap {k}: {gap:.3f}s not in [{low}, {high}]"
 
     asyncio.run(main())
 

@@ -241,9 +241,12 @@ def test_reconcile_upserts_the_file_removes_what_it_dropped_and_keeps_runtime_on
             assert after["every-second"].since_ms == before["every-second"].since_ms
             # A new timing counts its ticks from now.
             retimed = dataclasses.replace(kept, every=2.0)
+            await asyncio.sleep(0.01)  # the server's ms clock moves past the first since_ms
+            mark = await store.server_ms(client)
+            assert mark > before["every-second"].since_ms
             await store.reconcile(client, PREFIX, {"every-second": retimed})
             again = await store.load_all(client, PREFIX)
-            assert again["every-second"].since_ms > before["every-second"].since_ms
+            assert again["every-second"].since_ms >= mark
             assert again["adhoc"].source == "api"
         finally:
             await client.aclose()

@@ -38,7 +38,8 @@ def test_a_killed_worker_is_restarted_within_the_backoff_and_its_jobs_complete(
     up.wait_for(r"work\.0 \(pid \d+\) ready", 30)
     up.wait_for(r"work\.1 \(pid \d+\) ready", 30)
     jobs = Jobs(path, redis_url)
-    ids = jobs.add("work", [{"seconds": 1.5} for _ in range(10)])
+    # 5 s jobs: both workers' 5 slots are busy at once long enough to be seen on a loaded machine
+    ids = jobs.add("work", [{"seconds": 5} for _ in range(10)])
     jobs.wait_stats("work", lambda s: s["active"] == 10, 10)
 
     victim = up.child_pid("work.0")

@@ -70,13 +70,13 @@ def test_jobs_longer_than_stop_timeout_go_back_to_waiting_and_run_on_the_next_up
     up.wait_for(r"work\.0 \(pid \d+\) ready", 30)
     jobs = Jobs(path, redis_url)
     ids = jobs.add("work", [{} for _ in range(5)])
-    jobs.wait_stats("work", lambda s: s["active"] == 5, 5)
+    jobs.wait_stats("work", lambda s: s["active"] == 5, 15)
 
     sent = time.monotonic()
     up.send(signal.SIGTERM)
-    up.wait_exit(10)
+    up.wait_exit(30)
     took = time.monotonic() - sent
-    assert took < 4, up.err()
+    assert took < 10, up.err()  # stop_timeout (2 s) and the exits, not the jobs' length
     assert jobs.states("work", ids) == ["waiting"] * 5
     print(f"60 s jobs given back, exit in {took:.2f}s")
 

@@ -6,8 +6,9 @@ Valkey (AOF everysec) and a restart; handlers block the event loop, hang past th
 fail with odd text. At the end:
 
 - every acknowledged add ended completed or failed (none lost, none stuck), except adds
-  acknowledged within the last second before a Valkey kill -9 (appendfsync everysec may lose
-  them; counted and printed);
+  acknowledged within the last 2.5 s before a Valkey kill -9 (with appendfsync everysec the
+  server holds its AOF writes back for up to 2 s while a background fsync runs, so a kill -9
+  may lose them; counted and printed);
 - duplicate runs are counted and printed (allowed: a process died or froze past its lease);
 - no worker leaked a concurrency slot (each live worker reports 0 active);
 - every job that failed for good is in its dead-letter queue.
@@ -197,7 +198,7 @@ def test_random_faults_lose_no_acknowledged_job(
             revive()
             time.sleep(0.5)
         missing = [jid for jid, s in zip(ids, st, strict=True) if s is None]
-        window = [j for j in missing if any(0 <= k - acked[j] <= 1.5 for k in server_kills)]
+        window = [j for j in missing if any(0 <= k - acked[j] <= 2.5 for k in server_kills)]
         lost = sorted(set(missing) - set(window))
         stuck = Counter(s for s in st if s not in (b"completed", b"failed", None))
         failed = [jid for jid, s in zip(ids, st, strict=True) if s == b"failed"]

@@ -201,11 +201,14 @@ def test_each_run_times_out_at_its_own_deadline(redis_url: str, tmp_path: Path) 
                 t_long = time.monotonic() - t0
         assert short is not None and short.state == "failed"
         assert short.error == "TimeoutError: the run took longer than its timeout of 0.4s"
-        assert 0.55 <= t_short < 2.0, t_short  # 0.2 s later start + its 0.4 s
+        assert 0.55 <= t_short < 2.4, t_short  # 0.2 s later start + its 0.4 s
         assert in_time is not None and in_time.state == "completed", in_time
         assert long is not None and long.state == "failed"
         assert long.error == "TimeoutError: the run took longer than its timeout of 2.5s"
         assert 2.5 <= t_long < 6.0, t_long
+        # By the server's clock too: the later, shorter timeout fired well before the long one.
+        assert short.finished_at is not None and long.finished_at is not None
+        assert long.finished_at - short.finished_at >= 1.0, (short.finished_at, long.finished_at)
         assert ran == {"in-time": 0.3}
 
     asyncio.run(main())
