@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from cortexflow.embedded import DataFolder
-from tests.helpers.dashboard import free_port, wait_healthy
+from tests.helpers.dashboard import wait_healthy
 from tests.helpers.poll import wait_for
 from tests.helpers.procs import CliResult, Proc, cortexflow_argv, run_cli, wait_gone
 
@@ -229,10 +229,10 @@ def test_worker(app: App) -> None:
 
 
 def test_dashboard(app: App) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    dashboard = app.start("dashboard", "--port", str(port), name="dashboard")
+    dashboard = app.start("dashboard", "--port", "0", name="dashboard")  # a free port
     try:
+        (url,) = dashboard.wait_for(r"dashboard: open (http://127\.0\.0\.1:\d+)/", 60)
+        base = url.group(1)
         wait_healthy(dashboard, base)
         assert f"dashboard: open {base}/" in stop(dashboard, signal.SIGTERM)
     finally:

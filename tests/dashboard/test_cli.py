@@ -5,11 +5,13 @@ docs say to try it (in the folder of queues.yaml, no -f, the embedded server).""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,20 +35,28 @@ def env_without_tokens(**extra: str) -> dict[str, str]:
 
 
 class Dashboard:
+    """`cortexflow dashboard --port 0`: it binds a free port and prints it in its URL."""
+
     def __init__(self, project: Path, redis_url: str, env: dict[str, str], *args: str) -> None:
-        self.port = free_port()
-        self.stderr_path = project.parent / f"dashboard-{self.port}.err"
+        fd, name = tempfile.mkstemp(prefix="dashboard-", suffix=".err", dir=project.parent)
+        os.close(fd)
+        self.stderr_path = Path(name)
         self.stderr = self.stderr_path.open("w")
         self.proc = subprocess.Popen(
-            [*CMD, str(project), "--redis-url", redis_url, "--port", str(self.port), *args],
+            [*CMD, str(project), "--redis-url", redis_url, "--port", "0", *args],
             stdout=subprocess.DEVNULL,
             stderr=self.stderr,
             env=env,
             start_new_session=True,
         )
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = ""
 
     def up(self) -> bool:
+        if not self.base:
+            found = re.search(r"dashboard: open (http://127\.0\.0\.1:\d+)/", self.output())
+            if found is None:
+                return False
+            self.base = found.group(1)
         try:
             return httpx.get(self.base + "/healthz", timeout=2).status_code == 200
         except httpx.TransportError:
@@ -127,10 +137,10 @@ def test_in_the_folder_of_queues_yaml_without_f_on_the_embedded_server(project: 
     """docs/dashboard.md: `cortexflow dashboard` in the folder of queues.yaml, nothing else: no
     -f, no --redis-url, no REDIS_URL (Proc's environment drops it), no redis: section."""
     assert "redis:" not in project.read_text()
-    port = free_port()
-    d = Proc(cortexflow_argv("dashboard", "--port", str(port)), cwd=project.parent, name="dash")
+    d = Proc(cortexflow_argv("dashboard", "--port", "0"), cwd=project.parent, name="dash")
     try:
-        base = f"http://127.0.0.1:{port}"
+        (url,) = d.wait_for(r"dashboard: open (http://127\.0\.0\.1:\d+)/", 60)
+        base = url.group(1)
         wait_healthy(d, base)
         state = DataFolder(project.parent / ".cortexflow").read_state()
         assert state is not None and state.socket and state.port == 0, state  # the unix socket
