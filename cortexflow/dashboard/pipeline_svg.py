@@ -20,6 +20,8 @@ NODE_H, ROW_GAP, PAD = 44, 26, 14
 MIN_NODE_W, NAME_CHAR_W = 168, 7.4  # 12px monospace
 LABEL_CHARS, LABEL_CHAR_W = 32, 6.7  # 11px monospace
 MIN_GAP, BACK_ROOM, BAND_GAP = 80, 46, 56
+# Forward arrows that skip a layer run over the boxes, each on a lane of its own above them.
+OVER_LANE, OVER_LANES = 14, 4
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,25 @@ class Frame:
     width: float
     height: float
     low: float  # where the back edges run: under the layers, above the dead-letter band
+    over: list[int]  # the forward edges that skip a layer (drawn over the boxes), in order
+
+
+def skips(p: Plan) -> list[int]:
+    """The forward edges from a layer to one past the next: drawn straight, they would cross
+    the boxes of the layers between."""
+    return [
+        i
+        for i, e in enumerate(p.edges)
+        if i not in p.back
+        and e.source in p.layer
+        and e.target in p.layer
+        and p.layer[e.target] - p.layer[e.source] > 1
+    ]
 
 
 def _frame(p: Plan) -> Frame:
-    """Where each queue's box is: the layers left to right, the dead-letter band under them."""
+    """Where each queue's box is: the layers left to right (under the lanes of the arrows that
+    skip a layer), the dead-letter band under them."""
     widths = [max([MIN_NODE_W, *(len(n) * NAME_CHAR_W + 24 for n in row)]) for row in p.rows]
     gaps = [float(MIN_GAP)] * len(p.rows)
     for i, e in enumerate(p.edges):
@@ -62,15 +79,18 @@ def _frame(p: Plan) -> Frame:
             layer = p.layer[e.source]
             gaps[layer] = max(gaps[layer], len(short_label(e)) * LABEL_CHAR_W + 28)
     tallest = max(len(row) for row in p.rows)
+    over = skips(p)
+    lanes = min(len(over), OVER_LANES)
+    room = (lanes + 1) * OVER_LANE if over else 0
     boxes: dict[str, Box] = {}
     x = float(PAD)
     for li, row in enumerate(p.rows):
-        top = PAD + (tallest - len(row)) * (NODE_H + ROW_GAP) / 2
+        top = PAD + room + (tallest - len(row)) * (NODE_H + ROW_GAP) / 2
         for ri, queue in enumerate(row):
             boxes[queue] = Box(x, top + ri * (NODE_H + ROW_GAP), widths[li])
         x += widths[li] + gaps[li]
     width = x - gaps[-1] + PAD
-    bottom = PAD + tallest * NODE_H + max(tallest - 1, 0) * ROW_GAP
+    bottom = PAD + room + tallest * NODE_H + max(tallest - 1, 0) * ROW_GAP
     low = bottom + (BACK_ROOM if p.back else 0)
     if p.band:
         band_w = [max(MIN_NODE_W, len(n) * NAME_CHAR_W + 24) for n in p.band]
@@ -83,7 +103,7 @@ def _frame(p: Plan) -> Frame:
         low_end = top + NODE_H
     else:
         low_end = low
-    return Frame(boxes, width, low_end + PAD, low)
+    return Frame(boxes, width, low_end + PAD, low, over)
 
 
 def _node(queue: str, box: Box, counts: Mapping[str, Any] | None, dead: bool) -> str:
@@ -112,6 +132,18 @@ def _forward_path(a: Box, b: Box, lane: int) -> tuple[str, float, float]:
     mid = (x1 + x2) / 2
     d = f"M{x1:.1f},{y1:.1f} C{mid:.1f},{y1:.1f} {mid:.1f},{y2:.1f} {x2 - 2:.1f},{y2:.1f}"
     return d, mid, (y1 + y2) / 2 - 5 + lane * 14
+
+
+def _over_path(a: Box, b: Box, lane: int) -> tuple[str, float, float]:
+    """From ``a``'s right side up into the gap after it, over the boxes on its lane, and down
+    in the gap before ``b`` into its left side: it crosses no box of the layers between."""
+    x1, y1 = a.x + a.w, a.y + NODE_H / 2
+    x2, y2 = b.x, b.y + NODE_H / 2
+    y = PAD + OVER_LANE * (lane % OVER_LANES) + OVER_LANE / 2
+    up = f"C{x1 + 30:.1f},{y1:.1f} {x1 + 30:.1f},{y:.1f} {x1 + 50:.1f},{y:.1f}"
+    down = f"C{x2 - 30:.1f},{y:.1f} {x2 - 30:.1f},{y2:.1f} {x2 - 2:.1f},{y2:.1f}"
+    d = f"M{x1:.1f},{y1:.1f} {up} L{x2 - 50:.1f},{y:.1f} {down}"
+    return d, (x1 + x2) / 2, y - 3
 
 
 def _back_path(a: Box, b: Box, low: float, lane: int) -> tuple[str, float, float]:
@@ -177,6 +209,8 @@ def render(p: Plan, stats: Mapping[str, Mapping[str, Any]] | None = None) -> str
         elif i in p.back:
             parts.append(_edge(edge, _back_path(a, b, f.low, back_lane), True))
             back_lane = (back_lane + 1) % 3
+        elif i in f.over:
+            parts.append(_edge(edge, _over_path(a, b, f.over.index(i)), False))
         else:
             lane = lanes.get((edge.source, edge.target), 0)
             lanes[(edge.source, edge.target)] = lane + 1

@@ -186,6 +186,73 @@ def test_no_pipeline_section_without_routes_and_names_are_escaped(
         assert f'a → b: {HOSTILE_NAME}, when /x equals "<i>"' == title
 
 
+SKIPPING = """\
+version: 1
+queues:
+  a:
+    handler: h:work
+    next:
+      - {to: b, name: step}
+      - {to: d, name: straight-to-d}
+      - {to: c, name: straight-to-c}
+  b:
+    handler: h:work
+    next: [{to: c, name: step}]
+  b2:
+    handler: h:work
+  c:
+    handler: h:work
+    next: [{to: d, name: step}]
+  d: {handler: h:work}
+"""
+
+
+def _points(d: str) -> list[tuple[float, float]]:
+    """Every end and control point of a path (its curves lie within their hull)."""
+    return [(float(x), float(y)) for x, y in re.findall(r"(-?[\d.]+),(-?[\d.]+)", d)]
+
+
+def test_an_arrow_that_skips_a_layer_runs_over_the_boxes_not_through_them(
+    tmp_path: Path,
+) -> None:
+    from cortexflow.config import load_config
+    from cortexflow.dashboard.pipeline import plan
+    from cortexflow.dashboard.pipeline_svg import render
+
+    cfg = write_project(tmp_path, SKIPPING, {"h.py": "def work(data):\n    return data\n"})
+    p = plan(load_config(cfg))
+    assert [p.layer[q] for q in "abcd"] == [0, 1, 2, 3]
+    svg = ET.fromstring(render(p).replace("<svg ", f"<svg xmlns='{SVG[1:-1]}' ", 1))
+    boxes = {}
+    for queue, node in nodes_of(svg).items():
+        rect = node.find(f"{SVG}rect")
+        assert rect is not None
+        x, y, w = (float(rect.get(k) or 0) for k in ("x", "y", "width"))
+        boxes[queue] = (x, y, x + w, y + float(rect.get("height") or 0))
+    checked = 0
+    for g in svg.iter(f"{SVG}g"):
+        if g.get("data-kind") != "route":
+            continue
+        path = g.find(f"{SVG}path")
+        assert path is not None
+        ends = {g.get("data-from"), g.get("data-to")}
+        for queue, (x1, y1, x2, _) in boxes.items():
+            if queue in ends:
+                continue
+            inside = [(x, y) for x, y in _points(path.get("d") or "") if x1 <= x <= x2]
+            # where the arrow passes a box's columns, its whole hull is above that box
+            assert all(y < y1 for _, y in inside), (g.get("data-from"), g.get("data-to"), queue)
+            checked += len(inside)
+    assert checked > 0  # the skipping arrows did pass over boxes
+    # each skipping arrow on a lane of its own (its level stretch), every box below the lanes
+    lanes = set()
+    for g in svg.iter(f"{SVG}g"):
+        path, label = g.find(f"{SVG}path"), g.findtext(f"{SVG}text") or ""
+        if path is not None and label.startswith("straight"):
+            lanes.add(_points(path.get("d") or "")[4][1])
+    assert len(lanes) == 2 and max(lanes) < min(y for _, y, _, _ in boxes.values())
+
+
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 
