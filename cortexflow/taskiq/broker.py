@@ -9,6 +9,7 @@ it is decorated. ``kiq(*args, **kwargs)`` adds a job named after the task, whose
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import json
@@ -170,25 +171,32 @@ class CortexflowBroker(AsyncBroker):
         return queue, msg.task_name, data, opts
 
     async def _add(self, jobs: list[Kick]) -> None:
+        """Add ``jobs``: one script call per queue, the queues' calls at once (a bulk over
+        several queues costs one round trip of wall time, not one per queue)."""
         by_queue: dict[str, list[Kick]] = {}
         for kick in jobs:
             by_queue.setdefault(kick[0], []).append(kick)
-        for queue, kicks in by_queue.items():
-            engine = await self._engine(queue)
-            added: list[int] = []
-            await engine.add_bulk([(n, d, o) for _, n, d, o in kicks], added=added)
-            for kick in kicks:
-                self.backend.remember(str(kick[3].job_id), queue)
-            if added and added[0] < len(kicks):
-                ids = [str(k[3].job_id) for k in kicks]
-                log.warning(
-                    "queue %s: %d of %d task id(s) exist already (%s), nothing added for them: "
-                    "cortexflow adds once per id (wait_result() returns that job's result)",
-                    queue,
-                    len(kicks) - added[0],
-                    len(kicks),
-                    ", ".join(ids[:5]),
-                )
+        calls = [self._add_to(q, kicks) for q, kicks in by_queue.items()]
+        for outcome in await asyncio.gather(*calls, return_exceptions=True):
+            if isinstance(outcome, BaseException):  # each call ended: nothing left running
+                raise outcome
+
+    async def _add_to(self, queue: str, kicks: list[Kick]) -> None:
+        engine = await self._engine(queue)
+        added: list[int] = []
+        await engine.add_bulk([(n, d, o) for _, n, d, o in kicks], added=added)
+        for kick in kicks:
+            self.backend.remember(str(kick[3].job_id), queue)
+        if added and added[0] < len(kicks):
+            ids = [str(k[3].job_id) for k in kicks]
+            log.warning(
+                "queue %s: %d of %d task id(s) exist already (%s), nothing added for them: "
+                "cortexflow adds once per id (wait_result() returns that job's result)",
+                queue,
+                len(kicks) - added[0],
+                len(kicks),
+                ", ".join(ids[:5]),
+            )
 
     async def _engine(self, queue: str) -> QueueEngine:
         await self.manager.connect()

@@ -201,6 +201,26 @@ def test_bulk_adds_many_kiqs_in_one_call(make_app: Callable[..., App]) -> None:
     asyncio.run(main())
 
 
+def test_bulk_over_two_queues_adds_each_queues_jobs_to_it(make_app: Callable[..., App]) -> None:
+    app = make_app(TASKS)
+
+    async def main() -> None:
+        emails = app.broker.manager.get_queue("emails")
+        reports = app.broker.manager.get_queue("reports")
+        try:
+            async with app.broker.bulk():
+                mails = [await app.module.echo.kiq(i) for i in range(5)]
+                made = [await app.module.ordered.kiq(i) for i in range(3)]
+            assert (await emails.stats())["waiting"] == 5
+            assert (await reports.stats())["waiting"] == 3
+            assert all([await emails.get_job(t.task_id) for t in mails])
+            assert all([await reports.get_job(t.task_id) for t in made])
+        finally:
+            await app.broker.manager.close()
+
+    asyncio.run(main())
+
+
 def test_a_task_name_no_worker_knows_fails_for_good_into_the_dead_letter_queue(
     make_app: Callable[..., App],
 ) -> None:
