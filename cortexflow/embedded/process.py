@@ -94,6 +94,9 @@ class ServerProcess:
         self.host = host
         self.unix_socket = Path(unix_socket) if unix_socket is not None else None
         # With a unix socket, TCP stays closed (port 0) unless a port is asked for.
+        # A port picked here is free now, but another process may take it before the server
+        # binds it: start() then picks another (a port the caller chose is never changed).
+        self._picked_port = port is None and self.unix_socket is None
         if port is None:
             port = 0 if self.unix_socket is not None else free_port(host)
         self.port = port
@@ -136,12 +139,33 @@ class ServerProcess:
         self, timeout: float = 15.0, new_session: bool = True, die_with_parent: bool = False
     ) -> None:
         """Spawn the server and wait until it answers; on failure leave no process behind."""
-        self.spawn(new_session=new_session, die_with_parent=die_with_parent)
+        for attempt in range(3):
+            log_at = self._log_size()
+            self.spawn(new_session=new_session, die_with_parent=die_with_parent)
+            try:
+                self.wait_ready(timeout)
+                return
+            except BaseException:
+                self.kill()
+                if attempt < 2 and self._picked_port and self._port_taken(log_at):
+                    self.port = free_port(self.host)
+                    continue
+                raise
+
+    def _log_size(self) -> int:
         try:
-            self.wait_ready(timeout)
-        except BaseException:
-            self.kill()
-            raise
+            return (self.data_dir / "server.log").stat().st_size
+        except OSError:
+            return 0
+
+    def _port_taken(self, since: int) -> bool:
+        """Whether the server's log says, after byte ``since``, that its port was in use."""
+        try:
+            with open(self.data_dir / "server.log", "rb") as f:
+                f.seek(since)
+                return b"Address already in use" in f.read()
+        except OSError:
+            return False
 
     def spawn(self, new_session: bool = True, die_with_parent: bool = False) -> None:
         """Start the server without waiting for it to answer.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,26 @@ def test_up_server_dies_with_its_parent(tmp_path: Path) -> None:
         proc.wait()
         if proc.stdout:
             proc.stdout.close()
+
+
+def test_a_picked_port_taken_before_the_server_binds_it_is_replaced(tmp_path: Path) -> None:
+    """A port ServerProcess picked itself may be taken (by another process's bind or outgoing
+    connection) before the server starts: it picks another. A port the caller chose is kept,
+    and its being taken is the start's error."""
+    from cortexflow.embedded.process import ServerProcess
+
+    picked = ServerProcess(tmp_path / "picked", appendonly=False)
+    with socket.socket() as taken:
+        taken.bind((picked.host, picked.port))
+        taken.listen()
+        first = picked.port
+        picked.start()
+        try:
+            assert picked.port != first
+            assert redis.Redis.from_url(picked.url).ping()
+        finally:
+            picked.stop()
+        chosen = ServerProcess(tmp_path / "chosen", appendonly=False, port=first)
+        with pytest.raises(ServerError, match="exited"):
+            chosen.start()
+        assert chosen.port == first and not chosen.alive()
