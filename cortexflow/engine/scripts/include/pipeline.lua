@@ -56,33 +56,46 @@ end
 -- add it failed for good with that error (a join failed by a child), never run, and with
 -- `dead` == 1 put it in the queue's dead-letter outbox too. `join`: the join (id) of the
 -- fan-out it is a child of.
+-- The key names of a queue this call writes to, built once per queue (a batch of hand-offs
+-- to one queue would build them once per job).
+local queue_keys = {}
+local function keys_of(base)
+  local k = queue_keys[base]
+  if not k then
+    k = {jobs = base .. ':j:', meta = base .. ':meta', wait = base .. ':wait',
+      delayed = base .. ':delayed', events = base .. ':events'}
+    queue_keys[base] = k
+  end
+  return k
+end
+
 local function put_job(base, j, parent, now, failed_error, join, dead)
-  local id = j[1]
-  local jkey = base .. ':j:' .. id
+  local id, k = j[1], keys_of(base)
+  local jkey = k.jobs .. id
   if redis.call('EXISTS', jkey) == 1 then return false end
   local priority, delay = j[4], j[5]
   local group = j[6] or ''  -- the target queue's group of the job ('' for none)
-  local score = waiting_score(base .. ':meta', priority)
+  local score = waiting_score(k.meta, priority)
   local state = 'waiting'
   if failed_error then
     state = 'failed'
   elseif delay > 0 then
     state = 'delayed'
-    redis.call('ZADD', base .. ':delayed', string.format('%.0f', now + delay), id)
+    redis.call('ZADD', k.delayed, string.format('%.0f', now + delay), id)
   elseif group ~= '' then
-    group_enqueue(base .. ':j:', group, id, score)
+    group_enqueue(k.jobs, group, id, score)
   else
-    redis.call('ZADD', base .. ':wait', score, id)
+    redis.call('ZADD', k.wait, score, id)
   end
   local more = {'parent', parent}
   if join then more[3] = 'join'; more[4] = join end
   write_new_job(jkey, j[2], j[3], '', priority, delay, state, now, score, group, more)
-  add_event(base .. ':events', 'e', 'added', 'id', id, 'name', j[2], 'state', state)
+  add_event(k.events, 'e', 'added', 'id', id, 'name', j[2], 'state', state)
   if failed_error then
     redis.call('HSET', jkey, 'finished_at', now, 'error', failed_error)
     redis.call('ZADD', base .. ':failed', now, id)
-    redis.call('HINCRBY', base .. ':meta', 'failed_total', 1)
-    add_event(base .. ':events', 'e', 'failed', 'id', id)
+    redis.call('HINCRBY', k.meta, 'failed_total', 1)
+    add_event(k.events, 'e', 'failed', 'id', id)
     if dead == 1 then
       local entry, letter = dead_letter_entry(jkey, id, failed_error, '', 0)
       redis.call('HSET', jkey, 'dead_letters', letter)
@@ -194,6 +207,17 @@ local function joins_removed(prefix, ids, why)
   end
 end
 
+-- The fields of a finished run's HSET, plus its `children` (the ids its hand-offs added, from
+-- the outcome) when it has some: written with the completion, one command.
+local function with_children(run, fields)
+  local children = run[11]
+  if type(children) == 'string' and children ~= '' then
+    fields[#fields + 1] = 'children'
+    fields[#fields + 1] = children
+  end
+  return fields
+end
+
 -- finish's hook, after a completed or failed-for-good run was written: its hand-offs, its
 -- `children` field, and its end counted toward its join. Returns the groups sent to the outbox.
 local function pipeline_finished(prefix, run, join, now)
@@ -203,9 +227,6 @@ local function pipeline_finished(prefix, run, join, now)
     for _, g in ipairs(run[10]) do
       handoff(g, now, outbox)
       if g[1] == 'o' then sent = sent + 1 end
-    end
-    if type(run[11]) == 'string' and run[11] ~= '' then
-      redis.call('HSET', prefix .. id, 'children', run[11])
     end
   end
   if join then
