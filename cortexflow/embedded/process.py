@@ -143,13 +143,16 @@ class ServerProcess:
             log_at = self._log_size()
             self.spawn(new_session=new_session, die_with_parent=die_with_parent)
             try:
-                self.wait_ready(timeout)
+                self.wait_ready(timeout, log_at)
                 return
-            except BaseException:
+            except ServerError:
                 self.kill()
                 if attempt < 2 and self._picked_port and self._port_taken(log_at):
                     self.port = free_port(self.host)
                     continue
+                raise
+            except BaseException:
+                self.kill()
                 raise
 
     def _log_size(self) -> int:
@@ -158,14 +161,24 @@ class ServerProcess:
         except OSError:
             return 0
 
-    def _port_taken(self, since: int) -> bool:
-        """Whether the server's log says, after byte ``since``, that its port was in use."""
+    def _log_since(self, since: int) -> bytes | None:
+        """The server's log after byte ``since`` (None when there is no log to read)."""
         try:
             with open(self.data_dir / "server.log", "rb") as f:
                 f.seek(since)
-                return b"Address already in use" in f.read()
+                return f.read()
         except OSError:
-            return False
+            return None
+
+    def _accepting(self, since: int) -> bool:
+        """Whether this server's own log (argv() names it) says it accepts connections."""
+        if "logfile" in self.extra:  # a log elsewhere: the PING is all there is
+            return True
+        return b"Ready to accept connections" in (self._log_since(since) or b"")
+
+    def _port_taken(self, since: int) -> bool:
+        """Whether the server's log says, after byte ``since``, that its port was in use."""
+        return b"Address already in use" in (self._log_since(since) or b"")
 
     def spawn(self, new_session: bool = True, die_with_parent: bool = False) -> None:
         """Start the server without waiting for it to answer.
@@ -215,7 +228,10 @@ class ServerProcess:
     def answers(self) -> bool:
         return ping(self.host, self.port, self.unix_socket)
 
-    def wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float, log_from: int | None = None) -> None:
+        """Wait until the server answers. With ``log_from`` (the log's size before the spawn),
+        also until its log says it accepts connections: another server that holds the port
+        this one is about to fail to bind would answer the PING too."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
@@ -223,7 +239,7 @@ class ServerProcess:
                     f"valkey-server exited with code {self.proc.returncode}; "
                     f"see {self.data_dir / 'server.log'}"
                 )
-            if self.answers():
+            if self.answers() and (log_from is None or self._accepting(log_from)):
                 return
             time.sleep(0.05)
         where = self.unix_socket or f"port {self.port}"

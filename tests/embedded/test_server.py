@@ -195,3 +195,19 @@ def test_a_picked_port_taken_before_the_server_binds_it_is_replaced(tmp_path: Pa
         with pytest.raises(ServerError, match="exited"):
             chosen.start()
         assert chosen.port == first and not chosen.alive()
+
+    # Taken by another server, which answers the PING: still not mistaken for this one.
+    other = ServerProcess(tmp_path / "other", appendonly=False)
+    other.start()
+    try:
+        late = ServerProcess(tmp_path / "late", appendonly=False)
+        late.port = other.port  # the race: another server bound it first
+        late.start()
+        try:
+            assert late.port != other.port
+            info = redis.Redis.from_url(late.url).info("server")
+            assert info["process_id"] == late.pid
+        finally:
+            late.stop()
+    finally:
+        other.stop()
