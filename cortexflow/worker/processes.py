@@ -43,7 +43,7 @@ from cortexflow.pdeathsig import die_with_parent
 from cortexflow.telemetry import flush_traces, setup_from_env
 from cortexflow.worker.context import JobContext
 from cortexflow.worker.handlers import HandlerImportError, Requeue, Run, Runner
-from cortexflow.worker.pipe import HandlerProcessDied, answer_adds, pipe_enqueue, recv
+from cortexflow.worker.pipe import ChildAdds, HandlerProcessDied, answer_adds, recv
 
 _SPAWN = multiprocessing.get_context("spawn")
 READY_TIMEOUT = 60.0  # seconds a new child gets to import its handler
@@ -297,12 +297,17 @@ def child_main(conn: Connection, queue: QueueConfig, base_dir: str, url: str, pa
 
     freeze_startup_objects()  # the handler's imports, out of the collector's sight
     conn.send(("ready",))
+    adds = ChildAdds(conn)  # job.add_job() here asks the worker (worker/pipe.py)
     while True:
         try:
-            _, fields = conn.recv()
+            kind, fields = conn.recv()
         except (EOFError, OSError):
             break
-        conn.send(_run_one(loop, runner, client, fields, conn))
+        if kind != "job":
+            continue
+        reply = _run_one(loop, runner, client, fields, adds)
+        adds.settle(loop)  # no add's answer left in the pipe before the outcome
+        conn.send(reply)
     if broker is not None:  # the worker stops: the broker's shutdown, as in a worker process
         from cortexflow.worker.tasks import stop_broker
 
@@ -333,7 +338,7 @@ def _run_one(
     runner: Runner,
     client: Any,
     fields: dict[str, Any],
-    conn: Connection,
+    adds: ChildAdds,
 ) -> Any:
     engine = QueueEngine(client, QueueConfig(name=fields["queue"], handler="-"), fields["prefix"])
     job = JobContext(
@@ -348,7 +353,7 @@ def _run_one(
         created_at=fields["created_at"],
         data=fields["data"],
         settings=fields["settings"],
-        enqueue=pipe_enqueue(conn),  # asks the worker (worker/pipe.py)
+        enqueue=adds.enqueue,  # asks the worker (worker/pipe.py)
     )
     running = set_job(job.id, job.attempt)  # the handler's log lines carry them
     traced = _attach_trace(fields.get("trace"))

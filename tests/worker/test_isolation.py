@@ -242,3 +242,77 @@ def test_add_job_in_an_isolated_handler_adds_through_the_worker(
     assert sorted(delayed) == result["both"]
     assert sorted((j.name, j.priority) for j in delayed.values()) == [("x", 7), ("y", 0)]
     assert jobs.run("after", lambda e: e.stats())["waiting"] == 1  # the refused one: not added
+
+
+CANCELLING = """
+import asyncio, os
+
+
+class NotJson:
+    pass
+
+
+async def handle(data, job):
+    if data.get("odd"):  # a value the worker cannot unpickle: the class is the child's own
+        await job.add_job("after", "odd", {"o": NotJson()})
+    try:  # the caller stops waiting while the add is in flight
+        await asyncio.wait_for(job.add_job("after", "c", {"n": 1}, job_id="c" + data["k"]), 1e-6)
+        first = "done"
+    except asyncio.TimeoutError:
+        first = "timed out"
+    second = await job.add_job("after", "d", {"n": 2}, job_id="d" + data["k"])
+    return {"pid": os.getpid(), "first": first, "second": second}
+"""
+
+
+def test_an_add_whose_caller_stopped_waiting_leaves_the_pipe_in_step(
+    tmp_path: Path, redis_url: str, redis_client: redis.Redis, workers: Callable[..., Proc]
+) -> None:
+    """An add cancelled mid-flight still takes its answer: the next add gets its own id, the
+    next job runs in the same child; data the worker cannot read fails the run at once."""
+    cfg = write_project(
+        tmp_path,
+        """
+        queues:
+          iso:
+            handler: cancelling:handle
+            isolation: process
+            concurrency: 1
+            attempts: 1
+            timeout: 1m
+          after:
+            handler: cancelling:handle
+        """,
+        {"cancelling.py": CANCELLING},
+    )
+    worker = workers(cfg, "iso", redis_url)
+    wait_workers_ready(redis_client, "iso")
+    jobs = Jobs(cfg, redis_url)
+
+    def finished(job_id: str) -> Any:
+        return wait_for(
+            lambda: (
+                (j := jobs.run("iso", lambda e: e.get_job(job_id)))
+                and j.state in ("completed", "failed")
+                and j
+            ),
+            60,
+            message=worker.log,
+        )
+
+    results = []
+    for k in ("1", "2"):
+        jobs.run("iso", lambda e, k=k: e.add("go", {"k": k}, JobOptions(job_id="go" + k)))
+        done = finished("go" + k)
+        assert done.state == "completed", (done.error, worker.log())
+        results.append(done.result)
+    assert [r["second"] for r in results] == ["d1", "d2"]  # each add its own answer
+    assert results[0]["pid"] == results[1]["pid"]  # the child lived on
+    added = {j.id for j in jobs.run("after", lambda e: e.list_jobs("waiting", 0, 100))}
+    assert {"c1", "d1", "c2", "d2"} <= added  # the cancelled adds were made all the same
+
+    jobs.run("iso", lambda e: e.add("go", {"k": "3", "odd": True}, JobOptions(job_id="go3")))
+    odd = finished("go3")
+    assert odd.state == "failed" and "JSON values" in (odd.error or ""), odd.error
+    jobs.run("iso", lambda e: e.add("go", {"k": "4"}, JobOptions(job_id="go4")))
+    assert finished("go4").state == "completed", worker.log()  # a new child took over
