@@ -41,17 +41,15 @@ class ServeOptions:
 
 def listen(host: str, port: int) -> socket.socket:
     """The dashboard's listening socket on ``host``:``port`` (0: a free port, printed in the
-    URL). A port in use is a clear error (exit 1), not uvicorn's log line."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except socket.gaierror as exc:
-        raise UsageError(f"--host {host!r}: not an address of this machine ({exc})") from None
-    sock = socket.socket(family, kind, proto)
+    URL). IPv6 for an address with a colon, else IPv4 (as uvicorn binds: `localhost` is
+    127.0.0.1 even where it also names ::1). A port in use is a clear error (exit 1), not
+    uvicorn's log line."""
+    bare = host.strip("[]")
+    family = socket.AF_INET6 if ":" in bare else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: restart at once
     try:
-        sock.bind(address)
+        sock.bind((bare, port))
         sock.listen(2048)
     except OSError as exc:
         sock.close()
@@ -61,12 +59,17 @@ def listen(host: str, port: int) -> socket.socket:
                 "dashboard?). Stop that, or pick another port: --port 8001, or dashboard: "
                 "port: in queues.yaml"
             ) from None
+        if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+            raise UsageError(
+                f"--host {host!r}: not an address of this machine ({exc.strerror or exc})"
+            ) from None
         raise CortexflowError(f"the dashboard cannot listen on {host} port {port}: {exc}") from None
     return sock
 
 
 def base_url(host: str, port: int) -> str:
-    shown = f"[{host}]" if ":" in host else host
+    bare = host.strip("[]")
+    shown = f"[{bare}]" if ":" in bare else bare
     return f"http://{shown}:{port}/"
 
 

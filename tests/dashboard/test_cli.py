@@ -221,3 +221,22 @@ def test_a_port_in_use_is_a_clear_error_and_port_0_prints_the_port_it_got(
         wait_healthy(d, url.group(1))
     finally:
         d.kill()
+
+
+def test_the_listening_socket_follows_uvicorns_rules_for_the_host() -> None:
+    from cortexflow.dashboard.serve import base_url, listen
+    from cortexflow.errors import UsageError
+
+    with listen("localhost", 0) as sock:  # IPv4, even where localhost also names ::1
+        assert sock.family == socket.AF_INET and sock.getsockname()[0] == "127.0.0.1"
+    if socket.has_ipv6:
+        for host in ("::1", "[::1]"):
+            try:
+                sock = listen(host, 0)
+            except UsageError:  # a machine without IPv6 on its loopback
+                continue
+            with sock:
+                assert sock.family == socket.AF_INET6
+                assert base_url(host, sock.getsockname()[1]).startswith("http://[::1]:")
+    with pytest.raises(UsageError, match="not an address of this machine"):
+        listen("name.invalid", 0)
