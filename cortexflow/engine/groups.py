@@ -30,6 +30,9 @@ GROUP_RULE = (
 )
 SCAN_LIMIT = 10_000  # active jobs looked at for the active count per group
 SCAN_CHUNK = 500  # jobs of a state read per round trip when listing one group's jobs
+# Jobs of a state read at most for one listing (200 round trips, ~100 ms of server time): the
+# dashboard's read-only API can ask for it, so one request must not read a million hashes.
+SCAN_MAX = 100_000
 
 
 def check_group(group: Any) -> str:
@@ -267,16 +270,16 @@ class Groups:
         return out[:limit]
 
     async def _members(self, group: str, state: str, limit: int) -> list[str]:
-        """Ids of up to ``limit`` jobs of ``group`` in ``state``: the state's jobs are read
-        SCAN_CHUNK at a time (their group field only, one pipelined round trip a chunk). Jobs
-        that move while it reads may be missed or seen twice (listed once): a listing, not a
-        snapshot."""
+        """Ids of up to ``limit`` jobs of ``group`` in ``state``, among its first SCAN_MAX: the
+        state's jobs are read SCAN_CHUNK at a time (their group field only, one pipelined round
+        trip a chunk). Jobs that move while it reads may be missed or seen twice (listed once):
+        a listing, not a snapshot."""
         c, k = self.engine.client, self.engine.keys
         read = c.zrevrange if state in ("completed", "failed") else c.zrange
         key, want = k.state_key(state), group.encode()
         found: dict[str, None] = {}
         start = 0
-        while len(found) < limit:
+        while len(found) < limit and start < SCAN_MAX:
             chunk = [_text(i) for i in await read(key, start, start + SCAN_CHUNK - 1)]
             if not chunk:
                 break
