@@ -176,6 +176,7 @@ class CortexflowBroker(AsyncBroker):
         by_queue: dict[str, list[Kick]] = {}
         for kick in jobs:
             by_queue.setdefault(kick[0], []).append(kick)
+        await self.manager.connect()  # once, before the calls (one ping, one policy check)
         calls = [self._add_to(q, kicks) for q, kicks in by_queue.items()]
         for outcome in await asyncio.gather(*calls, return_exceptions=True):
             if isinstance(outcome, BaseException):  # each call ended: nothing left running
