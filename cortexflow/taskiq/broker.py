@@ -178,9 +178,12 @@ class CortexflowBroker(AsyncBroker):
             by_queue.setdefault(kick[0], []).append(kick)
         await self.manager.connect()  # once, before the calls (one ping, one policy check)
         calls = [self._add_to(q, kicks) for q, kicks in by_queue.items()]
-        for outcome in await asyncio.gather(*calls, return_exceptions=True):
-            if isinstance(outcome, BaseException):  # each call ended: nothing left running
-                raise outcome
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)  # each call ended
+        failed = [(q, e) for q, e in zip(by_queue, outcomes, strict=True) if e is not None]
+        for queue, error in failed[1:]:  # the first is raised; the others are said
+            log.error("queue %s: its jobs of this bulk were not added: %s", queue, error)
+        if failed:
+            raise failed[0][1]
 
     async def _add_to(self, queue: str, kicks: list[Kick]) -> None:
         engine = await self._engine(queue)
