@@ -105,8 +105,8 @@ local function finish(KEYS, ARGV)
       add_event(KEYS[9], 'e', EVENT[kind], 'id', id)
       if kind == 'c' then
         totals.completed_total = totals.completed_total + 1
-        redis.call('HSET', jkey, unpack(with_children(run, {'state', 'completed',
-          'finished_at', now, 'token', '', 'attempts_made', p.made, 'result', run[4]})))
+        hset_finished(jkey, run, 'state', 'completed', 'finished_at', now, 'token', '',
+          'attempts_made', p.made, 'result', run[4])
         if run[10] or p.join then handed = handed + pipeline_finished(prefix, run, p.join, now) end
         trim_completed = settle(id, KEYS[4], run[8], ret[2]) or trim_completed
         if p.group then group_left(prefix, p.group, id) end
@@ -125,8 +125,8 @@ local function finish(KEYS, ARGV)
         requeued = true
       else
         totals.failed_total = totals.failed_total + 1
-        redis.call('HSET', jkey, unpack(with_children(run, {'state', 'failed', 'finished_at',
-          now, 'error', run[5], 'stacktrace', run[6], 'token', '', 'attempts_made', p.made})))
+        hset_finished(jkey, run, 'state', 'failed', 'finished_at', now, 'error', run[5],
+          'stacktrace', run[6], 'token', '', 'attempts_made', p.made)
         if p.entry then
           redis.call('HSET', jkey, 'dead_letters', p.letter)
           redis.call('RPUSH', KEYS[8], p.entry)

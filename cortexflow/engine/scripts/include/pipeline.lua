@@ -207,15 +207,14 @@ local function joins_removed(prefix, ids, why)
   end
 end
 
--- The fields of a finished run's HSET, plus its `children` (the ids its hand-offs added, from
--- the outcome) when it has some: written with the completion, one command.
-local function with_children(run, fields)
+-- A finished run's HSET of `...`, with its `children` (the ids its hand-offs added, from the
+-- outcome) when it has some: one command either way, and no table for a plain run.
+local function hset_finished(jkey, run, ...)
   local children = run[11]
   if type(children) == 'string' and children ~= '' then
-    fields[#fields + 1] = 'children'
-    fields[#fields + 1] = children
+    return redis.call('HSET', jkey, 'children', children, ...)
   end
-  return fields
+  return redis.call('HSET', jkey, ...)
 end
 
 -- finish's hook, after a completed or failed-for-good run was written: its hand-offs, its
