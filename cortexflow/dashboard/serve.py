@@ -88,6 +88,11 @@ def print_url(
     section's, else the defaults."""
     from cortexflow.config import load_config
 
+    if options.port == 0:
+        raise UsageError(
+            "--print-url needs the port the dashboard listens on: with --port 0 it picks one "
+            "when it starts and prints its URL then"
+        )
     env = os.environ if env is None else env
     config = load_config(options.config)
     tokens = load_tokens(env, data_dir_for(config))

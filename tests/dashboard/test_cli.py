@@ -208,6 +208,16 @@ def test_a_port_in_use_is_a_clear_error_and_port_0_prints_the_port_it_got(
     assert f"cannot listen on 127.0.0.1 port {port}: it is in use" in r.stderr
     assert "--port" in r.stderr and "Traceback" not in r.stderr
     assert "dashboard: open" not in r.stderr  # no URL that does not work
+    shown = subprocess.run(
+        [*CMD, str(project), "--print-url", "--port", "0"],
+        env=env_without_tokens(CORTEXFLOW_TOKEN="t" * 32),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 2 and "--print-url needs the port" in shown.stderr, shown.stderr
+    assert shown.stdout == ""  # no URL with port 0 in it
 
     d = Proc(
         cortexflow_argv("dashboard", "-f", str(project), "--redis-url", redis_url, "--port", "0"),
