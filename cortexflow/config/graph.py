@@ -26,6 +26,7 @@ class Edge:
     on: Literal["completed", "failed"] = "completed"
     for_each: str | None = None
     allow_cycle: bool = False
+    conditional: bool = False  # a route with `when:` (taken only when its condition holds)
 
 
 def pipeline(config: Config) -> tuple[list[str], list[Edge]]:
@@ -44,6 +45,7 @@ def pipeline(config: Config) -> tuple[list[str], list[Edge]]:
                     on=route.on,
                     for_each=route.for_each,
                     allow_cycle=route.allow_cycle,
+                    conditional=bool(route.when),
                 )
             )
             if route.join is not None:

@@ -42,6 +42,8 @@ def short_label(edge: Edge) -> str:
     text = f"join {edge.name}" if edge.kind == "join" else edge.name
     if edge.for_each is not None:
         text += " (for each)"
+    if edge.conditional:
+        text += " (when)"  # the condition itself: on hover (the arrow's title)
     if edge.kind == "route" and edge.on == "failed":
         text += " (on failed)"
     return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"

@@ -144,6 +144,9 @@ def test_the_overview_draws_a_box_per_queue_and_an_arrow_per_route(
     fan_out = next(g for g in svg.iter(f"{SVG}g") if g.get("data-to") == "message-processing")
     assert "edge-for-each" in (fan_out.get("class") or "")
     assert "process-message (for each)" in "".join(fan_out.itertext())
+    emails = next(g for g in svg.iter(f"{SVG}g") if g.get("data-to") == "email-sending")
+    assert emails.findtext(f"{SVG}text") == "send-email (when)"  # the condition: on hover
+    assert 'when /type equals "email"' in (emails.findtext(f"{SVG}title") or "")
     # The same config and counts draw the same SVG; the live fragment carries it too.
     again = httpx.get(base + "/fragments/overview", headers=READ, timeout=20).text
     assert ET.tostring(svg_of(again)) == ET.tostring(svg)
@@ -181,7 +184,8 @@ def test_no_pipeline_section_without_routes_and_names_are_escaped(
         svg = svg_of(page)  # parses: nothing broke out of its text
         (edge,) = [g for g in svg.iter(f"{SVG}g") if g.get("data-kind") == "route"]
         label = edge.find(f"{SVG}text")
-        assert label is not None and label.text == HOSTILE_NAME
+        # the name, whole and escaped, then " (when)" (cut at the label's length)
+        assert label is not None and (label.text or "").startswith(HOSTILE_NAME)
         title = edge.findtext(f"{SVG}title") or ""
         assert f'a → b: {HOSTILE_NAME}, when /x equals "<i>"' == title
 
