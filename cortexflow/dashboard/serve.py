@@ -46,7 +46,10 @@ def listen(host: str, port: int) -> socket.socket:
     uvicorn's log line."""
     bare = host.strip("[]")
     family = socket.AF_INET6 if ":" in bare else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:  # no IPv6 on this machine
+        raise UsageError(f"--host {host!r}: this machine cannot listen there ({exc})") from None
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: restart at once
     try:
         sock.bind((bare, port))
