@@ -60,6 +60,19 @@ def _ran(client: redis.Redis) -> list[dict[str, Any]]:
     return [json.loads(x) for x in client.lrange("test:ran", 0, -1)]
 
 
+def _finished(jobs: Jobs, job_id: str, worker: Proc, timeout: float = 60) -> Any:
+    """Job ``job_id`` of queue iso once completed or failed for good (fails with the log)."""
+    return wait_for(
+        lambda: (
+            (j := jobs.run("iso", lambda e: e.get_job(job_id)))
+            and j.state in ("completed", "failed")
+            and j
+        ),
+        timeout,
+        message=worker.log,
+    )
+
+
 @pytest.mark.slow
 def test_a_hung_handler_is_killed_at_its_timeout_and_the_retry_runs(
     tmp_path: Path, redis_url: str, redis_client: redis.Redis, workers: Callable[..., Proc]
@@ -70,15 +83,7 @@ def test_a_hung_handler_is_killed_at_its_timeout_and_the_retry_runs(
     jobs = Jobs(cfg, redis_url)
     jobs.run("iso", lambda e: e.add("n", {"n": 0, "hang": True}, JobOptions(job_id="h")))
     jobs.run("iso", lambda e: e.add_bulk([("n", {"n": i}, None) for i in range(1, 4)]))
-    job = wait_for(
-        lambda: (
-            (j := jobs.run("iso", lambda e: e.get_job("h")))
-            and j.state in ("completed", "failed")
-            and j
-        ),
-        30,
-        message=worker.log,
-    )
+    job = _finished(jobs, "h", worker, 30)
     assert (job.state, job.attempts_made) == ("completed", 2), worker.log()
     runs = _ran(redis_client)
     hung = next(r["pid"] for r in runs if r["n"] == 0)
@@ -223,15 +228,7 @@ def test_add_job_in_an_isolated_handler_adds_through_the_worker(
     wait_workers_ready(redis_client, "iso")
     jobs = Jobs(cfg, redis_url)
     jobs.run("iso", lambda e: e.add("go", {"n": 5}, JobOptions(job_id="go")))
-    done = wait_for(
-        lambda: (
-            (j := jobs.run("iso", lambda e: e.get_job("go")))
-            and j.state in ("completed", "failed")
-            and j
-        ),
-        60,
-        message=worker.log,
-    )
+    done = _finished(jobs, "go", worker)
     assert done.state == "completed", (done.error, worker.log())
     result = done.result
     assert result["pid"] != worker.pid  # it ran in a child
@@ -289,21 +286,10 @@ def test_an_add_whose_caller_stopped_waiting_leaves_the_pipe_in_step(
     wait_workers_ready(redis_client, "iso")
     jobs = Jobs(cfg, redis_url)
 
-    def finished(job_id: str) -> Any:
-        return wait_for(
-            lambda: (
-                (j := jobs.run("iso", lambda e: e.get_job(job_id)))
-                and j.state in ("completed", "failed")
-                and j
-            ),
-            60,
-            message=worker.log,
-        )
-
     results = []
     for k in ("1", "2"):
         jobs.run("iso", lambda e, k=k: e.add("go", {"k": k}, JobOptions(job_id="go" + k)))
-        done = finished("go" + k)
+        done = _finished(jobs, "go" + k, worker)
         assert done.state == "completed", (done.error, worker.log())
         results.append(done.result)
     assert [r["second"] for r in results] == ["d1", "d2"]  # each add its own answer
@@ -312,7 +298,9 @@ def test_an_add_whose_caller_stopped_waiting_leaves_the_pipe_in_step(
     assert {"c1", "d1", "c2", "d2"} <= added  # the cancelled adds were made all the same
 
     jobs.run("iso", lambda e: e.add("go", {"k": "3", "odd": True}, JobOptions(job_id="go3")))
-    odd = finished("go3")
+    odd = _finished(jobs, "go3", worker)
     assert odd.state == "failed" and "JSON values" in (odd.error or ""), odd.error
     jobs.run("iso", lambda e: e.add("go", {"k": "4"}, JobOptions(job_id="go4")))
-    assert finished("go4").state == "completed", worker.log()  # a new child took over
+    assert _finished(jobs, "go4", worker).state == "completed", (
+        worker.log()
+    )  # a new child took over
