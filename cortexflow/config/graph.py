@@ -10,7 +10,6 @@ from typing import Literal
 from cortexflow.config.model import Config, Route
 
 EdgeKind = Literal["route", "join", "dead_letter"]
-DEAD_LETTER = "dead letter"  # the label of a queue's edge to its dead-letter queue
 
 
 @dataclass(frozen=True)
@@ -53,13 +52,8 @@ def pipeline(config: Config) -> tuple[list[str], list[Edge]]:
                 text = f"join {route.join.name} ({policy})"
                 out.append(Edge(route.to, route.join.to, "join", route.join.name, text))
         if queue.dead_letter:
-            out.append(Edge(name, queue.dead_letter, "dead_letter", "", DEAD_LETTER, "failed"))
+            out.append(Edge(name, queue.dead_letter, "dead_letter", "", "dead letter", "failed"))
     return list(config.queues), out
-
-
-def edges(config: Config) -> list[tuple[str, str, str]]:
-    """(from, to, label) per route and per join, in the file's order (no dead letters)."""
-    return [(e.source, e.target, e.label) for e in drawn(config, dead_letters=False)]
 
 
 def drawn(config: Config, dead_letters: bool) -> list[Edge]:
